@@ -1,0 +1,56 @@
+package authz
+
+import (
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-uma/caddy-uma/store"
+)
+
+// Client is an OAuth client registered at the AS.
+type Client struct {
+	// ID is the client identifier.
+	ID string
+	// Secret is the client secret, in plain text or as a bcrypt hash
+	// ($2a$, $2b$ or $2y$). Empty means a public client.
+	Secret string
+	// ResourceServer allows the client to obtain PATs (scope
+	// uma_protection) and to use the protection API.
+	ResourceServer bool
+	// Scopes are the scopes the client pre-registered: the UMA
+	// RegisteredScopes of the grant, and the scopes it may ask for in a
+	// client_credentials grant besides uma_protection.
+	Scopes []string
+	// RedirectURIs are the registered OAuth redirect URIs.
+	RedirectURIs []string
+	// ClaimsRedirectURIs are the registered UMA claims redirect URIs.
+	ClaimsRedirectURIs []string
+}
+
+// Config configures a Server.
+type Config struct {
+	// Issuer is the AS's issuer identifier: an absolute URL with no query
+	// or fragment. Every endpoint lives under its path.
+	Issuer string
+	// Store persists the AS's state. The Server does not close it.
+	Store store.Store
+	// Clients are the registered clients.
+	Clients []Client
+	// SigningAlg is the JWS algorithm of generated signing keys: ES256
+	// (default), EdDSA or RS256.
+	SigningAlg string
+	// KeyRotation is how often a new signing key replaces the current one;
+	// zero means never.
+	KeyRotation time.Duration
+	// PATTTL, TicketTTL and RPTTTL are token lifetimes; zero means the
+	// defaults (1h, 5m, 5m).
+	PATTTL    time.Duration
+	TicketTTL time.Duration
+	RPTTTL    time.Duration
+	// Logger receives the AS's logs; nil means no logs. Tokens and secrets
+	// are never logged.
+	Logger *zap.Logger
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
