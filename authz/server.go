@@ -1,34 +1,199 @@
 // Package authz is the UMA 2.0 authorization server: discovery, JWKS, the
 // token endpoint, the protection API (resource registration, permission
-// endpoint, introspection) and revocation, as a plain net/http handler.
+// endpoint, introspection) and revocation, as a plain net/http handler
+// with no Caddy imports.
+//
+// Every endpoint lives under the path of the issuer URL:
+//
+//	{issuer}/.well-known/uma2-configuration   UMA discovery
+//	{issuer}/.well-known/oauth-authorization-server, and
+//	/.well-known/oauth-authorization-server{issuer path}   RFC 8414 metadata
+//	{issuer}/jwks                             public signing keys
+//	{issuer}/token                            token endpoint
+//	{issuer}/introspect                       RFC 7662 with UMA permissions
+//	{issuer}/revoke                           RFC 7009
+//	{issuer}/resource_set[/{_id}]             resource registration
+//	{issuer}/permission                       permission tickets
 package authz
 
 import (
 	"context"
+	"crypto/cipher"
+	"crypto/sha256"
+	"fmt"
 	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-uma/caddy-uma/store"
 )
 
-// Server is the authorization server. It serves every endpoint under the
-// path of its issuer URL.
+// Default token lifetimes.
+const (
+	DefaultPATTTL    = time.Hour
+	DefaultTicketTTL = 5 * time.Minute
+	DefaultRPTTTL    = 5 * time.Minute
+)
+
+// Endpoint paths, relative to the issuer's path.
+const (
+	PathUMAConfiguration = "/.well-known/uma2-configuration"
+	PathOAuthMetadata    = "/.well-known/oauth-authorization-server"
+	PathJWKS             = "/jwks"
+	PathToken            = "/token"
+	PathIntrospect       = "/introspect"
+	PathRevoke           = "/revoke"
+	PathResourceSet      = "/resource_set"
+	PathPermission       = "/permission"
+)
+
+// Server is the authorization server. It is safe for concurrent use.
 type Server struct {
-	cfg Config
+	issuer   string // without a trailing slash
+	basePath string // the issuer's path, without a trailing slash
+	store    store.Store
+	clients  map[string]*registeredClient
+	// dummySum is compared against when a client is unknown, so that
+	// unknown and known clients take the same time.
+	dummySum  [32]byte
+	keys      *keyRing
+	tickets   cipher.AEAD
+	patTTL    time.Duration
+	ticketTTL time.Duration
+	rptTTL    time.Duration
+	log       *zap.Logger
+	now       func() time.Time
 }
 
 // New returns a Server for cfg. It loads the signing keys from the store,
-// generating one on first start.
+// generating one on first start, and rotates the current key when due.
 func New(ctx context.Context, cfg Config) (*Server, error) {
-	return &Server{cfg: cfg}, nil
+	issuer, basePath, err := parseIssuer(cfg.Issuer)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Store == nil {
+		return nil, fmt.Errorf("no store configured")
+	}
+	clients, err := newClientRegistry(cfg.Clients)
+	if err != nil {
+		return nil, fmt.Errorf("registering clients: %w", err)
+	}
+	s := &Server{
+		issuer:    issuer,
+		basePath:  basePath,
+		store:     cfg.Store,
+		clients:   clients,
+		dummySum:  sha256.Sum256([]byte("caddy-uma: no such client")),
+		patTTL:    orDefault(cfg.PATTTL, DefaultPATTTL),
+		ticketTTL: orDefault(cfg.TicketTTL, DefaultTicketTTL),
+		rptTTL:    orDefault(cfg.RPTTTL, DefaultRPTTTL),
+		log:       cfg.Logger,
+		now:       cfg.Now,
+	}
+	if s.log == nil {
+		s.log = zap.NewNop()
+	}
+	if s.now == nil {
+		s.now = time.Now
+	}
+	alg := cfg.SigningAlg
+	if alg == "" {
+		alg = "ES256"
+	}
+	s.keys = &keyRing{
+		store:     cfg.Store,
+		alg:       alg,
+		rotation:  cfg.KeyRotation,
+		retention: s.rptTTL,
+		now:       s.now,
+	}
+	if err := s.keys.load(ctx); err != nil {
+		return nil, fmt.Errorf("loading signing keys: %w", err)
+	}
+	if s.tickets, err = loadTicketCipher(ctx, cfg.Store); err != nil {
+		return nil, fmt.Errorf("loading the ticket key: %w", err)
+	}
+	return s, nil
 }
 
-// ServeHTTP serves the AS endpoints. Requests outside the issuer's path get
-// a 404 in OAuth error format.
+func orDefault(d, def time.Duration) time.Duration {
+	if d <= 0 {
+		return def
+	}
+	return d
+}
+
+// parseIssuer validates an issuer identifier (RFC 8414 section 2: a URL
+// with no query or fragment) and returns it without a trailing slash, with
+// its path.
+func parseIssuer(raw string) (issuer, path string, err error) {
+	u, err := url.Parse(raw)
+	if err != nil || !u.IsAbs() || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
+		return "", "", fmt.Errorf("issuer %q must be an absolute http(s) URL", raw)
+	}
+	if u.RawQuery != "" || u.Fragment != "" || strings.Contains(raw, "#") || strings.Contains(raw, "?") {
+		return "", "", fmt.Errorf("issuer %q must not have a query or fragment", raw)
+	}
+	issuer = strings.TrimRight(raw, "/")
+	return issuer, strings.TrimRight(u.EscapedPath(), "/"), nil
+}
+
+// Issuer returns the issuer identifier.
+func (s *Server) Issuer() string { return s.issuer }
+
+// endpoint returns the absolute URL of an endpoint path.
+func (s *Server) endpoint(path string) string { return s.issuer + path }
+
+// route returns the handler for a request path, or nil.
+func (s *Server) route(path string) http.HandlerFunc {
+	if s.basePath != "" && path == PathOAuthMetadata+s.basePath {
+		return s.serveOAuthMetadata
+	}
+	rel, ok := strings.CutPrefix(path, s.basePath)
+	if !ok || (rel != "" && rel[0] != '/') {
+		return nil
+	}
+	switch rel {
+	case PathUMAConfiguration:
+		return s.serveUMAConfiguration
+	case PathOAuthMetadata:
+		return s.serveOAuthMetadata
+	case PathJWKS:
+		return s.serveJWKS
+	case PathToken:
+		return s.serveToken
+	case PathIntrospect:
+		return s.serveIntrospect
+	case PathRevoke:
+		return s.serveRevoke
+	case PathPermission:
+		return s.servePermission
+	case PathResourceSet, PathResourceSet + "/":
+		return s.serveResourceSet
+	}
+	if id, ok := strings.CutPrefix(rel, PathResourceSet+"/"); ok && id != "" && !strings.Contains(id, "/") {
+		return func(w http.ResponseWriter, r *http.Request) { s.serveResource(w, r, id) }
+	}
+	return nil
+}
+
+// Handles reports whether path is one of the AS's endpoints.
+func (s *Server) Handles(path string) bool { return s.route(path) != nil }
+
+// ServeHTTP serves the AS endpoints. Other paths get a 404 in OAuth error
+// format.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	http.Error(w, "not implemented", http.StatusNotImplemented)
+	h := s.route(r.URL.Path)
+	if h == nil {
+		writeError(w, &oauthError{Status: http.StatusNotFound, Code: "not_found", Description: "no such endpoint"})
+		return
+	}
+	h(w, r)
 }
 
 // Close stops the server's background work. It does not close the store.
 func (s *Server) Close() error { return nil }
-
-// Handles reports whether path is one the AS serves: any path under the
-// issuer's path, and the RFC 8414 metadata path derived from the issuer.
-func (s *Server) Handles(path string) bool { return true }

@@ -1,0 +1,94 @@
+package authz
+
+import (
+	"net/http"
+)
+
+// GrantTypeUMATicket is the UMA grant's grant_type.
+const GrantTypeUMATicket = "urn:ietf:params:oauth:grant-type:uma-ticket"
+
+// Metadata is the AS metadata document: RFC 8414 members plus the UMA
+// members of the UMA 2.0 Grant and Federated Authorization specs.
+type Metadata struct {
+	Issuer                                 string   `json:"issuer"`
+	AuthorizationEndpoint                  string   `json:"authorization_endpoint,omitempty"`
+	TokenEndpoint                          string   `json:"token_endpoint"`
+	JWKSURI                                string   `json:"jwks_uri"`
+	RegistrationEndpoint                   string   `json:"registration_endpoint,omitempty"`
+	ScopesSupported                        []string `json:"scopes_supported"`
+	ResponseTypesSupported                 []string `json:"response_types_supported"`
+	ResponseModesSupported                 []string `json:"response_modes_supported,omitempty"`
+	GrantTypesSupported                    []string `json:"grant_types_supported"`
+	TokenEndpointAuthMethodsSupported      []string `json:"token_endpoint_auth_methods_supported"`
+	RevocationEndpoint                     string   `json:"revocation_endpoint"`
+	RevocationEndpointAuthMethodsSupported []string `json:"revocation_endpoint_auth_methods_supported"`
+	IntrospectionEndpoint                  string   `json:"introspection_endpoint"`
+	IntrospectionEndpointAuthMethods       []string `json:"introspection_endpoint_auth_methods_supported"`
+	CodeChallengeMethodsSupported          []string `json:"code_challenge_methods_supported,omitempty"`
+	// UMA members.
+	PermissionEndpoint           string   `json:"permission_endpoint"`
+	ResourceRegistrationEndpoint string   `json:"resource_registration_endpoint"`
+	ClaimsInteractionEndpoint    string   `json:"claims_interaction_endpoint,omitempty"`
+	UMAProfilesSupported         []string `json:"uma_profiles_supported"`
+}
+
+// Metadata returns the AS metadata, with absolute URLs built from the
+// issuer.
+func (s *Server) Metadata() Metadata {
+	clientAuth := []string{"client_secret_basic", "client_secret_post"}
+	return Metadata{
+		Issuer:                                 s.issuer,
+		TokenEndpoint:                          s.endpoint(PathToken),
+		JWKSURI:                                s.endpoint(PathJWKS),
+		ScopesSupported:                        []string{ScopeProtection},
+		ResponseTypesSupported:                 []string{},
+		GrantTypesSupported:                    []string{"client_credentials"},
+		TokenEndpointAuthMethodsSupported:      clientAuth,
+		RevocationEndpoint:                     s.endpoint(PathRevoke),
+		RevocationEndpointAuthMethodsSupported: clientAuth,
+		IntrospectionEndpoint:                  s.endpoint(PathIntrospect),
+		IntrospectionEndpointAuthMethods:       clientAuth,
+		PermissionEndpoint:                     s.endpoint(PathPermission),
+		ResourceRegistrationEndpoint:           s.endpoint(PathResourceSet),
+		UMAProfilesSupported:                   []string{},
+	}
+}
+
+func allowGet(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodGet || r.Method == http.MethodHead {
+		return true
+	}
+	writeError(w, errMethod(http.MethodGet, http.MethodHead))
+	return false
+}
+
+// serveUMAConfiguration serves {issuer}/.well-known/uma2-configuration.
+func (s *Server) serveUMAConfiguration(w http.ResponseWriter, r *http.Request) {
+	if allowGet(w, r) {
+		writeMetadata(w, s.Metadata())
+	}
+}
+
+// serveOAuthMetadata serves the RFC 8414 metadata document.
+func (s *Server) serveOAuthMetadata(w http.ResponseWriter, r *http.Request) {
+	if allowGet(w, r) {
+		writeMetadata(w, s.Metadata())
+	}
+}
+
+// writeMetadata writes a metadata document.
+func writeMetadata(w http.ResponseWriter, m Metadata) {
+	writeJSON(w, http.StatusOK, m)
+}
+
+// serveJWKS serves the public signing keys.
+func (s *Server) serveJWKS(w http.ResponseWriter, r *http.Request) {
+	if !allowGet(w, r) {
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/jwk-set+json")
+	h.Set("Cache-Control", "public, max-age=300")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(s.keys.JWKS())
+}

@@ -1,0 +1,265 @@
+package authz
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jwt"
+
+	"github.com/caddy-uma/caddy-uma/store"
+)
+
+// nsSigningKeys is the Records namespace of signing keys.
+const nsSigningKeys = "signing_key"
+
+// keyRecord is a signing key as persisted. The private key never leaves the
+// store except to sign; only public keys are published.
+type keyRecord struct {
+	ID        string          `json:"kid"`
+	Alg       string          `json:"alg"`
+	JWK       json.RawMessage `json:"jwk"`
+	CreatedAt time.Time       `json:"created_at"`
+	RetiredAt time.Time       `json:"retired_at,omitzero"`
+}
+
+// signingKey is a loaded key record.
+type signingKey struct {
+	rec     keyRecord
+	alg     jwa.SignatureAlgorithm
+	private jwk.Key
+	public  jwk.Key
+}
+
+// keyRing holds the current signing key and the retired keys still
+// published in the JWKS, so that tokens they signed stay verifiable until
+// they expire.
+type keyRing struct {
+	store    store.Records
+	alg      string
+	rotation time.Duration
+	// retention is how long a retired key stays published: the lifetime of
+	// the longest-lived token it may have signed.
+	retention time.Duration
+	now       func() time.Time
+
+	mu      sync.RWMutex
+	current *signingKey
+	keys    []*signingKey // current and retired, newest first
+	public  jwk.Set
+	jwks    []byte
+}
+
+// load reads the keys from the store and makes sure a current key of the
+// configured algorithm exists, generating one on first start or when the
+// current one is due for rotation.
+func (kr *keyRing) load(ctx context.Context) error {
+	kr.mu.Lock()
+	defer kr.mu.Unlock()
+	return kr.loadLocked(ctx)
+}
+
+func (kr *keyRing) loadLocked(ctx context.Context) error {
+	recs, err := kr.store.List(ctx, nsSigningKeys, "", 0)
+	if err != nil {
+		return fmt.Errorf("listing signing keys: %w", err)
+	}
+	var keys []*signingKey
+	for _, r := range recs {
+		var rec keyRecord
+		if err := json.Unmarshal(r.Value, &rec); err != nil {
+			return fmt.Errorf("decoding signing key %q: %w", r.Key, err)
+		}
+		k, err := parseKeyRecord(rec)
+		if err != nil {
+			return err
+		}
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].rec.CreatedAt.After(keys[j].rec.CreatedAt) })
+	now := kr.now()
+	var current *signingKey
+	for _, k := range keys {
+		if k.rec.RetiredAt.IsZero() && k.rec.Alg == kr.alg {
+			current = k
+			break
+		}
+	}
+	if current == nil || (kr.rotation > 0 && now.Sub(current.rec.CreatedAt) >= kr.rotation) {
+		fresh, err := kr.generate(ctx, now)
+		if err != nil {
+			return err
+		}
+		// Retire every other active key.
+		for _, k := range keys {
+			if k.rec.RetiredAt.IsZero() {
+				k.rec.RetiredAt = now
+				if err := kr.put(ctx, k.rec); err != nil {
+					return err
+				}
+			}
+		}
+		keys = append([]*signingKey{fresh}, keys...)
+		current = fresh
+	}
+	set := jwk.NewSet()
+	var live []*signingKey
+	for _, k := range keys {
+		if !k.rec.RetiredAt.IsZero() && now.After(k.rec.RetiredAt.Add(kr.retention)) {
+			continue
+		}
+		live = append(live, k)
+		if err := set.AddKey(k.public); err != nil {
+			return fmt.Errorf("building the JWKS: %w", err)
+		}
+	}
+	jwks, err := json.Marshal(set)
+	if err != nil {
+		return fmt.Errorf("encoding the JWKS: %w", err)
+	}
+	kr.current, kr.keys, kr.public, kr.jwks = current, live, set, jwks
+	return nil
+}
+
+func (kr *keyRing) put(ctx context.Context, rec keyRecord) error {
+	val, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	var exp time.Time
+	if !rec.RetiredAt.IsZero() {
+		exp = rec.RetiredAt.Add(kr.retention + time.Minute)
+	}
+	if err := kr.store.Put(ctx, nsSigningKeys, rec.ID, val, exp); err != nil {
+		return fmt.Errorf("storing signing key: %w", err)
+	}
+	return nil
+}
+
+// generate creates, stores and returns a new signing key.
+func (kr *keyRing) generate(ctx context.Context, now time.Time) (*signingKey, error) {
+	var raw any
+	var err error
+	switch kr.alg {
+	case "ES256":
+		raw, err = ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	case "EdDSA":
+		_, raw, err = ed25519.GenerateKey(rand.Reader)
+	case "RS256":
+		raw, err = rsa.GenerateKey(rand.Reader, 2048)
+	default:
+		return nil, fmt.Errorf("unsupported signing algorithm %q", kr.alg)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("generating a %s key: %w", kr.alg, err)
+	}
+	key, err := jwk.Import(raw)
+	if err != nil {
+		return nil, fmt.Errorf("importing the new key: %w", err)
+	}
+	if err := jwk.AssignKeyID(key); err != nil {
+		return nil, fmt.Errorf("assigning a key id: %w", err)
+	}
+	kid, _ := key.KeyID()
+	alg, _ := jwa.LookupSignatureAlgorithm(kr.alg)
+	if err := key.Set(jwk.AlgorithmKey, alg); err != nil {
+		return nil, err
+	}
+	if err := key.Set(jwk.KeyUsageKey, "sig"); err != nil {
+		return nil, err
+	}
+	enc, err := json.Marshal(key)
+	if err != nil {
+		return nil, fmt.Errorf("encoding the new key: %w", err)
+	}
+	rec := keyRecord{ID: kid, Alg: kr.alg, JWK: enc, CreatedAt: now}
+	val, err := json.Marshal(rec)
+	if err != nil {
+		return nil, err
+	}
+	if err := kr.store.Insert(ctx, nsSigningKeys, kid, val, time.Time{}); err != nil {
+		return nil, fmt.Errorf("storing the new signing key: %w", err)
+	}
+	return parseKeyRecord(rec)
+}
+
+func parseKeyRecord(rec keyRecord) (*signingKey, error) {
+	priv, err := jwk.ParseKey(rec.JWK)
+	if err != nil {
+		return nil, fmt.Errorf("parsing signing key %q: %w", rec.ID, err)
+	}
+	pub, err := jwk.PublicKeyOf(priv)
+	if err != nil {
+		return nil, fmt.Errorf("deriving public key of %q: %w", rec.ID, err)
+	}
+	alg, ok := jwa.LookupSignatureAlgorithm(rec.Alg)
+	if !ok {
+		return nil, fmt.Errorf("signing key %q has unknown algorithm %q", rec.ID, rec.Alg)
+	}
+	return &signingKey{rec: rec, alg: alg, private: priv, public: pub}, nil
+}
+
+// rotateIfDue replaces the current key when the rotation period has passed.
+func (kr *keyRing) rotateIfDue(ctx context.Context) error {
+	if kr.rotation <= 0 {
+		return nil
+	}
+	kr.mu.RLock()
+	due := kr.now().Sub(kr.current.rec.CreatedAt) >= kr.rotation
+	kr.mu.RUnlock()
+	if !due {
+		return nil
+	}
+	kr.mu.Lock()
+	defer kr.mu.Unlock()
+	return kr.loadLocked(ctx)
+}
+
+// JWKS returns the published key set as JSON.
+func (kr *keyRing) JWKS() []byte {
+	kr.mu.RLock()
+	defer kr.mu.RUnlock()
+	return kr.jwks
+}
+
+// sign signs tok with the current key.
+func (kr *keyRing) sign(ctx context.Context, tok jwt.Token) (string, error) {
+	if err := kr.rotateIfDue(ctx); err != nil {
+		return "", err
+	}
+	kr.mu.RLock()
+	k := kr.current
+	kr.mu.RUnlock()
+	b, err := jwt.Sign(tok, jwt.WithKey(k.alg, k.private))
+	if err != nil {
+		return "", fmt.Errorf("signing a token: %w", err)
+	}
+	return string(b), nil
+}
+
+// errBadSignature reports a token not signed by one of the published keys.
+var errBadSignature = errors.New("token signature does not verify with the AS keys")
+
+// verify parses a compact JWS signed by one of the published keys, without
+// validating its claims.
+func (kr *keyRing) verify(token string) (jwt.Token, error) {
+	kr.mu.RLock()
+	set := kr.public
+	kr.mu.RUnlock()
+	tok, err := jwt.ParseString(token, jwt.WithKeySet(set), jwt.WithValidate(false))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", errBadSignature, err)
+	}
+	return tok, nil
+}

@@ -1,0 +1,37 @@
+package authz
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwt"
+)
+
+func newTestJWT(t *testing.T) jwt.Token {
+	t.Helper()
+	tok, err := jwt.NewBuilder().Issuer("test").Expiration(time.Now().Add(time.Minute)).Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func TestSignAndVerify(t *testing.T) {
+	as := newTestAS(t, nil)
+	signed, err := as.srv.keys.sign(context.Background(), newTestJWT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := as.srv.keys.verify(signed); err != nil {
+		t.Fatalf("verify own token: %v", err)
+	}
+	other := newTestAS(t, nil)
+	if _, err := other.srv.keys.verify(signed); err == nil {
+		t.Fatal("a token signed by another AS verified")
+	}
+	tampered := signed[:len(signed)-4] + "AAAA"
+	if _, err := as.srv.keys.verify(tampered); err == nil {
+		t.Fatal("tampered token verified")
+	}
+}

@@ -1,0 +1,15 @@
+package authz
+
+import (
+	"strings"
+
+	"go.uber.org/zap"
+)
+
+// Log fields. Tokens and secrets are never logged.
+func errField(err error) zap.Field      { return zap.Error(err) }
+func clientField(id string) zap.Field   { return zap.String("client_id", id) }
+func scopeField(s []string) zap.Field   { return zap.String("scope", strings.Join(s, " ")) }
+func ownerField(owner string) zap.Field { return zap.String("owner", owner) }
+
+func resourceField(id string) zap.Field { return zap.String("resource_id", id) }

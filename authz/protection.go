@@ -1,0 +1,79 @@
+package authz
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/caddy-uma/caddy-uma/store"
+)
+
+// protectionCaller is a resource server calling the protection API with a
+// PAT, on behalf of a resource owner.
+type protectionCaller struct {
+	// ClientID is the resource server.
+	ClientID string
+	// Subject is the PAT's subject: the resource owner for a PAT obtained
+	// by an owner's consent, or the resource server itself for a PAT
+	// obtained with client credentials.
+	Subject string
+}
+
+// actsForAnyOwner reports whether the caller holds a PAT of its own
+// (client credentials), which may name the owner of what it registers.
+func (c protectionCaller) actsForAnyOwner() bool { return c.Subject == c.ClientID }
+
+// mayManage reports whether res is within the caller's reach: registered by
+// this resource server, and for an owner's PAT, owned by that owner.
+func (c protectionCaller) mayManage(res store.Resource) bool {
+	if res.ResourceServer != c.ClientID {
+		return false
+	}
+	return c.actsForAnyOwner() || res.Owner == c.Subject
+}
+
+// bearerToken returns the RFC 6750 Authorization header token.
+func bearerToken(r *http.Request) (string, bool) {
+	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
+}
+
+// requirePAT authenticates a protection API request. RFC 6750 errors: no
+// token is a 401 with a bare challenge, a bad token a 401 invalid_token,
+// and a token without uma_protection a 403 insufficient_scope.
+func (s *Server) requirePAT(r *http.Request) (protectionCaller, error) {
+	realm := "realm=" + quote(s.issuer)
+	tok, ok := bearerToken(r)
+	if !ok {
+		return protectionCaller{}, &oauthError{
+			Status: http.StatusUnauthorized, Code: "invalid_token",
+			Description: "a PAT is required as a Bearer token",
+			Challenge:   "Bearer " + realm,
+		}
+	}
+	rec, err := s.lookupToken(r.Context(), tok)
+	if err != nil && !errors.Is(err, errUnknownToken) {
+		s.log.Error("looking up a PAT", errField(err))
+		return protectionCaller{}, errServer("could not check the token")
+	}
+	c := s.clients[rec.ClientID]
+	if err != nil || rec.Kind != kindAccess || c == nil {
+		return protectionCaller{}, &oauthError{
+			Status: http.StatusUnauthorized, Code: "invalid_token",
+			Description: "the token is unknown, expired or revoked",
+			Challenge:   "Bearer " + realm + `, error="invalid_token", error_description="the token is unknown, expired or revoked"`,
+		}
+	}
+	if !rec.hasScope(ScopeProtection) || !c.ResourceServer {
+		return protectionCaller{}, &oauthError{
+			Status: http.StatusForbidden, Code: "insufficient_scope",
+			Description: "the token does not have the uma_protection scope",
+			Challenge:   "Bearer " + realm + `, error="insufficient_scope", scope="uma_protection"`,
+		}
+	}
+	return protectionCaller{ClientID: rec.ClientID, Subject: rec.Subject}, nil
+}
