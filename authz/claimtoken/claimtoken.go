@@ -1,0 +1,547 @@
+// Package claimtoken verifies the claim tokens that clients push at the
+// token endpoint of the UMA grant (claim_token and claim_token_format), and
+// accepts them only from issuers the operator trusts.
+//
+// Two formats are understood, both a compact JWS (a signed JWT):
+//
+//   - FormatIDToken, an OpenID Connect ID token. The https:// spelling used
+//     in Keycloak's documentation is accepted as an alias.
+//   - FormatJWT, a plain signed JWT. (Keycloak reads this format as a
+//     base64url JSON object of claims instead; that reading is not
+//     supported, because nothing would vouch for the claims.)
+//
+// UMA says a claim token is base64url-encoded unless its format says
+// otherwise; a compact JWT already is, so the string is taken as the JWS.
+//
+// # Verification
+//
+// The unverified iss claim only selects the trusted issuer; the token must
+// then verify under that issuer's keys and no other's. The checks are: a
+// JWS algorithm on the issuer's list (never "none", never HMAC), the
+// header's algorithm equal to the key's "alg" when the key has one (when it
+// has none, the key type must fit the algorithm), a valid signature, iss
+// equal to the configured issuer byte for byte, exp present and not past,
+// nbf and iat not in the future, each with Options.Leeway, and an aud
+// holding at least one accepted audience. ID tokens must also carry iat and
+// sub, as OpenID Connect requires. A token without kid is accepted when the
+// issuer publishes exactly one signing key. Header members that point at
+// keys (jku, x5u, jwk) are ignored, and a "crit" header is refused.
+//
+// # Keys
+//
+// Each issuer's JWKS is fetched through a jwk.Cache (httprc) and refreshed
+// every Options.RefreshInterval in the background; a failed refresh keeps
+// the keys already known. When an issuer has no JWKSURI configured, the
+// URL is discovered once from the issuer's /.well-known/openid-configuration,
+// whose issuer member must equal the issuer exactly (and whose jwks_uri
+// must be https if the issuer is). NewVerifier starts fetching at once but
+// does not wait: an issuer that is down at start makes its tokens fail
+// with ErrKeysUnavailable until a later attempt succeeds. Attempts are
+// made when one of its tokens arrives and, once the key set URL is known,
+// also by the cache in the background.
+//
+// A token whose kid is not in the issuer's key set makes the verifier fetch
+// that key set again and retry, so an identity provider's key rotation is
+// picked up by the first token signed with the new key. Such on-demand
+// fetches (and retries of an issuer that is down) happen at most once per
+// Options.MinRefreshInterval for each issuer, measured on Options.Now:
+// a flood of tokens with made-up kids costs the identity provider one
+// request per interval, and concurrent callers share a fetch in progress.
+// The keys fetched at start count: a rotation within MinRefreshInterval of
+// the last fetch is seen only after the interval. (A token without kid
+// that fails to verify does not cause a fetch.)
+//
+// # Errors
+//
+// Every refusal matches one of the Err* sentinels with errors.Is. The
+// message says what was wrong, names the issuer where known and never
+// contains the token, so it can serve as the error_description of a
+// need_info response. Details that would reveal the network (fetch
+// errors) are logged, not returned.
+package claimtoken
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jws"
+	"github.com/lestrrat-go/jwx/v3/jwt"
+	"go.uber.org/zap"
+)
+
+// Claim token formats (the claim_token_format parameter).
+const (
+	// FormatIDToken is an OpenID Connect ID token, with the URI the UMA
+	// grant specification uses.
+	FormatIDToken = "http://openid.net/specs/openid-connect-core-1_0.html#IDToken"
+	// FormatJWT is a signed JWT.
+	FormatJWT = "urn:ietf:params:oauth:token-type:jwt"
+
+	// formatIDTokenHTTPS is the spelling of FormatIDToken in Keycloak's
+	// documentation, accepted as an alias.
+	formatIDTokenHTTPS = "https://openid.net/specs/openid-connect-core-1_0.html#IDToken"
+)
+
+// MaxTokenSize is the largest claim token accepted, in bytes.
+const MaxTokenSize = 16 << 10
+
+// Errors of Verify. Each wrapped error adds what was wrong.
+var (
+	ErrUnsupportedFormat = errors.New("claim token format is not supported")
+	ErrMalformed         = errors.New("claim token is malformed")
+	ErrUnsigned          = errors.New("unsigned claim tokens are not accepted")
+	ErrUntrustedIssuer   = errors.New("claim token issuer is not trusted")
+	ErrSignature         = errors.New("claim token signature is not valid")
+	ErrExpired           = errors.New("claim token has expired")
+	ErrNotYetValid       = errors.New("claim token is not valid yet")
+	ErrAudience          = errors.New("claim token is not meant for this authorization server")
+	ErrKeysUnavailable   = errors.New("signing keys of the claim token issuer are unavailable")
+)
+
+// defaultAlgorithms are the JWS algorithms accepted from an issuer whose
+// Algorithms list is empty.
+var defaultAlgorithms = []string{
+	"RS256", "RS384", "RS512",
+	"PS256", "PS384", "PS512",
+	"ES256", "ES384", "ES512",
+	"EdDSA", "Ed25519",
+}
+
+// Issuer is an issuer of claim tokens that the operator trusts.
+type Issuer struct {
+	// Issuer is the exact iss value of its tokens, an http or https URL
+	// without query or fragment. Use https outside tests.
+	Issuer string
+	// JWKSURI is the URL of the issuer's key set. When empty, it is read
+	// from the jwks_uri member of Issuer + "/.well-known/openid-configuration".
+	JWKSURI string
+	// Audiences are the aud values accepted from this issuer: a token must
+	// carry at least one. When empty, the defaultAudiences passed to
+	// Verify apply.
+	Audiences []string
+	// Algorithms are the JWS algorithms accepted from this issuer, by
+	// their JWA names. Empty means RS256, RS384, RS512, PS256, PS384,
+	// PS512, ES256, ES384, ES512, EdDSA and Ed25519. "none" and the HMAC
+	// algorithms are refused.
+	Algorithms []string
+}
+
+// Options tune a Verifier. The zero value is usable.
+type Options struct {
+	// HTTPClient fetches discovery documents and key sets. The default has
+	// a 10 s timeout. Redirects from https to http are refused either way.
+	HTTPClient *http.Client
+	// Now is the clock for token times and for the refresh rate limit.
+	// The default is time.Now.
+	Now func() time.Time
+	// Leeway is the clock skew allowed on exp, nbf and iat. The default is
+	// 30 s; a negative value means none.
+	Leeway time.Duration
+	// MinRefreshInterval is the least time between two on-demand fetches
+	// of one issuer's keys (unknown kid, or no keys yet). The default is
+	// 30 s.
+	MinRefreshInterval time.Duration
+	// RefreshInterval is how often each key set is fetched again in the
+	// background. The default is 15 min.
+	RefreshInterval time.Duration
+	// Logger receives fetch failures and key refreshes. The default
+	// discards them.
+	Logger *zap.Logger
+}
+
+const (
+	defaultHTTPTimeout        = 10 * time.Second
+	defaultLeeway             = 30 * time.Second
+	defaultMinRefreshInterval = 30 * time.Second
+	defaultRefreshInterval    = 15 * time.Minute
+)
+
+// Claims are the claims of a verified token.
+type Claims struct {
+	// Issuer is the token's iss, the configured issuer.
+	Issuer string
+	// Subject is the token's sub (empty if a plain JWT has none).
+	Subject string
+	// Expiry is the token's exp.
+	Expiry time.Time
+	// Values holds every claim of the token as decoded by encoding/json
+	// (strings, float64 numbers, bools, []any, map[string]any).
+	Values map[string]any
+}
+
+// Verifier verifies claim tokens against the trusted issuers. It is safe
+// for concurrent use.
+type Verifier struct {
+	issuers map[string]*issuerKeys
+	ordered []*issuerKeys
+	now     func() time.Time
+	leeway  time.Duration
+	log     *zap.Logger
+
+	ctx       context.Context // canceled by Close
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// NewVerifier returns a verifier of tokens from issuers. It fails only on
+// bad configuration (an invalid URL or algorithm, a duplicate issuer); an
+// issuer that cannot be reached is retried later. Fetching keys starts in
+// the background at once. ctx bounds the verifier's background work, as
+// does Close.
+func NewVerifier(ctx context.Context, issuers []Issuer, opts Options) (*Verifier, error) {
+	if len(issuers) == 0 {
+		return nil, errors.New("claimtoken: no trusted issuers")
+	}
+	opts = opts.withDefaults()
+	httpClient := jwk.WrapHTTPClientDefaults(opts.HTTPClient)
+
+	vctx, cancel := context.WithCancel(ctx)
+	v := &Verifier{
+		issuers: make(map[string]*issuerKeys, len(issuers)),
+		now:     opts.Now,
+		leeway:  opts.Leeway,
+		log:     opts.Logger,
+		ctx:     vctx,
+		cancel:  cancel,
+	}
+	fail := func(err error) (*Verifier, error) {
+		cancel()
+		v.shutdown()
+		return nil, err
+	}
+	for i, iss := range issuers {
+		cfg, err := normalizeIssuer(iss)
+		if err != nil {
+			return fail(fmt.Errorf("claimtoken: trusted issuer #%d: %w", i+1, err))
+		}
+		if _, dup := v.issuers[cfg.Issuer]; dup {
+			return fail(fmt.Errorf("claimtoken: issuer %q is listed twice", cfg.Issuer))
+		}
+		if u, _ := url.Parse(cfg.Issuer); u.Scheme != "https" && !isLoopback(u.Hostname()) {
+			opts.Logger.Warn("trusted claim token issuer does not use https", zap.String("issuer", cfg.Issuer))
+		}
+		ik, err := newIssuerKeys(vctx, cfg, opts, httpClient)
+		if err != nil {
+			return fail(fmt.Errorf("claimtoken: issuer %q: %w", cfg.Issuer, err))
+		}
+		v.issuers[cfg.Issuer] = ik
+		v.ordered = append(v.ordered, ik)
+	}
+	for _, ik := range v.ordered {
+		v.wg.Go(func() { ik.refresh(vctx) })
+	}
+	return v, nil
+}
+
+func (o Options) withDefaults() Options {
+	if o.HTTPClient == nil {
+		o.HTTPClient = &http.Client{Timeout: defaultHTTPTimeout}
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	switch {
+	case o.Leeway == 0:
+		o.Leeway = defaultLeeway
+	case o.Leeway < 0:
+		o.Leeway = 0
+	}
+	if o.MinRefreshInterval <= 0 {
+		o.MinRefreshInterval = defaultMinRefreshInterval
+	}
+	if o.RefreshInterval <= 0 {
+		o.RefreshInterval = defaultRefreshInterval
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	return o
+}
+
+// issuerConfig is an Issuer checked and with defaults applied.
+type issuerConfig struct {
+	Issuer     string
+	JWKSURI    string
+	Audiences  []string
+	Algorithms map[string]bool
+}
+
+func normalizeIssuer(iss Issuer) (issuerConfig, error) {
+	cfg := issuerConfig{Issuer: iss.Issuer, JWKSURI: iss.JWKSURI, Algorithms: map[string]bool{}}
+	if err := checkURL(iss.Issuer, false); err != nil {
+		return cfg, fmt.Errorf("issuer %q: %w", iss.Issuer, err)
+	}
+	if iss.JWKSURI != "" {
+		if err := checkURL(iss.JWKSURI, true); err != nil {
+			return cfg, fmt.Errorf("jwks_uri %q: %w", iss.JWKSURI, err)
+		}
+	}
+	for _, a := range iss.Audiences {
+		if a == "" {
+			return cfg, fmt.Errorf("issuer %q: empty audience", iss.Issuer)
+		}
+		cfg.Audiences = append(cfg.Audiences, a)
+	}
+	algs := iss.Algorithms
+	if len(algs) == 0 {
+		algs = defaultAlgorithms
+	}
+	for _, name := range algs {
+		alg, ok := jwa.LookupSignatureAlgorithm(name)
+		if !ok {
+			return cfg, fmt.Errorf("issuer %q: unknown signing algorithm %q", iss.Issuer, name)
+		}
+		if alg == jwa.NoSignature() || alg.IsSymmetric() {
+			return cfg, fmt.Errorf("issuer %q: signing algorithm %q is not allowed for claim tokens", iss.Issuer, name)
+		}
+		cfg.Algorithms[alg.String()] = true
+	}
+	return cfg, nil
+}
+
+// checkURL accepts absolute http and https URLs with a host and without a
+// fragment (nor, unless query is true, a query).
+func checkURL(s string, query bool) error {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return errors.New("not a URL")
+	case u.Scheme != "https" && u.Scheme != "http":
+		return errors.New("not an http or https URL")
+	case u.Host == "":
+		return errors.New("has no host")
+	case u.User != nil:
+		return errors.New("has user information")
+	case u.Fragment != "" || strings.Contains(s, "#"):
+		return errors.New("has a fragment")
+	case !query && (u.RawQuery != "" || strings.Contains(s, "?")):
+		return errors.New("has a query")
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	return host == "localhost" || host == "127.0.0.1" || host == "::1"
+}
+
+// Verify checks token, a claim token of the given format, and returns its
+// claims. defaultAudiences are the audiences accepted from an issuer that
+// has none configured (typically the authorization server's issuer URL and
+// client id). The error matches one of the Err* sentinels, or ctx's error
+// if ctx ends while keys are being fetched.
+func (v *Verifier) Verify(ctx context.Context, format, token string, defaultAudiences []string) (Claims, error) {
+	idToken := false
+	switch format {
+	case FormatIDToken, formatIDTokenHTTPS:
+		idToken = true
+	case FormatJWT:
+	default:
+		return Claims{}, fmt.Errorf("%w: %s (supported: %s, %s)", ErrUnsupportedFormat, quote(format), FormatIDToken, FormatJWT)
+	}
+
+	tok, err := parseCompact(token)
+	if err != nil {
+		return Claims{}, err
+	}
+	iss, ok := tok.claims["iss"].(string)
+	if !ok || iss == "" {
+		return Claims{}, fmt.Errorf("%w: no iss claim (a string)", ErrMalformed)
+	}
+	ik, ok := v.issuers[iss]
+	if !ok {
+		return Claims{}, fmt.Errorf("%w: token issuer %s is not trusted", ErrUntrustedIssuer, quote(iss))
+	}
+	if !ik.cfg.Algorithms[tok.alg] {
+		return Claims{}, fmt.Errorf("%w: signing algorithm %s is not accepted from issuer %q", ErrSignature, quote(tok.alg), iss)
+	}
+
+	key, err := ik.keyFor(ctx, tok)
+	if err != nil {
+		return Claims{}, err
+	}
+	alg, _ := jwa.LookupSignatureAlgorithm(tok.alg)
+	// WithKey with no suboptions takes jwx's fast path, which also refuses
+	// a header alg other than alg and any "crit" or "b64" header.
+	parsed, err := jwt.ParseString(tok.compact, jwt.WithKey(alg, key), jwt.WithValidate(false))
+	if err != nil {
+		if errors.Is(err, jws.VerifyError()) {
+			v.log.Debug("claim token signature does not verify", zap.String("issuer", iss), zap.String("kid", tok.kid), zap.Error(err))
+			if !tok.hasKid {
+				return Claims{}, fmt.Errorf("%w: it does not verify under the signing key of issuer %q", ErrSignature, iss)
+			}
+			return Claims{}, fmt.Errorf("%w: it does not verify under the key %s of issuer %q", ErrSignature, quote(tok.kid), iss)
+		}
+		return Claims{}, fmt.Errorf("%w: claims cannot be decoded", ErrMalformed)
+	}
+
+	required := []string{jwt.ExpirationKey}
+	if idToken {
+		// OpenID Connect Core §2.
+		required = append(required, jwt.IssuedAtKey, jwt.SubjectKey)
+	}
+	for _, c := range required {
+		if !parsed.Has(c) {
+			return Claims{}, fmt.Errorf("%w: required claim %q is missing", ErrMalformed, c)
+		}
+	}
+	err = jwt.Validate(parsed,
+		jwt.WithClock(jwt.ClockFunc(v.now)),
+		jwt.WithAcceptableSkew(v.leeway),
+		jwt.WithIssuer(ik.cfg.Issuer),
+	)
+	if err != nil {
+		return Claims{}, validationError(err, parsed, iss)
+	}
+
+	accepted := ik.cfg.Audiences
+	if len(accepted) == 0 {
+		accepted = defaultAudiences
+	}
+	if len(accepted) == 0 {
+		return Claims{}, fmt.Errorf("%w: no audience is configured for issuer %q", ErrAudience, iss)
+	}
+	aud, _ := parsed.Audience()
+	if !slices.ContainsFunc(aud, func(a string) bool { return slices.Contains(accepted, a) }) {
+		return Claims{}, fmt.Errorf("%w: its audience does not include any accepted for issuer %q", ErrAudience, iss)
+	}
+
+	sub, _ := parsed.Subject()
+	exp, _ := parsed.Expiration()
+	return Claims{Issuer: ik.cfg.Issuer, Subject: sub, Expiry: exp, Values: tok.claims}, nil
+}
+
+// validationError maps a jwt.Validate error onto the sentinels.
+func validationError(err error, tok jwt.Token, iss string) error {
+	stamp := func(t time.Time, _ bool) string { return t.UTC().Format(time.RFC3339) }
+	switch {
+	case errors.Is(err, jwt.TokenExpiredError()):
+		return fmt.Errorf("%w: exp %s is past", ErrExpired, stamp(tok.Expiration()))
+	case errors.Is(err, jwt.TokenNotYetValidError()):
+		return fmt.Errorf("%w: nbf %s is in the future", ErrNotYetValid, stamp(tok.NotBefore()))
+	case errors.Is(err, jwt.InvalidIssuedAtError()):
+		return fmt.Errorf("%w: iat %s is in the future", ErrNotYetValid, stamp(tok.IssuedAt()))
+	case errors.Is(err, jwt.InvalidIssuerError()):
+		return fmt.Errorf("%w: token issuer is not exactly %q", ErrUntrustedIssuer, iss)
+	}
+	return fmt.Errorf("%w: its claims are not valid", ErrMalformed)
+}
+
+// compactToken is a claim token split up before verification.
+type compactToken struct {
+	compact string
+	alg     string
+	kid     string
+	hasKid  bool
+	claims  map[string]any // unverified until the signature checks out
+}
+
+// parseCompact splits a compact JWS and decodes its header and claims,
+// without verifying anything.
+func parseCompact(token string) (compactToken, error) {
+	token = strings.TrimSpace(token)
+	switch {
+	case token == "":
+		return compactToken{}, fmt.Errorf("%w: it is empty", ErrMalformed)
+	case len(token) > MaxTokenSize:
+		return compactToken{}, fmt.Errorf("%w: it is longer than %d bytes", ErrMalformed, MaxTokenSize)
+	}
+	parts := strings.Split(token, ".")
+	switch len(parts) {
+	case 3:
+	case 5:
+		return compactToken{}, fmt.Errorf("%w: encrypted tokens (JWE) are not supported", ErrMalformed)
+	default:
+		return compactToken{}, fmt.Errorf("%w: it is not a signed JWT in compact form (header.payload.signature)", ErrMalformed)
+	}
+
+	// jku, x5u and the like are ignored: keys come only from the
+	// issuer's configured or discovered key set.
+	var hdr struct {
+		Alg  *string         `json:"alg"`
+		Kid  *string         `json:"kid"`
+		Crit json.RawMessage `json:"crit"`
+	}
+	if err := decodePart(parts[0], &hdr); err != nil {
+		return compactToken{}, fmt.Errorf("%w: its header cannot be decoded", ErrMalformed)
+	}
+	if hdr.Alg == nil || *hdr.Alg == "" {
+		return compactToken{}, fmt.Errorf("%w: its header has no alg", ErrMalformed)
+	}
+	if strings.EqualFold(*hdr.Alg, "none") {
+		return compactToken{}, fmt.Errorf("%w (alg %s)", ErrUnsigned, quote(*hdr.Alg))
+	}
+	if parts[2] == "" {
+		return compactToken{}, fmt.Errorf("%w (the signature is empty)", ErrUnsigned)
+	}
+	if hdr.Crit != nil {
+		// No extension is understood (RFC 7515 §4.1.11).
+		return compactToken{}, fmt.Errorf("%w: its header requires extensions (crit) that are not supported", ErrMalformed)
+	}
+	tok := compactToken{compact: token, alg: *hdr.Alg}
+	if hdr.Kid != nil {
+		tok.kid, tok.hasKid = *hdr.Kid, true
+	}
+	if err := decodePart(parts[1], &tok.claims); err != nil || tok.claims == nil {
+		return compactToken{}, fmt.Errorf("%w: its payload is not a base64url-encoded JSON object", ErrMalformed)
+	}
+	return tok, nil
+}
+
+func decodePart(s string, v any) error {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+// quote quotes a value taken from a token for an error message, cut to a
+// sane length.
+func quote(s string) string {
+	const max = 64
+	if len(s) > max {
+		cut := max
+		for cut > 0 && !utf8.RuneStart(s[cut]) {
+			cut--
+		}
+		return fmt.Sprintf("%q…", s[:cut])
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+// Close stops the background refreshes. Verify keeps working with the keys
+// fetched so far, but fetches no more.
+func (v *Verifier) Close() error {
+	v.closeOnce.Do(func() {
+		v.cancel()
+		v.wg.Wait()
+		v.closeErr = v.shutdown()
+	})
+	return v.closeErr
+}
+
+func (v *Verifier) shutdown() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var errs []error
+	for _, ik := range v.ordered {
+		if err := ik.close(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stopping key refresh of %q: %w", ik.cfg.Issuer, err))
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,440 @@
+package policies
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"embed"
+	"encoding/binary"
+	"fmt"
+	"io/fs"
+	"maps"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+	"unicode"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
+)
+
+// The library, embedded from lib/. Files named *_test.rego are its Rego
+// tests: they are run by the Go tests, never compiled into a rule set.
+//
+//go:embed lib/*.rego
+var libFS embed.FS
+
+// ruleKind describes one of the two kinds of rule sets: owners' sharing rules
+// and the operator's system rules.
+type ruleKind struct {
+	// name is used in hashes and messages.
+	name string
+	// pkg is the one package the modules may declare, as written in Rego.
+	pkg string
+	// outputs are the rules the engine reads. Each must be a multi-value
+	// (partial set) rule: `allow contains scope if { ... }`.
+	outputs []string
+	// refused are rule names that make no sense for this kind.
+	refused map[string]string
+	// decision is the internal module that gathers the outputs into one
+	// object, data.uma.decision.result.
+	decision string
+}
+
+var (
+	ownerKind = &ruleKind{
+		name:    "owner",
+		pkg:     "uma.share",
+		outputs: []string{"allow", "deny", "ask_owner", "required_claims"},
+		decision: `package uma.decision
+
+default allow := set()
+
+allow := data.uma.share.allow
+
+default deny := set()
+
+deny := data.uma.share.deny
+
+default ask_owner := set()
+
+ask_owner := data.uma.share.ask_owner
+
+default required_claims := set()
+
+required_claims := data.uma.share.required_claims
+
+result := {
+	"allow": allow,
+	"deny": deny,
+	"ask_owner": ask_owner,
+	"required_claims": required_claims,
+	"shared": data.uma.lib.shared_scopes,
+}
+`,
+	}
+	systemKind = &ruleKind{
+		name:    "system",
+		pkg:     "uma.system",
+		outputs: []string{"deny"},
+		refused: map[string]string{
+			"allow":           "system rules can only deny: allow is not read",
+			"ask_owner":       "system rules can only deny: ask_owner is not read",
+			"required_claims": "system rules can only deny: required_claims is not read",
+		},
+		decision: `package uma.decision
+
+default deny := set()
+
+deny := data.uma.system.deny
+
+result := {"deny": deny}
+`,
+	}
+)
+
+// decisionQuery is the one query of every prepared rule set.
+const decisionQuery = "data.uma.decision.result"
+
+// Module names reserved for the library and the decision module. Owner
+// module names live in their own namespace, so they can never collide.
+const (
+	libPrefix      = "uma.lib/"
+	decisionModule = "uma.decision/decision.rego"
+	userPrefix     = "rules/"
+)
+
+// sandbox is the set of refused built-in functions, with the reason given to
+// the author. Every non-deterministic built-in is refused (they reach the
+// network, the clock, randomness or the host), and so is every net.*
+// built-in, trace, and the schema validators (they may fetch remote $refs).
+// print is not refused: the compiler erases print calls, so they do nothing.
+var sandbox = func() map[string]string {
+	refused := map[string]string{
+		"trace":              "it writes to the host's trace",
+		"json.match_schema":  "a JSON schema may fetch remote references",
+		"json.verify_schema": "a JSON schema may fetch remote references",
+		"time.now_ns":        "sharing rules read the time of the request from input.now",
+		"opa.runtime":        "it exposes the host's environment and configuration",
+		"http.send":          "sharing rules may not reach the network",
+	}
+	for _, b := range ast.CapabilitiesForThisVersion().Builtins {
+		switch {
+		case refused[b.Name] != "":
+		case strings.HasPrefix(b.Name, "net."):
+			refused[b.Name] = "sharing rules may not use network built-ins"
+		case b.Nondeterministic:
+			refused[b.Name] = "it is non-deterministic"
+		}
+	}
+	return refused
+}()
+
+// capabilities are OPA's capabilities less the sandbox, and with no network
+// access for the type checker (remote JSON schemas).
+var capabilities = func() *ast.Capabilities {
+	c := ast.CapabilitiesForThisVersion()
+	c.Builtins = slices.DeleteFunc(c.Builtins, func(b *ast.Builtin) bool {
+		return sandbox[b.Name] != ""
+	})
+	c.AllowNet = []string{}
+	return c
+}()
+
+// RefusedBuiltins returns the names of the built-in functions that sharing
+// and system rules may not call, sorted.
+func RefusedBuiltins() []string {
+	names := make([]string, 0, len(sandbox))
+	for name := range sandbox {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+var parserOptions = ast.ParserOptions{
+	RegoVersion:  ast.RegoV1,
+	Capabilities: capabilities,
+}
+
+// newCompiler returns a compiler with the sandbox and strict mode. Settings
+// given to rego.New are ignored when a compiler is passed in, so they all go
+// here.
+func newCompiler() *ast.Compiler {
+	return ast.NewCompiler().
+		WithCapabilities(capabilities).
+		WithStrict(true).
+		WithEnablePrintStatements(false).
+		WithDefaultRegoVersion(ast.RegoV1)
+}
+
+// library holds the parsed library modules and their Rego tests.
+var library = sync.OnceValues(func() (lib, tests map[string]*ast.Module) {
+	lib, tests = map[string]*ast.Module{}, map[string]*ast.Module{}
+	files, err := fs.Glob(libFS, "lib/*.rego")
+	if err != nil {
+		panic(err)
+	}
+	for _, file := range files {
+		src, err := libFS.ReadFile(file)
+		if err != nil {
+			panic(err)
+		}
+		name := libPrefix + path.Base(file)
+		mod, err := ast.ParseModuleWithOpts(name, string(src), parserOptions)
+		if err != nil {
+			panic(fmt.Sprintf("policies: built-in library: %v", err))
+		}
+		if strings.HasSuffix(file, "_test.rego") {
+			tests[name] = mod
+		} else {
+			lib[name] = mod
+		}
+	}
+	return lib, tests
+})
+
+// LibraryModules returns the sources of the built-in library (package
+// uma.lib) by file name, for showing to rule authors and for running their
+// tests with `opa test`.
+func LibraryModules() map[string]string {
+	out := map[string]string{}
+	files, _ := fs.Glob(libFS, "lib/*.rego")
+	for _, file := range files {
+		if strings.HasSuffix(file, "_test.rego") {
+			continue
+		}
+		src, _ := libFS.ReadFile(file)
+		out[path.Base(file)] = string(src)
+	}
+	return out
+}
+
+// limits bound the size of a rule set.
+type limits struct {
+	maxModules     int
+	maxModuleBytes int
+}
+
+// program is a compiled and prepared rule set.
+type program struct {
+	hash    [sha256.Size]byte
+	modules map[string]string // private copy of the sources
+	query   rego.PreparedEvalQuery
+}
+
+// hashModules returns the SHA-256 of a rule set of kind k, independent of map
+// order.
+func hashModules(k *ruleKind, modules map[string]string) [sha256.Size]byte {
+	h := sha256.New()
+	var n [8]byte
+	write := func(s string) {
+		binary.BigEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		h.Write([]byte(s))
+	}
+	write(k.name)
+	for _, name := range slices.Sorted(maps.Keys(modules)) {
+		write(name)
+		write(modules[name])
+	}
+	var sum [sha256.Size]byte
+	h.Sum(sum[:0])
+	return sum
+}
+
+// compile parses, checks, compiles and prepares a rule set of kind k in a
+// compiler of its own, holding only these modules, the library and the
+// decision module.
+func compile(k *ruleKind, modules map[string]string, lim limits) (*program, error) {
+	var errs CompileErrors
+	if lim.maxModules > 0 && len(modules) > lim.maxModules {
+		errs = append(errs, &CompileError{Code: codeLimit,
+			Message: fmt.Sprintf("%d modules, the limit is %d", len(modules), lim.maxModules)})
+	}
+	parsed := make(map[string]*ast.Module, len(modules)+4)
+	for _, name := range slices.Sorted(maps.Keys(modules)) {
+		src := modules[name]
+		if msg := checkModuleName(name); msg != "" {
+			errs = append(errs, &CompileError{Module: name, Code: codeName, Message: msg})
+			continue
+		}
+		if lim.maxModuleBytes > 0 && len(src) > lim.maxModuleBytes {
+			errs = append(errs, &CompileError{Module: name, Code: codeLimit,
+				Message: fmt.Sprintf("module is %d bytes, the limit is %d", len(src), lim.maxModuleBytes)})
+			continue
+		}
+		mod, err := ast.ParseModuleWithOpts(name, src, parserOptions)
+		if err == nil && mod == nil {
+			err = ast.Errors{ast.NewError(ast.ParseErr, nil, "empty module")}
+		}
+		if err != nil {
+			for _, e := range fromOPA(name, err) {
+				if e.Message == "empty module" { // only comments, or nothing
+					e.Line, e.Column = 1, 1
+					e.Message = fmt.Sprintf("empty module: it must start with `package %s`", k.pkg)
+				}
+				errs = append(errs, e)
+			}
+			continue
+		}
+		if e := checkModule(k, name, mod); len(e) > 0 {
+			errs = append(errs, e...)
+			continue
+		}
+		parsed[userPrefix+name] = mod
+	}
+	if len(errs) > 0 {
+		return nil, sortErrors(errs)
+	}
+
+	lib, _ := library()
+	for name, mod := range lib {
+		parsed[name] = mod
+	}
+	decision, err := ast.ParseModuleWithOpts(decisionModule, k.decision, parserOptions)
+	if err != nil {
+		panic(fmt.Sprintf("policies: decision module: %v", err))
+	}
+	parsed[decisionModule] = decision
+
+	c := newCompiler()
+	c.Compile(parsed)
+	if c.Failed() {
+		return nil, sortErrors(fromOPA("", c.Errors))
+	}
+	query, err := rego.New(
+		rego.Compiler(c),
+		rego.Query(decisionQuery),
+		// Results stay AST terms: no JSON round trip, sets stay sets.
+		rego.GenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }),
+	).PrepareForEval(context.Background())
+	if err != nil {
+		return nil, CompileErrors{{Code: "rego_compile_error", Message: err.Error()}}
+	}
+	copied := make(map[string]string, len(modules))
+	for name, src := range modules {
+		copied[name] = src
+	}
+	return &program{hash: hashModules(k, modules), modules: copied, query: query}, nil
+}
+
+// checkModuleName returns why name cannot name a module, or "".
+func checkModuleName(name string) string {
+	if name == "" {
+		return "module name is empty"
+	}
+	if len(name) > 255 {
+		return "module name is longer than 255 bytes"
+	}
+	for _, r := range name {
+		if !unicode.IsPrint(r) {
+			return "module name has unprintable characters"
+		}
+	}
+	return ""
+}
+
+// checkModule enforces the contract on one parsed module: its package, and
+// the shape of the output rules.
+func checkModule(k *ruleKind, name string, mod *ast.Module) CompileErrors {
+	var errs CompileErrors
+	pkg := strings.TrimPrefix(mod.Package.Path.String(), "data.")
+	if pkg != k.pkg {
+		msg := fmt.Sprintf("package %s is not allowed: %s rules must be `package %s`", pkg, k.name, k.pkg)
+		if pkg == "uma.lib" {
+			msg = "package uma.lib is the built-in library and cannot be replaced: " + k.name + " rules must be `package " + k.pkg + "`"
+		}
+		errs = append(errs, located(name, mod.Package.Location, codePackage, msg))
+		return errs
+	}
+	for _, rule := range mod.Rules {
+		ref := rule.Head.Ref()
+		if len(ref) == 0 {
+			continue
+		}
+		v, ok := ref[0].Value.(ast.Var)
+		if !ok {
+			continue
+		}
+		ruleName := string(v)
+		if msg, ok := k.refused[ruleName]; ok {
+			errs = append(errs, located(name, rule.Location, codeRule, msg))
+			continue
+		}
+		if !slices.Contains(k.outputs, ruleName) {
+			continue
+		}
+		if len(ref) != 1 || rule.Head.RuleKind() != ast.MultiValue || len(rule.Head.Args) > 0 {
+			errs = append(errs, located(name, rule.Location, codeRule, fmt.Sprintf(
+				"%s must be a set rule: write `%s contains ... if { ... }`", ruleName, ruleName)))
+		}
+	}
+	return errs
+}
+
+func located(module string, loc *ast.Location, code, msg string) *CompileError {
+	e := &CompileError{Module: module, Code: code, Message: msg}
+	if loc != nil {
+		e.Line, e.Column = loc.Row, loc.Col
+	}
+	return e
+}
+
+// fromOPA converts OPA's errors. Library and decision module problems cannot
+// be the author's fault, yet they are reported rather than hidden.
+func fromOPA(module string, err error) CompileErrors {
+	var astErrs ast.Errors
+	switch e := err.(type) {
+	case ast.Errors:
+		astErrs = e
+	case *ast.Error:
+		astErrs = ast.Errors{e}
+	default:
+		return CompileErrors{{Module: module, Code: "rego_compile_error", Message: err.Error()}}
+	}
+	out := make(CompileErrors, 0, len(astErrs))
+	for _, e := range astErrs {
+		ce := &CompileError{Module: module, Code: e.Code, Message: e.Message}
+		if e.Location != nil {
+			if e.Location.File != "" {
+				ce.Module = strings.TrimPrefix(e.Location.File, userPrefix)
+			}
+			ce.Line, ce.Column = e.Location.Row, e.Location.Col
+		}
+		if fn, ok := strings.CutPrefix(e.Message, "undefined function "); ok {
+			if reason, refused := sandbox[fn]; refused {
+				ce.Code = codeSandbox
+				ce.Message = fmt.Sprintf("built-in function %s is not allowed in sharing rules: %s", fn, reason)
+			}
+		}
+		out = append(out, ce)
+	}
+	return out
+}
+
+// sortErrors sorts errs by place, and drops an error when the next one at
+// the same place says the same and more (OPA's parser reports "unexpected eof
+// token" and then "unexpected eof token: expected rule key term ...").
+func sortErrors(errs CompileErrors) CompileErrors {
+	slices.SortStableFunc(errs, func(a, b *CompileError) int {
+		return cmp.Or(
+			cmp.Compare(a.Module, b.Module),
+			cmp.Compare(a.Line, b.Line),
+			cmp.Compare(a.Column, b.Column),
+		)
+	})
+	out := errs[:0]
+	for i, e := range errs {
+		if i+1 < len(errs) {
+			next := errs[i+1]
+			if next.Module == e.Module && next.Line == e.Line && next.Column == e.Column &&
+				next.Code == e.Code && strings.HasPrefix(next.Message, e.Message) {
+				continue
+			}
+		}
+		out = append(out, e)
+	}
+	return out
+}

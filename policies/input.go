@@ -1,0 +1,138 @@
+package policies
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+)
+
+// Input is what one evaluation decides about: one resource, the scopes asked
+// for, and who asks through which client. Rules see it as `input`; the README
+// gives the JSON shape.
+type Input struct {
+	// Resource is the resource asked for (input.resource).
+	Resource Resource
+	// Scopes are the scopes requested on the resource (input.scopes).
+	Scopes []string
+	// ClientID is the OAuth client making the request (input.client.id).
+	ClientID string
+	// Subject and Issuer identify the requesting party
+	// (input.requesting_party.sub and .iss); empty when unknown.
+	Subject, Issuer string
+	// Claims are all the claims gathered so far about the requesting party
+	// (input.claims). Values must be JSON-like: strings, numbers, booleans,
+	// nil, []any, []string, map[string]any.
+	Claims map[string]any
+	// Request is context from the enforcement point (input.request), such
+	// as the method, path or address of the request; it may be empty.
+	Request map[string]any
+	// Shares are the console-made shares of this resource (input.shares).
+	Shares []Share
+	// Now is the time of the request (input.now, in unix seconds); zero
+	// means the current time.
+	Now time.Time
+}
+
+// Resource describes a registered resource (input.resource).
+type Resource struct {
+	// ID is the resource id assigned by the AS (id).
+	ID string
+	// Name and Type are the resource's name and type, as registered (name,
+	// type).
+	Name, Type string
+	// Owner is the resource owner (owner). Left empty, it is the owner
+	// Evaluate is called for; set, it must be that owner.
+	Owner string
+	// Scopes are the scopes the resource offers (scopes).
+	Scopes []string
+	// URIs are the resource's URIs at the resource server, if known (uris).
+	URIs []string
+}
+
+// Share is one share made by the owner in the console (an element of
+// input.shares). It names the requesting party by subject or by e-mail
+// address, or both.
+type Share struct {
+	// Subject is the requesting party's subject (subject); empty for none.
+	Subject string
+	// Email is the requesting party's e-mail address (email); empty for
+	// none. It matches only a verified e-mail claim.
+	Email string
+	// Scopes are the scopes shared (scopes).
+	Scopes []string
+	// Client restricts the share to one OAuth client id (client); empty
+	// for any client.
+	Client string
+	// ExpiresAt is when the share stops applying (expires_at, unix
+	// seconds, 0 for never); zero for never.
+	ExpiresAt time.Time
+}
+
+// value converts the input into the AST value the rules see.
+func (in *Input) value(owner string, now time.Time) (ast.Value, error) {
+	claims, err := objectValue(in.Claims)
+	if err != nil {
+		return nil, fmt.Errorf("%w: converting claims: %v", ErrEvaluation, err)
+	}
+	request, err := objectValue(in.Request)
+	if err != nil {
+		return nil, fmt.Errorf("%w: converting request: %v", ErrEvaluation, err)
+	}
+	shares := make([]*ast.Term, len(in.Shares))
+	for i, s := range in.Shares {
+		shares[i] = ast.ObjectTerm(
+			ast.Item(ast.InternedTerm("subject"), ast.StringTerm(s.Subject)),
+			ast.Item(ast.InternedTerm("email"), ast.StringTerm(s.Email)),
+			ast.Item(ast.InternedTerm("scopes"), stringsTerm(s.Scopes)),
+			ast.Item(ast.InternedTerm("client"), ast.StringTerm(s.Client)),
+			ast.Item(ast.InternedTerm("expires_at"), unixTerm(s.ExpiresAt)),
+		)
+	}
+	r := in.Resource
+	return ast.NewObject(
+		ast.Item(ast.InternedTerm("resource"), ast.ObjectTerm(
+			ast.Item(ast.InternedTerm("id"), ast.StringTerm(r.ID)),
+			ast.Item(ast.InternedTerm("name"), ast.StringTerm(r.Name)),
+			ast.Item(ast.InternedTerm("type"), ast.StringTerm(r.Type)),
+			ast.Item(ast.InternedTerm("owner"), ast.StringTerm(owner)),
+			ast.Item(ast.InternedTerm("scopes"), stringsTerm(r.Scopes)),
+			ast.Item(ast.InternedTerm("uris"), stringsTerm(r.URIs)),
+		)),
+		ast.Item(ast.InternedTerm("scopes"), stringsTerm(in.Scopes)),
+		ast.Item(ast.InternedTerm("client"), ast.ObjectTerm(
+			ast.Item(ast.InternedTerm("id"), ast.StringTerm(in.ClientID)),
+		)),
+		ast.Item(ast.InternedTerm("requesting_party"), ast.ObjectTerm(
+			ast.Item(ast.InternedTerm("sub"), ast.StringTerm(in.Subject)),
+			ast.Item(ast.InternedTerm("iss"), ast.StringTerm(in.Issuer)),
+		)),
+		ast.Item(ast.InternedTerm("claims"), ast.NewTerm(claims)),
+		ast.Item(ast.InternedTerm("request"), ast.NewTerm(request)),
+		ast.Item(ast.InternedTerm("shares"), ast.ArrayTerm(shares...)),
+		ast.Item(ast.InternedTerm("now"), unixTerm(now)),
+	), nil
+}
+
+func objectValue(m map[string]any) (ast.Value, error) {
+	if len(m) == 0 {
+		return ast.NewObject(), nil
+	}
+	return ast.InterfaceToValue(m)
+}
+
+func stringsTerm(ss []string) *ast.Term {
+	terms := make([]*ast.Term, len(ss))
+	for i, s := range ss {
+		terms[i] = ast.StringTerm(s)
+	}
+	return ast.ArrayTerm(terms...)
+}
+
+// unixTerm is t in unix seconds, 0 for the zero time.
+func unixTerm(t time.Time) *ast.Term {
+	if t.IsZero() {
+		return ast.InternedTerm(0)
+	}
+	return ast.IntNumberTerm(int(t.Unix()))
+}
