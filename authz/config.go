@@ -1,10 +1,12 @@
 package authz
 
 import (
+	"net/http"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
 	"github.com/caddy-uma/caddy-uma/store"
 )
 
@@ -48,6 +50,30 @@ type Config struct {
 	PATTTL    time.Duration
 	TicketTTL time.Duration
 	RPTTTL    time.Duration
+	// RefreshTTL is the lifetime of refresh tokens (default 1h), PCTTTL of
+	// PCTs (default 30 days).
+	RefreshTTL time.Duration
+	PCTTTL     time.Duration
+	// RequestInterval is the polling interval announced with
+	// request_submitted (default 5s).
+	RequestInterval time.Duration
+	// PolicyDir is the operator directory of rules: <dir>/<owner>/*.rego
+	// are owners' rules, <dir>/_system/*.rego the system rules. Changes are
+	// picked up without restart. Empty means no directory.
+	PolicyDir string
+	// PolicyPollInterval is how often PolicyDir is checked for changes
+	// (default 5s).
+	PolicyPollInterval time.Duration
+	// PolicyTimeout bounds one evaluation of rules (default 250ms).
+	PolicyTimeout time.Duration
+	// TrustedIssuers are the issuers whose claim tokens are accepted.
+	TrustedIssuers []claimtoken.Issuer
+	// HTTPClient fetches trusted issuers' keys; nil means a client with a
+	// 10s timeout.
+	HTTPClient *http.Client
+	// ClaimsInteractionEndpoint, when set, is the URL of the claims
+	// interaction endpoint, advertised and sent as redirect_user.
+	ClaimsInteractionEndpoint string
 	// Logger receives the AS's logs; nil means no logs. Tokens and secrets
 	// are never logged.
 	Logger *zap.Logger

@@ -42,7 +42,7 @@ func (s *Server) Metadata() Metadata {
 		JWKSURI:                                s.endpoint(PathJWKS),
 		ScopesSupported:                        []string{ScopeProtection},
 		ResponseTypesSupported:                 []string{},
-		GrantTypesSupported:                    []string{"client_credentials"},
+		GrantTypesSupported:                    []string{"client_credentials", "refresh_token", GrantTypeUMATicket},
 		TokenEndpointAuthMethodsSupported:      clientAuth,
 		RevocationEndpoint:                     s.endpoint(PathRevoke),
 		RevocationEndpointAuthMethodsSupported: clientAuth,
@@ -51,6 +51,7 @@ func (s *Server) Metadata() Metadata {
 		PermissionEndpoint:                     s.endpoint(PathPermission),
 		ResourceRegistrationEndpoint:           s.endpoint(PathResourceSet),
 		UMAProfilesSupported:                   []string{},
+		ClaimsInteractionEndpoint:              s.claimsInteraction,
 	}
 }
 

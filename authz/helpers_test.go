@@ -116,6 +116,8 @@ func (as *testAS) do(method, path string, body any, headers ...string) response 
 		rd, ct = strings.NewReader(b.Encode()), "application/x-www-form-urlencoded"
 	case string:
 		rd, ct = strings.NewReader(b), "application/json"
+	case rawBody:
+		rd, ct = strings.NewReader(b.body), b.contentType
 	case nil:
 	default:
 		as.t.Fatalf("unsupported body %T", body)
@@ -184,4 +186,17 @@ func expectError(t *testing.T, r response, status int, code string) {
 	if ct := r.header.Get("Content-Type"); ct != "application/json" {
 		t.Fatalf("Content-Type = %q", ct)
 	}
+}
+
+// rawBody is a request body with its content type.
+type rawBody struct{ body, contentType string }
+
+// pat2 is pat under another name, for fixtures that embed testAS.
+func (as *testAS) pat2(id, secret string) string { return as.pat(id, secret) }
+
+// AddShareForTest shares a resource with a subject.
+func (s *Server) AddShareForTest(t *testing.T, owner, resourceID, subject string, scopes ...string) error {
+	t.Helper()
+	_, err := s.AddShare(t.Context(), Share{Owner: owner, ResourceID: resourceID, Subject: subject, Scopes: scopes})
+	return err
 }

@@ -1,7 +1,11 @@
 package authz
 
 import (
+	"context"
 	"net/http"
+	"strings"
+
+	"go.uber.org/zap"
 )
 
 // serveRevoke is the RFC 7009 revocation endpoint. A client may revoke the
@@ -24,14 +28,35 @@ func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// token_type_hint is not needed: every token is looked up the same way.
-	if rec, err := s.lookupToken(r.Context(), token); err == nil && rec.ClientID == client.ID {
-		if err := s.revokeToken(r.Context(), token); err != nil {
-			s.log.Error("revoking a token", errField(err))
-			writeError(w, errServer("could not revoke the token"))
-			return
-		}
-		s.log.Info("token revoked", clientField(client.ID))
+	if err := s.revoke(r.Context(), client, token); err != nil {
+		s.log.Error("revoking a token", errField(err))
+		writeError(w, errServer("could not revoke the token"))
+		return
 	}
 	noStore(w.Header())
 	w.WriteHeader(http.StatusOK)
+}
+
+// revoke revokes token if it was issued to client: an RPT, or an opaque
+// token (access token, refresh token with its RPT, PCT).
+func (s *Server) revoke(ctx context.Context, client *registeredClient, token string) error {
+	if strings.Count(token, ".") == 2 {
+		jti, rec, err := s.parseRPT(ctx, token)
+		if err != nil || rec.ClientID != client.ID {
+			return nil
+		}
+		s.log.Info("RPT revoked", clientField(client.ID))
+		return s.revokeRPT(ctx, jti)
+	}
+	rec, err := s.lookupToken(ctx, token)
+	if err != nil || rec.ClientID != client.ID {
+		return nil
+	}
+	if rec.Kind == kindRefresh && rec.RPT != "" {
+		if err := s.revokeRPT(ctx, rec.RPT); err != nil {
+			return err
+		}
+	}
+	s.log.Info("token revoked", clientField(client.ID), zap.String("kind", rec.Kind))
+	return s.revokeToken(ctx, token)
 }

@@ -2,11 +2,213 @@ package authz
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwt"
+
+	"github.com/caddy-uma/caddy-uma/store"
 )
+
+// RPTs are JWTs signed with the AS key, so that a resource server can
+// verify them locally with the JWKS. The AS also keeps a record of each
+// live RPT under its jti: revoking an RPT deletes the record, and
+// introspection (and co-hosted enforcement) answers inactive for a token
+// whose record is gone.
+
+// nsRPT is the Records namespace of live RPTs, keyed by jti.
+const nsRPT = "rpt"
+
+// RPTPermission is one granted permission of an RPT: the `permissions`
+// claim and the introspection member.
+type RPTPermission struct {
+	ResourceID     string   `json:"resource_id"`
+	ResourceScopes []string `json:"resource_scopes"`
+	// ResourceName is Keycloak's rsname, informative.
+	ResourceName string `json:"rsname,omitempty"`
+	ExpiresAt    int64  `json:"exp,omitempty"`
+}
+
+// rptRecord is what the AS remembers of a live RPT.
+type rptRecord struct {
+	ClientID       string          `json:"client_id"`
+	Subject        string          `json:"sub"`
+	RqPIssuer      string          `json:"rqp_iss,omitempty"`
+	ResourceServer string          `json:"rs"`
+	Permissions    []RPTPermission `json:"perms"`
+	IssuedAt       int64           `json:"iat"`
+	Expires        int64           `json:"exp"`
+}
+
+// RPT is a verified, live RPT.
+type RPT struct {
+	ID             string
+	ClientID       string
+	Subject        string
+	ResourceServer string
+	Permissions    []RPTPermission
+	IssuedAt       time.Time
+	ExpiresAt      time.Time
+}
+
+// Covers reports whether the RPT grants every scope in scopes on the
+// resource (ALL), or at least one of them when anyScope is true (ANY), at now.
+func (t *RPT) Covers(resourceID string, scopes []string, anyScope bool, now time.Time) bool {
+	for _, p := range t.Permissions {
+		if p.ResourceID != resourceID || (p.ExpiresAt != 0 && now.Unix() >= p.ExpiresAt) {
+			continue
+		}
+		if len(scopes) == 0 {
+			return true
+		}
+		n := 0
+		for _, sc := range scopes {
+			if slices.Contains(p.ResourceScopes, sc) {
+				n++
+			}
+		}
+		if (anyScope && n > 0) || n == len(scopes) {
+			return true
+		}
+	}
+	return false
+}
+
+// issueRPT signs an RPT for rec and stores its record.
+func (s *Server) issueRPT(ctx context.Context, rec rptRecord) (token, jti string, err error) {
+	now := s.now()
+	rec.IssuedAt = now.Unix()
+	rec.Expires = now.Add(s.rptTTL).Unix()
+	jti = randomToken(16)
+	b := jwt.NewBuilder().
+		Issuer(s.issuer).
+		Audience([]string{rec.ResourceServer}).
+		Subject(rec.Subject).
+		IssuedAt(time.Unix(rec.IssuedAt, 0)).
+		Expiration(time.Unix(rec.Expires, 0)).
+		JwtID(jti).
+		Claim("azp", rec.ClientID).
+		Claim("client_id", rec.ClientID).
+		Claim("permissions", rec.Permissions)
+	tok, err := b.Build()
+	if err != nil {
+		return "", "", fmt.Errorf("building an RPT: %w", err)
+	}
+	signed, err := s.keys.sign(ctx, tok)
+	if err != nil {
+		return "", "", err
+	}
+	val, err := json.Marshal(rec)
+	if err != nil {
+		return "", "", err
+	}
+	if err := s.store.Put(ctx, nsRPT, jti, val, time.Unix(rec.Expires, 0)); err != nil {
+		return "", "", fmt.Errorf("storing an RPT: %w", err)
+	}
+	return signed, jti, nil
+}
+
+// errInvalidRPT means that a token is not a live RPT of this AS.
+var errInvalidRPT = errors.New("not a valid RPT of this authorization server")
+
+// parseRPT verifies an RPT's signature and returns its jti and record,
+// whether or not it has expired. ok is false when the token is not one of
+// our RPTs or was revoked.
+func (s *Server) parseRPT(ctx context.Context, token string) (string, rptRecord, error) {
+	var rec rptRecord
+	if len(token) > 16<<10 {
+		return "", rec, errInvalidRPT
+	}
+	tok, err := s.keys.verify(token)
+	if err != nil {
+		return "", rec, errInvalidRPT
+	}
+	iss, _ := tok.Issuer()
+	jti, _ := tok.JwtID()
+	if iss != s.issuer || jti == "" {
+		return "", rec, errInvalidRPT
+	}
+	val, err := s.store.Get(ctx, nsRPT, jti)
+	if errors.Is(err, store.ErrNotFound) {
+		return "", rec, errInvalidRPT
+	}
+	if err != nil {
+		return "", rec, fmt.Errorf("reading an RPT: %w", err)
+	}
+	if err := json.Unmarshal(val, &rec); err != nil {
+		return "", rec, fmt.Errorf("decoding an RPT: %w", err)
+	}
+	return jti, rec, nil
+}
+
+// VerifyRPT checks an RPT for the resource server audience: signature,
+// issuer, expiry, audience and that it was not revoked. It is what a
+// co-hosted enforcement point calls.
+func (s *Server) VerifyRPT(ctx context.Context, token, audience string) (*RPT, error) {
+	jti, rec, err := s.parseRPT(ctx, token)
+	if err != nil {
+		return nil, err
+	}
+	if s.now().Unix() >= rec.Expires || rec.ResourceServer != audience {
+		return nil, errInvalidRPT
+	}
+	return &RPT{
+		ID: jti, ClientID: rec.ClientID, Subject: rec.Subject, ResourceServer: rec.ResourceServer,
+		Permissions: rec.Permissions, IssuedAt: time.Unix(rec.IssuedAt, 0), ExpiresAt: time.Unix(rec.Expires, 0),
+	}, nil
+}
+
+// revokeRPT deletes an RPT's record.
+func (s *Server) revokeRPT(ctx context.Context, jti string) error {
+	err := s.store.Delete(ctx, nsRPT, jti)
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return fmt.Errorf("revoking an RPT: %w", err)
+	}
+	return nil
+}
 
 // introspectRPT describes an RPT to the resource server that calls, with
 // the permissions on its own resources. ok is false for a token that is
-// not a live RPT of this AS.
+// not a live RPT of this AS for this caller.
 func (s *Server) introspectRPT(ctx context.Context, caller protectionCaller, token string) (introspectionResponse, bool) {
-	return inactive, false
+	jti, rec, err := s.parseRPT(ctx, token)
+	if err != nil {
+		if !errors.Is(err, errInvalidRPT) {
+			s.log.Error("introspecting an RPT", errField(err))
+		}
+		return inactive, false
+	}
+	if s.now().Unix() >= rec.Expires || rec.ResourceServer != caller.ClientID {
+		return inactive, false
+	}
+	perms := make([]IntrospectedPermission, 0, len(rec.Permissions))
+	for _, p := range rec.Permissions {
+		if !caller.actsForAnyOwner() {
+			res, err := s.store.GetResource(ctx, p.ResourceID)
+			if err != nil || !caller.mayManage(res) {
+				continue
+			}
+		}
+		perms = append(perms, IntrospectedPermission{
+			ResourceID: p.ResourceID, ResourceScopes: nonNil(p.ResourceScopes), ExpiresAt: p.ExpiresAt,
+		})
+	}
+	if len(perms) == 0 {
+		return inactive, false
+	}
+	return introspectionResponse{
+		Active:      true,
+		ClientID:    rec.ClientID,
+		Subject:     rec.Subject,
+		Audience:    []string{rec.ResourceServer},
+		Issuer:      s.issuer,
+		ExpiresAt:   rec.Expires,
+		IssuedAt:    rec.IssuedAt,
+		JTI:         jti,
+		TokenType:   "Bearer",
+		Permissions: perms,
+	}, true
 }

@@ -28,14 +28,19 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
+	"github.com/caddy-uma/caddy-uma/policies"
 	"github.com/caddy-uma/caddy-uma/store"
 )
 
 // Default token lifetimes.
 const (
-	DefaultPATTTL    = time.Hour
-	DefaultTicketTTL = 5 * time.Minute
-	DefaultRPTTTL    = 5 * time.Minute
+	DefaultPATTTL          = time.Hour
+	DefaultTicketTTL       = 5 * time.Minute
+	DefaultRPTTTL          = 5 * time.Minute
+	DefaultRefreshTTL      = time.Hour
+	DefaultPCTTTL          = 30 * 24 * time.Hour
+	DefaultRequestInterval = 5 * time.Second
 )
 
 // Endpoint paths, relative to the issuer's path.
@@ -64,8 +69,18 @@ type Server struct {
 	patTTL    time.Duration
 	ticketTTL time.Duration
 	rptTTL    time.Duration
-	log       *zap.Logger
-	now       func() time.Time
+	// The UMA grant.
+	refreshTTL        time.Duration
+	pctTTL            time.Duration
+	requestInterval   time.Duration
+	rules             *ruleBook
+	watcher           *policies.Watcher
+	claimTokens       *claimtoken.Verifier
+	trustedIssuers    []string
+	claimsInteraction string
+	policyTimeout     time.Duration
+	log               *zap.Logger
+	now               func() time.Time
 }
 
 // New returns a Server for cfg. It loads the signing keys from the store,
@@ -83,16 +98,26 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("registering clients: %w", err)
 	}
 	s := &Server{
-		issuer:    issuer,
-		basePath:  basePath,
-		store:     cfg.Store,
-		clients:   clients,
-		dummySum:  sha256.Sum256([]byte("caddy-uma: no such client")),
-		patTTL:    orDefault(cfg.PATTTL, DefaultPATTTL),
-		ticketTTL: orDefault(cfg.TicketTTL, DefaultTicketTTL),
-		rptTTL:    orDefault(cfg.RPTTTL, DefaultRPTTTL),
-		log:       cfg.Logger,
-		now:       cfg.Now,
+		issuer:            issuer,
+		basePath:          basePath,
+		store:             cfg.Store,
+		clients:           clients,
+		dummySum:          sha256.Sum256([]byte("caddy-uma: no such client")),
+		patTTL:            orDefault(cfg.PATTTL, DefaultPATTTL),
+		ticketTTL:         orDefault(cfg.TicketTTL, DefaultTicketTTL),
+		rptTTL:            orDefault(cfg.RPTTTL, DefaultRPTTTL),
+		refreshTTL:        orDefault(cfg.RefreshTTL, DefaultRefreshTTL),
+		pctTTL:            orDefault(cfg.PCTTTL, DefaultPCTTTL),
+		requestInterval:   orDefault(cfg.RequestInterval, DefaultRequestInterval),
+		claimsInteraction: cfg.ClaimsInteractionEndpoint,
+		policyTimeout:     cfg.PolicyTimeout,
+		rules: &ruleBook{
+			engine:    policies.NewEngine(policies.Options{Timeout: cfg.PolicyTimeout}),
+			dirOwners: map[string]map[string]string{},
+			loaded:    map[string]bool{},
+		},
+		log: cfg.Logger,
+		now: cfg.Now,
 	}
 	if s.log == nil {
 		s.log = zap.NewNop()
@@ -116,6 +141,26 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if s.tickets, err = loadTicketCipher(ctx, cfg.Store); err != nil {
 		return nil, fmt.Errorf("loading the ticket key: %w", err)
+	}
+	if len(cfg.TrustedIssuers) > 0 {
+		s.claimTokens, err = claimtoken.NewVerifier(ctx, cfg.TrustedIssuers, claimtoken.Options{
+			HTTPClient: cfg.HTTPClient, Now: s.now, Logger: s.log,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("trusted issuers: %w", err)
+		}
+		for _, ti := range cfg.TrustedIssuers {
+			s.trustedIssuers = append(s.trustedIssuers, ti.Issuer)
+		}
+	}
+	if cfg.PolicyDir != "" {
+		s.watcher = policies.NewWatcher(cfg.PolicyDir, cfg.PolicyPollInterval, s.setDirRules, func(err error) {
+			s.log.Error("reading the rules directory", errField(err))
+		})
+		if err := s.watcher.Start(context.Background()); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("loading rules from %s: %w", cfg.PolicyDir, err)
+		}
 	}
 	return s, nil
 }
@@ -175,6 +220,9 @@ func (s *Server) route(path string) http.HandlerFunc {
 	case PathResourceSet, PathResourceSet + "/":
 		return s.serveResourceSet
 	}
+	if strings.HasPrefix(rel, "/owner/") {
+		return s.ownerRoute(rel)
+	}
 	if id, ok := strings.CutPrefix(rel, PathResourceSet+"/"); ok && id != "" && !strings.Contains(id, "/") {
 		return func(w http.ResponseWriter, r *http.Request) { s.serveResource(w, r, id) }
 	}
@@ -196,4 +244,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // Close stops the server's background work. It does not close the store.
-func (s *Server) Close() error { return nil }
+func (s *Server) Close() error {
+	if s.watcher != nil {
+		s.watcher.Stop()
+	}
+	if s.claimTokens != nil {
+		return s.claimTokens.Close()
+	}
+	return nil
+}

@@ -43,9 +43,14 @@ type ticket struct {
 	Permissions    []ticketPermission `json:"perms"`
 	// Request is request context the resource server attached (the
 	// permission request's "claims" member), for owners' rules.
-	Request  map[string][]string `json:"req,omitempty"`
-	IssuedAt int64               `json:"iat"`
-	Expires  int64               `json:"exp"`
+	Request map[string][]string `json:"req,omitempty"`
+	// Process and Client are set on rotated tickets (need_info,
+	// request_submitted): the authorization process whose gathered claims
+	// the ticket carries on, and the client it is bound to.
+	Process  string `json:"proc,omitempty"`
+	Client   string `json:"cid,omitempty"`
+	IssuedAt int64  `json:"iat"`
+	Expires  int64  `json:"exp"`
 }
 
 // loadTicketCipher returns the AEAD that seals tickets, creating its key

@@ -38,9 +38,13 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 	switch grant {
 	case "client_credentials":
 		s.grantClientCredentials(w, r, client, form)
+	case GrantTypeUMATicket:
+		s.grantUMATicket(w, r, client, form)
+	case "refresh_token":
+		s.grantRefreshToken(w, r, client, form)
 	default:
 		writeError(w, &oauthError{Status: http.StatusBadRequest, Code: "unsupported_grant_type",
-			Description: "supported grant types: client_credentials"})
+			Description: "supported grant types: client_credentials, refresh_token, " + GrantTypeUMATicket})
 	}
 }
 

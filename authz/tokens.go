@@ -24,7 +24,9 @@ const ScopeProtection = "uma_protection"
 
 // Kinds of opaque tokens.
 const (
-	kindAccess = "access_token"
+	kindAccess  = "access_token"
+	kindRefresh = "refresh_token"
+	kindPCT     = "pct"
 )
 
 // tokenRecord is what the AS remembers of an opaque token it issued.
@@ -35,6 +37,16 @@ type tokenRecord struct {
 	Scopes   []string `json:"scopes,omitempty"`
 	IssuedAt int64    `json:"iat"`
 	Expires  int64    `json:"exp"`
+	// RqPIssuer and Claims are the requesting party's issuer and gathered
+	// claims (PCTs and refresh tokens).
+	RqPIssuer string         `json:"rqp_iss,omitempty"`
+	Claims    map[string]any `json:"claims,omitempty"`
+	// ResourceServer, Permissions and RPT are what a refresh token
+	// refreshes: the permissions granted, for which resource server, and
+	// the id of the RPT issued with it.
+	ResourceServer string          `json:"rs,omitempty"`
+	Permissions    []RPTPermission `json:"perms,omitempty"`
+	RPT            string          `json:"rpt,omitempty"`
 }
 
 func (t tokenRecord) hasScope(s string) bool { return slices.Contains(t.Scopes, s) }
