@@ -1,0 +1,130 @@
+package authz
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/caddy-uma/caddy-uma/store"
+)
+
+// The Go API for an enforcement point in the same process as the AS (the
+// co-hosted mode of uma_protect): the protection API without HTTP.
+
+// nsResourceName maps (resource server, owner, name) to a resource id, so
+// that registering a resource by name is idempotent.
+const nsResourceName = "resource_name"
+
+// PermissionRequest is one requested permission of a ticket.
+type PermissionRequest struct {
+	ResourceID string
+	Scopes     []string
+}
+
+// RequestTicket issues a permission ticket as the resource server
+// resourceServer would get it from the permission endpoint. The resources
+// must be registered by that resource server and belong to one owner.
+// request is request context for the owner's rules (input.request).
+func (s *Server) RequestTicket(ctx context.Context, resourceServer string, perms []PermissionRequest, request map[string][]string) (string, error) {
+	t := ticket{ResourceServer: resourceServer, Request: request}
+	for _, p := range perms {
+		res, err := s.store.GetResource(ctx, p.ResourceID)
+		if err != nil {
+			return "", fmt.Errorf("resource %q: %w", p.ResourceID, err)
+		}
+		if res.ResourceServer != resourceServer {
+			return "", fmt.Errorf("resource %q is not registered by %q", p.ResourceID, resourceServer)
+		}
+		if t.Owner == "" {
+			t.Owner = res.Owner
+		} else if t.Owner != res.Owner {
+			return "", errors.New("a ticket covers the resources of one owner")
+		}
+		for _, sc := range p.Scopes {
+			if !slices.Contains(res.Scopes, sc) {
+				return "", fmt.Errorf("scope %q is not registered on resource %q", sc, p.ResourceID)
+			}
+		}
+		t.Permissions = mergePermission(t.Permissions, res.ID, p.Scopes)
+	}
+	if len(t.Permissions) == 0 {
+		return "", errors.New("no permissions requested")
+	}
+	return s.sealTicket(t)
+}
+
+// EnsureResource returns the resource that resourceServer registered for
+// res.Owner under res.Name, registering res if there is none. Concurrent
+// calls for one name create one resource. Scopes missing from an existing
+// resource are added.
+func (s *Server) EnsureResource(ctx context.Context, resourceServer string, res store.Resource) (store.Resource, error) {
+	if res.Name == "" || !validOwnerName(res.Owner) {
+		return res, errors.New("a resource needs a name and an owner")
+	}
+	key := resourceServer + sep + res.Owner + sep + res.Name
+	for attempt := 0; attempt < 3; attempt++ {
+		if val, err := s.store.Get(ctx, nsResourceName, key); err == nil {
+			existing, err := s.store.GetResource(ctx, string(val))
+			if errors.Is(err, store.ErrNotFound) {
+				// Deregistered through the protection API: forget the name.
+				_ = s.store.Delete(ctx, nsResourceName, key)
+				continue
+			}
+			if err != nil {
+				return res, err
+			}
+			return s.addScopes(ctx, existing, res.Scopes)
+		} else if !errors.Is(err, store.ErrNotFound) {
+			return res, err
+		}
+		id := randomID()
+		if err := s.store.Insert(ctx, nsResourceName, key, []byte(id), time.Time{}); errors.Is(err, store.ErrExists) {
+			continue // another request registered it first
+		} else if err != nil {
+			return res, err
+		}
+		now := s.now().UTC()
+		res.ID, res.ResourceServer, res.CreatedAt, res.UpdatedAt = id, resourceServer, now, now
+		if err := s.store.CreateResource(ctx, res); err != nil {
+			_ = s.store.Delete(ctx, nsResourceName, key)
+			return res, err
+		}
+		s.log.Info("resource registered on first sight", clientField(resourceServer), ownerField(res.Owner), resourceField(id))
+		return res, nil
+	}
+	return res, errors.New("could not register the resource")
+}
+
+func (s *Server) addScopes(ctx context.Context, res store.Resource, scopes []string) (store.Resource, error) {
+	changed := false
+	for _, sc := range scopes {
+		if !slices.Contains(res.Scopes, sc) {
+			res.Scopes = append(res.Scopes, sc)
+			changed = true
+		}
+	}
+	if !changed {
+		return res, nil
+	}
+	res.UpdatedAt = s.now().UTC()
+	return res, s.store.UpdateResource(ctx, res)
+}
+
+// ResourcesOf returns the resources a resource server registered, for
+// mapping requests by their uris.
+func (s *Server) ResourcesOf(ctx context.Context, resourceServer string) ([]store.Resource, error) {
+	return s.store.ListResources(ctx, store.ResourceQuery{ResourceServer: resourceServer})
+}
+
+// RPTLive reports whether the RPT with id jti is still live: not revoked
+// and not expired. A co-hosted enforcement point that caches verified RPTs
+// asks this on each request, so that a revocation applies at once.
+func (s *Server) RPTLive(ctx context.Context, jti string) (bool, error) {
+	_, err := s.store.Get(ctx, nsRPT, jti)
+	if errors.Is(err, store.ErrNotFound) {
+		return false, nil
+	}
+	return err == nil, err
+}

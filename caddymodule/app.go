@@ -1,0 +1,600 @@
+// Package caddymodule adapts the UMA 2.0 authorization server of package
+// authz to Caddy: the uma app holds the server's configuration and state
+// (one per config load), the http.handlers.uma_server handler serves its
+// endpoints, and caddyfile.go parses the uma global option and the
+// uma_server directive.
+package caddymodule
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/caddy-uma/caddy-uma/authz"
+	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
+	"github.com/caddy-uma/caddy-uma/store"
+	"github.com/caddy-uma/caddy-uma/store/badgerstore"
+)
+
+func init() {
+	caddy.RegisterModule(App{})
+}
+
+// Signing algorithms accepted by signing_alg.
+const (
+	algES256 = "ES256"
+	algEdDSA = "EdDSA"
+	algRS256 = "RS256"
+)
+
+// backendBadger is the only storage backend so far.
+const backendBadger = "badger"
+
+// App is the uma app: a UMA 2.0 authorization server (AS). It holds the AS's
+// configuration and, once started, the running server; the uma_server HTTP
+// handler serves its endpoints on the sites that should expose them.
+//
+// The database is opened in Start, not in Provision, so that `caddy
+// validate` works while a server on the same storage runs, and it is shared
+// across config reloads through a process-wide pool keyed by its path: a
+// reload that keeps storage.path keeps the open database, one that changes
+// it opens the new one and closes the old one.
+type App struct {
+	// Issuer is the AS's issuer identifier (required): an absolute http or
+	// https URL without query or fragment, such as
+	// "https://auth.example.com" or "https://example.com/uma". Every endpoint
+	// lives under its path, and discovery is at
+	// /.well-known/uma2-configuration. Placeholders such as {env.UMA_ISSUER}
+	// are expanded when the config is loaded. Use https outside of local
+	// development.
+	Issuer string `json:"issuer,omitempty"`
+
+	// Storage is where the AS keeps its state: signing keys, registered
+	// resources, issued tokens and tickets. Default: the badger backend in
+	// the "uma" folder of Caddy's data directory.
+	Storage *Storage `json:"storage,omitempty"`
+
+	// Clients are the OAuth clients registered at the AS: resource servers
+	// (which obtain PATs and use the protection API) and requesting parties'
+	// clients.
+	Clients []Client `json:"clients,omitempty"`
+
+	// SigningAlg is the JWS algorithm of the keys the AS generates to sign
+	// its tokens: "ES256" (the default), "EdDSA" or "RS256". Changing it
+	// applies to the next generated key.
+	SigningAlg string `json:"signing_alg,omitempty"`
+
+	// KeyRotation is how often a new signing key replaces the current one.
+	// Default: 0, no rotation.
+	KeyRotation caddy.Duration `json:"key_rotation,omitempty"`
+
+	// PATTTL is the lifetime of protection API access tokens (PATs).
+	// Default: 1h.
+	PATTTL caddy.Duration `json:"pat_ttl,omitempty"`
+
+	// TicketTTL is the lifetime of permission tickets. Default: 5m.
+	TicketTTL caddy.Duration `json:"ticket_ttl,omitempty"`
+
+	// RPTTTL is the lifetime of requesting party tokens (RPTs).
+	// Default: 5m.
+	RPTTTL caddy.Duration `json:"rpt_ttl,omitempty"`
+
+	// RefreshTTL is the lifetime of refresh tokens issued with RPTs.
+	// Default: 1h.
+	RefreshTTL caddy.Duration `json:"refresh_ttl,omitempty"`
+
+	// PCTTTL is the lifetime of persisted claims tokens (PCTs).
+	// Default: 720h (30 days).
+	PCTTTL caddy.Duration `json:"pct_ttl,omitempty"`
+
+	// RequestInterval is the polling interval announced with
+	// request_submitted. Default: 5s.
+	RequestInterval caddy.Duration `json:"request_interval,omitempty"`
+
+	// Policies is the operator directory of sharing rules:
+	// <dir>/<owner>/*.rego are the rules of that owner and
+	// <dir>/_system/*.rego the system rules that apply to everyone. Changes
+	// are picked up without restart. Optional.
+	Policies string `json:"policies,omitempty"`
+
+	// PolicyTimeout bounds one evaluation of an owner's rules.
+	// Default: 250ms.
+	PolicyTimeout caddy.Duration `json:"policy_timeout,omitempty"`
+
+	// TrustedIssuers are the OpenID providers and JWT issuers whose claim
+	// tokens the UMA grant accepts.
+	TrustedIssuers []TrustedIssuer `json:"trusted_issuers,omitempty"`
+
+	// What Provision computes from the fields above, with placeholders
+	// expanded and defaults applied.
+	issuer     string
+	storePath  string
+	signingAlg string
+	clients    []authz.Client
+	policyDir  string
+
+	ctx    caddy.Context
+	logger *zap.Logger
+	state  *appState
+}
+
+// appState is what changes while an App runs. It is allocated by Provision
+// and held by pointer, so that App values (the config) copy freely.
+type appState struct {
+	// server is the AS, published by Start and never withdrawn (see
+	// Cleanup); nil means not started.
+	server atomic.Pointer[authz.Server]
+	// started is closed by a successful Start, after server is published.
+	started chan struct{}
+
+	// mu guards storeKey, the key of the storePool entry this app holds:
+	// set after a successful LoadOrNew, cleared by the one Delete.
+	mu       sync.Mutex
+	storeKey string
+}
+
+// TrustedIssuer is an issuer whose claim tokens (ID tokens, JWTs) count.
+type TrustedIssuer struct {
+	// Issuer is the exact "iss" value of its tokens.
+	Issuer string `json:"issuer,omitempty"`
+	// JWKSURI is where its keys are; empty means OpenID Connect discovery
+	// at Issuer + "/.well-known/openid-configuration".
+	JWKSURI string `json:"jwks_uri,omitempty"`
+	// Audiences are the accepted "aud" values; empty means the pushing
+	// client's id or the AS's issuer.
+	Audiences []string `json:"audiences,omitempty"`
+	// Algorithms are the accepted JWS algorithms; empty means the
+	// asymmetric ones (never none, never HS*).
+	Algorithms []string `json:"algorithms,omitempty"`
+}
+
+// Storage selects the database of the AS.
+type Storage struct {
+	// Backend is the database: "badger" (the default, and so far the only
+	// one), an embedded database in a local directory.
+	Backend string `json:"backend,omitempty"`
+
+	// Path is the directory of the badger database, created if missing
+	// (mode 0700: it holds the private signing keys). A relative path is
+	// resolved against the working directory of the Caddy process.
+	// Placeholders such as {env.UMA_DATA} are expanded. Only one process
+	// can open a directory at a time. Default: "uma" in Caddy's data
+	// directory.
+	Path string `json:"path,omitempty"`
+}
+
+// Client is an OAuth client registered at the AS.
+type Client struct {
+	// ID is the client identifier (required, unique).
+	ID string `json:"id,omitempty"`
+
+	// Secret authenticates the client (HTTP Basic or client_secret_post):
+	// either a bcrypt hash as printed by `caddy hash-password` (recommended)
+	// or plain text. Placeholders are expanded when the config is loaded,
+	// so "{env.RS_API_SECRET}" or "{file./run/secrets/rs_api}" keeps the
+	// secret out of the config; a placeholder that expands to nothing is an
+	// error. Empty means a public client.
+	Secret string `json:"secret,omitempty"`
+
+	// ResourceServer allows the client to obtain PATs (a client_credentials
+	// grant with scope uma_protection) and to use the protection API. A
+	// resource server must have a secret.
+	ResourceServer bool `json:"resource_server,omitempty"`
+
+	// Scopes are the scopes the client pre-registered: UMA's registered
+	// scopes of its grants, and the scopes it may request in a
+	// client_credentials grant besides uma_protection.
+	Scopes []string `json:"scopes,omitempty"`
+
+	// RedirectURIs are the client's OAuth redirect URIs: absolute URIs
+	// without fragment.
+	RedirectURIs []string `json:"redirect_uris,omitempty"`
+
+	// ClaimsRedirectURIs are the client's UMA claims redirect URIs, where
+	// the AS sends the requesting party back after claims gathering:
+	// absolute URIs without fragment.
+	ClaimsRedirectURIs []string `json:"claims_redirect_uris,omitempty"`
+}
+
+// storePool shares open databases between the uma apps of successive config
+// loads, keyed by the cleaned absolute path of the database. A reload starts
+// the new config before it stops the old one, and Badger locks its directory
+// even within one process, so each load cannot open its own.
+var storePool = caddy.NewUsagePool()
+
+// openBackend opens the database in dir. Tests replace it.
+var openBackend = func(dir string, logger *zap.Logger) (store.Store, error) {
+	return badgerstore.Open(badgerstore.Options{Dir: dir, Logger: logger})
+}
+
+// sharedStore is the pooled value: an open database, closed when the last
+// config that uses it is cleaned up.
+type sharedStore struct {
+	store.Store
+}
+
+// Destruct closes the database.
+func (s sharedStore) Destruct() error { return s.Close() }
+
+// CaddyModule returns the Caddy module information.
+func (App) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "uma",
+		New: func() caddy.Module { return new(App) },
+	}
+}
+
+// Provision expands placeholders and applies defaults. It does not open the
+// database: Start does.
+func (a *App) Provision(ctx caddy.Context) error {
+	a.ctx = ctx
+	a.logger = ctx.Logger()
+	a.state = &appState{started: make(chan struct{})}
+	repl := caddy.NewReplacer()
+
+	issuer, err := repl.ReplaceOrErr(a.Issuer, true, true)
+	if err != nil {
+		return fmt.Errorf("expanding issuer: %w", err)
+	}
+	a.issuer = issuer
+
+	storage := Storage{Backend: backendBadger}
+	if a.Storage != nil {
+		storage = *a.Storage
+	}
+	if storage.Path == "" {
+		storage.Path = filepath.Join(caddy.AppDataDir(), "uma")
+	}
+	path, err := repl.ReplaceOrErr(storage.Path, true, true)
+	if err != nil {
+		return fmt.Errorf("expanding storage path: %w", err)
+	}
+	// filepath.Abs also cleans the path, which makes it a pool key.
+	if a.storePath, err = filepath.Abs(path); err != nil {
+		return fmt.Errorf("resolving storage path %q: %w", path, err)
+	}
+
+	if a.Policies != "" {
+		dir, err := repl.ReplaceOrErr(a.Policies, true, true)
+		if err != nil {
+			return fmt.Errorf("expanding policies directory: %w", err)
+		}
+		if a.policyDir, err = filepath.Abs(dir); err != nil {
+			return fmt.Errorf("resolving policies directory %q: %w", dir, err)
+		}
+	}
+
+	a.signingAlg = a.SigningAlg
+	if a.signingAlg == "" {
+		a.signingAlg = algES256
+	}
+
+	a.clients = make([]authz.Client, 0, len(a.Clients))
+	for _, c := range a.Clients {
+		secret := c.Secret
+		if secret != "" {
+			// errOnEmpty: a secret whose variable is unset must not turn
+			// the client into a public one.
+			if secret, err = repl.ReplaceOrErr(secret, true, true); err != nil {
+				return fmt.Errorf("client %q: expanding secret: %w", c.ID, err)
+			}
+		}
+		a.clients = append(a.clients, authz.Client{
+			ID:                 c.ID,
+			Secret:             secret,
+			ResourceServer:     c.ResourceServer,
+			Scopes:             slices.Clone(c.Scopes),
+			RedirectURIs:       slices.Clone(c.RedirectURIs),
+			ClaimsRedirectURIs: slices.Clone(c.ClaimsRedirectURIs),
+		})
+	}
+	return nil
+}
+
+// Validate checks the provisioned configuration.
+func (a *App) Validate() error {
+	if err := checkIssuer(a.issuer); err != nil {
+		return fmt.Errorf("issuer %q: %w", a.issuer, err)
+	}
+	if a.Storage != nil && a.Storage.Backend != "" && a.Storage.Backend != backendBadger {
+		return fmt.Errorf("storage: unknown backend %q (want %q)", a.Storage.Backend, backendBadger)
+	}
+	switch a.signingAlg {
+	case algES256, algEdDSA, algRS256:
+	default:
+		return fmt.Errorf("signing_alg: unsupported algorithm %q (want %s, %s or %s)",
+			a.signingAlg, algES256, algEdDSA, algRS256)
+	}
+	for _, d := range []struct {
+		name  string
+		value caddy.Duration
+	}{
+		{"key_rotation", a.KeyRotation},
+		{"pat_ttl", a.PATTTL},
+		{"ticket_ttl", a.TicketTTL},
+		{"rpt_ttl", a.RPTTTL},
+	} {
+		if d.value < 0 {
+			return fmt.Errorf("%s: negative duration %s", d.name, time.Duration(d.value))
+		}
+	}
+
+	seen := make(map[string]bool, len(a.clients))
+	for _, c := range a.clients {
+		if c.ID == "" {
+			return errors.New("client without id")
+		}
+		if seen[c.ID] {
+			return fmt.Errorf("client %q: defined more than once", c.ID)
+		}
+		seen[c.ID] = true
+		if err := checkClient(c); err != nil {
+			return fmt.Errorf("client %q: %w", c.ID, err)
+		}
+	}
+
+	if u, _ := url.Parse(a.issuer); u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		a.logger.Warn("issuer is not https: tokens and client secrets travel in clear text",
+			zap.String("issuer", a.issuer))
+	}
+	return nil
+}
+
+// Start opens the database (or shares the one a previous config opened) and
+// starts the authorization server.
+func (a *App) Start() error {
+	st, err := a.acquireStore()
+	if err != nil {
+		return err
+	}
+	// If anything below fails, Caddy cleans the config up, and Cleanup
+	// releases the store.
+	srv, err := authz.New(a.ctx, authz.Config{
+		Issuer:          a.issuer,
+		Store:           st,
+		Clients:         a.clients,
+		SigningAlg:      a.signingAlg,
+		KeyRotation:     time.Duration(a.KeyRotation),
+		PATTTL:          time.Duration(a.PATTTL),
+		TicketTTL:       time.Duration(a.TicketTTL),
+		RPTTTL:          time.Duration(a.RPTTTL),
+		RefreshTTL:      time.Duration(a.RefreshTTL),
+		PCTTTL:          time.Duration(a.PCTTTL),
+		RequestInterval: time.Duration(a.RequestInterval),
+		PolicyDir:       a.policyDir,
+		PolicyTimeout:   time.Duration(a.PolicyTimeout),
+		TrustedIssuers:  a.trustedIssuers(),
+		Logger:          a.logger,
+	})
+	if err != nil {
+		return fmt.Errorf("starting authorization server: %w", err)
+	}
+	a.state.server.Store(srv)
+	close(a.state.started)
+	a.logger.Info("authorization server started",
+		zap.String("issuer", a.issuer),
+		zap.String("storage", a.storePath),
+		zap.Int("clients", len(a.clients)))
+	return nil
+}
+
+// Stop stops the authorization server's background work. The server itself
+// stays published (see Cleanup), and the database stays open: the pool
+// closes it when the last config that uses it is cleaned up.
+func (a *App) Stop() error {
+	srv := a.running()
+	if srv == nil {
+		return nil
+	}
+	if err := srv.Close(); err != nil {
+		return fmt.Errorf("stopping authorization server: %w", err)
+	}
+	return nil
+}
+
+// Cleanup releases the database, closing it if no other config uses it.
+//
+// The server stays published to the uma_server handlers of this config: on a
+// reload, Caddy stops the old http servers without waiting for the requests
+// they are handling and cleans the old config up at once, and those requests
+// are still answered by this server, on the database the new config shares,
+// instead of with 503. (If the reload changed storage.path, the old database
+// closes and they fail.) When Caddy exits, it waits for every request before
+// it cleans up.
+func (a *App) Cleanup() error {
+	if a.state == nil {
+		return nil // Provision failed before it set up anything
+	}
+	return a.releaseStore()
+}
+
+// running returns the published authorization server, or nil.
+func (a *App) running() *authz.Server {
+	if a.state == nil {
+		return nil
+	}
+	return a.state.server.Load()
+}
+
+// awaitRunning returns the published authorization server, waiting at most
+// timeout for Start if it has not run yet. Caddy starts the apps of a
+// config in no set order, so the http app may take requests a moment before
+// this app has started, at every start and reload. It returns nil if the
+// server is not published by then, if ctx ends, or if the config is
+// unloaded without this app having started (as when another app's Start
+// fails).
+func (a *App) awaitRunning(ctx context.Context, timeout time.Duration) *authz.Server {
+	if srv := a.running(); srv != nil || a.state == nil {
+		return srv
+	}
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	select {
+	case <-a.state.started:
+	case <-a.ctx.Done():
+	case <-ctx.Done():
+	case <-timer.C:
+	}
+	return a.running()
+}
+
+// acquireStore loads the shared database of a.storePath from storePool,
+// opening it if no running config has. Each success must be matched by
+// exactly one releaseStore.
+func (a *App) acquireStore() (store.Store, error) {
+	key := a.storePath
+	val, loaded, err := storePool.LoadOrNew(key, func() (caddy.Destructor, error) {
+		if err := os.MkdirAll(key, 0o700); err != nil {
+			return nil, fmt.Errorf("creating storage directory: %w", err)
+		}
+		st, err := openBackend(key, a.logger.Named("storage"))
+		if errors.Is(err, badgerstore.ErrLocked) {
+			return nil, fmt.Errorf("%w: another process, usually another running Caddy instance, "+
+				"has the database open; use 'caddy reload' to change the config of a running Caddy", err)
+		}
+		if err != nil {
+			return nil, err
+		}
+		return sharedStore{st}, nil
+	})
+	if err != nil {
+		// A failed LoadOrNew holds no reference: nothing to release.
+		return nil, fmt.Errorf("opening storage %s: %w", key, err)
+	}
+
+	a.state.mu.Lock()
+	a.state.storeKey = key
+	a.state.mu.Unlock()
+
+	if c := a.logger.Check(zapcore.DebugLevel, "storage opened"); c != nil {
+		c.Write(zap.String("path", key), zap.Bool("shared_with_previous_config", loaded))
+	}
+	return val.(sharedStore).Store, nil
+}
+
+// releaseStore gives back the reference acquireStore took, once; later calls
+// do nothing. A second Delete would close the database under the config
+// that replaced this one.
+func (a *App) releaseStore() error {
+	a.state.mu.Lock()
+	key := a.state.storeKey
+	a.state.storeKey = ""
+	a.state.mu.Unlock()
+	if key == "" {
+		return nil
+	}
+
+	closed, err := storePool.Delete(key)
+	if err != nil {
+		return fmt.Errorf("closing storage %s: %w", key, err)
+	}
+	if closed {
+		if c := a.logger.Check(zapcore.DebugLevel, "storage closed"); c != nil {
+			c.Write(zap.String("path", key))
+		}
+	}
+	return nil
+}
+
+// checkIssuer reports why s is not a valid issuer identifier.
+func checkIssuer(s string) error {
+	if s == "" {
+		return errors.New("required")
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return err
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return errors.New("must be an absolute http or https URL")
+	case u.Host == "" || u.Hostname() == "":
+		return errors.New("must have a host")
+	case u.User != nil:
+		return errors.New("must not contain user information")
+	case u.RawQuery != "" || u.ForceQuery:
+		return errors.New("must not have a query")
+	case u.Fragment != "" || strings.Contains(s, "#"):
+		return errors.New("must not have a fragment")
+	}
+	return nil
+}
+
+// checkClient reports what is wrong with a client's settings.
+func checkClient(c authz.Client) error {
+	if c.ResourceServer && c.Secret == "" {
+		return errors.New("a resource server needs a secret (client_credentials is for confidential clients)")
+	}
+	for _, s := range c.Scopes {
+		if !isScopeToken(s) {
+			return fmt.Errorf("scope %q: not a valid scope token", s)
+		}
+	}
+	for _, uris := range [][]string{c.RedirectURIs, c.ClaimsRedirectURIs} {
+		for _, s := range uris {
+			u, err := url.Parse(s)
+			if err != nil {
+				return fmt.Errorf("redirect URI %q: %w", s, err)
+			}
+			if !u.IsAbs() || u.Fragment != "" || strings.Contains(s, "#") {
+				return fmt.Errorf("redirect URI %q: must be absolute, without fragment", s)
+			}
+		}
+	}
+	return nil
+}
+
+// isScopeToken reports whether s is a scope-token of RFC 6749, section 3.3.
+func isScopeToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
+}
+
+// isLoopback reports whether host names the local machine.
+func isLoopback(host string) bool {
+	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Interface guards
+var (
+	_ caddy.App          = (*App)(nil)
+	_ caddy.Provisioner  = (*App)(nil)
+	_ caddy.Validator    = (*App)(nil)
+	_ caddy.CleanerUpper = (*App)(nil)
+	_ caddy.Destructor   = sharedStore{}
+)
+
+// trustedIssuers converts the trusted issuers for authz.
+func (a *App) trustedIssuers() []claimtoken.Issuer {
+	out := make([]claimtoken.Issuer, 0, len(a.TrustedIssuers))
+	for _, ti := range a.TrustedIssuers {
+		out = append(out, claimtoken.Issuer{Issuer: ti.Issuer, JWKSURI: ti.JWKSURI, Audiences: ti.Audiences, Algorithms: ti.Algorithms})
+	}
+	return out
+}

@@ -1,0 +1,341 @@
+package caddymodule
+
+import (
+	"slices"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	httpcaddyfile.RegisterGlobalOption("uma", parseGlobalOption)
+	httpcaddyfile.RegisterHandlerDirective("uma_server", parseHandler)
+	// uma_server passes every request outside the issuer's paths on, so it
+	// runs after the request-rewriting and authentication middleware and
+	// before the routing blocks (invoke, handle, handle_path, route) and
+	// the handlers that respond (respond, reverse_proxy, file_server): a
+	// catch-all "handle" or "respond" in the site cannot hide the AS.
+	httpcaddyfile.RegisterDirectiveOrder("uma_server", httpcaddyfile.Before, "invoke")
+}
+
+// parseGlobalOption parses the uma global option into the uma app; see
+// App.UnmarshalCaddyfile for the syntax.
+func parseGlobalOption(d *caddyfile.Dispenser, existingVal any) (any, error) {
+	if existingVal != nil {
+		return nil, d.Err("the uma global option may appear only once")
+	}
+	app := new(App)
+	if err := app.UnmarshalCaddyfile(d); err != nil {
+		return nil, err
+	}
+	return httpcaddyfile.App{
+		Name:  "uma",
+		Value: caddyconfig.JSON(app, nil),
+	}, nil
+}
+
+// UnmarshalCaddyfile sets up the uma app from the uma global option. Syntax:
+//
+//	uma {
+//	    issuer       <url>
+//	    storage      badger [<dir>]
+//	    signing_alg  ES256|EdDSA|RS256
+//	    key_rotation <duration>
+//	    pat_ttl      <duration>
+//	    ticket_ttl   <duration>
+//	    rpt_ttl      <duration>
+//	    refresh_ttl  <duration>
+//	    pct_ttl      <duration>
+//	    request_interval <duration>
+//	    policies     <dir>
+//	    policy_timeout <duration>
+//	    trust_issuer <issuer> {
+//	        jwks_uri   <url>
+//	        audience   <aud...>
+//	        algorithms <alg...>
+//	    }
+//	    client <id> {
+//	        secret              <bcrypt hash or plain text>
+//	        resource_server
+//	        scopes              <scope...>
+//	        redirect_uri        <uri...>
+//	        claims_redirect_uri <uri...>
+//	    }
+//	}
+//
+// issuer is required: the absolute http(s) URL, without query or fragment,
+// under whose path every endpoint lives. storage defaults to badger in the
+// "uma" folder of Caddy's data directory; a relative <dir> is resolved
+// against Caddy's working directory. signing_alg defaults to ES256.
+// key_rotation defaults to 0 (never); pat_ttl to 1h; ticket_ttl and rpt_ttl
+// to 5m. Durations use Go's syntax, plus d for days (e.g. 90d).
+//
+// refresh_ttl defaults to 1h, pct_ttl to 720h, request_interval (the
+// polling interval announced with request_submitted) to 5s, policy_timeout
+// to 250ms. policies names the operator directory of sharing rules:
+// <dir>/<owner>/*.rego are an owner's rules, <dir>/_system/*.rego the
+// system rules; changes apply without restart. Each trust_issuer block
+// trusts the claim tokens of one issuer: its keys come from jwks_uri, or
+// from OpenID Connect discovery at <issuer>/.well-known/openid-configuration;
+// audience lists the accepted aud values (default: the pushing client's id
+// or the AS's issuer).
+//
+// Each client block registers one OAuth client; ids must be unique. A
+// client without secret is public. secret takes a bcrypt hash from `caddy
+// hash-password` (recommended) or plain text, and may be a placeholder such
+// as {env.RS_API_SECRET} or {file./run/secrets/rs_api}, expanded when the
+// config loads. resource_server lets the client obtain PATs and use the
+// protection API; it needs a secret. scopes, redirect_uri and
+// claims_redirect_uri may be repeated; their values add up.
+//
+// issuer, the storage <dir> and secrets may use {env.*} and {file.*}
+// placeholders, expanded when the config loads; any value may use {$VAR}
+// environment variables, expanded when the Caddyfile is adapted (and then
+// written into the JSON config).
+func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume option name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+
+	seen := make(map[string]bool)
+	for d.NextBlock(0) {
+		sub := d.Val()
+		if sub != "client" && sub != "trust_issuer" {
+			if seen[sub] {
+				return d.Errf("%s specified more than once", sub)
+			}
+			seen[sub] = true
+		}
+
+		switch sub {
+		case "issuer":
+			if !d.AllArgs(&a.Issuer) {
+				return d.ArgErr()
+			}
+
+		case "storage":
+			args := d.RemainingArgs()
+			if len(args) < 1 || len(args) > 2 {
+				return d.ArgErr()
+			}
+			if args[0] != backendBadger {
+				return d.Errf("unknown storage backend %q (want %q)", args[0], backendBadger)
+			}
+			a.Storage = &Storage{Backend: args[0]}
+			if len(args) == 2 {
+				a.Storage.Path = args[1]
+			}
+
+		case "signing_alg":
+			if !d.AllArgs(&a.SigningAlg) {
+				return d.ArgErr()
+			}
+			switch a.SigningAlg {
+			case algES256, algEdDSA, algRS256:
+			default:
+				return d.Errf("unsupported signing_alg %q (want %s, %s or %s)",
+					a.SigningAlg, algES256, algEdDSA, algRS256)
+			}
+
+		case "key_rotation":
+			if err := parseDuration(d, &a.KeyRotation); err != nil {
+				return err
+			}
+		case "pat_ttl":
+			if err := parseDuration(d, &a.PATTTL); err != nil {
+				return err
+			}
+		case "ticket_ttl":
+			if err := parseDuration(d, &a.TicketTTL); err != nil {
+				return err
+			}
+		case "rpt_ttl":
+			if err := parseDuration(d, &a.RPTTTL); err != nil {
+				return err
+			}
+
+		case "client":
+			c, err := parseClient(d)
+			if err != nil {
+				return err
+			}
+			if slices.ContainsFunc(a.Clients, func(o Client) bool { return o.ID == c.ID }) {
+				return d.Errf("client %q defined more than once", c.ID)
+			}
+			a.Clients = append(a.Clients, c)
+
+		case "refresh_ttl":
+			if err := parseDuration(d, &a.RefreshTTL); err != nil {
+				return err
+			}
+		case "pct_ttl":
+			if err := parseDuration(d, &a.PCTTTL); err != nil {
+				return err
+			}
+		case "request_interval":
+			if err := parseDuration(d, &a.RequestInterval); err != nil {
+				return err
+			}
+		case "policy_timeout":
+			if err := parseDuration(d, &a.PolicyTimeout); err != nil {
+				return err
+			}
+		case "policies":
+			if !d.AllArgs(&a.Policies) {
+				return d.ArgErr()
+			}
+		case "trust_issuer":
+			ti, err := parseTrustIssuer(d)
+			if err != nil {
+				return err
+			}
+			if slices.ContainsFunc(a.TrustedIssuers, func(o TrustedIssuer) bool { return o.Issuer == ti.Issuer }) {
+				return d.Errf("trust_issuer %q defined more than once", ti.Issuer)
+			}
+			a.TrustedIssuers = append(a.TrustedIssuers, ti)
+
+		default:
+			return d.Errf("unknown subdirective %q of uma", sub)
+		}
+	}
+	return nil
+}
+
+// parseTrustIssuer parses a trust_issuer block; d is on its token.
+func parseTrustIssuer(d *caddyfile.Dispenser) (TrustedIssuer, error) {
+	var ti TrustedIssuer
+	if !d.AllArgs(&ti.Issuer) {
+		return ti, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "jwks_uri":
+			if !d.AllArgs(&ti.JWKSURI) {
+				return ti, d.ArgErr()
+			}
+		case "audience":
+			if err := appendArgs(d, &ti.Audiences); err != nil {
+				return ti, err
+			}
+		case "algorithms":
+			if err := appendArgs(d, &ti.Algorithms); err != nil {
+				return ti, err
+			}
+		default:
+			return ti, d.Errf("unknown subdirective %q of trust_issuer", d.Val())
+		}
+	}
+	return ti, nil
+}
+
+// parseClient parses a client block; d is on the client token.
+func parseClient(d *caddyfile.Dispenser) (Client, error) {
+	var c Client
+	if !d.AllArgs(&c.ID) {
+		return c, d.ArgErr()
+	}
+
+	seen := make(map[string]bool)
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		sub := d.Val()
+		switch sub {
+		case "secret", "resource_server":
+			if seen[sub] {
+				return c, d.Errf("%s specified more than once in client %q", sub, c.ID)
+			}
+			seen[sub] = true
+		}
+
+		switch sub {
+		case "secret":
+			if !d.AllArgs(&c.Secret) {
+				return c, d.ArgErr()
+			}
+			if c.Secret == "" {
+				return c, d.Errf("empty secret in client %q: leave secret out for a public client", c.ID)
+			}
+		case "resource_server":
+			if d.NextArg() {
+				return c, d.ArgErr()
+			}
+			c.ResourceServer = true
+		case "scopes":
+			if err := appendArgs(d, &c.Scopes); err != nil {
+				return c, err
+			}
+		case "redirect_uri":
+			if err := appendArgs(d, &c.RedirectURIs); err != nil {
+				return c, err
+			}
+		case "claims_redirect_uri":
+			if err := appendArgs(d, &c.ClaimsRedirectURIs); err != nil {
+				return c, err
+			}
+		default:
+			return c, d.Errf("unknown subdirective %q of client %q", sub, c.ID)
+		}
+	}
+	return c, nil
+}
+
+// parseDuration parses the single duration argument of the current line.
+func parseDuration(d *caddyfile.Dispenser, dst *caddy.Duration) error {
+	name := d.Val()
+	var s string
+	if !d.AllArgs(&s) {
+		return d.ArgErr()
+	}
+	v, err := caddy.ParseDuration(s)
+	if err != nil {
+		return d.Errf("bad %s duration %q: %v", name, s, err)
+	}
+	if v < 0 {
+		return d.Errf("bad %s duration %q: negative", name, s)
+	}
+	*dst = caddy.Duration(v)
+	return nil
+}
+
+// appendArgs appends the one or more arguments of the current line.
+func appendArgs(d *caddyfile.Dispenser, dst *[]string) error {
+	args := d.RemainingArgs()
+	if len(args) == 0 {
+		return d.ArgErr()
+	}
+	*dst = append(*dst, args...)
+	return nil
+}
+
+// parseHandler sets up the uma_server handler; see Handler.UnmarshalCaddyfile.
+func parseHandler(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	handler := new(Handler)
+	err := handler.UnmarshalCaddyfile(h.Dispenser)
+	return handler, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	uma_server [<matcher>]
+//
+// It takes no arguments and no block: the uma global option configures the
+// authorization server, and is required. The handler serves the endpoints
+// under the issuer's path (discovery at /.well-known/uma2-configuration,
+// /token, /resource_set, /permission, /introspect, /jwks, /revoke, ...) and
+// passes every other request to the next handler. By default it is ordered
+// before invoke, handle and route, so the site's other directives need no
+// change. Do not place it under handle_path or uri strip_prefix: the issuer's
+// path must reach it unchanged.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	if d.NextBlock(0) {
+		return d.Errf("uma_server takes no block; configure the server with the uma global option")
+	}
+	return nil
+}

@@ -1,0 +1,97 @@
+package caddymodule
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Handler serves the endpoints of the uma app's authorization server:
+// requests for a path under the issuer's path (and the issuer's RFC 8414
+// metadata path) go to the server, every other request to the next handler.
+// It has no options; the uma app holds the configuration, so it requires
+// the uma app to be configured.
+//
+// Put it on the site whose address matches the issuer, and not under a
+// directive that strips a path prefix (handle_path, uri strip_prefix): the
+// server matches the request path against the issuer's path.
+type Handler struct {
+	// live returns the authorization server of the uma app, waiting up to
+	// startWait for the app to start; nil if it has not.
+	live func(ctx context.Context) endpoints
+}
+
+// startWait bounds how long a request waits for the uma app to start (see
+// App.awaitRunning) before it gets 503.
+const startWait = 5 * time.Second
+
+// endpoints is what the handler needs of the authorization server;
+// *authz.Server implements it.
+type endpoints interface {
+	http.Handler
+	// Handles reports whether path is one the server serves.
+	Handles(path string) bool
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.uma_server",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision looks up the uma app of the config.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	val, err := ctx.AppIfConfigured("uma")
+	if err != nil {
+		return fmt.Errorf("uma_server needs the uma app (the uma global option in a Caddyfile): %w", err)
+	}
+	app := val.(*App)
+	h.live = func(ctx context.Context) endpoints {
+		// Return a nil interface, not a typed nil pointer.
+		if srv := app.awaitRunning(ctx, startWait); srv != nil {
+			return srv
+		}
+		return nil
+	}
+	return nil
+}
+
+// ServeHTTP serves the request with the authorization server if it is one of
+// its paths, and passes it to next otherwise. If the uma app has not started
+// (after waiting up to startWait for it, as it may take a moment at every
+// start and reload), it answers every request with 503 and the OAuth error
+// temporarily_unavailable.
+func (h Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	srv := h.live(r.Context())
+	if srv == nil {
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.Header().Set("Retry-After", "1")
+		w.WriteHeader(http.StatusServiceUnavailable)
+		_, _ = w.Write([]byte(`{"error":"temporarily_unavailable"}` + "\n"))
+		return nil
+	}
+	if !srv.Handles(r.URL.Path) {
+		return next.ServeHTTP(w, r)
+	}
+	srv.ServeHTTP(w, r)
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+	_ caddyfile.Unmarshaler       = (*Handler)(nil)
+)
