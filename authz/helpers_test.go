@@ -51,7 +51,7 @@ type testAS struct {
 	issuer string
 }
 
-func openTestStore(t *testing.T, dir string) store.Store {
+func openTestStore(t testing.TB, dir string) store.Store {
 	t.Helper()
 	st, err := badgerstore.Open(badgerstore.Options{Dir: dir})
 	if err != nil {
