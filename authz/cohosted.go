@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"time"
 
@@ -29,6 +30,16 @@ type PermissionRequest struct {
 // request is request context for the owner's rules (input.request).
 func (s *Server) RequestTicket(ctx context.Context, resourceServer string, perms []PermissionRequest, request map[string][]string) (string, error) {
 	t := ticket{ResourceServer: resourceServer, Request: request}
+	size := 0
+	for k, vals := range request {
+		size += len(k)
+		for _, v := range vals {
+			size += len(v)
+		}
+	}
+	if size > maxRequestContextBytes {
+		return "", fmt.Errorf("request context is larger than %d bytes", maxRequestContextBytes)
+	}
 	for _, p := range perms {
 		res, err := s.store.GetResource(ctx, p.ResourceID)
 		if err != nil {
@@ -57,44 +68,68 @@ func (s *Server) RequestTicket(ctx context.Context, resourceServer string, perms
 
 // EnsureResource returns the resource that resourceServer registered for
 // res.Owner under res.Name, registering res if there is none. Concurrent
-// calls for one name create one resource. Scopes missing from an existing
-// resource are added.
+// calls for one name create one resource (the store is used by one process,
+// so a lock per name is enough). Scopes missing from an existing resource
+// are added.
 func (s *Server) EnsureResource(ctx context.Context, resourceServer string, res store.Resource) (store.Resource, error) {
 	if res.Name == "" || !validOwnerName(res.Owner) {
 		return res, errors.New("a resource needs a name and an owner")
 	}
 	key := resourceServer + sep + res.Owner + sep + res.Name
-	for attempt := 0; attempt < 3; attempt++ {
-		if val, err := s.store.Get(ctx, nsResourceName, key); err == nil {
-			existing, err := s.store.GetResource(ctx, string(val))
-			if errors.Is(err, store.ErrNotFound) {
-				// Deregistered through the protection API: forget the name.
-				_ = s.store.Delete(ctx, nsResourceName, key)
-				continue
-			}
-			if err != nil {
-				return res, err
-			}
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	mu := &s.ensureLocks[h.Sum32()%uint32(len(s.ensureLocks))]
+	mu.Lock()
+	defer mu.Unlock()
+
+	if val, err := s.store.Get(ctx, nsResourceName, key); err == nil {
+		existing, err := s.store.GetResource(ctx, string(val))
+		if err == nil {
 			return s.addScopes(ctx, existing, res.Scopes)
-		} else if !errors.Is(err, store.ErrNotFound) {
+		}
+		if !errors.Is(err, store.ErrNotFound) {
 			return res, err
 		}
-		id := randomID()
-		if err := s.store.Insert(ctx, nsResourceName, key, []byte(id), time.Time{}); errors.Is(err, store.ErrExists) {
-			continue // another request registered it first
-		} else if err != nil {
+		// Deregistered through the protection API: forget the name.
+		if err := s.store.Delete(ctx, nsResourceName, key); err != nil && !errors.Is(err, store.ErrNotFound) {
 			return res, err
 		}
-		now := s.now().UTC()
-		res.ID, res.ResourceServer, res.CreatedAt, res.UpdatedAt = id, resourceServer, now, now
-		if err := s.store.CreateResource(ctx, res); err != nil {
-			_ = s.store.Delete(ctx, nsResourceName, key)
-			return res, err
-		}
-		s.log.Info("resource registered on first sight", clientField(resourceServer), ownerField(res.Owner), resourceField(id))
-		return res, nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return res, err
 	}
-	return res, errors.New("could not register the resource")
+	// Registered through the protection API under that name?
+	existing, ok, err := s.findByName(ctx, resourceServer, res.Owner, res.Name)
+	if err != nil {
+		return res, err
+	}
+	if !ok {
+		now := s.now().UTC()
+		res.ID, res.ResourceServer, res.CreatedAt, res.UpdatedAt = randomID(), resourceServer, now, now
+		if err := s.store.CreateResource(ctx, res); err != nil {
+			return res, err
+		}
+		s.log.Info("resource registered on first sight", clientField(resourceServer), ownerField(res.Owner), resourceField(res.ID))
+		existing = res
+	}
+	if err := s.store.Put(ctx, nsResourceName, key, []byte(existing.ID), time.Time{}); err != nil {
+		return res, err
+	}
+	return s.addScopes(ctx, existing, res.Scopes)
+}
+
+// findByName looks for a resource by name among those a resource server
+// registered for an owner.
+func (s *Server) findByName(ctx context.Context, resourceServer, owner, name string) (store.Resource, bool, error) {
+	list, err := s.store.ListResources(ctx, store.ResourceQuery{ResourceServer: resourceServer, Owner: owner})
+	if err != nil {
+		return store.Resource{}, false, err
+	}
+	for _, r := range list {
+		if r.Name == name {
+			return r, true, nil
+		}
+	}
+	return store.Resource{}, false, nil
 }
 
 func (s *Server) addScopes(ctx context.Context, res store.Resource, scopes []string) (store.Resource, error) {

@@ -54,6 +54,7 @@ type issuerKeys struct {
 	// sem admits one fetch at a time and guards the fields below.
 	sem         chan struct{}
 	lastAttempt time.Time
+	failures    int    // failed fetches in a row
 	jwksURL     string // registered with the cache
 }
 
@@ -212,16 +213,29 @@ func (ik *issuerKeys) refresh(ctx context.Context) error {
 		return err
 	}
 	now := ik.now()
-	if !ik.lastAttempt.IsZero() && now.Sub(ik.lastAttempt) < ik.minRefresh {
+	if !ik.lastAttempt.IsZero() && now.Sub(ik.lastAttempt) < ik.retryInterval() {
 		return errRateLimited
 	}
 	ik.lastAttempt = now
 	if err := ik.fetch(ctx); err != nil {
+		ik.failures++
 		ik.log.Warn("fetching claim token signing keys failed", zap.Error(err))
 		return err
 	}
+	ik.failures = 0
 	ik.log.Debug("fetched claim token signing keys", zap.String("jwks_uri", ik.jwksURL))
 	return nil
+}
+
+// retryInterval is how long after a fetch another may start. Until a key
+// set was ever fetched (the issuer was unreachable when the AS started, as
+// when both start in one process), failed fetches are retried sooner:
+// after 1s, doubling up to MinRefreshInterval. It is called with sem held.
+func (ik *issuerKeys) retryInterval() time.Duration {
+	if ik.current() != nil {
+		return ik.minRefresh
+	}
+	return min(time.Second<<min(ik.failures, 10), ik.minRefresh)
 }
 
 // fetch fetches the key set. The first time, it discovers the key set's

@@ -1,0 +1,61 @@
+package authz
+
+import (
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/caddy-uma/caddy-uma/store"
+)
+
+func TestEnsureResourceIsIdempotent(t *testing.T) {
+	as := newTestAS(t, nil)
+	ctx := t.Context()
+	// Concurrent first sights create one resource.
+	var wg sync.WaitGroup
+	ids := make([]string, 16)
+	for i := range ids {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := as.srv.EnsureResource(ctx, "rs-a", store.Resource{Owner: "alice", Name: "records/1", Scopes: []string{"read"}})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ids[i] = res.ID
+		}()
+	}
+	wg.Wait()
+	for _, id := range ids {
+		if id != ids[0] {
+			t.Fatalf("concurrent registrations created several resources: %v", ids)
+		}
+	}
+	list, _ := as.srv.ResourcesOf(ctx, "rs-a")
+	if len(list) != 1 {
+		t.Fatalf("%d resources, want 1", len(list))
+	}
+	// New scopes are added to the existing resource.
+	res, err := as.srv.EnsureResource(ctx, "rs-a", store.Resource{Owner: "alice", Name: "records/1", Scopes: []string{"write"}})
+	if err != nil || res.ID != ids[0] || strings.Join(res.Scopes, ",") != "read,write" {
+		t.Fatalf("second sight: %+v %v", res, err)
+	}
+	// A resource registered through the protection API under that name is found.
+	pat, _ := as.srv.IssuePAT(ctx, "rs-a", "bob")
+	id := as.register(pat, `{"name":"records/2","resource_scopes":["read"]}`)
+	res, err = as.srv.EnsureResource(ctx, "rs-a", store.Resource{Owner: "bob", Name: "records/2", Scopes: []string{"read"}})
+	if err != nil || res.ID != id {
+		t.Fatalf("protection API resource not found by name: %+v %v", res, err)
+	}
+	// Deleted through the protection API: registered anew.
+	as.do("DELETE", PathResourceSet+"/"+id, nil, "Authorization", bearer(pat))
+	res, err = as.srv.EnsureResource(ctx, "rs-a", store.Resource{Owner: "bob", Name: "records/2", Scopes: []string{"read"}})
+	if err != nil || res.ID == id || res.ID == "" {
+		t.Fatalf("after delete: %+v %v", res, err)
+	}
+	// Request context is bounded.
+	if _, err := as.srv.RequestTicket(ctx, "rs-a", []PermissionRequest{{ResourceID: res.ID}}, map[string][]string{"x": {strings.Repeat("a", 4096)}}); err == nil {
+		t.Fatal("oversized request context accepted")
+	}
+}

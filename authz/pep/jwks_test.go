@@ -1,0 +1,202 @@
+package pep
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/lestrrat-go/jwx/v3/jwa"
+	"github.com/lestrrat-go/jwx/v3/jwk"
+	"github.com/lestrrat-go/jwx/v3/jws"
+)
+
+// keyAS is a minimal AS for JWT verification: discovery without an
+// introspection endpoint, and a JWKS holding its current key.
+type keyAS struct {
+	t       *testing.T
+	srv     *httptest.Server
+	mu      sync.Mutex
+	kid     string
+	key     *ecdsa.PrivateKey
+	fetches atomic.Int64
+}
+
+func newKeyAS(t *testing.T) *keyAS {
+	a := &keyAS{t: t}
+	a.rotate("k1")
+	a.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		switch r.URL.Path {
+		case "/.well-known/uma2-configuration":
+			json.NewEncoder(w).Encode(map[string]string{
+				"issuer": a.srv.URL, "token_endpoint": a.srv.URL + "/token", "jwks_uri": a.srv.URL + "/jwks",
+				"permission_endpoint": a.srv.URL + "/perm", "resource_registration_endpoint": a.srv.URL + "/rreg",
+			})
+		case "/jwks":
+			a.fetches.Add(1)
+			a.mu.Lock()
+			pub, _ := jwk.Import(a.key.Public())
+			pub.Set(jwk.KeyIDKey, a.kid)
+			pub.Set(jwk.AlgorithmKey, jwa.ES256())
+			a.mu.Unlock()
+			set := jwk.NewSet()
+			set.AddKey(pub)
+			json.NewEncoder(w).Encode(set)
+		default:
+			http.NotFound(w, r)
+		}
+	}))
+	t.Cleanup(a.srv.Close)
+	return a
+}
+
+func (a *keyAS) rotate(kid string) {
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	a.mu.Lock()
+	a.kid, a.key = kid, k
+	a.mu.Unlock()
+}
+
+// sign returns a JWT over claims, signed with the current key under kid
+// (the current kid when empty).
+func (a *keyAS) sign(claims map[string]any, kid string) string {
+	a.mu.Lock()
+	key := a.key
+	if kid == "" {
+		kid = a.kid
+	}
+	a.mu.Unlock()
+	payload, _ := json.Marshal(claims)
+	hdr := jws.NewHeaders()
+	hdr.Set(jws.KeyIDKey, kid)
+	out, err := jws.Sign(payload, jws.WithKey(jwa.ES256(), key, jws.WithProtectedHeaders(hdr)))
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	return string(out)
+}
+
+func (a *keyAS) claims(now time.Time) map[string]any {
+	return map[string]any{
+		"iss": a.srv.URL, "aud": []string{"rs"}, "sub": "bob", "azp": "app", "jti": "j1",
+		"iat": now.Unix(), "exp": now.Add(time.Minute).Unix(),
+		"permissions": []map[string]any{{"resource_id": "r1", "resource_scopes": []string{"read"}}},
+	}
+}
+
+func TestRemoteJWTVerification(t *testing.T) {
+	a := newKeyAS(t)
+	clock := &testClock{t: time.Now()}
+	rem, err := NewRemote(RemoteConfig{Issuer: a.srv.URL, ClientID: "rs", ClientSecret: "s", Now: clock.Now, MinKeyRefresh: 30 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rem.Close()
+	ctx := context.Background()
+	now := clock.Now()
+
+	rpt, err := rem.VerifyRPT(ctx, a.sign(a.claims(now), ""))
+	if err != nil {
+		t.Fatalf("valid RPT: %v", err)
+	}
+	if rpt.Subject != "bob" || rpt.ClientID != "app" || len(rpt.Permissions) != 1 || rpt.Permissions[0].ResourceID != "r1" {
+		t.Errorf("RPT = %+v", rpt)
+	}
+
+	invalid := map[string]func(map[string]any){
+		"other issuer":    func(c map[string]any) { c["iss"] = "https://evil.example" },
+		"other audience":  func(c map[string]any) { c["aud"] = "rs-other" },
+		"expired":         func(c map[string]any) { c["exp"] = now.Unix() },
+		"no exp":          func(c map[string]any) { delete(c, "exp") },
+		"not yet valid":   func(c map[string]any) { c["nbf"] = now.Add(time.Minute).Unix() },
+		"no permissions":  func(c map[string]any) { delete(c, "permissions") },
+		"issued too late": func(c map[string]any) { c["iat"] = now.Add(time.Hour).Unix() },
+	}
+	for name, mod := range invalid {
+		c := a.claims(now)
+		mod(c)
+		if _, err := rem.VerifyRPT(ctx, a.sign(c, "")); !errors.Is(err, ErrInvalidRPT) {
+			t.Errorf("%s: %v, want ErrInvalidRPT", name, err)
+		}
+	}
+	// Keycloak's RPT shape, with a single-string audience.
+	kc := a.claims(now)
+	delete(kc, "permissions")
+	kc["aud"] = "rs"
+	kc["authorization"] = map[string]any{"permissions": []map[string]any{{"rsid": "r2", "rsname": "x", "scopes": []string{"view"}}}}
+	if rpt, err := rem.VerifyRPT(ctx, a.sign(kc, "")); err != nil || rpt.Permissions[0].ResourceID != "r2" || rpt.Permissions[0].Scopes[0] != "view" {
+		t.Errorf("Keycloak RPT: %+v, %v", rpt, err)
+	}
+	// alg none and HMAC are refused before any key lookup.
+	enc := base64.RawURLEncoding
+	payload, _ := json.Marshal(a.claims(now))
+	for _, alg := range []string{"none", "HS256"} {
+		h, _ := json.Marshal(map[string]string{"alg": alg, "kid": "k1"})
+		tok := enc.EncodeToString(h) + "." + enc.EncodeToString(payload) + ".c2ln"
+		if _, err := rem.VerifyRPT(ctx, tok); !errors.Is(err, ErrInvalidRPT) {
+			t.Errorf("alg %s: %v", alg, err)
+		}
+	}
+	if n := a.fetches.Load(); n < 1 || n > 2 {
+		// The first use registers the key set with the cache, which
+		// fetches it, and fetches it once more synchronously.
+		t.Errorf("%d JWKS fetches after the first use, want 1 or 2", n)
+	}
+
+	// Key rotation: the first token under the new kid fetches the set
+	// again.
+	before := a.fetches.Load()
+	clock.Advance(31 * time.Second)
+	a.rotate("k2")
+	if _, err := rem.VerifyRPT(ctx, a.sign(a.claims(clock.Now()), "")); err != nil {
+		t.Fatalf("after rotation: %v", err)
+	}
+	if n := a.fetches.Load(); n != before+1 {
+		t.Errorf("JWKS fetched %d times for the rotation, want 1", n-before)
+	}
+	// Unknown kids within MinKeyRefresh cause no fetch.
+	before = a.fetches.Load()
+	for range 5 {
+		if _, err := rem.VerifyRPT(ctx, a.sign(a.claims(clock.Now()), "made-up")); !errors.Is(err, ErrInvalidRPT) {
+			t.Errorf("unknown kid: %v", err)
+		}
+	}
+	if n := a.fetches.Load(); n != before {
+		t.Errorf("%d fetches for unknown kids within the rate limit, want 0", n-before)
+	}
+	clock.Advance(30 * time.Second)
+	rem.VerifyRPT(ctx, a.sign(a.claims(clock.Now()), "made-up"))
+	if n := a.fetches.Load(); n != before+1 {
+		t.Errorf("%d fetches for an unknown kid after the rate limit, want 1", n-before)
+	}
+	// Without an introspection endpoint, an opaque token cannot be an
+	// RPT here.
+	if _, err := rem.VerifyRPT(ctx, "opaque-token"); !errors.Is(err, ErrInvalidRPT) {
+		t.Errorf("opaque token: %v", err)
+	}
+}
+
+func TestRemoteDiscoveryIssuerMismatch(t *testing.T) {
+	a := newKeyAS(t)
+	rem, err := NewRemote(RemoteConfig{Issuer: a.srv.URL + "/", ClientID: "rs", ClientSecret: "s"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rem.Close()
+	if _, err := rem.Issuer(context.Background()); !errors.Is(err, ErrUnavailable) {
+		t.Errorf("issuer with a trailing slash: %v, want ErrUnavailable", err)
+	}
+}

@@ -1,0 +1,47 @@
+package pep
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"testing"
+)
+
+// The cost of an authorized request at the enforcement point, with the
+// RPT in the cache, against the real AS (co-hosted: one store read per
+// request for the revocation check; remote: none until revocation_check).
+
+func benchmarkCached(b *testing.B, remote bool) {
+	as := newRealAS(b, nil)
+	e, _ := enforcerFor(b, as, "rs-api", remote, nil)
+	rpt := as.rptFor(e.Decide(request("GET", "/api/records/alice/1", "")).Challenge)
+	r := request("GET", "/api/records/alice/1", rpt)
+	if d := e.Decide(r); !d.Allow {
+		b.Fatal(d)
+	}
+	h := e.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, r)
+		if w.Code != http.StatusOK {
+			b.Fatal(w.Code)
+		}
+	}
+}
+
+func BenchmarkCachedRPTCoHosted(b *testing.B) { benchmarkCached(b, false) }
+func BenchmarkCachedRPTRemote(b *testing.B)   { benchmarkCached(b, true) }
+
+// BenchmarkNoToken is the unauthenticated request: a ticket each time.
+func BenchmarkNoTokenCoHosted(b *testing.B) {
+	as := newRealAS(b, nil)
+	e, _ := enforcerFor(b, as, "rs-api", false, nil)
+	r := request("GET", "/api/records/alice/1", "")
+	b.ReportAllocs()
+	for b.Loop() {
+		if d := e.Decide(r); d.Status != http.StatusUnauthorized {
+			b.Fatal(d)
+		}
+	}
+}
