@@ -151,8 +151,8 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (*register
 	if id == "" {
 		return nil, invalid("client authentication is required")
 	}
-	c, ok := s.clients[id]
-	if !ok {
+	c := s.client(r.Context(), id)
+	if c == nil {
 		// Spend the same time as a wrong secret would.
 		sum := sha256.Sum256([]byte(secret))
 		subtle.ConstantTimeCompare(sum[:], s.dummySum[:])

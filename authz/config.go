@@ -72,11 +72,66 @@ type Config struct {
 	// 10s timeout.
 	HTTPClient *http.Client
 	// ClaimsInteractionEndpoint, when set, is the URL of the claims
-	// interaction endpoint, advertised and sent as redirect_user.
+	// interaction endpoint, advertised and sent as redirect_user. When
+	// people can log in (Users or LoginOIDC) and it is empty, it is the
+	// AS's own endpoint, {issuer}/claims.
 	ClaimsInteractionEndpoint string
+	// Users are the local user accounts: people who log in at the AS with
+	// a name and password, to manage their resources in the console, to
+	// consent to a resource server's PAT, or to prove who they are in
+	// claims gathering.
+	Users []User
+	// LoginOIDC, when set, lets people log in with an upstream OpenID
+	// Connect provider.
+	LoginOIDC *OIDCLogin
+	// SessionTTL is how long a login session lasts (default 8h).
+	SessionTTL time.Duration
+	// Registration, when set, turns on RFC 7591 dynamic client
+	// registration at {issuer}/register. It is off by default.
+	Registration *Registration
 	// Logger receives the AS's logs; nil means no logs. Tokens and secrets
 	// are never logged.
 	Logger *zap.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+}
+
+// User is a local user account.
+type User struct {
+	// Name is the login name, and the user's subject: the owner of the
+	// resources registered for "Name".
+	Name string
+	// PasswordHash is a bcrypt hash of the password ($2a$, $2b$ or $2y$),
+	// as `caddy hash-password` prints it.
+	PasswordHash string
+	// Email is the user's e-mail address, taken as verified.
+	Email string
+	// DisplayName is the name shown to people; empty means Name.
+	DisplayName string
+	// Groups are the user's groups (the "groups" claim).
+	Groups []string
+}
+
+// OIDCLogin configures login through an upstream OpenID Connect provider
+// (authorization code flow with PKCE).
+type OIDCLogin struct {
+	// Issuer is the provider's issuer; its configuration is discovered at
+	// Issuer + "/.well-known/openid-configuration".
+	Issuer string
+	// ClientID and ClientSecret are the AS's client at the provider. The
+	// redirect URI to register there is {issuer}/login/callback. An empty
+	// secret makes the AS a public client (PKCE only).
+	ClientID     string
+	ClientSecret string
+	// Scopes are requested besides "openid"; empty means "email profile".
+	Scopes []string
+	// Name is shown on the login button; empty means the provider's host.
+	Name string
+}
+
+// Registration configures dynamic client registration.
+type Registration struct {
+	// InitialAccessToken is the Bearer token a registration request must
+	// carry (RFC 7591 section 3); required.
+	InitialAccessToken string
 }

@@ -25,6 +25,9 @@ type Metadata struct {
 	IntrospectionEndpoint                  string   `json:"introspection_endpoint"`
 	IntrospectionEndpointAuthMethods       []string `json:"introspection_endpoint_auth_methods_supported"`
 	CodeChallengeMethodsSupported          []string `json:"code_challenge_methods_supported,omitempty"`
+	// AuthorizationResponseISSParameterSupported is RFC 9207's member: the
+	// authorization endpoint's responses carry iss.
+	AuthorizationResponseISSParameterSupported bool `json:"authorization_response_iss_parameter_supported,omitempty"`
 	// UMA members.
 	PermissionEndpoint           string   `json:"permission_endpoint"`
 	ResourceRegistrationEndpoint string   `json:"resource_registration_endpoint"`
@@ -36,7 +39,7 @@ type Metadata struct {
 // issuer.
 func (s *Server) Metadata() Metadata {
 	clientAuth := []string{"client_secret_basic", "client_secret_post"}
-	return Metadata{
+	m := Metadata{
 		Issuer:                                 s.issuer,
 		TokenEndpoint:                          s.endpoint(PathToken),
 		JWKSURI:                                s.endpoint(PathJWKS),
@@ -53,6 +56,18 @@ func (s *Server) Metadata() Metadata {
 		UMAProfilesSupported:                   []string{},
 		ClaimsInteractionEndpoint:              s.claimsInteraction,
 	}
+	if s.people != nil {
+		// Resource servers obtain PATs by their owners' consent.
+		m.AuthorizationEndpoint = s.endpoint(PathAuthorize)
+		m.ResponseTypesSupported = []string{"code"}
+		m.GrantTypesSupported = append([]string{"authorization_code"}, m.GrantTypesSupported...)
+		m.CodeChallengeMethodsSupported = []string{"S256"}
+		m.AuthorizationResponseISSParameterSupported = true
+	}
+	if s.registration != nil {
+		m.RegistrationEndpoint = s.endpoint(PathRegister)
+	}
+	return m
 }
 
 func allowGet(w http.ResponseWriter, r *http.Request) bool {

@@ -36,6 +36,10 @@ type process struct {
 	Subject   string         `json:"sub,omitempty"`
 	RqPIssuer string         `json:"iss,omitempty"`
 	Claims    map[string]any `json:"claims,omitempty"`
+	// KeepClaims is the requesting party's consent, given at the claims
+	// interaction endpoint, to having the claims kept: the grant then
+	// issues a PCT.
+	KeepClaims bool `json:"keep,omitempty"`
 }
 
 // Maximum resources a ticketless request may name.
@@ -439,6 +443,7 @@ func (s *Server) assess(ctx context.Context, g *grantState, perms []requestedPer
 		}
 		dec, err := s.rules.engine.Evaluate(ctx, owner, in)
 		if err != nil {
+			s.recordDecision(ctx, owner, newDecisionRecord(decisionInput{perm: p, clientID: g.client.ID, proc: g.proc, err: err, now: in.Now}))
 			s.log.Warn("an owner's rules failed", ownerField(owner), resourceField(p.res.ID), errField(err))
 			desc := "the resource owner's rules could not be evaluated"
 			if errors.Is(err, policies.ErrTimeout) {
@@ -458,6 +463,9 @@ func (s *Server) assess(ctx context.Context, g *grantState, perms []requestedPer
 			ownerField(owner), resourceField(p.res.ID), clientField(g.client.ID),
 			zap.String("requesting_party", g.proc.Subject),
 			zap.Strings("requested", p.scopes), zap.Strings("granted", granted))
+		s.recordDecision(ctx, owner, newDecisionRecord(decisionInput{
+			perm: p, clientID: g.client.ID, proc: g.proc, shares: shares, dec: dec, granted: granted, missing: missing, now: in.Now,
+		}))
 		if len(granted) > 0 {
 			out.granted = append(out.granted, RPTPermission{ResourceID: p.res.ID, ResourceScopes: granted, ResourceName: p.res.Name})
 		}
@@ -521,6 +529,12 @@ func (s *Server) answerRefusal(w http.ResponseWriter, r *http.Request, g *grantS
 			return
 		}
 		writeJSON(w, http.StatusForbidden, umaError{Code: "request_denied", Description: "the resource owner denied the request"})
+		return
+	}
+	if g.proc.Subject == "" && s.people != nil {
+		// Nobody identified, and people can prove who they are at the
+		// claims interaction endpoint: a share with them may well apply.
+		s.answerNeedInfo(w, r, g, "the requesting party is not identified", nil)
 		return
 	}
 	writeJSON(w, http.StatusForbidden, umaError{Code: "request_denied", Description: "the resource owner's rules do not grant the requested access"})
@@ -617,7 +631,9 @@ func (s *Server) issueGrant(w http.ResponseWriter, r *http.Request, g *grantStat
 		writeError(w, errServer("could not issue the refresh token"))
 		return
 	}
-	if g.pushed && g.proc.Subject != "" {
+	s.indexHolders(ctx, perms, tokenHolder{RPT: jti, Subject: subject, Email: verifiedEmail(g.proc.Claims), ClientID: g.client.ID},
+		resp.RefreshToken, s.now().Add(s.refreshTTL))
+	if (g.pushed || g.proc.KeepClaims) && g.proc.Subject != "" {
 		if resp.PCT, err = s.issueToken(ctx, tokenRecord{
 			Kind: kindPCT, ClientID: g.client.ID, Subject: g.proc.Subject, RqPIssuer: g.proc.RqPIssuer, Claims: g.proc.Claims,
 		}, s.pctTTL); err != nil {
@@ -725,6 +741,10 @@ func (s *Server) grantRefreshToken(w http.ResponseWriter, r *http.Request, c *re
 		s.log.Error("issuing a refresh token", errField(err))
 		writeError(w, errServer("could not issue the refresh token"))
 		return
+	}
+	if h, ok := s.holderOfRefresh(ctx, live, raw); ok {
+		h.RPT = jti
+		s.indexHolders(ctx, live, h, next, time.Unix(rec.Expires, 0))
 	}
 	writeJSON(w, http.StatusOK, tokenResponse{AccessToken: rpt, TokenType: "Bearer", ExpiresIn: int64(s.rptTTL.Seconds()), RefreshToken: next})
 }

@@ -14,6 +14,15 @@
 //	{issuer}/revoke                           RFC 7009
 //	{issuer}/resource_set[/{_id}]             resource registration
 //	{issuer}/permission                       permission tickets
+//	{issuer}/register                         RFC 7591 dynamic client registration (when on)
+//
+// When people can log in (local users or an upstream OpenID provider):
+//
+//	{issuer}/login, /login/oidc, /login/callback, /logout   login sessions
+//	{issuer}/authorize                        OAuth authorization endpoint (PATs by consent)
+//	{issuer}/claims                           UMA claims interaction endpoint (redirect_user)
+//	{issuer}/console/...                      the owners' sharing console
+//	{issuer}/assets/uma.css                   the pages' style sheet
 package authz
 
 import (
@@ -24,6 +33,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -79,8 +90,21 @@ type Server struct {
 	trustedIssuers    []string
 	claimsInteraction string
 	policyTimeout     time.Duration
-	log               *zap.Logger
-	now               func() time.Time
+	// ensureLocks serialize EnsureResource per name.
+	ensureLocks [64]sync.Mutex
+	log         *zap.Logger
+	now         func() time.Time
+
+	// People: login, sessions, consent and the console; nil when nobody
+	// can log in.
+	people *people
+	// registration is dynamic client registration; nil when off.
+	registration *Registration
+	// dynamicClients caches clients registered dynamically, by id.
+	dynamicClients sync.Map
+	// decisionWrites counts access decisions recorded, to prune the
+	// history now and then.
+	decisionWrites atomic.Uint64
 }
 
 // New returns a Server for cfg. It loads the signing keys from the store,
@@ -153,6 +177,18 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			s.trustedIssuers = append(s.trustedIssuers, ti.Issuer)
 		}
 	}
+	if err := s.setUpPeople(ctx, cfg); err != nil {
+		s.Close()
+		return nil, err
+	}
+	if cfg.Registration != nil {
+		if cfg.Registration.InitialAccessToken == "" {
+			s.Close()
+			return nil, fmt.Errorf("dynamic client registration needs an initial access token")
+		}
+		reg := *cfg.Registration
+		s.registration = &reg
+	}
 	if cfg.PolicyDir != "" {
 		s.watcher = policies.NewWatcher(cfg.PolicyDir, cfg.PolicyPollInterval, s.setDirRules, func(err error) {
 			s.log.Error("reading the rules directory", errField(err))
@@ -223,6 +259,9 @@ func (s *Server) route(path string) http.HandlerFunc {
 	if strings.HasPrefix(rel, "/owner/") {
 		return s.ownerRoute(rel)
 	}
+	if h := s.peopleRoute(rel); h != nil {
+		return h
+	}
 	if id, ok := strings.CutPrefix(rel, PathResourceSet+"/"); ok && id != "" && !strings.Contains(id, "/") {
 		return func(w http.ResponseWriter, r *http.Request) { s.serveResource(w, r, id) }
 	}
@@ -247,6 +286,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (s *Server) Close() error {
 	if s.watcher != nil {
 		s.watcher.Stop()
+	}
+	if s.people != nil {
+		s.people.close()
 	}
 	if s.claimTokens != nil {
 		return s.claimTokens.Close()

@@ -119,6 +119,9 @@ func (s *Server) AddShare(ctx context.Context, sh Share) (Share, error) {
 	if sh.Owner == "" || sh.ResourceID == "" || (sh.Subject == "" && sh.Email == "") || len(sh.Scopes) == 0 {
 		return sh, fmt.Errorf("a share needs an owner, a resource, a subject or e-mail, and scopes")
 	}
+	if len(sh.Subject) > maxOwnerLen || len(sh.Email) > maxOwnerLen || strings.ContainsRune(sh.Subject+sh.Email+sh.Client, 0) {
+		return sh, fmt.Errorf("the person or client of a share is too long or malformed")
+	}
 	res, err := s.store.GetResource(ctx, sh.ResourceID)
 	if err != nil || res.Owner != sh.Owner {
 		return sh, fmt.Errorf("no such resource of this owner")
@@ -136,6 +139,9 @@ func (s *Server) AddShare(ctx context.Context, sh Share) (Share, error) {
 	}
 	if err := s.store.Put(ctx, nsShare, shareKey(sh.Owner, sh.ResourceID, sh.ID), val, sh.ExpiresAt); err != nil {
 		return sh, fmt.Errorf("storing a share: %w", err)
+	}
+	if err := s.indexShare(ctx, sh, val); err != nil {
+		return sh, err
 	}
 	return sh, nil
 }

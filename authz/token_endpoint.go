@@ -42,6 +42,12 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
 		s.grantUMATicket(w, r, client, form)
 	case "refresh_token":
 		s.grantRefreshToken(w, r, client, form)
+	case "authorization_code":
+		if s.people == nil {
+			writeError(w, errNoCodeGrant)
+			return
+		}
+		s.grantAuthorizationCode(w, r, client, form)
 	default:
 		writeError(w, &oauthError{Status: http.StatusBadRequest, Code: "unsupported_grant_type",
 			Description: "supported grant types: client_credentials, refresh_token, " + GrantTypeUMATicket})

@@ -119,6 +119,25 @@ type App struct {
 	// tokens the UMA grant accepts.
 	TrustedIssuers []TrustedIssuer `json:"trusted_issuers,omitempty"`
 
+	// Users are local user accounts: people who log in at the AS with a
+	// name and password to manage their resources in the console
+	// ({issuer}/console), to let a resource server protect their
+	// resources (the authorization endpoint), or to prove who they are in
+	// claims gathering. A user's name is their subject, the owner of the
+	// resources registered for that name.
+	Users []User `json:"users,omitempty"`
+
+	// LoginOIDC lets people log in with an upstream OpenID Connect
+	// provider; their subject is the provider's sub.
+	LoginOIDC *LoginOIDC `json:"login_oidc,omitempty"`
+
+	// SessionTTL is how long a login session lasts. Default: 8h.
+	SessionTTL caddy.Duration `json:"session_ttl,omitempty"`
+
+	// DynamicRegistration turns on RFC 7591 dynamic client registration at
+	// {issuer}/register. Off when absent.
+	DynamicRegistration *DynamicRegistration `json:"dynamic_registration,omitempty"`
+
 	// What Provision computes from the fields above, with placeholders
 	// expanded and defaults applied.
 	issuer     string
@@ -126,6 +145,8 @@ type App struct {
 	signingAlg string
 	clients    []authz.Client
 	policyDir  string
+	loginOIDC  *authz.OIDCLogin
+	dcrToken   string
 
 	ctx    caddy.Context
 	logger *zap.Logger
@@ -160,6 +181,50 @@ type TrustedIssuer struct {
 	// Algorithms are the accepted JWS algorithms; empty means the
 	// asymmetric ones (never none, never HS*).
 	Algorithms []string `json:"algorithms,omitempty"`
+}
+
+// User is a local user account.
+type User struct {
+	// Name is the login name and the user's subject (required, unique, no
+	// spaces).
+	Name string `json:"name,omitempty"`
+	// PasswordHash is a bcrypt hash of the password, as printed by `caddy
+	// hash-password` (required).
+	PasswordHash string `json:"password_hash,omitempty"`
+	// Email is the user's e-mail address, taken as verified: shares made
+	// with this address apply to the user.
+	Email string `json:"email,omitempty"`
+	// DisplayName is the name shown on pages; default: Name.
+	DisplayName string `json:"display_name,omitempty"`
+	// Groups are the user's groups (the "groups" claim of sharing rules).
+	Groups []string `json:"groups,omitempty"`
+}
+
+// LoginOIDC configures login through an upstream OpenID Connect provider:
+// the authorization code flow with PKCE, its configuration discovered at
+// Issuer + "/.well-known/openid-configuration", ID tokens verified against
+// the provider's JWKS (iss, aud, exp, nonce). Register {issuer}/login/callback
+// as the redirect URI at the provider.
+type LoginOIDC struct {
+	// Issuer is the provider's issuer URL (required).
+	Issuer string `json:"issuer,omitempty"`
+	// ClientID is the AS's client id at the provider (required).
+	ClientID string `json:"client_id,omitempty"`
+	// ClientSecret is its secret; {env.*} and {file.*} placeholders are
+	// expanded. Empty means a public client.
+	ClientSecret string `json:"client_secret,omitempty"`
+	// Scopes are asked for besides openid. Default: email profile.
+	Scopes []string `json:"scopes,omitempty"`
+	// Name is the provider's name on the login button. Default: its host.
+	Name string `json:"name,omitempty"`
+}
+
+// DynamicRegistration configures RFC 7591 dynamic client registration.
+type DynamicRegistration struct {
+	// InitialAccessToken is the Bearer token every registration request
+	// must carry (required); {env.*} and {file.*} placeholders are
+	// expanded.
+	InitialAccessToken string `json:"initial_access_token,omitempty"`
 }
 
 // Storage selects the database of the AS.
@@ -302,6 +367,24 @@ func (a *App) Provision(ctx caddy.Context) error {
 			ClaimsRedirectURIs: slices.Clone(c.ClaimsRedirectURIs),
 		})
 	}
+
+	if o := a.LoginOIDC; o != nil {
+		lo := &authz.OIDCLogin{Issuer: o.Issuer, ClientID: o.ClientID, Scopes: slices.Clone(o.Scopes), Name: o.Name}
+		if lo.Issuer, err = repl.ReplaceOrErr(o.Issuer, true, true); err != nil {
+			return fmt.Errorf("login_oidc: expanding issuer: %w", err)
+		}
+		if o.ClientSecret != "" {
+			if lo.ClientSecret, err = repl.ReplaceOrErr(o.ClientSecret, true, true); err != nil {
+				return fmt.Errorf("login_oidc: expanding client_secret: %w", err)
+			}
+		}
+		a.loginOIDC = lo
+	}
+	if d := a.DynamicRegistration; d != nil {
+		if a.dcrToken, err = repl.ReplaceOrErr(d.InitialAccessToken, true, true); err != nil {
+			return fmt.Errorf("dynamic_registration: expanding initial_access_token: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -347,6 +430,24 @@ func (a *App) Validate() error {
 		}
 	}
 
+	users := make(map[string]bool, len(a.Users))
+	for _, u := range a.Users {
+		switch {
+		case u.Name == "" || strings.ContainsAny(u.Name, " \t\r\n"):
+			return fmt.Errorf("user %q: a name is required, without spaces", u.Name)
+		case users[u.Name]:
+			return fmt.Errorf("user %q: defined more than once", u.Name)
+		case u.PasswordHash == "":
+			return fmt.Errorf("user %q: password_hash is required", u.Name)
+		}
+		users[u.Name] = true
+	}
+	if o := a.loginOIDC; o != nil && (o.Issuer == "" || o.ClientID == "") {
+		return errors.New("login_oidc: issuer and client_id are required")
+	}
+	if a.DynamicRegistration != nil && a.dcrToken == "" {
+		return errors.New("dynamic_registration: initial_access_token is required")
+	}
 	if u, _ := url.Parse(a.issuer); u.Scheme == "http" && !isLoopback(u.Hostname()) {
 		a.logger.Warn("issuer is not https: tokens and client secrets travel in clear text",
 			zap.String("issuer", a.issuer))
@@ -378,6 +479,10 @@ func (a *App) Start() error {
 		PolicyDir:       a.policyDir,
 		PolicyTimeout:   time.Duration(a.PolicyTimeout),
 		TrustedIssuers:  a.trustedIssuers(),
+		Users:           a.users(),
+		LoginOIDC:       a.loginOIDC,
+		SessionTTL:      time.Duration(a.SessionTTL),
+		Registration:    a.registration(),
 		Logger:          a.logger,
 	})
 	if err != nil {
@@ -597,4 +702,21 @@ func (a *App) trustedIssuers() []claimtoken.Issuer {
 		out = append(out, claimtoken.Issuer{Issuer: ti.Issuer, JWKSURI: ti.JWKSURI, Audiences: ti.Audiences, Algorithms: ti.Algorithms})
 	}
 	return out
+}
+
+// users converts the local users for authz.
+func (a *App) users() []authz.User {
+	out := make([]authz.User, 0, len(a.Users))
+	for _, u := range a.Users {
+		out = append(out, authz.User{Name: u.Name, PasswordHash: u.PasswordHash, Email: u.Email, DisplayName: u.DisplayName, Groups: slices.Clone(u.Groups)})
+	}
+	return out
+}
+
+// registration returns the dynamic registration settings, nil when off.
+func (a *App) registration() *authz.Registration {
+	if a.DynamicRegistration == nil {
+		return nil
+	}
+	return &authz.Registration{InitialAccessToken: a.dcrToken}
 }

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"slices"
+	"strings"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -64,6 +65,20 @@ func parseGlobalOption(d *caddyfile.Dispenser, existingVal any) (any, error) {
 //	        redirect_uri        <uri...>
 //	        claims_redirect_uri <uri...>
 //	    }
+//	    user <name> {
+//	        password_hash <bcrypt hash>
+//	        email         <address>
+//	        name          <display name...>
+//	        groups        <group...>
+//	    }
+//	    login_oidc <issuer> {
+//	        client_id     <id>
+//	        client_secret <secret>
+//	        scopes        <scope...>
+//	        name          <button label...>
+//	    }
+//	    session_ttl <duration>
+//	    dynamic_registration <initial access token>
 //	}
 //
 // issuer is required: the absolute http(s) URL, without query or fragment,
@@ -91,6 +106,20 @@ func parseGlobalOption(d *caddyfile.Dispenser, existingVal any) (any, error) {
 // protection API; it needs a secret. scopes, redirect_uri and
 // claims_redirect_uri may be repeated; their values add up.
 //
+// Each user block is a local account for people: its name is the login
+// name and the subject (the owner of the resources registered for that
+// name); password_hash takes a bcrypt hash from `caddy hash-password`; the
+// e-mail address is taken as verified. login_oidc lets people log in with
+// an upstream OpenID Connect provider (authorization code with PKCE;
+// register {issuer}/login/callback there); their subject is its sub. With
+// users or login_oidc, the AS serves the login pages, the sharing console
+// at {issuer}/console, the authorization endpoint {issuer}/authorize (a
+// resource server gets a PAT for the owner who consents) and the claims
+// interaction endpoint {issuer}/claims (sent as redirect_user).
+// session_ttl defaults to 8h. dynamic_registration turns on RFC 7591
+// client registration at {issuer}/register, for requests that carry the
+// given initial access token as a Bearer token; it is off by default.
+//
 // issuer, the storage <dir> and secrets may use {env.*} and {file.*}
 // placeholders, expanded when the config loads; any value may use {$VAR}
 // environment variables, expanded when the Caddyfile is adapted (and then
@@ -104,7 +133,7 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	seen := make(map[string]bool)
 	for d.NextBlock(0) {
 		sub := d.Val()
-		if sub != "client" && sub != "trust_issuer" {
+		if sub != "client" && sub != "trust_issuer" && sub != "user" {
 			if seen[sub] {
 				return d.Errf("%s specified more than once", sub)
 			}
@@ -198,6 +227,32 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			a.TrustedIssuers = append(a.TrustedIssuers, ti)
 
+		case "user":
+			u, err := parseUser(d)
+			if err != nil {
+				return err
+			}
+			if slices.ContainsFunc(a.Users, func(o User) bool { return o.Name == u.Name }) {
+				return d.Errf("user %q defined more than once", u.Name)
+			}
+			a.Users = append(a.Users, u)
+		case "login_oidc":
+			o, err := parseLoginOIDC(d)
+			if err != nil {
+				return err
+			}
+			a.LoginOIDC = o
+		case "session_ttl":
+			if err := parseDuration(d, &a.SessionTTL); err != nil {
+				return err
+			}
+		case "dynamic_registration":
+			var tok string
+			if !d.AllArgs(&tok) {
+				return d.ArgErr()
+			}
+			a.DynamicRegistration = &DynamicRegistration{InitialAccessToken: tok}
+
 		default:
 			return d.Errf("unknown subdirective %q of uma", sub)
 		}
@@ -230,6 +285,78 @@ func parseTrustIssuer(d *caddyfile.Dispenser) (TrustedIssuer, error) {
 		}
 	}
 	return ti, nil
+}
+
+// parseUser parses a user block; d is on the user token.
+func parseUser(d *caddyfile.Dispenser) (User, error) {
+	var u User
+	if !d.AllArgs(&u.Name) {
+		return u, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "password_hash":
+			if !d.AllArgs(&u.PasswordHash) {
+				return u, d.ArgErr()
+			}
+		case "email":
+			if !d.AllArgs(&u.Email) {
+				return u, d.ArgErr()
+			}
+		case "name":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return u, d.ArgErr()
+			}
+			u.DisplayName = strings.Join(args, " ")
+		case "groups":
+			if err := appendArgs(d, &u.Groups); err != nil {
+				return u, err
+			}
+		default:
+			return u, d.Errf("unknown subdirective %q of user %q", d.Val(), u.Name)
+		}
+	}
+	if u.PasswordHash == "" {
+		return u, d.Errf("user %q: password_hash is required (caddy hash-password prints one)", u.Name)
+	}
+	return u, nil
+}
+
+// parseLoginOIDC parses a login_oidc block; d is on its token.
+func parseLoginOIDC(d *caddyfile.Dispenser) (*LoginOIDC, error) {
+	o := new(LoginOIDC)
+	if !d.AllArgs(&o.Issuer) {
+		return nil, d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "client_id":
+			if !d.AllArgs(&o.ClientID) {
+				return nil, d.ArgErr()
+			}
+		case "client_secret":
+			if !d.AllArgs(&o.ClientSecret) {
+				return nil, d.ArgErr()
+			}
+		case "scopes":
+			if err := appendArgs(d, &o.Scopes); err != nil {
+				return nil, err
+			}
+		case "name":
+			args := d.RemainingArgs()
+			if len(args) == 0 {
+				return nil, d.ArgErr()
+			}
+			o.Name = strings.Join(args, " ")
+		default:
+			return nil, d.Errf("unknown subdirective %q of login_oidc", d.Val())
+		}
+	}
+	if o.ClientID == "" {
+		return nil, d.Errf("login_oidc: client_id is required")
+	}
+	return o, nil
 }
 
 // parseClient parses a client block; d is on the client token.

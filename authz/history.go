@@ -1,0 +1,237 @@
+package authz
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/caddy-uma/caddy-uma/policies"
+)
+
+// Every access decision of the UMA grant on an owner's resource is kept in
+// the owner's history, for the console: who asked, through which client,
+// for which scopes, what was granted, and why, in plain words. The history
+// is bounded twice: each record lives decisionTTL, and an owner keeps at
+// most maxDecisionsPerOwner records (the oldest are pruned now and then).
+//
+//	decision <owner> \x00 <reverse timestamp> \x00 <random>
+//
+// The reverse timestamp makes a prefix listing return the newest first.
+
+// nsDecision is the Records namespace of the access history.
+const nsDecision = "decision"
+
+const (
+	decisionTTL          = 30 * 24 * time.Hour
+	maxDecisionsPerOwner = 500
+	// pruneEvery is how many recorded decisions pass between two prunings
+	// (of the owner of the decision that comes next).
+	pruneEvery = 64
+)
+
+// Decision outcomes.
+const (
+	OutcomeGranted = "granted"
+	OutcomePartly  = "partly granted"
+	OutcomeRefused = "refused"
+	OutcomeError   = "failed"
+)
+
+// DecisionRecord is one access decision on one resource.
+type DecisionRecord struct {
+	At           time.Time `json:"at"`
+	ResourceID   string    `json:"resource_id"`
+	ResourceName string    `json:"resource_name,omitempty"`
+	ClientID     string    `json:"client_id"`
+	// Subject, Issuer, Email and Name describe the requesting party, as far
+	// as known.
+	Subject   string   `json:"sub,omitempty"`
+	Issuer    string   `json:"iss,omitempty"`
+	Email     string   `json:"email,omitempty"`
+	Name      string   `json:"name,omitempty"`
+	Requested []string `json:"requested"`
+	Granted   []string `json:"granted,omitempty"`
+	Outcome   string   `json:"outcome"`
+	// Reasons say, one sentence each, what decided.
+	Reasons []string `json:"reasons"`
+}
+
+// Who describes the requesting party for people.
+func (d DecisionRecord) Who() string {
+	switch {
+	case d.Name != "" && d.Email != "":
+		return d.Name + " <" + d.Email + ">"
+	case d.Email != "":
+		return d.Email
+	case d.Name != "":
+		return d.Name
+	case d.Subject != "" && d.Subject != d.ClientID:
+		return d.Subject
+	}
+	return "someone not identified"
+}
+
+// decisionKey is the key of a decision at t.
+func decisionKey(owner string, t time.Time) string {
+	return owner + sep + fmt.Sprintf("%016x", uint64(math.MaxInt64-t.UnixNano())) + sep + randomToken(6)
+}
+
+// recordDecision adds a decision to the owner's history. Failing to record
+// is logged, never an error of the grant.
+func (s *Server) recordDecision(ctx context.Context, owner string, rec DecisionRecord) {
+	val, err := json.Marshal(rec)
+	if err == nil {
+		err = s.store.Put(ctx, nsDecision, decisionKey(owner, rec.At), val, rec.At.Add(decisionTTL))
+	}
+	if err != nil {
+		s.log.Warn("recording an access decision", ownerField(owner), errField(err))
+		return
+	}
+	if s.decisionWrites.Add(1)%pruneEvery == 0 {
+		s.pruneDecisions(ctx, owner)
+	}
+}
+
+// pruneDecisions keeps the newest maxDecisionsPerOwner records of owner.
+func (s *Server) pruneDecisions(ctx context.Context, owner string) {
+	recs, err := s.store.List(ctx, nsDecision, owner+sep, 0)
+	if err != nil {
+		s.log.Warn("listing the access history", ownerField(owner), errField(err))
+		return
+	}
+	for i := maxDecisionsPerOwner; i < len(recs); i++ {
+		_ = s.store.Delete(ctx, nsDecision, recs[i].Key)
+	}
+}
+
+// History returns an owner's newest access decisions, at most limit.
+func (s *Server) History(ctx context.Context, owner string, limit int) ([]DecisionRecord, error) {
+	recs, err := s.store.List(ctx, nsDecision, owner+sep, limit)
+	if err != nil {
+		return nil, fmt.Errorf("listing the access history: %w", err)
+	}
+	out := make([]DecisionRecord, 0, len(recs))
+	for _, r := range recs {
+		var d DecisionRecord
+		if err := json.Unmarshal(r.Value, &d); err != nil {
+			return nil, fmt.Errorf("decoding an access decision: %w", err)
+		}
+		out = append(out, d)
+	}
+	return out, nil
+}
+
+// decisionInput is what explaining a decision needs.
+type decisionInput struct {
+	perm     requestedPermission
+	clientID string
+	proc     process
+	shares   []Share
+	dec      policies.Decision
+	granted  []string
+	missing  []string
+	err      error
+	now      time.Time
+}
+
+// newDecisionRecord describes one evaluation in plain words.
+func newDecisionRecord(in decisionInput) DecisionRecord {
+	rec := DecisionRecord{
+		At: in.now.UTC(), ResourceID: in.perm.res.ID, ResourceName: in.perm.res.Name, ClientID: in.clientID,
+		Subject: in.proc.Subject, Issuer: in.proc.RqPIssuer, Requested: in.perm.scopes, Granted: in.granted,
+	}
+	rec.Email, _ = in.proc.Claims["email"].(string)
+	rec.Name, _ = in.proc.Claims["name"].(string)
+	switch {
+	case in.err != nil:
+		rec.Outcome = OutcomeError
+		rec.Reasons = []string{"Your rules could not be evaluated (they failed or took too long), so nothing was granted."}
+		return rec
+	case len(in.missing) == 0:
+		rec.Outcome = OutcomeGranted
+	case len(in.granted) > 0:
+		rec.Outcome = OutcomePartly
+	default:
+		rec.Outcome = OutcomeRefused
+	}
+	matching := matchingShares(in.shares, in.proc, in.clientID, in.now)
+	for _, sc := range in.granted {
+		var by []string
+		for _, sh := range matching {
+			if slices.Contains(sh.Scopes, sc) {
+				by = append(by, "your share with "+shareWho(sh))
+			}
+		}
+		if slices.Contains(in.dec.Allow, sc) {
+			by = append(by, "your sharing rules")
+		}
+		if len(by) == 0 {
+			by = append(by, "your sharing rules")
+		}
+		rec.Reasons = append(rec.Reasons, fmt.Sprintf("%q was granted by %s.", sc, strings.Join(by, " and ")))
+	}
+	for _, sc := range in.missing {
+		switch {
+		case slices.Contains(in.dec.SystemDeny, sc):
+			rec.Reasons = append(rec.Reasons, fmt.Sprintf("%q was refused by the server's rules, which apply to everyone.", sc))
+		case slices.Contains(in.dec.Deny, sc):
+			rec.Reasons = append(rec.Reasons, fmt.Sprintf("%q was refused by a deny in your sharing rules.", sc))
+		case slices.Contains(in.dec.AskOwner, sc):
+			rec.Reasons = append(rec.Reasons, fmt.Sprintf("%q needs your approval: the request was sent to you.", sc))
+		case in.proc.Subject == "" || in.proc.Subject == in.clientID:
+			rec.Reasons = append(rec.Reasons, fmt.Sprintf("%q was not granted: the requester was not identified, and nothing shares it with anyone unidentified.", sc))
+		default:
+			rec.Reasons = append(rec.Reasons, fmt.Sprintf("%q was not granted: no share or rule gives it to this person.", sc))
+		}
+	}
+	if len(in.granted) == 0 && len(in.dec.RequiredClaims) > 0 {
+		rec.Reasons = append(rec.Reasons, "Your rules asked for more information about the requester.")
+	}
+	return rec
+}
+
+// shareWho names the person of a share.
+func shareWho(sh Share) string {
+	if sh.Email != "" {
+		return sh.Email
+	}
+	return sh.Subject
+}
+
+// matchingShares returns the shares that apply to the requesting party of
+// proc through client at now: the same test as the rules' library
+// (data.uma.lib.shared_scopes), used here only to explain decisions.
+func matchingShares(shares []Share, proc process, client string, now time.Time) []Share {
+	email := verifiedEmail(proc.Claims)
+	var out []Share
+	for _, sh := range shares {
+		if !sh.ExpiresAt.IsZero() && !now.Before(sh.ExpiresAt) {
+			continue
+		}
+		if sh.Client != "" && sh.Client != client {
+			continue
+		}
+		if (sh.Subject != "" && proc.Subject != "" && sh.Subject == proc.Subject) ||
+			(sh.Email != "" && email != "" && normalizeEmail(sh.Email) == email) {
+			out = append(out, sh)
+		}
+	}
+	return out
+}
+
+// verifiedEmail returns the claims' e-mail address, normalized, unless the
+// claims say it is not verified; "" when there is none.
+func verifiedEmail(claims map[string]any) string {
+	addr, _ := claims["email"].(string)
+	if v, ok := claims["email_verified"]; ok && v != true && v != "true" {
+		return ""
+	}
+	return normalizeEmail(addr)
+}
+
+// normalizeEmail trims and lower-cases an address, as the rules' library.
+func normalizeEmail(addr string) string { return strings.ToLower(strings.TrimSpace(addr)) }

@@ -1,0 +1,381 @@
+package authz
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
+)
+
+// Login through an upstream OpenID Connect provider: the authorization
+// code flow with PKCE (S256), state and nonce. The provider's
+// configuration is discovered on first use (and again after a failure, at
+// most every oidcRetryInterval); its ID tokens are verified with jwx v3
+// through package claimtoken: signature under the provider's JWKS (fetched
+// and refreshed, re-fetched on an unknown kid), iss equal to the
+// configured issuer, aud holding our client id (and azp equal to it when
+// there are several audiences), exp, iat, and the nonce of this login.
+
+// oidcRetryInterval is the least time between two discovery attempts.
+const oidcRetryInterval = 10 * time.Second
+
+// oidcPendingTTL is how long a login at the provider may take.
+const oidcPendingTTL = 10 * time.Minute
+
+// oidcPending is a login at the provider in progress, kept in the
+// browser's session.
+type oidcPending struct {
+	State    string `json:"state"`
+	Nonce    string `json:"nonce"`
+	Verifier string `json:"verifier"`
+	Next     string `json:"next"`
+	Expires  int64  `json:"exp"`
+}
+
+// oidcMetadata is what the AS uses of the provider's configuration.
+type oidcMetadata struct {
+	Issuer                string `json:"issuer"`
+	AuthorizationEndpoint string `json:"authorization_endpoint"`
+	TokenEndpoint         string `json:"token_endpoint"`
+	JWKSURI               string `json:"jwks_uri"`
+}
+
+// oidcClient is the AS as a client of the upstream provider.
+type oidcClient struct {
+	cfg         OIDCLogin
+	redirectURI string
+	http        *http.Client
+	now         func() time.Time
+	log         *zap.Logger
+	ctx         context.Context
+	cancel      context.CancelFunc
+
+	mu       sync.Mutex
+	meta     *oidcMetadata
+	verifier *claimtoken.Verifier
+	lastTry  time.Time
+	lastErr  error
+}
+
+func newOIDCClient(ctx context.Context, cfg OIDCLogin, redirectURI string, hc *http.Client, now func() time.Time, log *zap.Logger) (*oidcClient, error) {
+	u, err := url.Parse(cfg.Issuer)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		return nil, fmt.Errorf("issuer %q must be an absolute http(s) URL without query or fragment", cfg.Issuer)
+	}
+	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+		return nil, fmt.Errorf("issuer %q must use https (http only on loopback)", cfg.Issuer)
+	}
+	if cfg.ClientID == "" {
+		return nil, errors.New("client_id is required")
+	}
+	if hc == nil {
+		hc = &http.Client{Timeout: 10 * time.Second}
+	}
+	if len(cfg.Scopes) == 0 {
+		cfg.Scopes = []string{"email", "profile"}
+	}
+	octx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	return &oidcClient{cfg: cfg, redirectURI: redirectURI, http: hc, now: now, log: log, ctx: octx, cancel: cancel}, nil
+}
+
+func (o *oidcClient) close() {
+	o.cancel()
+	o.mu.Lock()
+	v := o.verifier
+	o.mu.Unlock()
+	if v != nil {
+		_ = v.Close()
+	}
+}
+
+// displayName is the provider's name on the login button.
+func (o *oidcClient) displayName() string {
+	if o.cfg.Name != "" {
+		return o.cfg.Name
+	}
+	if u, err := url.Parse(o.cfg.Issuer); err == nil {
+		return u.Host
+	}
+	return o.cfg.Issuer
+}
+
+// metadata returns the provider's configuration and an ID token verifier,
+// discovering them if needed.
+func (o *oidcClient) metadata(ctx context.Context) (*oidcMetadata, *claimtoken.Verifier, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.meta != nil {
+		return o.meta, o.verifier, nil
+	}
+	if !o.lastTry.IsZero() && o.now().Sub(o.lastTry) < oidcRetryInterval {
+		return nil, nil, o.lastErr
+	}
+	o.lastTry = o.now()
+	meta, err := o.discover(ctx)
+	if err == nil {
+		o.verifier, err = claimtoken.NewVerifier(o.ctx, []claimtoken.Issuer{{
+			Issuer: o.cfg.Issuer, JWKSURI: meta.JWKSURI, Audiences: []string{o.cfg.ClientID},
+		}}, claimtoken.Options{HTTPClient: o.http, Now: o.now, Logger: o.log})
+	}
+	if err != nil {
+		o.lastErr = err
+		o.log.Warn("OpenID provider discovery failed", zap.String("issuer", o.cfg.Issuer), errField(err))
+		return nil, nil, err
+	}
+	o.meta = meta
+	return meta, o.verifier, nil
+}
+
+func (o *oidcClient) discover(ctx context.Context) (*oidcMetadata, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(o.cfg.Issuer, "/")+"/.well-known/openid-configuration", nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "application/json")
+	resp, err := o.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("fetching the configuration: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("fetching the configuration: status %d", resp.StatusCode)
+	}
+	var meta oidcMetadata
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&meta); err != nil {
+		return nil, fmt.Errorf("decoding the configuration: %w", err)
+	}
+	if meta.Issuer != o.cfg.Issuer {
+		return nil, fmt.Errorf("the configuration names issuer %q, not %q", meta.Issuer, o.cfg.Issuer)
+	}
+	for name, v := range map[string]string{"authorization_endpoint": meta.AuthorizationEndpoint, "token_endpoint": meta.TokenEndpoint, "jwks_uri": meta.JWKSURI} {
+		u, err := url.Parse(v)
+		if err != nil || !u.IsAbs() || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname()))) {
+			return nil, fmt.Errorf("the configuration's %s %q is not an https URL", name, v)
+		}
+	}
+	return &meta, nil
+}
+
+// pkceChallenge is the S256 code challenge of a verifier.
+func pkceChallenge(verifier string) string {
+	sum := sha256.Sum256([]byte(verifier))
+	return base64.RawURLEncoding.EncodeToString(sum[:])
+}
+
+// serveLoginOIDC starts a login at the provider: it keeps state, nonce and
+// PKCE verifier in the browser's session and redirects there.
+func (s *Server) serveLoginOIDC(w http.ResponseWriter, r *http.Request) {
+	if !allowGet(w, r) {
+		return
+	}
+	o := s.people.oidc
+	meta, _, err := o.metadata(r.Context())
+	if err != nil {
+		s.renderError(w, http.StatusBadGateway, "The identity provider is unavailable",
+			"The identity provider "+o.displayName()+" cannot be reached. Try again in a moment.")
+		return
+	}
+	sess, err := s.ensureSession(w, r)
+	if err != nil {
+		s.renderServerError(w, "starting a session", err)
+		return
+	}
+	pending := &oidcPending{
+		State: randomToken(24), Nonce: randomToken(24), Verifier: randomToken(48),
+		Next: s.safeNext(r.URL.Query().Get("next")), Expires: s.now().Add(oidcPendingTTL).Unix(),
+	}
+	sess.OIDC = pending
+	if err := s.saveSession(r.Context(), sess); err != nil {
+		s.renderServerError(w, "saving a session", err)
+		return
+	}
+	q := url.Values{
+		"response_type":         {"code"},
+		"client_id":             {o.cfg.ClientID},
+		"redirect_uri":          {o.redirectURI},
+		"scope":                 {strings.Join(append([]string{"openid"}, o.cfg.Scopes...), " ")},
+		"state":                 {pending.State},
+		"nonce":                 {pending.Nonce},
+		"code_challenge":        {pkceChallenge(pending.Verifier)},
+		"code_challenge_method": {"S256"},
+	}
+	target := meta.AuthorizationEndpoint
+	if strings.Contains(target, "?") {
+		target += "&" + q.Encode()
+	} else {
+		target += "?" + q.Encode()
+	}
+	noStore(w.Header())
+	http.Redirect(w, r, target, http.StatusFound)
+}
+
+// serveLoginCallback completes a login at the provider: it checks the
+// state against the session, exchanges the code (with the PKCE verifier),
+// verifies the ID token and logs the person in.
+func (s *Server) serveLoginCallback(w http.ResponseWriter, r *http.Request) {
+	if !allowGet(w, r) {
+		return
+	}
+	q := r.URL.Query()
+	sess, err := s.loadSession(r)
+	if err != nil {
+		s.renderServerError(w, "reading a session", err)
+		return
+	}
+	failed := func(msg string) {
+		s.renderError(w, http.StatusBadRequest, "The login did not complete", msg)
+	}
+	if sess == nil || sess.OIDC == nil || q.Get("state") == "" ||
+		subtle.ConstantTimeCompare([]byte(sess.OIDC.State), []byte(q.Get("state"))) != 1 {
+		failed("This login was not started in this browser, or it was already completed. Start again from the login page.")
+		return
+	}
+	pending := *sess.OIDC
+	sess.OIDC = nil // single use
+	if err := s.saveSession(r.Context(), sess); err != nil {
+		s.renderServerError(w, "saving a session", err)
+		return
+	}
+	if s.now().Unix() >= pending.Expires {
+		failed("The login took too long. Start again from the login page.")
+		return
+	}
+	if e := q.Get("error"); e != "" {
+		s.log.Info("OpenID login refused by the provider", zap.String("error", e))
+		failed("The identity provider did not log you in (" + e + ").")
+		return
+	}
+	code := q.Get("code")
+	if code == "" {
+		failed("The identity provider sent no authorization code.")
+		return
+	}
+	p, err := s.people.oidc.exchange(r.Context(), code, pending)
+	if err != nil {
+		s.log.Warn("OpenID login failed", errField(err))
+		failed("The identity provider's answer could not be verified.")
+		return
+	}
+	p.AuthTime = s.now().Unix()
+	s.loginAs(w, r, sess, p, pending.Next)
+}
+
+// idTokenClaimsDropped are ID token claims that say nothing about the
+// person.
+var idTokenClaimsDropped = []string{"aud", "exp", "iat", "nbf", "nonce", "at_hash", "c_hash", "auth_time", "azp", "sid", "jti", "acr", "amr"}
+
+// exchange redeems an authorization code at the provider and returns the
+// person of its verified ID token.
+func (o *oidcClient) exchange(ctx context.Context, code string, pending oidcPending) (*person, error) {
+	meta, verifier, err := o.metadata(ctx)
+	if err != nil {
+		return nil, err
+	}
+	form := url.Values{
+		"grant_type":    {"authorization_code"},
+		"code":          {code},
+		"redirect_uri":  {o.redirectURI},
+		"code_verifier": {pending.Verifier},
+	}
+	if o.cfg.ClientSecret == "" {
+		form.Set("client_id", o.cfg.ClientID)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, meta.TokenEndpoint, strings.NewReader(form.Encode()))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Accept", "application/json")
+	if o.cfg.ClientSecret != "" {
+		req.SetBasicAuth(url.QueryEscape(o.cfg.ClientID), url.QueryEscape(o.cfg.ClientSecret))
+	}
+	resp, err := o.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("redeeming the code: %w", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("redeeming the code: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("redeeming the code: status %d", resp.StatusCode)
+	}
+	var tok struct {
+		IDToken string `json:"id_token"`
+	}
+	if err := json.Unmarshal(body, &tok); err != nil || tok.IDToken == "" {
+		return nil, errors.New("the token response has no id_token")
+	}
+	claims, err := verifier.Verify(ctx, claimtoken.FormatIDToken, tok.IDToken, nil)
+	if err != nil {
+		return nil, fmt.Errorf("verifying the ID token: %w", err)
+	}
+	nonce, _ := claims.Values["nonce"].(string)
+	if nonce == "" || subtle.ConstantTimeCompare([]byte(nonce), []byte(pending.Nonce)) != 1 {
+		return nil, errors.New("the ID token's nonce is not this login's")
+	}
+	if aud := audiences(claims.Values["aud"]); len(aud) > 1 {
+		if azp, _ := claims.Values["azp"].(string); azp != o.cfg.ClientID {
+			return nil, errors.New("the ID token has several audiences and azp is not this client")
+		}
+	}
+	if claims.Subject == "" || !validOwnerName(claims.Subject) {
+		return nil, errors.New("the ID token has no usable sub")
+	}
+	p := &person{Subject: claims.Subject, Issuer: claims.Issuer, Method: "oidc", Claims: map[string]any{}}
+	for k, v := range claims.Values {
+		if !slices.Contains(idTokenClaimsDropped, k) {
+			p.Claims[k] = v
+		}
+	}
+	p.Name, _ = claims.Values["name"].(string)
+	if p.Name == "" {
+		p.Name, _ = claims.Values["preferred_username"].(string)
+	}
+	// As in the rules' library, an address counts unless the provider
+	// says it is not verified.
+	p.Email, _ = claims.Values["email"].(string)
+	p.EmailVerified = true
+	if v, ok := claims.Values["email_verified"]; ok {
+		p.EmailVerified = v == true || v == "true"
+	}
+	if gs, ok := claims.Values["groups"].([]any); ok {
+		for _, g := range gs {
+			if str, ok := g.(string); ok {
+				p.Groups = append(p.Groups, str)
+			}
+		}
+	}
+	return p, nil
+}
+
+func audiences(v any) []string {
+	switch a := v.(type) {
+	case string:
+		return []string{a}
+	case []any:
+		var out []string
+		for _, x := range a {
+			if s, ok := x.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	return nil
+}
