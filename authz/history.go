@@ -110,19 +110,7 @@ func (s *Server) pruneDecisions(ctx context.Context, owner string) {
 
 // History returns an owner's newest access decisions, at most limit.
 func (s *Server) History(ctx context.Context, owner string, limit int) ([]DecisionRecord, error) {
-	recs, err := s.store.List(ctx, nsDecision, owner+sep, limit)
-	if err != nil {
-		return nil, fmt.Errorf("listing the access history: %w", err)
-	}
-	out := make([]DecisionRecord, 0, len(recs))
-	for _, r := range recs {
-		var d DecisionRecord
-		if err := json.Unmarshal(r.Value, &d); err != nil {
-			return nil, fmt.Errorf("decoding an access decision: %w", err)
-		}
-		out = append(out, d)
-	}
-	return out, nil
+	return listJSON[DecisionRecord](ctx, s.store, nsDecision, owner+sep, limit)
 }
 
 // decisionInput is what explaining a decision needs.

@@ -73,34 +73,28 @@ func shareKey(owner, resourceID, id string) string { return owner + sep + resour
 
 // sharesOf returns the live shares of a resource.
 func (s *Server) sharesOf(ctx context.Context, owner, resourceID string) ([]Share, error) {
-	recs, err := s.store.List(ctx, nsShare, owner+sep+resourceID+sep, 0)
-	if err != nil {
-		return nil, fmt.Errorf("listing shares: %w", err)
-	}
-	out := make([]Share, 0, len(recs))
-	for _, r := range recs {
-		var sh Share
-		if err := json.Unmarshal(r.Value, &sh); err != nil {
-			return nil, fmt.Errorf("decoding a share: %w", err)
-		}
-		out = append(out, sh)
-	}
-	return out, nil
+	return listJSON[Share](ctx, s.store, nsShare, owner+sep+resourceID+sep, 0)
 }
 
 // Shares returns every live share an owner made, sorted by resource.
 func (s *Server) Shares(ctx context.Context, owner string) ([]Share, error) {
-	recs, err := s.store.List(ctx, nsShare, owner+sep, 0)
+	return listJSON[Share](ctx, s.store, nsShare, owner+sep, 0)
+}
+
+// listJSON lists the records of a namespace under a prefix, decoded from
+// JSON.
+func listJSON[T any](ctx context.Context, st store.Records, namespace, prefix string, limit int) ([]T, error) {
+	recs, err := st.List(ctx, namespace, prefix, limit)
 	if err != nil {
-		return nil, fmt.Errorf("listing shares: %w", err)
+		return nil, fmt.Errorf("listing %s records: %w", namespace, err)
 	}
-	out := make([]Share, 0, len(recs))
+	out := make([]T, 0, len(recs))
 	for _, r := range recs {
-		var sh Share
-		if err := json.Unmarshal(r.Value, &sh); err != nil {
-			return nil, fmt.Errorf("decoding a share: %w", err)
+		var v T
+		if err := json.Unmarshal(r.Value, &v); err != nil {
+			return nil, fmt.Errorf("decoding a %s record: %w", namespace, err)
 		}
-		out = append(out, sh)
+		out = append(out, v)
 	}
 	return out, nil
 }
@@ -197,17 +191,9 @@ func (s *Server) getRequest(ctx context.Context, owner, id string) (AccessReques
 
 // Requests returns an owner's requests, pending first, newest first.
 func (s *Server) Requests(ctx context.Context, owner string) ([]AccessRequest, error) {
-	recs, err := s.store.List(ctx, nsRequest, owner+sep, 0)
+	out, err := listJSON[AccessRequest](ctx, s.store, nsRequest, owner+sep, 0)
 	if err != nil {
-		return nil, fmt.Errorf("listing requests: %w", err)
-	}
-	out := make([]AccessRequest, 0, len(recs))
-	for _, r := range recs {
-		var req AccessRequest
-		if err := json.Unmarshal(r.Value, &req); err != nil {
-			return nil, fmt.Errorf("decoding a request: %w", err)
-		}
-		out = append(out, req)
+		return nil, err
 	}
 	slices.SortFunc(out, func(a, b AccessRequest) int {
 		if pa, pb := a.Status == RequestPending, b.Status == RequestPending; pa != pb {
