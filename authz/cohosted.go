@@ -18,6 +18,10 @@ import (
 // that registering a resource by name is idempotent.
 const nsResourceName = "resource_name"
 
+// ErrTooManyNewResources means that resources are being registered on
+// first sight faster than Config.NewResourceRate allows.
+var ErrTooManyNewResources = errors.New("too many new resources registered on first sight; try again later")
+
 // PermissionRequest is one requested permission of a ticket.
 type PermissionRequest struct {
 	ResourceID string
@@ -103,6 +107,11 @@ func (s *Server) EnsureResource(ctx context.Context, resourceServer string, res 
 		return res, err
 	}
 	if !ok {
+		// Anonymous requests at an enforcement point lead here: bound how
+		// fast they can add resources to the store.
+		if !s.newResources.Allow() {
+			return res, ErrTooManyNewResources
+		}
 		now := s.now().UTC()
 		res.ID, res.ResourceServer, res.CreatedAt, res.UpdatedAt = randomID(), resourceServer, now, now
 		if err := s.store.CreateResource(ctx, res); err != nil {

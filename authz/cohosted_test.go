@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"errors"
 	"strings"
 	"sync"
 	"testing"
@@ -57,5 +58,27 @@ func TestEnsureResourceIsIdempotent(t *testing.T) {
 	// Request context is bounded.
 	if _, err := as.srv.RequestTicket(ctx, "rs-a", []PermissionRequest{{ResourceID: res.ID}}, map[string][]string{"x": {strings.Repeat("a", 4096)}}); err == nil {
 		t.Fatal("oversized request context accepted")
+	}
+}
+
+func TestFirstSightRegistrationsAreRateLimited(t *testing.T) {
+	as := newTestAS(t, func(c *Config) { c.NewResourceRate = 1 }) // bursts of 10
+	ctx := t.Context()
+	created := 0
+	var limited error
+	for i := range 30 {
+		_, err := as.srv.EnsureResource(ctx, "rs-a", store.Resource{Owner: "mallory-" + strings.Repeat("x", i), Name: "r", Scopes: []string{"read"}})
+		if err != nil {
+			limited = err
+			continue
+		}
+		created++
+	}
+	if created < 10 || created > 12 || !errors.Is(limited, ErrTooManyNewResources) {
+		t.Fatalf("created %d resources of 30 (last error %v), want about 10 then ErrTooManyNewResources", created, limited)
+	}
+	// Existing resources are still found.
+	if _, err := as.srv.EnsureResource(ctx, "rs-a", store.Resource{Owner: "mallory-", Name: "r"}); err != nil {
+		t.Fatalf("existing resource refused: %v", err)
 	}
 }

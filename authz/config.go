@@ -89,6 +89,10 @@ type Config struct {
 	// Registration, when set, turns on RFC 7591 dynamic client
 	// registration at {issuer}/register. It is off by default.
 	Registration *Registration
+	// NewResourceRate bounds how many resources per second EnsureResource
+	// (registration on first sight at a co-hosted enforcement point) may
+	// create, with bursts of ten times as many; zero means 20 per second.
+	NewResourceRate float64
 	// Logger receives the AS's logs; nil means no logs. Tokens and secrets
 	// are never logged.
 	Logger *zap.Logger

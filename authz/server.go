@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/time/rate"
 
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
 	"github.com/caddy-uma/caddy-uma/policies"
@@ -52,6 +53,7 @@ const (
 	DefaultRefreshTTL      = time.Hour
 	DefaultPCTTTL          = 30 * 24 * time.Hour
 	DefaultRequestInterval = 5 * time.Second
+	DefaultNewResourceRate = 20
 )
 
 // Endpoint paths, relative to the issuer's path.
@@ -90,6 +92,8 @@ type Server struct {
 	trustedIssuers    []string
 	claimsInteraction string
 	policyTimeout     time.Duration
+	// newResources limits registrations on first sight.
+	newResources *rate.Limiter
 	// ensureLocks serialize EnsureResource per name.
 	ensureLocks [64]sync.Mutex
 	log         *zap.Logger
@@ -146,6 +150,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
+	newRate := cfg.NewResourceRate
+	if newRate <= 0 {
+		newRate = DefaultNewResourceRate
+	}
+	s.newResources = rate.NewLimiter(rate.Limit(newRate), int(10*newRate))
 	if s.now == nil {
 		s.now = time.Now
 	}

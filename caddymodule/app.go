@@ -115,6 +115,10 @@ type App struct {
 	// Default: 250ms.
 	PolicyTimeout caddy.Duration `json:"policy_timeout,omitempty"`
 
+	// NewResourceRate bounds how many resources per second uma_protect may
+	// register on first sight (bursts of ten times as many). Default: 20.
+	NewResourceRate float64 `json:"new_resource_rate,omitempty"`
+
 	// TrustedIssuers are the OpenID providers and JWT issuers whose claim
 	// tokens the UMA grant accepts.
 	TrustedIssuers []TrustedIssuer `json:"trusted_issuers,omitempty"`
@@ -479,6 +483,7 @@ func (a *App) Start() error {
 		PolicyDir:       a.policyDir,
 		PolicyTimeout:   time.Duration(a.PolicyTimeout),
 		TrustedIssuers:  a.trustedIssuers(),
+		NewResourceRate: a.NewResourceRate,
 		Users:           a.users(),
 		LoginOIDC:       a.loginOIDC,
 		SessionTTL:      time.Duration(a.SessionTTL),

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -53,6 +54,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existingVal any) (any, error) {
 //	    request_interval <duration>
 //	    policies     <dir>
 //	    policy_timeout <duration>
+//	    new_resource_rate <per second>
 //	    trust_issuer <issuer> {
 //	        jwks_uri   <url>
 //	        audience   <aud...>
@@ -213,6 +215,16 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if err := parseDuration(d, &a.PolicyTimeout); err != nil {
 				return err
 			}
+		case "new_resource_rate":
+			var raw string
+			if !d.AllArgs(&raw) {
+				return d.ArgErr()
+			}
+			v, err := strconv.ParseFloat(raw, 64)
+			if err != nil || v <= 0 {
+				return d.Errf("new_resource_rate must be a positive number of resources per second, not %q", raw)
+			}
+			a.NewResourceRate = v
 		case "policies":
 			if !d.AllArgs(&a.Policies) {
 				return d.ArgErr()
