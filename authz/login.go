@@ -42,6 +42,8 @@ type people struct {
 
 	dummyOnce sync.Once
 	dummyHash []byte
+
+	throttle loginThrottle
 }
 
 func (p *people) close() {
@@ -204,8 +206,19 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name, password := strings.TrimSpace(form.Get("username")), form.Get("password")
+	if wait := s.people.throttle.blockedFor(name, s.now()); wait > 0 {
+		s.log.Info("login refused", zap.String("reason", "too many failed attempts"))
+		data := s.loginData(next)
+		data.NameFilled = name
+		s.renderPage(w, http.StatusTooManyRequests, "login.html", page{
+			Title: "Log in", CSRF: sess.CSRF, Data: data,
+			Error: fmt.Sprintf("Too many failed attempts for this name. Try again in %d minutes.", int(wait.Minutes())+1),
+		})
+		return
+	}
 	u := s.people.users[name]
 	if u == nil || password == "" {
+		s.people.throttle.fail(name, s.now())
 		// Spend the time a wrong password would.
 		_ = bcrypt.CompareHashAndPassword(s.people.dummy(), []byte(password))
 		s.log.Info("login failed", zap.String("reason", "unknown user or empty password"))
@@ -213,10 +226,12 @@ func (s *Server) serveLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if !u.checkPassword(password) {
+		s.people.throttle.fail(name, s.now())
 		s.log.Info("login failed", zap.String("user", name), zap.String("reason", "wrong password"))
 		s.renderLoginFailed(w, sess, next, name)
 		return
 	}
+	s.people.throttle.succeed(name)
 	p := &person{
 		Subject: u.Name, Issuer: s.issuer, Name: u.DisplayName, Email: u.Email, EmailVerified: u.Email != "",
 		Groups: u.Groups, Method: "password", AuthTime: s.now().Unix(),

@@ -264,3 +264,23 @@ func TestOIDCLogin(t *testing.T) {
 		}
 	}
 }
+
+func TestLoginBruteForceIsThrottled(t *testing.T) {
+	f := newPeopleFixture(t, nil)
+	b := f.browser()
+	token := csrf(t, b.get(PathLogin))
+	try := func(password string) response {
+		return b.post(PathLogin, url.Values{"csrf": {token}, "username": {"alice"}, "password": {password}})
+	}
+	for range maxLoginFailures {
+		expectPage(t, try("guess"), 401, "The name or the password is wrong.")
+	}
+	// Blocked now, even with the right password; other names are not.
+	expectPage(t, try(alicePassword), 429, "Too many failed attempts")
+	expectPage(t, b.post(PathLogin, url.Values{"csrf": {token}, "username": {"bob"}, "password": {"guess"}}), 401)
+	// After the window, the right password works and resets the count.
+	f.clock.Advance(loginFailureWindow)
+	if r := try(alicePassword); r.status != http.StatusSeeOther {
+		t.Fatalf("login after the window: %d %s", r.status, r.body)
+	}
+}
