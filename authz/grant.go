@@ -608,38 +608,51 @@ func (s *Server) issueGrant(w http.ResponseWriter, r *http.Request, g *grantStat
 	if subject == "" {
 		subject = g.client.ID
 	}
+	fail := func(what string, err error) {
+		s.log.Error(what, errField(err))
+		writeError(w, errServer("could not issue the tokens"))
+	}
+	// The RPT, its refresh token, the index that lets a revoked share
+	// revoke them, and the PCT are stored in one commit: all or none.
 	rec := rptRecord{ClientID: g.client.ID, Subject: subject, RqPIssuer: g.proc.RqPIssuer, ResourceServer: g.rs, Permissions: perms}
-	rpt, jti, err := s.issueRPT(ctx, rec)
+	rpt, jti, rptWrite, err := s.signRPT(ctx, rec)
 	if err != nil {
-		s.log.Error("issuing an RPT", errField(err))
-		writeError(w, errServer("could not issue the RPT"))
+		fail("signing an RPT", err)
 		return
 	}
 	resp := tokenResponse{AccessToken: rpt, TokenType: "Bearer", ExpiresIn: int64(s.rptTTL.Seconds())}
+	refresh, refreshWrite, err := s.newToken(tokenRecord{
+		Kind: kindRefresh, ClientID: g.client.ID, Subject: subject, RqPIssuer: g.proc.RqPIssuer,
+		ResourceServer: g.rs, Permissions: perms, RPT: jti,
+	}, s.refreshTTL)
+	if err != nil {
+		fail("issuing a refresh token", err)
+		return
+	}
+	resp.RefreshToken = refresh
+	writes := []store.Write{rptWrite, refreshWrite}
+	writes = append(writes, holderWrites(perms, tokenHolder{RPT: jti, Subject: subject, Email: verifiedEmail(g.proc.Claims), ClientID: g.client.ID},
+		refresh, s.now().Add(s.refreshTTL))...)
+	if (g.pushed || g.proc.KeepClaims) && g.proc.Subject != "" {
+		pct, pctWrite, err := s.newToken(tokenRecord{
+			Kind: kindPCT, ClientID: g.client.ID, Subject: g.proc.Subject, RqPIssuer: g.proc.RqPIssuer, Claims: g.proc.Claims,
+		}, s.pctTTL)
+		if err != nil {
+			fail("issuing a PCT", err)
+			return
+		}
+		resp.PCT = pct
+		writes = append(writes, pctWrite)
+	}
+	if err := s.store.PutAll(ctx, writes); err != nil {
+		fail("storing the tokens of a grant", err)
+		return
+	}
 	if previousJTI != "" {
 		upgraded := true
 		resp.Upgraded = &upgraded
 		if err := s.revokeRPT(ctx, previousJTI); err != nil {
 			s.log.Error("revoking an upgraded RPT", errField(err))
-		}
-	}
-	if resp.RefreshToken, err = s.issueToken(ctx, tokenRecord{
-		Kind: kindRefresh, ClientID: g.client.ID, Subject: subject, RqPIssuer: g.proc.RqPIssuer,
-		ResourceServer: g.rs, Permissions: perms, RPT: jti,
-	}, s.refreshTTL); err != nil {
-		s.log.Error("issuing a refresh token", errField(err))
-		writeError(w, errServer("could not issue the refresh token"))
-		return
-	}
-	s.indexHolders(ctx, perms, tokenHolder{RPT: jti, Subject: subject, Email: verifiedEmail(g.proc.Claims), ClientID: g.client.ID},
-		resp.RefreshToken, s.now().Add(s.refreshTTL))
-	if (g.pushed || g.proc.KeepClaims) && g.proc.Subject != "" {
-		if resp.PCT, err = s.issueToken(ctx, tokenRecord{
-			Kind: kindPCT, ClientID: g.client.ID, Subject: g.proc.Subject, RqPIssuer: g.proc.RqPIssuer, Claims: g.proc.Claims,
-		}, s.pctTTL); err != nil {
-			s.log.Error("issuing a PCT", errField(err))
-			writeError(w, errServer("could not issue the PCT"))
-			return
 		}
 	}
 	if g.procID != "" {

@@ -79,6 +79,19 @@ func (t *RPT) Covers(resourceID string, scopes []string, anyScope bool, now time
 
 // issueRPT signs an RPT for rec and stores its record.
 func (s *Server) issueRPT(ctx context.Context, rec rptRecord) (token, jti string, err error) {
+	token, jti, w, err := s.signRPT(ctx, rec)
+	if err != nil {
+		return "", "", err
+	}
+	if err := s.store.Put(ctx, w.Namespace, w.Key, w.Value, w.ExpiresAt); err != nil {
+		return "", "", fmt.Errorf("storing an RPT: %w", err)
+	}
+	return token, jti, nil
+}
+
+// signRPT signs an RPT for rec and returns the write that stores its
+// record, for the caller to commit.
+func (s *Server) signRPT(ctx context.Context, rec rptRecord) (token, jti string, w store.Write, err error) {
 	now := s.now()
 	rec.IssuedAt = now.Unix()
 	rec.Expires = now.Add(s.rptTTL).Unix()
@@ -95,20 +108,17 @@ func (s *Server) issueRPT(ctx context.Context, rec rptRecord) (token, jti string
 		Claim("permissions", rec.Permissions)
 	tok, err := b.Build()
 	if err != nil {
-		return "", "", fmt.Errorf("building an RPT: %w", err)
+		return "", "", w, fmt.Errorf("building an RPT: %w", err)
 	}
 	signed, err := s.keys.sign(ctx, tok)
 	if err != nil {
-		return "", "", err
+		return "", "", w, err
 	}
 	val, err := json.Marshal(rec)
 	if err != nil {
-		return "", "", err
+		return "", "", w, err
 	}
-	if err := s.store.Put(ctx, nsRPT, jti, val, time.Unix(rec.Expires, 0)); err != nil {
-		return "", "", fmt.Errorf("storing an RPT: %w", err)
-	}
-	return signed, jti, nil
+	return signed, jti, store.Write{Namespace: nsRPT, Key: jti, Value: val, ExpiresAt: time.Unix(rec.Expires, 0)}, nil
 }
 
 // errInvalidRPT means that a token is not a live RPT of this AS.

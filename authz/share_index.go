@@ -173,6 +173,14 @@ func (s *Server) revokeHolders(ctx context.Context, sh Share) (int, error) {
 // its resources. Failing to record is logged: the tokens stay valid, but a
 // share revocation would not reach them before they expire.
 func (s *Server) indexHolders(ctx context.Context, perms []RPTPermission, h tokenHolder, refreshToken string, until time.Time) {
+	if err := s.store.PutAll(ctx, holderWrites(perms, h, refreshToken, until)); err != nil {
+		s.log.Warn("indexing a token holder", errField(err))
+	}
+}
+
+// holderWrites returns the index records of a token holder, one per
+// resource, for the caller to commit.
+func holderWrites(perms []RPTPermission, h tokenHolder, refreshToken string, until time.Time) []store.Write {
 	suffix := "rpt:" + h.RPT
 	if refreshToken != "" {
 		h.Refresh = tokenKey(refreshToken)
@@ -180,13 +188,13 @@ func (s *Server) indexHolders(ctx context.Context, perms []RPTPermission, h toke
 	}
 	val, err := json.Marshal(h)
 	if err != nil {
-		return
+		return nil
 	}
+	out := make([]store.Write, 0, len(perms))
 	for _, p := range perms {
-		if err := s.store.Put(ctx, nsTokenHolder, p.ResourceID+sep+suffix, val, until); err != nil {
-			s.log.Warn("indexing a token holder", resourceField(p.ResourceID), errField(err))
-		}
+		out = append(out, store.Write{Namespace: nsTokenHolder, Key: p.ResourceID + sep + suffix, Value: val, ExpiresAt: until})
 	}
+	return out
 }
 
 // holderOfRefresh returns the holder recorded for a refresh token on one

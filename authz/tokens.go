@@ -68,18 +68,28 @@ func tokenKey(token string) string {
 // issueToken creates an opaque token of 256 random bits and stores its
 // record until it expires.
 func (s *Server) issueToken(ctx context.Context, rec tokenRecord, ttl time.Duration) (string, error) {
+	tok, w, err := s.newToken(rec, ttl)
+	if err != nil {
+		return "", err
+	}
+	if err := s.store.Insert(ctx, w.Namespace, w.Key, w.Value, w.ExpiresAt); err != nil {
+		return "", fmt.Errorf("storing a token: %w", err)
+	}
+	return tok, nil
+}
+
+// newToken creates an opaque token of 256 random bits and returns the
+// write that stores its record, for the caller to commit.
+func (s *Server) newToken(rec tokenRecord, ttl time.Duration) (string, store.Write, error) {
 	now := s.now()
 	rec.IssuedAt = now.Unix()
 	rec.Expires = now.Add(ttl).Unix()
 	val, err := json.Marshal(rec)
 	if err != nil {
-		return "", err
+		return "", store.Write{}, err
 	}
 	tok := randomToken(32)
-	if err := s.store.Insert(ctx, nsTokens, tokenKey(tok), val, time.Unix(rec.Expires, 0)); err != nil {
-		return "", fmt.Errorf("storing a token: %w", err)
-	}
-	return tok, nil
+	return tok, store.Write{Namespace: nsTokens, Key: tokenKey(tok), Value: val, ExpiresAt: time.Unix(rec.Expires, 0)}, nil
 }
 
 // errUnknownToken means that a token is not one the AS issued, or is no

@@ -96,6 +96,15 @@ type Record struct {
 	ExpiresAt time.Time
 }
 
+// Write is one record of a PutAll.
+type Write struct {
+	Namespace string
+	Key       string
+	Value     []byte
+	// ExpiresAt is when the record stops being visible; zero means never.
+	ExpiresAt time.Time
+}
+
 // Records is a namespaced key-value store with expiry. A record whose
 // ExpiresAt has passed is invisible to every method, as if it were deleted,
 // and its space is reclaimed by the backend in the background. Backends
@@ -108,6 +117,9 @@ type Records interface {
 	// key), and returns ErrExists otherwise. Of concurrent Inserts of one
 	// key, exactly one succeeds.
 	Insert(ctx context.Context, namespace, key string, value []byte, expiresAt time.Time) error
+	// PutAll stores several records in one durable commit: all of them, or
+	// none if it fails. Each replaces any previous value under its key.
+	PutAll(ctx context.Context, writes []Write) error
 	// Get returns the live value under (namespace, key), or ErrNotFound.
 	Get(ctx context.Context, namespace, key string) ([]byte, error)
 	// Take returns the live value under (namespace, key) and deletes it in

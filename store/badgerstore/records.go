@@ -34,6 +34,40 @@ func (s *Store) Put(ctx context.Context, namespace, key string, value []byte, ex
 	return nil
 }
 
+// PutAll stores several records in one synced transaction: all or none.
+func (s *Store) PutAll(ctx context.Context, writes []store.Write) error {
+	const op = "putting records"
+	if err := s.enter(ctx); err != nil {
+		return wrap(op, err)
+	}
+	defer s.leave()
+	if len(writes) == 0 {
+		return nil
+	}
+	entries := make([]*badger.Entry, 0, len(writes))
+	for _, w := range writes {
+		e := newRecordEntry(w.Namespace, w.Key, w.Value, w.ExpiresAt)
+		if err := s.checkSize(e.Key, e.Value); err != nil {
+			return wrap(op, fmt.Errorf("namespace %q: %w", w.Namespace, err))
+		}
+		entries = append(entries, e)
+	}
+	err := s.update(func(txn *badger.Txn) error {
+		for _, e := range entries {
+			// SetEntry keeps e; give each attempt its own copy.
+			ec := *e
+			if err := txn.SetEntry(&ec); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return wrap(op, err)
+	}
+	return nil
+}
+
 // Insert stores value only if no live record exists under (namespace, key),
 // and returns store.ErrExists otherwise. A conflict with a concurrent writer
 // of the same key is reported as store.ErrExists, without retry, so that of

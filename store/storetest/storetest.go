@@ -52,6 +52,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	}
 	t.Run("Resources", func(t *testing.T) { testResources(t, newStore) })
 	t.Run("Records", func(t *testing.T) { testRecords(t, newStore) })
+	t.Run("PutAll", func(t *testing.T) { testPutAll(t, newStore(t)) })
 	t.Run("Expiry", func(t *testing.T) { testExpiry(t, newStore(t)) })
 	t.Run("Concurrency", func(t *testing.T) { testConcurrency(t, newStore) })
 	t.Run("Closed", func(t *testing.T) { testClosed(t, newStore(t)) })
@@ -1199,6 +1200,9 @@ var calls = []struct {
 	name string
 	call func(ctx context.Context, s store.Store) error
 }{
+	{"PutAll", func(ctx context.Context, s store.Store) error {
+		return s.PutAll(ctx, []store.Write{{Namespace: "n", Key: "new", Value: []byte("x")}})
+	}},
 	{"CreateResource", func(ctx context.Context, s store.Store) error {
 		return s.CreateResource(ctx, resource("new", "rs", "o"))
 	}},
@@ -1244,6 +1248,40 @@ func seed(t *testing.T, s store.Store) {
 	t.Helper()
 	must(t, "CreateResource", s.CreateResource(t.Context(), resource("r1", "rs", "o")))
 	must(t, "Put", s.Put(t.Context(), "n", "k", []byte("v"), time.Time{}))
+}
+
+func testPutAll(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	wantErr(t, "PutAll(nil)", s.PutAll(ctx, nil), nil)
+	if err := s.Put(ctx, "a", "old", []byte("old"), time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	err := s.PutAll(ctx, []store.Write{
+		{Namespace: "a", Key: "old", Value: []byte("replaced")},
+		{Namespace: "a", Key: "k1", Value: []byte("v1")},
+		{Namespace: "b", Key: "k1", Value: []byte("other namespace")},
+		{Namespace: "a", Key: "gone", Value: []byte("x"), ExpiresAt: time.Now().Add(-time.Second)},
+		{Namespace: "a", Key: "later", Value: []byte("v2"), ExpiresAt: time.Now().Add(time.Hour)},
+	})
+	wantErr(t, "PutAll", err, nil)
+	for _, c := range []struct{ ns, key, want string }{{"a", "old", "replaced"}, {"a", "k1", "v1"}, {"b", "k1", "other namespace"}, {"a", "later", "v2"}} {
+		got, err := s.Get(ctx, c.ns, c.key)
+		if err != nil || string(got) != c.want {
+			t.Errorf("Get(%s, %s) = %q, %v; want %q", c.ns, c.key, got, err, c.want)
+		}
+	}
+	_, err = s.Get(ctx, "a", "gone")
+	wantErr(t, "Get(expired)", err, store.ErrNotFound)
+	// All or nothing: a batch with one record too large to store writes none.
+	err = s.PutAll(ctx, []store.Write{
+		{Namespace: "a", Key: "atomic", Value: []byte("x")},
+		{Namespace: "a", Key: strings.Repeat("k", 70000), Value: []byte("x")},
+	})
+	if err == nil {
+		t.Fatal("PutAll with a 70000-byte key succeeded")
+	}
+	_, err = s.Get(ctx, "a", "atomic")
+	wantErr(t, "Get(atomic) after a failed PutAll", err, store.ErrNotFound)
 }
 
 func testClosed(t *testing.T, s store.Store) {
