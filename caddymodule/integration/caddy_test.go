@@ -161,9 +161,18 @@ func launchCaddy(t *testing.T, cfg config) *instance {
 		exited:    make(chan struct{}),
 	}
 	writeCaddyfile(t, inst.caddyfile, cfg)
+	inst.run(t, nil, "")
+	return inst
+}
+
+// run starts `caddy run` on inst's Caddyfile, with env added to its
+// environment. The process is stopped at the end of the test, and its log
+// (after preamble) shown if the test failed.
+func (inst *instance) run(t testing.TB, env []string, preamble string) {
+	t.Helper()
 	inst.cmd = exec.Command(caddyBin, "run", "--config", inst.caddyfile, "--adapter", "caddyfile")
-	inst.cmd.Dir = dir
-	inst.cmd.Env = caddyEnv(dir)
+	inst.cmd.Dir = inst.dir
+	inst.cmd.Env = append(caddyEnv(inst.dir), env...)
 	inst.cmd.Stdout = inst.log
 	inst.cmd.Stderr = inst.log
 	if err := inst.cmd.Start(); err != nil {
@@ -176,10 +185,9 @@ func launchCaddy(t *testing.T, cfg config) *instance {
 	t.Cleanup(func() {
 		inst.kill()
 		if t.Failed() {
-			t.Logf("log of caddy (pid %d):\n%s", inst.cmd.Process.Pid, inst.log)
+			t.Logf("%slog of caddy (pid %d):\n%s", preamble, inst.cmd.Process.Pid, inst.log)
 		}
 	})
-	return inst
 }
 
 // waitReady waits until the admin API and the site answer.

@@ -323,18 +323,7 @@ func startConsoleCaddy(t *testing.T, callback, upstream string, apiPort int) *in
 	if err := os.WriteFile(inst.caddyfile, buf.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	inst.cmd = exec.Command(caddyBin, "run", "--config", inst.caddyfile, "--adapter", "caddyfile")
-	inst.cmd.Dir, inst.cmd.Env, inst.cmd.Stdout, inst.cmd.Stderr = dir, caddyEnv(dir), inst.log, inst.log
-	if err := inst.cmd.Start(); err != nil {
-		t.Fatalf("starting caddy: %v", err)
-	}
-	go func() { inst.exitErr = inst.cmd.Wait(); close(inst.exited) }()
-	t.Cleanup(func() {
-		inst.kill()
-		if t.Failed() {
-			t.Logf("log of caddy:\n%s", inst.log)
-		}
-	})
+	inst.run(t, nil, "")
 	if err := inst.waitReady(30 * time.Second); err != nil {
 		t.Fatalf("caddy did not start: %v\n%s", err, inst.log)
 	}

@@ -12,7 +12,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -254,24 +253,7 @@ func startProtectCaddy(t testing.TB, pc protectConfig, readyPort int, env ...str
 	if err := os.WriteFile(inst.caddyfile, []byte(buf.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	inst.cmd = exec.Command(caddyBin, "run", "--config", inst.caddyfile, "--adapter", "caddyfile")
-	inst.cmd.Dir = dir
-	inst.cmd.Env = append(caddyEnv(dir), env...)
-	inst.cmd.Stdout = inst.log
-	inst.cmd.Stderr = inst.log
-	if err := inst.cmd.Start(); err != nil {
-		t.Fatalf("starting caddy: %v", err)
-	}
-	go func() {
-		inst.exitErr = inst.cmd.Wait()
-		close(inst.exited)
-	}()
-	t.Cleanup(func() {
-		inst.kill()
-		if t.Failed() {
-			t.Logf("Caddyfile:\n%s\nlog of caddy (pid %d):\n%s", buf.String(), inst.cmd.Process.Pid, inst.log)
-		}
-	})
+	inst.run(t, env, "Caddyfile:\n"+buf.String()+"\n")
 	if err := inst.waitReady(30 * time.Second); err != nil {
 		t.Fatalf("caddy did not start: %v\n%s", err, inst.log)
 	}
