@@ -67,6 +67,9 @@ func (c *coHosted) EnsureResource(ctx context.Context, res Resource) (string, er
 	got, err := s.EnsureResource(ctx, c.rs, store.Resource{
 		Owner: res.Owner, Name: res.Name, Type: res.Type, Scopes: slices.Clone(res.Scopes),
 	})
+	if errors.Is(err, authz.ErrTooManyNewResources) {
+		return "", fmt.Errorf("%w: %v", ErrRegistrationLimited, err)
+	}
 	if err != nil {
 		return "", err
 	}

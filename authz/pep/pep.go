@@ -85,6 +85,11 @@ const (
 	UnmatchedPass Unmatched = "pass"
 )
 
+// ErrRegistrationLimited is what an AuthorizationServer's EnsureResource
+// returns when it registers no more resources for now: the request gets
+// 503 with Retry-After.
+var ErrRegistrationLimited = errors.New("pep: too many new resources; try again later")
+
 // Defaults.
 const (
 	DefaultRPTCacheSize = 10000
@@ -417,6 +422,7 @@ const (
 	ReasonNoOwner            Reason = "no_owner"             // the owner expanded to nothing
 	ReasonScopeNotRegistered Reason = "scope_not_registered" // a registered resource lacks the method's scope
 	ReasonUnavailable        Reason = "as_unavailable"       // no ticket could be had (with Warning)
+	ReasonBusy               Reason = "registration_limited" // too many new resources at once: 503, Retry-After
 	// 400.
 	ReasonAmbiguousPath Reason = "ambiguous_path" // dot or empty segments, encoded slashes
 )
@@ -465,6 +471,9 @@ func (d *Decision) WriteHeaders(h http.Header) {
 	}
 	if d.Warning != "" {
 		h.Set("Warning", d.Warning)
+	}
+	if d.Reason == ReasonBusy {
+		h.Set("Retry-After", "1")
 	}
 }
 
@@ -665,6 +674,9 @@ func (e *Enforcer) mapTemplate(ctx context.Context, r *http.Request, tpl *templa
 	}
 	key := strconv.Itoa(tpl.index) + "\x00" + owner + "\x00" + name + "\x00" + typ
 	id, err := e.ensureResource(ctx, key, Resource{Owner: owner, Name: name, Type: typ, Scopes: tpl.scopes})
+	if errors.Is(err, ErrRegistrationLimited) {
+		return target{}, refuse(http.StatusServiceUnavailable, ReasonBusy, err), false
+	}
 	if err != nil {
 		return target{}, Decision{Status: http.StatusForbidden, Reason: ReasonUnavailable,
 			Warning: WarningUnreachable, Owner: owner, Err: fmt.Errorf("registering the resource: %w", err)}, false

@@ -460,3 +460,35 @@ func TestRemoteRegisteredURIs(t *testing.T) {
 		}
 	}
 }
+
+// TestFirstSightFloodIsLimited: anonymous requests for made-up owners
+// register resources only at the AS's new_resource_rate; beyond it they get
+// 503 with Retry-After, not a ticket.
+func TestFirstSightFloodIsLimited(t *testing.T) {
+	as := newRealAS(t, func(c *authz.Config) { c.NewResourceRate = 1 }) // bursts of 10
+	e, _ := enforcerFor(t, as, "rs-api", false, nil)
+	challenged, limited := 0, 0
+	for i := range 25 {
+		d := e.Decide(request("GET", fmt.Sprintf("/api/records/owner-%d/1", i), ""))
+		switch {
+		case d.Status == http.StatusUnauthorized && d.Challenge != "":
+			challenged++
+		case d.Status == http.StatusServiceUnavailable && d.Reason == ReasonBusy:
+			limited++
+			rec := httptest.NewRecorder()
+			d.Respond(rec)
+			if rec.Header().Get("Retry-After") == "" || rec.Header().Get("Warning") != "" {
+				t.Fatalf("limited response headers: %v", rec.Header())
+			}
+		default:
+			t.Fatalf("request %d: %+v", i, d)
+		}
+	}
+	if challenged < 10 || challenged > 12 || limited != 25-challenged {
+		t.Fatalf("%d challenged, %d limited; want about 10 challenged", challenged, limited)
+	}
+	// A known resource is still served a ticket.
+	if d := e.Decide(request("GET", "/api/records/owner-0/1", "")); d.Status != http.StatusUnauthorized {
+		t.Fatalf("known resource: %+v", d)
+	}
+}
