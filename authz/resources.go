@@ -35,6 +35,9 @@ type resourceDescription struct {
 	ResourceScopes []string `json:"resource_scopes"`
 	URIs           []string `json:"uris,omitempty"`
 	Owner          string   `json:"owner,omitempty"`
+	// UserAccessPolicyURI is the console page where the owner sets who may
+	// do what with the resource (when the console is on).
+	UserAccessPolicyURI string `json:"user_access_policy_uri,omitempty"`
 }
 
 // resourceInput is a create or update body. resource_scopes and owner are
@@ -241,7 +244,7 @@ func (s *Server) createResource(w http.ResponseWriter, r *http.Request, caller p
 	}
 	s.log.Info("resource registered", clientField(caller.ClientID), ownerField(res.Owner), resourceField(res.ID))
 	w.Header().Set("Location", s.endpoint(PathResourceSet+"/"+url.PathEscape(res.ID)))
-	writeJSON(w, http.StatusCreated, map[string]string{"_id": res.ID})
+	writeJSON(w, http.StatusCreated, s.resourceRef(res.ID))
 }
 
 // listResources answers the ids of the caller's resources. The query
@@ -313,7 +316,9 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, id string
 	}
 	switch r.Method {
 	case http.MethodGet, http.MethodHead:
-		writeJSON(w, http.StatusOK, toDescription(res))
+		desc := toDescription(res)
+		desc.UserAccessPolicyURI = s.userAccessPolicyURI(res.ID)
+		writeJSON(w, http.StatusOK, desc)
 	case http.MethodPut:
 		if err := s.decodeResource(w, r, caller, &res); err != nil {
 			writeError(w, err)
@@ -329,7 +334,7 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, id string
 			return
 		}
 		s.log.Info("resource updated", clientField(caller.ClientID), resourceField(res.ID))
-		writeJSON(w, http.StatusOK, map[string]string{"_id": res.ID})
+		writeJSON(w, http.StatusOK, s.resourceRef(res.ID))
 	case http.MethodDelete:
 		if err := s.store.DeleteResource(r.Context(), id); errors.Is(err, store.ErrNotFound) {
 			writeError(w, errResourceNotFound())
@@ -343,6 +348,25 @@ func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, id string
 		noStore(w.Header())
 		w.WriteHeader(http.StatusNoContent)
 	}
+}
+
+// userAccessPolicyURI is the console page of a resource, where its owner
+// shares it; empty when the console is off.
+func (s *Server) userAccessPolicyURI(id string) string {
+	if s.people == nil {
+		return ""
+	}
+	return s.endpoint(PathConsole + "/resources/" + url.PathEscape(id))
+}
+
+// resourceRef is the body of create and update responses: _id, and
+// user_access_policy_uri when the console is on.
+func (s *Server) resourceRef(id string) map[string]string {
+	ref := map[string]string{"_id": id}
+	if u := s.userAccessPolicyURI(id); u != "" {
+		ref["user_access_policy_uri"] = u
+	}
+	return ref
 }
 
 // randomID returns a new resource id: 128 random bits.

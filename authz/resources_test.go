@@ -187,3 +187,26 @@ func TestResourceServersAreIsolated(t *testing.T) {
 		t.Fatalf("A's resource changed: %d %s", r.status, r.body)
 	}
 }
+
+// TestUserAccessPolicyURI: with the console on, registration answers name
+// the console page where the owner sets who may do what; without it, none.
+func TestUserAccessPolicyURI(t *testing.T) {
+	f := newPeopleFixture(t, nil)
+	r := f.do("POST", PathResourceSet, `{"name":"x","resource_scopes":["read"]}`, "Authorization", bearer(f.pat))
+	id, _ := r.json(t)["_id"].(string)
+	want := f.issuer + PathConsole + "/resources/" + id
+	if r.status != 201 || r.json(t)["user_access_policy_uri"] != want {
+		t.Fatalf("create: %d %s, want user_access_policy_uri %s", r.status, r.body, want)
+	}
+	if r := f.do("GET", PathResourceSet+"/"+id, nil, "Authorization", bearer(f.pat)); r.json(t)["user_access_policy_uri"] != want {
+		t.Fatalf("read: %s", r.body)
+	}
+	if r := f.do("PUT", PathResourceSet+"/"+id, `{"name":"x","resource_scopes":["read"]}`, "Authorization", bearer(f.pat)); r.json(t)["user_access_policy_uri"] != want {
+		t.Fatalf("update: %s", r.body)
+	}
+	plain := newTestAS(t, nil)
+	r = plain.do("POST", PathResourceSet, `{"resource_scopes":["read"]}`, "Authorization", bearer(plain.pat("rs-a", "secret-a")))
+	if _, has := r.json(t)["user_access_policy_uri"]; has {
+		t.Fatalf("without the console: %s", r.body)
+	}
+}
