@@ -742,22 +742,30 @@ func (s *Server) grantRefreshToken(w http.ResponseWriter, r *http.Request, c *re
 		writeError(w, invalid)
 		return
 	}
-	rpt, jti, err := s.issueRPT(ctx, rptRecord{ClientID: c.ID, Subject: rec.Subject, RqPIssuer: rec.RqPIssuer, ResourceServer: rec.ResourceServer, Permissions: live})
+	rpt, jti, rptWrite, err := s.signRPT(ctx, rptRecord{ClientID: c.ID, Subject: rec.Subject, RqPIssuer: rec.RqPIssuer, ResourceServer: rec.ResourceServer, Permissions: live})
 	if err != nil {
-		s.log.Error("issuing an RPT", errField(err))
+		s.log.Error("signing an RPT", errField(err))
 		writeError(w, errServer("could not issue the RPT"))
 		return
 	}
+	until := time.Unix(rec.Expires, 0)
 	rec.Permissions, rec.RPT = live, jti
-	next, err := s.issueToken(ctx, rec, time.Unix(rec.Expires, 0).Sub(s.now()))
+	next, refreshWrite, err := s.newToken(rec, until.Sub(s.now()))
 	if err != nil {
 		s.log.Error("issuing a refresh token", errField(err))
 		writeError(w, errServer("could not issue the refresh token"))
 		return
 	}
+	// The RPT, the next refresh token and their revocation index: one commit.
+	writes := []store.Write{rptWrite, refreshWrite}
 	if h, ok := s.holderOfRefresh(ctx, live, raw); ok {
 		h.RPT = jti
-		s.indexHolders(ctx, live, h, next, time.Unix(rec.Expires, 0))
+		writes = append(writes, holderWrites(live, h, next, until)...)
+	}
+	if err := s.store.PutAll(ctx, writes); err != nil {
+		s.log.Error("storing refreshed tokens", errField(err))
+		writeError(w, errServer("could not issue the RPT"))
+		return
 	}
 	writeJSON(w, http.StatusOK, tokenResponse{AccessToken: rpt, TokenType: "Bearer", ExpiresIn: int64(s.rptTTL.Seconds()), RefreshToken: next})
 }

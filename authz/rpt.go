@@ -77,18 +77,6 @@ func (t *RPT) Covers(resourceID string, scopes []string, anyScope bool, now time
 	return false
 }
 
-// issueRPT signs an RPT for rec and stores its record.
-func (s *Server) issueRPT(ctx context.Context, rec rptRecord) (token, jti string, err error) {
-	token, jti, w, err := s.signRPT(ctx, rec)
-	if err != nil {
-		return "", "", err
-	}
-	if err := s.store.Put(ctx, w.Namespace, w.Key, w.Value, w.ExpiresAt); err != nil {
-		return "", "", fmt.Errorf("storing an RPT: %w", err)
-	}
-	return token, jti, nil
-}
-
 // signRPT signs an RPT for rec and returns the write that stores its
 // record, for the caller to commit.
 func (s *Server) signRPT(ctx context.Context, rec rptRecord) (token, jti string, w store.Write, err error) {

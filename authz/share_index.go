@@ -169,17 +169,9 @@ func (s *Server) revokeHolders(ctx context.Context, sh Share) (int, error) {
 	return n, nil
 }
 
-// indexHolders records who holds a new RPT (and refresh token) on each of
-// its resources. Failing to record is logged: the tokens stay valid, but a
-// share revocation would not reach them before they expire.
-func (s *Server) indexHolders(ctx context.Context, perms []RPTPermission, h tokenHolder, refreshToken string, until time.Time) {
-	if err := s.store.PutAll(ctx, holderWrites(perms, h, refreshToken, until)); err != nil {
-		s.log.Warn("indexing a token holder", errField(err))
-	}
-}
-
-// holderWrites returns the index records of a token holder, one per
-// resource, for the caller to commit.
+// holderWrites returns the index records of who holds a new RPT (and
+// refresh token) on each of its resources, for the caller to commit with
+// the tokens themselves: a share revocation finds the tokens through them.
 func holderWrites(perms []RPTPermission, h tokenHolder, refreshToken string, until time.Time) []store.Write {
 	suffix := "rpt:" + h.RPT
 	if refreshToken != "" {
