@@ -11,6 +11,8 @@ import (
 	"sync"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/caddy-uma/caddy-uma/authz/urlcheck"
 )
 
 // registeredClient is a Client with what authentication needs.
@@ -96,30 +98,12 @@ func newClientRegistry(clients []Client) (map[string]*registeredClient, error) {
 	return reg, nil
 }
 
-// validateRedirectURI checks a redirect URI: absolute, no fragment, https
-// except on loopback hosts.
+// validateRedirectURI checks a redirect URI (urlcheck.RedirectURI).
 func validateRedirectURI(raw string) error {
-	u, err := url.Parse(raw)
-	if err != nil || !u.IsAbs() || u.Host == "" {
-		return fmt.Errorf("redirect URI %q is not an absolute URL", raw)
-	}
-	if u.Fragment != "" || strings.Contains(raw, "#") {
-		return fmt.Errorf("redirect URI %q has a fragment", raw)
-	}
-	switch u.Scheme {
-	case "https":
-	case "http":
-		if !isLoopbackHost(u.Hostname()) {
-			return fmt.Errorf("redirect URI %q must use https (http only on loopback)", raw)
-		}
-	default:
-		return fmt.Errorf("redirect URI %q must use https", raw)
+	if err := urlcheck.RedirectURI(raw); err != nil {
+		return fmt.Errorf("redirect URI %q %w", raw, err)
 	}
 	return nil
-}
-
-func isLoopbackHost(h string) bool {
-	return h == "localhost" || h == "127.0.0.1" || h == "::1" || strings.HasPrefix(h, "127.")
 }
 
 // authenticateClient authenticates the client of a token, introspection or

@@ -13,6 +13,8 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/caddy-uma/caddy-uma/authz/urlcheck"
 )
 
 // People log in at the AS with a local account (name and bcrypt-hashed
@@ -95,7 +97,7 @@ func (s *Server) setUpPeople(ctx context.Context, cfg Config) error {
 	}
 	u, _ := url.Parse(s.issuer)
 	secure := u.Scheme == "https"
-	if !secure && !isLoopbackHost(u.Hostname()) {
+	if !secure && !urlcheck.Loopback(u.Hostname()) {
 		return fmt.Errorf("login needs an https issuer (plain http only on a loopback host): passwords and session cookies would travel in clear text")
 	}
 	p := &people{

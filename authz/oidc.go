@@ -19,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
+	"github.com/caddy-uma/caddy-uma/authz/urlcheck"
 )
 
 // Login through an upstream OpenID Connect provider: the authorization
@@ -76,7 +77,7 @@ func newOIDCClient(ctx context.Context, cfg OIDCLogin, redirectURI string, hc *h
 	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		return nil, fmt.Errorf("issuer %q must be an absolute http(s) URL without query or fragment", cfg.Issuer)
 	}
-	if u.Scheme == "http" && !isLoopbackHost(u.Hostname()) {
+	if u.Scheme == "http" && !urlcheck.Loopback(u.Hostname()) {
 		return nil, fmt.Errorf("issuer %q must use https (http only on loopback)", cfg.Issuer)
 	}
 	if cfg.ClientID == "" {
@@ -163,7 +164,7 @@ func (o *oidcClient) discover(ctx context.Context) (*oidcMetadata, error) {
 	}
 	for name, v := range map[string]string{"authorization_endpoint": meta.AuthorizationEndpoint, "token_endpoint": meta.TokenEndpoint, "jwks_uri": meta.JWKSURI} {
 		u, err := url.Parse(v)
-		if err != nil || !u.IsAbs() || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopbackHost(u.Hostname()))) {
+		if err != nil || !u.IsAbs() || (u.Scheme != "https" && !(u.Scheme == "http" && urlcheck.Loopback(u.Hostname()))) {
 			return nil, fmt.Errorf("the configuration's %s %q is not an https URL", name, v)
 		}
 	}

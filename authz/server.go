@@ -41,6 +41,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
+	"github.com/caddy-uma/caddy-uma/authz/urlcheck"
 	"github.com/caddy-uma/caddy-uma/policies"
 	"github.com/caddy-uma/caddy-uma/store"
 )
@@ -221,15 +222,11 @@ func orDefault(d, def time.Duration) time.Duration {
 // with no query or fragment) and returns it without a trailing slash, with
 // its path.
 func parseIssuer(raw string) (issuer, path string, err error) {
-	u, err := url.Parse(raw)
-	if err != nil || !u.IsAbs() || u.Host == "" || (u.Scheme != "https" && u.Scheme != "http") {
-		return "", "", fmt.Errorf("issuer %q must be an absolute http(s) URL", raw)
+	if err := urlcheck.Absolute(raw, false); err != nil {
+		return "", "", fmt.Errorf("issuer %q %w", raw, err)
 	}
-	if u.RawQuery != "" || u.Fragment != "" || strings.Contains(raw, "#") || strings.Contains(raw, "?") {
-		return "", "", fmt.Errorf("issuer %q must not have a query or fragment", raw)
-	}
-	issuer = strings.TrimRight(raw, "/")
-	return issuer, strings.TrimRight(u.EscapedPath(), "/"), nil
+	u, _ := url.Parse(raw)
+	return strings.TrimRight(raw, "/"), strings.TrimRight(u.EscapedPath(), "/"), nil
 }
 
 // Issuer returns the issuer identifier.

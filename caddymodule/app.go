@@ -9,7 +9,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -26,6 +25,7 @@ import (
 
 	"github.com/caddy-uma/caddy-uma/authz"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
+	"github.com/caddy-uma/caddy-uma/authz/urlcheck"
 	"github.com/caddy-uma/caddy-uma/store"
 	"github.com/caddy-uma/caddy-uma/store/badgerstore"
 )
@@ -394,7 +394,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 
 // Validate checks the provisioned configuration.
 func (a *App) Validate() error {
-	if err := checkIssuer(a.issuer); err != nil {
+	if err := urlcheck.Absolute(a.issuer, false); err != nil {
 		return fmt.Errorf("issuer %q: %w", a.issuer, err)
 	}
 	if a.Storage != nil && a.Storage.Backend != "" && a.Storage.Backend != backendBadger {
@@ -452,7 +452,7 @@ func (a *App) Validate() error {
 	if a.DynamicRegistration != nil && a.dcrToken == "" {
 		return errors.New("dynamic_registration: initial_access_token is required")
 	}
-	if u, _ := url.Parse(a.issuer); u.Scheme == "http" && !isLoopback(u.Hostname()) {
+	if u, _ := url.Parse(a.issuer); u.Scheme == "http" && !urlcheck.Loopback(u.Hostname()) {
 		a.logger.Warn("issuer is not https: tokens and client secrets travel in clear text",
 			zap.String("issuer", a.issuer))
 	}
@@ -620,30 +620,6 @@ func (a *App) releaseStore() error {
 	return nil
 }
 
-// checkIssuer reports why s is not a valid issuer identifier.
-func checkIssuer(s string) error {
-	if s == "" {
-		return errors.New("required")
-	}
-	u, err := url.Parse(s)
-	if err != nil {
-		return err
-	}
-	switch {
-	case u.Scheme != "http" && u.Scheme != "https":
-		return errors.New("must be an absolute http or https URL")
-	case u.Host == "" || u.Hostname() == "":
-		return errors.New("must have a host")
-	case u.User != nil:
-		return errors.New("must not contain user information")
-	case u.RawQuery != "" || u.ForceQuery:
-		return errors.New("must not have a query")
-	case u.Fragment != "" || strings.Contains(s, "#"):
-		return errors.New("must not have a fragment")
-	}
-	return nil
-}
-
 // checkClient reports what is wrong with a client's settings.
 func checkClient(c authz.Client) error {
 	if c.ResourceServer && c.Secret == "" {
@@ -656,12 +632,8 @@ func checkClient(c authz.Client) error {
 	}
 	for _, uris := range [][]string{c.RedirectURIs, c.ClaimsRedirectURIs} {
 		for _, s := range uris {
-			u, err := url.Parse(s)
-			if err != nil {
-				return fmt.Errorf("redirect URI %q: %w", s, err)
-			}
-			if !u.IsAbs() || u.Fragment != "" || strings.Contains(s, "#") {
-				return fmt.Errorf("redirect URI %q: must be absolute, without fragment", s)
+			if err := urlcheck.RedirectURI(s); err != nil {
+				return fmt.Errorf("redirect URI %q %w", s, err)
 			}
 		}
 	}
@@ -680,15 +652,6 @@ func isScopeToken(s string) bool {
 		}
 	}
 	return true
-}
-
-// isLoopback reports whether host names the local machine.
-func isLoopback(host string) bool {
-	if host == "localhost" || strings.HasSuffix(host, ".localhost") {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Interface guards

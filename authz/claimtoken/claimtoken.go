@@ -79,6 +79,8 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jws"
 	"github.com/lestrrat-go/jwx/v3/jwt"
 	"go.uber.org/zap"
+
+	"github.com/caddy-uma/caddy-uma/authz/urlcheck"
 )
 
 // Claim token formats (the claim_token_format parameter).
@@ -231,7 +233,7 @@ func NewVerifier(ctx context.Context, issuers []Issuer, opts Options) (*Verifier
 		if _, dup := v.issuers[cfg.Issuer]; dup {
 			return fail(fmt.Errorf("claimtoken: issuer %q is listed twice", cfg.Issuer))
 		}
-		if u, _ := url.Parse(cfg.Issuer); u.Scheme != "https" && !isLoopback(u.Hostname()) {
+		if u, _ := url.Parse(cfg.Issuer); u.Scheme != "https" && !urlcheck.Loopback(u.Hostname()) {
 			opts.Logger.Warn("trusted claim token issuer does not use https", zap.String("issuer", cfg.Issuer))
 		}
 		ik, err := newIssuerKeys(vctx, cfg, opts, httpClient)
@@ -282,11 +284,11 @@ type issuerConfig struct {
 
 func normalizeIssuer(iss Issuer) (issuerConfig, error) {
 	cfg := issuerConfig{Issuer: iss.Issuer, JWKSURI: iss.JWKSURI, Algorithms: map[string]bool{}}
-	if err := checkURL(iss.Issuer, false); err != nil {
+	if err := urlcheck.Absolute(iss.Issuer, false); err != nil {
 		return cfg, fmt.Errorf("issuer %q: %w", iss.Issuer, err)
 	}
 	if iss.JWKSURI != "" {
-		if err := checkURL(iss.JWKSURI, true); err != nil {
+		if err := urlcheck.Absolute(iss.JWKSURI, true); err != nil {
 			return cfg, fmt.Errorf("jwks_uri %q: %w", iss.JWKSURI, err)
 		}
 	}
@@ -311,31 +313,6 @@ func normalizeIssuer(iss Issuer) (issuerConfig, error) {
 		cfg.Algorithms[alg.String()] = true
 	}
 	return cfg, nil
-}
-
-// checkURL accepts absolute http and https URLs with a host and without a
-// fragment (nor, unless query is true, a query).
-func checkURL(s string, query bool) error {
-	u, err := url.Parse(s)
-	switch {
-	case err != nil:
-		return errors.New("not a URL")
-	case u.Scheme != "https" && u.Scheme != "http":
-		return errors.New("not an http or https URL")
-	case u.Host == "":
-		return errors.New("has no host")
-	case u.User != nil:
-		return errors.New("has user information")
-	case u.Fragment != "" || strings.Contains(s, "#"):
-		return errors.New("has a fragment")
-	case !query && (u.RawQuery != "" || strings.Contains(s, "?")):
-		return errors.New("has a query")
-	}
-	return nil
-}
-
-func isLoopback(host string) bool {
-	return host == "localhost" || host == "127.0.0.1" || host == "::1"
 }
 
 // Verify checks token, a claim token of the given format, and returns its

@@ -16,6 +16,8 @@ import (
 	"github.com/lestrrat-go/httprc/v3/errsink"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"go.uber.org/zap"
+
+	"github.com/caddy-uma/caddy-uma/authz/urlcheck"
 )
 
 // maxDocumentSize bounds discovery documents and key sets, in bytes.
@@ -331,7 +333,7 @@ func (ik *issuerKeys) discover(ctx context.Context) (string, error) {
 	if doc.Issuer != ik.cfg.Issuer {
 		return "", fmt.Errorf("discovery: %s names issuer %q, not %q", u, doc.Issuer, ik.cfg.Issuer)
 	}
-	if err := checkURL(doc.JWKSURI, true); err != nil {
+	if err := urlcheck.Absolute(doc.JWKSURI, true); err != nil {
 		return "", fmt.Errorf("discovery: jwks_uri %q in %s: %w", doc.JWKSURI, u, err)
 	}
 	iu, _ := url.Parse(ik.cfg.Issuer)

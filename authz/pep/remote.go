@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/caddy-uma/caddy-uma/authz/urlcheck"
 )
 
 // RemoteConfig configures Remote.
@@ -113,7 +115,7 @@ type metadata struct {
 // NewRemote returns a Remote for cfg. It does not contact the AS: discovery,
 // the PAT and the JWKS are fetched when first needed.
 func NewRemote(cfg RemoteConfig) (*Remote, error) {
-	if err := checkHTTPURL(cfg.Issuer); err != nil {
+	if err := urlcheck.Absolute(cfg.Issuer, false); err != nil {
 		return nil, fmt.Errorf("issuer %q: %w", cfg.Issuer, err)
 	}
 	if cfg.ClientID == "" || cfg.ClientSecret == "" {
@@ -158,21 +160,6 @@ func NewRemote(cfg RemoteConfig) (*Remote, error) {
 
 // Close stops the key cache.
 func (r *Remote) Close() error { return r.keys.close() }
-
-func checkHTTPURL(s string) error {
-	u, err := url.Parse(s)
-	switch {
-	case err != nil:
-		return errors.New("not a URL")
-	case u.Scheme != "http" && u.Scheme != "https":
-		return errors.New("not an http or https URL")
-	case u.Host == "":
-		return errors.New("no host")
-	case u.RawQuery != "" || u.Fragment != "" || strings.ContainsAny(s, "?#"):
-		return errors.New("it has a query or fragment")
-	}
-	return nil
-}
 
 // callTimeout bounds a call shared by concurrent requests.
 func (r *Remote) callTimeout() time.Duration {
