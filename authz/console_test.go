@@ -170,7 +170,7 @@ func TestConsoleOwnerIsolation(t *testing.T) {
 	if err := f.srv.PutRule(ctx, "carol", "carols-secret-rule", "package uma.share\n\nallow contains \"read\" if input.requesting_party.sub == \"frank\"\n"); err != nil {
 		t.Fatal(err)
 	}
-	f.srv.recordDecision(ctx, "carol", DecisionRecord{At: f.clock.Now(), ResourceID: diary, ResourceName: "carols-diary", ClientID: "app", Subject: "zed-the-requester", Outcome: OutcomeRefused})
+	f.srv.recordDecisions(ctx, []ownedDecision{{"carol", DecisionRecord{At: f.clock.Now(), ResourceID: diary, ResourceName: "carols-diary", ClientID: "app", Subject: "zed-the-requester", Outcome: OutcomeRefused}}})
 
 	alice := f.browser()
 	token := alice.login("alice", alicePassword)
@@ -386,7 +386,7 @@ func TestHistoryBounded(t *testing.T) {
 	f := newPeopleFixture(t, nil)
 	ctx := t.Context()
 	for i := 0; i < maxDecisionsPerOwner+pruneEvery+1; i++ {
-		f.srv.recordDecision(ctx, "zoe", DecisionRecord{At: f.clock.Now().Add(time.Duration(i) * time.Second), ResourceID: "r", ClientID: "c", Outcome: OutcomeGranted})
+		f.srv.recordDecisions(ctx, []ownedDecision{{"zoe", DecisionRecord{At: f.clock.Now().Add(time.Duration(i) * time.Second), ResourceID: "r", ClientID: "c", Outcome: OutcomeGranted}}})
 	}
 	recs, err := f.store.List(ctx, nsDecision, "zoe"+sep, 0)
 	if err != nil || len(recs) > maxDecisionsPerOwner+pruneEvery {

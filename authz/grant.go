@@ -421,6 +421,9 @@ type assessment struct {
 // assess evaluates each owner's rules for each requested permission.
 func (s *Server) assess(ctx context.Context, g *grantState, perms []requestedPermission) (assessment, error) {
 	out := assessment{all: true}
+	// The decisions go to the owners' histories in one commit at the end.
+	var history []ownedDecision
+	defer func() { s.recordDecisions(ctx, history) }()
 	for _, p := range perms {
 		owner := p.res.Owner
 		if err := s.ensureRules(ctx, owner); err != nil {
@@ -443,7 +446,7 @@ func (s *Server) assess(ctx context.Context, g *grantState, perms []requestedPer
 		}
 		dec, err := s.rules.engine.Evaluate(ctx, owner, in)
 		if err != nil {
-			s.recordDecision(ctx, owner, newDecisionRecord(decisionInput{perm: p, clientID: g.client.ID, proc: g.proc, err: err, now: in.Now}))
+			history = append(history, ownedDecision{owner, newDecisionRecord(decisionInput{perm: p, clientID: g.client.ID, proc: g.proc, err: err, now: in.Now})})
 			s.log.Warn("an owner's rules failed", ownerField(owner), resourceField(p.res.ID), errField(err))
 			desc := "the resource owner's rules could not be evaluated"
 			if errors.Is(err, policies.ErrTimeout) {
@@ -463,9 +466,9 @@ func (s *Server) assess(ctx context.Context, g *grantState, perms []requestedPer
 			ownerField(owner), resourceField(p.res.ID), clientField(g.client.ID),
 			zap.String("requesting_party", g.proc.Subject),
 			zap.Strings("requested", p.scopes), zap.Strings("granted", granted))
-		s.recordDecision(ctx, owner, newDecisionRecord(decisionInput{
+		history = append(history, ownedDecision{owner, newDecisionRecord(decisionInput{
 			perm: p, clientID: g.client.ID, proc: g.proc, shares: shares, dec: dec, granted: granted, missing: missing, now: in.Now,
-		}))
+		})})
 		if len(granted) > 0 {
 			out.granted = append(out.granted, RPTPermission{ResourceID: p.res.ID, ResourceScopes: granted, ResourceName: p.res.Name})
 		}

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/caddy-uma/caddy-uma/policies"
+
+	"github.com/caddy-uma/caddy-uma/store"
 )
 
 // Every access decision of the UMA grant on an owner's resource is kept in
@@ -80,19 +82,38 @@ func decisionKey(owner string, t time.Time) string {
 	return owner + sep + fmt.Sprintf("%016x", uint64(math.MaxInt64-t.UnixNano())) + sep + randomToken(6)
 }
 
-// recordDecision adds a decision to the owner's history. Failing to record
-// is logged, never an error of the grant.
-func (s *Server) recordDecision(ctx context.Context, owner string, rec DecisionRecord) {
-	val, err := json.Marshal(rec)
-	if err == nil {
-		err = s.store.Put(ctx, nsDecision, decisionKey(owner, rec.At), val, rec.At.Add(decisionTTL))
-	}
-	if err != nil {
-		s.log.Warn("recording an access decision", ownerField(owner), errField(err))
+// ownedDecision is a decision to record in its owner's history.
+type ownedDecision struct {
+	owner string
+	rec   DecisionRecord
+}
+
+// recordDecisions adds the decisions of one request to their owners'
+// histories, in one commit. Failing to record is logged, never an error of
+// the grant.
+func (s *Server) recordDecisions(ctx context.Context, decisions []ownedDecision) {
+	if len(decisions) == 0 {
 		return
 	}
-	if s.decisionWrites.Add(1)%pruneEvery == 0 {
-		s.pruneDecisions(ctx, owner)
+	writes := make([]store.Write, 0, len(decisions))
+	for _, d := range decisions {
+		val, err := json.Marshal(d.rec)
+		if err != nil {
+			s.log.Warn("encoding an access decision", ownerField(d.owner), errField(err))
+			continue
+		}
+		writes = append(writes, store.Write{Namespace: nsDecision, Key: decisionKey(d.owner, d.rec.At), Value: val, ExpiresAt: d.rec.At.Add(decisionTTL)})
+	}
+	if err := s.store.PutAll(ctx, writes); err != nil {
+		s.log.Warn("recording access decisions", errField(err))
+		return
+	}
+	pruned := map[string]bool{}
+	for _, d := range decisions {
+		if !pruned[d.owner] && s.decisionWrites.Add(1)%pruneEvery == 0 {
+			pruned[d.owner] = true
+			s.pruneDecisions(ctx, d.owner)
+		}
 	}
 }
 
