@@ -1,4 +1,4 @@
-package authz
+package authz_test
 
 import (
 	"context"
@@ -8,18 +8,20 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddy-uma/caddy-uma/authz"
+	"github.com/caddy-uma/caddy-uma/authz/authztest"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken/claimtokentest"
 )
 
 // benchAS is an AS served in-process (no network) for benchmarks.
-func benchAS(b *testing.B) (*Server, *claimtokentest.Provider) {
+func benchAS(b *testing.B) (*authz.Server, *claimtokentest.Provider) {
 	b.Helper()
 	idp := claimtokentest.NewProvider(b)
-	st := openTestStore(b, b.TempDir())
+	st := authztest.OpenStore(b, b.TempDir())
 	b.Cleanup(func() { st.Close() })
-	srv, err := New(context.Background(), Config{
-		Issuer: "https://as.example", Store: st, Clients: testClients,
+	srv, err := authz.New(context.Background(), authz.Config{
+		Issuer: "https://as.example", Store: st, Clients: authztest.Clients,
 		TrustedIssuers: []claimtoken.Issuer{{Issuer: idp.Issuer(), Audiences: []string{"app"}}},
 	})
 	if err != nil {
@@ -29,7 +31,7 @@ func benchAS(b *testing.B) (*Server, *claimtokentest.Provider) {
 	return srv, idp
 }
 
-func serve(b *testing.B, srv *Server, method, path, body, ctype, auth string) *httptest.ResponseRecorder {
+func serve(b *testing.B, srv *authz.Server, method, path, body, ctype, auth string) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(method, "https://as.example"+path, strings.NewReader(body))
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
@@ -50,9 +52,9 @@ func BenchmarkClientCredentials(b *testing.B) {
 	form := url.Values{"grant_type": {"client_credentials"}}.Encode()
 	for _, c := range []struct{ name, id, secret string }{{"plain", "rs-a", "secret-a"}, {"bcrypt", "rs-hashed", "hashed-secret"}} {
 		b.Run(c.name, func(b *testing.B) {
-			auth := basicAuth(c.id, c.secret)
+			auth := authztest.BasicAuth(c.id, c.secret)
 			for b.Loop() {
-				if rec := serve(b, srv, "POST", PathToken, form, "application/x-www-form-urlencoded", auth); rec.Code != http.StatusOK {
+				if rec := serve(b, srv, "POST", authz.PathToken, form, "application/x-www-form-urlencoded", auth); rec.Code != http.StatusOK {
 					b.Fatal(rec.Code, rec.Body.String())
 				}
 			}
@@ -63,12 +65,12 @@ func BenchmarkClientCredentials(b *testing.B) {
 // BenchmarkPermissionTicket measures ticket issuance (no store write).
 func BenchmarkPermissionTicket(b *testing.B) {
 	srv, _ := benchAS(b)
-	pat := strings.Split(serve(b, srv, "POST", PathToken, "grant_type=client_credentials", "application/x-www-form-urlencoded", basicAuth("rs-a", "secret-a")).Body.String(), `"`)[3]
-	rec := serve(b, srv, "POST", PathResourceSet, `{"name":"x","resource_scopes":["read"]}`, "application/json", "Bearer "+pat)
+	pat := strings.Split(serve(b, srv, "POST", authz.PathToken, "grant_type=client_credentials", "application/x-www-form-urlencoded", authztest.BasicAuth("rs-a", "secret-a")).Body.String(), `"`)[3]
+	rec := serve(b, srv, "POST", authz.PathResourceSet, `{"name":"x","resource_scopes":["read"]}`, "application/json", "Bearer "+pat)
 	id := strings.Split(rec.Body.String(), `"`)[3]
 	body := `{"resource_id":"` + id + `","resource_scopes":["read"]}`
 	for b.Loop() {
-		if rec := serve(b, srv, "POST", PathPermission, body, "application/json", "Bearer "+pat); rec.Code != http.StatusCreated {
+		if rec := serve(b, srv, "POST", authz.PathPermission, body, "application/json", "Bearer "+pat); rec.Code != http.StatusCreated {
 			b.Fatal(rec.Code, rec.Body.String())
 		}
 	}
@@ -82,22 +84,22 @@ func BenchmarkUMAGrant(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	rec := serve(b, srv, "PUT", PathOwnerRules+"/main", aliceRules, "text/plain", "Bearer "+pat)
+	rec := serve(b, srv, "PUT", authz.PathOwnerRules+"/main", authztest.AliceRules, "text/plain", "Bearer "+pat)
 	if rec.Code != 200 {
 		b.Fatal(rec.Body.String())
 	}
-	rec = serve(b, srv, "POST", PathResourceSet, `{"name":"labs","resource_scopes":["read"]}`, "application/json", "Bearer "+pat)
+	rec = serve(b, srv, "POST", authz.PathResourceSet, `{"name":"labs","resource_scopes":["read"]}`, "application/json", "Bearer "+pat)
 	id := strings.Split(rec.Body.String(), `"`)[3]
 	idToken := idp.Sign(b, map[string]any{"aud": "app", "sub": "doc", "email": "doctor@clinic.example"})
-	app := basicAuth("app", "app secret:with&chars")
+	app := authztest.BasicAuth("app", "app secret:with&chars")
 	for b.Loop() {
-		tk, err := srv.RequestTicket(context.Background(), "rs-a", []PermissionRequest{{ResourceID: id, Scopes: []string{"read"}}}, nil)
+		tk, err := srv.RequestTicket(context.Background(), "rs-a", []authz.PermissionRequest{{ResourceID: id, Scopes: []string{"read"}}}, nil)
 		if err != nil {
 			b.Fatal(err)
 		}
-		form := url.Values{"grant_type": {GrantTypeUMATicket}, "ticket": {tk}, "claim_token": {idToken},
+		form := url.Values{"grant_type": {authz.GrantTypeUMATicket}, "ticket": {tk}, "claim_token": {idToken},
 			"claim_token_format": {claimtoken.FormatIDToken}}.Encode()
-		if rec := serve(b, srv, "POST", PathToken, form, "application/x-www-form-urlencoded", app); rec.Code != http.StatusOK {
+		if rec := serve(b, srv, "POST", authz.PathToken, form, "application/x-www-form-urlencoded", app); rec.Code != http.StatusOK {
 			b.Fatal(rec.Code, rec.Body.String())
 		}
 	}

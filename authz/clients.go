@@ -1,109 +1,156 @@
 package authz
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
-	"sync"
 
-	"golang.org/x/crypto/bcrypt"
+	"go.uber.org/zap"
 
+	"github.com/caddy-uma/caddy-uma/authz/oauth"
+	"github.com/caddy-uma/caddy-uma/authz/secret"
 	"github.com/caddy-uma/caddy-uma/authz/urlcheck"
+	"github.com/caddy-uma/caddy-uma/store"
 )
 
 // registeredClient is a Client with what authentication needs.
 type registeredClient struct {
 	Client
-	// bcryptHash is set when the configured secret is a bcrypt hash.
-	bcryptHash []byte
-	// plainSum is the SHA-256 of a plain-text secret.
+	// hashed is set when the configured secret is a bcrypt hash.
+	hashed *secret.Hashed
+	// plainSum is the SHA-256 of a plain-text secret (or, for a
+	// dynamically registered client, the stored sum of its secret).
 	plainSum [32]byte
-
-	mu sync.Mutex
-	// verified holds SHA-256 sums of secrets that matched bcryptHash, so
-	// that a bcrypt comparison runs once per secret, not once per request.
-	verified [][32]byte
 }
 
 // public reports whether the client has no secret.
 func (c *registeredClient) public() bool { return c.Secret == "" }
 
-// maxVerifiedSecrets bounds the per-client cache of verified secrets.
-const maxVerifiedSecrets = 4
-
 // checkSecret compares secret with the client's in constant time.
-func (c *registeredClient) checkSecret(secret string) bool {
-	sum := sha256.Sum256([]byte(secret))
-	if c.bcryptHash == nil {
-		return subtle.ConstantTimeCompare(sum[:], c.plainSum[:]) == 1
+func (c *registeredClient) checkSecret(given string) bool {
+	if c.hashed != nil {
+		return c.hashed.Matches(given)
 	}
-	c.mu.Lock()
-	for _, v := range c.verified {
-		if subtle.ConstantTimeCompare(sum[:], v[:]) == 1 {
-			c.mu.Unlock()
-			return true
-		}
-	}
-	c.mu.Unlock()
-	if bcrypt.CompareHashAndPassword(c.bcryptHash, []byte(secret)) != nil {
-		return false
-	}
-	c.mu.Lock()
-	if len(c.verified) >= maxVerifiedSecrets {
-		c.verified = c.verified[1:]
-	}
-	c.verified = append(c.verified, sum)
-	c.mu.Unlock()
-	return true
+	sum := sha256.Sum256([]byte(given))
+	return subtle.ConstantTimeCompare(sum[:], c.plainSum[:]) == 1
 }
 
-// isBcrypt reports whether s looks like a bcrypt hash.
-func isBcrypt(s string) bool {
-	return len(s) == 60 && (strings.HasPrefix(s, "$2a$") || strings.HasPrefix(s, "$2b$") || strings.HasPrefix(s, "$2y$"))
-}
-
-// newClientRegistry validates clients and indexes them by id.
-func newClientRegistry(clients []Client) (map[string]*registeredClient, error) {
-	reg := make(map[string]*registeredClient, len(clients))
+// CheckClients reports the first thing wrong with the configured clients:
+// an empty or repeated id, a resource server without a secret, a secret
+// that looks like a bcrypt hash but is not a valid one, a scope that is
+// not a scope-token, a redirect URI that urlcheck.RedirectURI refuses.
+// The Caddy configuration checks clients with it at load, and New again.
+func CheckClients(clients []Client) error {
+	seen := make(map[string]bool, len(clients))
 	for _, c := range clients {
 		if c.ID == "" {
-			return nil, fmt.Errorf("client with an empty id")
+			return errors.New("client without id")
 		}
-		if _, dup := reg[c.ID]; dup {
-			return nil, fmt.Errorf("client %q is registered twice", c.ID)
+		if seen[c.ID] {
+			return fmt.Errorf("client %q: defined more than once", c.ID)
 		}
+		seen[c.ID] = true
+		if err := checkClient(c); err != nil {
+			return fmt.Errorf("client %q: %w", c.ID, err)
+		}
+	}
+	return nil
+}
+
+func checkClient(c Client) error {
+	if c.ResourceServer && c.Secret == "" {
+		return errors.New("a resource server needs a secret (client_credentials is for confidential clients)")
+	}
+	if secret.LooksHashed(c.Secret) {
+		if _, err := secret.ParseHashed(c.Secret); err != nil {
+			return fmt.Errorf("invalid bcrypt hash: %w", err)
+		}
+	}
+	for _, sc := range c.Scopes {
+		if !oauth.ValidScope(sc) {
+			return fmt.Errorf("scope %q: not a valid scope token", sc)
+		}
+	}
+	for _, u := range append(slices.Clone(c.RedirectURIs), c.ClaimsRedirectURIs...) {
+		if err := urlcheck.RedirectURI(u); err != nil {
+			return fmt.Errorf("redirect URI %q %w", u, err)
+		}
+	}
+	return nil
+}
+
+// newClientRegistry checks clients and indexes them by id.
+func newClientRegistry(clients []Client) (map[string]*registeredClient, error) {
+	if err := CheckClients(clients); err != nil {
+		return nil, err
+	}
+	reg := make(map[string]*registeredClient, len(clients))
+	for _, c := range clients {
 		rc := &registeredClient{Client: c}
-		if isBcrypt(c.Secret) {
-			if err := checkBcryptFormat(c.Secret); err != nil {
-				return nil, fmt.Errorf("client %q: invalid bcrypt hash: %w", c.ID, err)
-			}
-			rc.bcryptHash = []byte(c.Secret)
+		if secret.LooksHashed(c.Secret) {
+			rc.hashed, _ = secret.ParseHashed(c.Secret) // checked above
 		} else {
 			rc.plainSum = sha256.Sum256([]byte(c.Secret))
-		}
-		if c.ResourceServer && c.Secret == "" {
-			return nil, fmt.Errorf("client %q: a resource server must have a secret", c.ID)
-		}
-		for _, u := range append(append([]string{}, c.RedirectURIs...), c.ClaimsRedirectURIs...) {
-			if err := validateRedirectURI(u); err != nil {
-				return nil, fmt.Errorf("client %q: %w", c.ID, err)
-			}
 		}
 		reg[c.ID] = rc
 	}
 	return reg, nil
 }
 
-// validateRedirectURI checks a redirect URI (urlcheck.RedirectURI).
-func validateRedirectURI(raw string) error {
-	if err := urlcheck.RedirectURI(raw); err != nil {
-		return fmt.Errorf("redirect URI %q %w", raw, err)
+// client returns the client with id: a configured one, or one registered
+// dynamically. nil means none.
+func (s *Server) client(ctx context.Context, id string) *registeredClient {
+	if id == "" || len(id) > 256 {
+		return nil
 	}
-	return nil
+	if c, ok := s.clients[id]; ok {
+		return c
+	}
+	if v, ok := s.dynamicClients.Load(id); ok {
+		return v.(*registeredClient)
+	}
+	rc, err := s.loadDynamicClient(ctx, id)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			s.log.Error("reading a registered client", zap.Error(err))
+		}
+		return nil
+	}
+	actual, _ := s.dynamicClients.LoadOrStore(id, rc)
+	return actual.(*registeredClient)
+}
+
+// Client returns the client with id, configured or registered dynamically,
+// without its secret.
+func (s *Server) Client(ctx context.Context, id string) (Client, bool) {
+	c := s.client(ctx, id)
+	if c == nil {
+		return Client{}, false
+	}
+	out := c.Client
+	out.Secret = ""
+	return out, true
+}
+
+// RequestingPartyClients returns the ids of the configured clients that
+// are not resource servers, sorted: the clients an owner may restrict a
+// share to.
+func (s *Server) RequestingPartyClients() []string {
+	var out []string
+	for id, c := range s.clients {
+		if !c.ResourceServer {
+			out = append(out, id)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // authenticateClient authenticates the client of a token, introspection or
@@ -112,25 +159,20 @@ func validateRedirectURI(raw string) error {
 // failure is a 401 invalid_client with a Basic challenge.
 func (s *Server) authenticateClient(r *http.Request, form url.Values) (*registeredClient, error) {
 	invalid := func(desc string) error {
-		return &oauthError{
-			Status:      http.StatusUnauthorized,
-			Code:        "invalid_client",
-			Description: desc,
-			Challenge:   "Basic realm=" + quote(s.issuer),
-		}
+		return oauth.New(oauth.InvalidClient).WithDescription(desc).WithChallenge("Basic realm=" + oauth.Quote(s.issuer))
 	}
-	id, secret, basic, err := basicCredentials(r)
+	id, given, basic, err := basicCredentials(r)
 	if err != nil {
 		return nil, invalid(err.Error())
 	}
 	postID, postSecret := form.Get("client_id"), form.Get("client_secret")
 	switch {
 	case basic && postSecret != "":
-		return nil, errInvalidRequest("use only one client authentication method")
+		return nil, oauth.ErrInvalidRequest("use only one client authentication method")
 	case basic && postID != "" && postID != id:
-		return nil, errInvalidRequest("client_id does not match the authenticated client")
+		return nil, oauth.ErrInvalidRequest("client_id does not match the authenticated client")
 	case !basic:
-		id, secret = postID, postSecret
+		id, given = postID, postSecret
 	}
 	if id == "" {
 		return nil, invalid("client authentication is required")
@@ -138,17 +180,17 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (*register
 	c := s.client(r.Context(), id)
 	if c == nil {
 		// Spend the same time as a wrong secret would.
-		sum := sha256.Sum256([]byte(secret))
+		sum := sha256.Sum256([]byte(given))
 		subtle.ConstantTimeCompare(sum[:], s.dummySum[:])
 		return nil, invalid("unknown client or wrong credentials")
 	}
 	if c.public() {
-		if secret != "" {
+		if given != "" {
 			return nil, invalid("unknown client or wrong credentials")
 		}
 		return c, nil
 	}
-	if secret == "" || !c.checkSecret(secret) {
+	if given == "" || !c.checkSecret(given) {
 		return nil, invalid("unknown client or wrong credentials")
 	}
 	return c, nil
@@ -165,33 +207,20 @@ func basicCredentials(r *http.Request) (id, secret string, ok bool, err error) {
 	if !strings.EqualFold(scheme, "Basic") {
 		return "", "", false, nil
 	}
+	malformed := errors.New("malformed Basic credentials")
 	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(rest))
 	if err != nil {
-		return "", "", false, fmt.Errorf("malformed Basic credentials")
+		return "", "", false, malformed
 	}
 	rawID, rawSecret, found := strings.Cut(string(raw), ":")
 	if !found {
-		return "", "", false, fmt.Errorf("malformed Basic credentials")
+		return "", "", false, malformed
 	}
 	if id, err = url.QueryUnescape(rawID); err != nil {
-		return "", "", false, fmt.Errorf("malformed Basic credentials")
+		return "", "", false, malformed
 	}
 	if secret, err = url.QueryUnescape(rawSecret); err != nil {
-		return "", "", false, fmt.Errorf("malformed Basic credentials")
+		return "", "", false, malformed
 	}
 	return id, secret, true, nil
-}
-
-// checkBcryptFormat checks a bcrypt hash's form without the cost of a
-// comparison: a known cost, and salt and hash in bcrypt's base64 alphabet.
-func checkBcryptFormat(h string) error {
-	if _, err := bcrypt.Cost([]byte(h)); err != nil {
-		return err
-	}
-	for _, c := range h[7:] {
-		if !(c == '.' || c == '/' || c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
-			return fmt.Errorf("unexpected character %q", c)
-		}
-	}
-	return nil
 }

@@ -73,19 +73,17 @@ type Config struct {
 	HTTPClient *http.Client
 	// ClaimsInteractionEndpoint, when set, is the URL of the claims
 	// interaction endpoint, advertised and sent as redirect_user. When
-	// people can log in (Users or LoginOIDC) and it is empty, it is the
-	// AS's own endpoint, {issuer}/claims.
+	// LoginPages is on and it is empty, it is the AS's own endpoint,
+	// {issuer}/claims.
 	ClaimsInteractionEndpoint string
-	// Users are the local user accounts: people who log in at the AS with
-	// a name and password, to manage their resources in the console, to
-	// consent to a resource server's PAT, or to prove who they are in
-	// claims gathering.
-	Users []User
-	// LoginOIDC, when set, lets people log in with an upstream OpenID
-	// Connect provider.
-	LoginOIDC *OIDCLogin
-	// SessionTTL is how long a login session lasts (default 8h).
-	SessionTTL time.Duration
+	// LoginPages says that people log in at the AS, on pages served under
+	// the issuer (package people): the authorization endpoint
+	// ({issuer}/authorize, PATs by an owner's consent), the claims
+	// interaction endpoint ({issuer}/claims) and the sharing console
+	// ({issuer}/console). The AS then advertises them, accepts the
+	// authorization_code grant, and answers an unidentified requesting
+	// party need_info (it can prove who it is there).
+	LoginPages bool
 	// Registration, when set, turns on RFC 7591 dynamic client
 	// registration at {issuer}/register. It is off by default.
 	Registration *Registration
@@ -98,39 +96,6 @@ type Config struct {
 	Logger *zap.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-}
-
-// User is a local user account.
-type User struct {
-	// Name is the login name, and the user's subject: the owner of the
-	// resources registered for "Name".
-	Name string
-	// PasswordHash is a bcrypt hash of the password ($2a$, $2b$ or $2y$),
-	// as `caddy hash-password` prints it.
-	PasswordHash string
-	// Email is the user's e-mail address, taken as verified.
-	Email string
-	// DisplayName is the name shown to people; empty means Name.
-	DisplayName string
-	// Groups are the user's groups (the "groups" claim).
-	Groups []string
-}
-
-// OIDCLogin configures login through an upstream OpenID Connect provider
-// (authorization code flow with PKCE).
-type OIDCLogin struct {
-	// Issuer is the provider's issuer; its configuration is discovered at
-	// Issuer + "/.well-known/openid-configuration".
-	Issuer string
-	// ClientID and ClientSecret are the AS's client at the provider. The
-	// redirect URI to register there is {issuer}/login/callback. An empty
-	// secret makes the AS a public client (PKCE only).
-	ClientID     string
-	ClientSecret string
-	// Scopes are requested besides "openid"; empty means "email profile".
-	Scopes []string
-	// Name is shown on the login button; empty means the provider's host.
-	Name string
 }
 
 // Registration configures dynamic client registration.

@@ -3,15 +3,18 @@ package authz
 import (
 	"context"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/caddy-uma/caddy-uma/authz/oauth"
+	"github.com/caddy-uma/caddy-uma/authz/secret"
+	"github.com/caddy-uma/caddy-uma/authz/urlcheck"
 	"github.com/caddy-uma/caddy-uma/store"
 )
 
@@ -77,29 +80,15 @@ type registrationResponse struct {
 	Scope                   string   `json:"scope,omitempty"`
 }
 
-// client returns the client with id: a configured one, or one registered
-// dynamically. nil means none.
-func (s *Server) client(ctx context.Context, id string) *registeredClient {
-	if id == "" || len(id) > 256 {
-		return nil
-	}
-	if c, ok := s.clients[id]; ok {
-		return c
-	}
-	if v, ok := s.dynamicClients.Load(id); ok {
-		return v.(*registeredClient)
-	}
+// loadDynamicClient reads a dynamically registered client from the store.
+func (s *Server) loadDynamicClient(ctx context.Context, id string) (*registeredClient, error) {
 	val, err := s.store.Get(ctx, nsClient, id)
 	if err != nil {
-		if !errors.Is(err, store.ErrNotFound) {
-			s.log.Error("reading a registered client", errField(err))
-		}
-		return nil
+		return nil, err
 	}
 	var dc dynamicClient
 	if err := json.Unmarshal(val, &dc); err != nil {
-		s.log.Error("decoding a registered client", errField(err))
-		return nil
+		return nil, fmt.Errorf("decoding registered client %q: %w", id, err)
 	}
 	rc := &registeredClient{Client: Client{
 		ID: dc.ID, Scopes: dc.Scopes, RedirectURIs: dc.RedirectURIs, ClaimsRedirectURIs: dc.ClaimsRedirectURIs,
@@ -107,106 +96,91 @@ func (s *Server) client(ctx context.Context, id string) *registeredClient {
 	if dc.SecretSum != "" {
 		sum, err := hex.DecodeString(dc.SecretSum)
 		if err != nil || len(sum) != sha256.Size {
-			s.log.Error("a registered client has a malformed secret sum", clientField(dc.ID))
-			return nil
+			return nil, fmt.Errorf("registered client %q has a malformed secret sum", dc.ID)
 		}
 		// The secret itself is not kept: checkSecret compares SHA-256 sums,
 		// and a non-empty Secret makes the client confidential.
 		copy(rc.plainSum[:], sum)
 		rc.Secret = "sha256:" + dc.SecretSum
 	}
-	actual, _ := s.dynamicClients.LoadOrStore(id, rc)
-	return actual.(*registeredClient)
-}
-
-// registrationError is an RFC 7591 section 3.2.2 error.
-func registrationError(code, desc string) error {
-	return &oauthError{Status: http.StatusBadRequest, Code: code, Description: desc}
+	return rc, nil
 }
 
 // serveRegister is the client registration endpoint.
-func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodPost {
-		writeError(w, errMethod(http.MethodPost))
-		return
-	}
-	tok, _ := bearerToken(r)
-	given := sha256.Sum256([]byte(tok))
-	want := sha256.Sum256([]byte(s.registration.InitialAccessToken))
-	if tok == "" || subtle.ConstantTimeCompare(given[:], want[:]) != 1 {
-		writeError(w, &oauthError{
-			Status: http.StatusUnauthorized, Code: "invalid_token",
-			Description: "registration requires the initial access token as a Bearer token",
-			Challenge:   "Bearer realm=" + quote(s.issuer) + `, error="invalid_token"`,
-		})
-		return
+func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) error {
+	tok, _ := oauth.BearerToken(r)
+	if !secret.Equal(tok, s.registration.InitialAccessToken) {
+		return oauth.New(oauth.InvalidToken).
+			WithDescription("registration requires the initial access token as a Bearer token").
+			WithChallenge("Bearer realm=" + oauth.Quote(s.issuer) + `, error="invalid_token"`)
 	}
 	var md clientMetadata
-	if err := readJSON(w, r, &md); err != nil {
-		writeError(w, err)
-		return
+	if err := oauth.ReadJSON(w, r, &md); err != nil {
+		return err
 	}
 	dc, err := checkClientMetadata(md)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	dc.IssuedAt = s.now().Unix()
-	var secret string
+	var clientSecret string
 	if dc.AuthMethod != "none" {
-		secret = randomToken(32)
-		sum := sha256.Sum256([]byte(secret))
+		clientSecret = secret.New(32)
+		sum := sha256.Sum256([]byte(clientSecret))
 		dc.SecretSum = hex.EncodeToString(sum[:])
 	}
 	for attempt := 0; ; attempt++ {
-		dc.ID = "dyn-" + randomToken(16)
+		dc.ID = "dyn-" + secret.New(16)
 		if _, static := s.clients[dc.ID]; static {
 			continue
 		}
 		val, err := json.Marshal(dc)
 		if err != nil {
-			writeError(w, errServer("could not register the client"))
-			return
+			return oauth.ErrServer("could not register the client", err)
 		}
 		err = s.store.Insert(r.Context(), nsClient, dc.ID, val, time.Time{})
 		if errors.Is(err, store.ErrExists) && attempt < 3 {
 			continue
 		}
 		if err != nil {
-			s.log.Error("registering a client", errField(err))
-			writeError(w, errServer("could not register the client"))
-			return
+			return oauth.ErrServer("could not register the client", err)
 		}
 		break
 	}
 	s.log.Info("client registered", clientField(dc.ID))
 	resp := registrationResponse{
-		ClientID: dc.ID, ClientSecret: secret, ClientIDIssuedAt: dc.IssuedAt,
+		ClientID: dc.ID, ClientSecret: clientSecret, ClientIDIssuedAt: dc.IssuedAt,
 		RedirectURIs: dc.RedirectURIs, ClaimsRedirectURIs: dc.ClaimsRedirectURIs,
 		TokenEndpointAuthMethod: dc.AuthMethod, GrantTypes: dc.GrantTypes, ResponseTypes: dc.ResponseTypes,
 		ClientName: dc.Name, Scope: strings.Join(dc.Scopes, " "),
 	}
-	if secret != "" {
+	if clientSecret != "" {
 		never := int64(0)
 		resp.ClientSecretExpiresAt = &never
 	}
-	writeJSON(w, http.StatusCreated, resp)
+	oauth.WriteJSON(w, http.StatusCreated, resp)
+	return nil
+}
+
+// invalidMetadata is an RFC 7591 section 3.2.2 invalid_client_metadata.
+func invalidMetadata(desc string) error {
+	return oauth.New(oauth.InvalidClientMetadata).WithDescription(desc)
 }
 
 // checkClientMetadata validates a registration request.
 func checkClientMetadata(md clientMetadata) (dynamicClient, error) {
 	dc := dynamicClient{Name: md.ClientName, AuthMethod: md.TokenEndpointAuthMethod}
 	if len(md.RedirectURIs) > maxRegisteredURIs || len(md.ClaimsRedirectURIs) > maxRegisteredURIs {
-		return dc, registrationError("invalid_client_metadata", "too many redirect URIs")
+		return dc, invalidMetadata("too many redirect URIs")
 	}
-	for _, u := range md.RedirectURIs {
-		if err := validateRedirectURI(u); err != nil || len(u) > maxURILen {
-			return dc, registrationError("invalid_redirect_uri", "redirect_uris: "+errText(err, u))
-		}
-	}
-	for _, u := range md.ClaimsRedirectURIs {
-		if err := validateRedirectURI(u); err != nil || len(u) > maxURILen {
-			return dc, registrationError("invalid_redirect_uri", "claims_redirect_uris: "+errText(err, u))
+	for _, m := range []struct {
+		name string
+		uris []string
+	}{{"redirect_uris", md.RedirectURIs}, {"claims_redirect_uris", md.ClaimsRedirectURIs}} {
+		for _, u := range m.uris {
+			if err := checkRedirectURI(u); err != nil {
+				return dc, oauth.New(oauth.InvalidRedirectURI).WithDescription(m.name + ": " + err.Error())
+			}
 		}
 	}
 	dc.RedirectURIs = slices.Compact(slices.Clone(md.RedirectURIs))
@@ -216,15 +190,15 @@ func checkClientMetadata(md clientMetadata) (dynamicClient, error) {
 		dc.AuthMethod = "client_secret_basic"
 	case "client_secret_basic", "client_secret_post", "none":
 	default:
-		return dc, registrationError("invalid_client_metadata", "token_endpoint_auth_method must be client_secret_basic, client_secret_post or none")
+		return dc, invalidMetadata("token_endpoint_auth_method must be client_secret_basic, client_secret_post or none")
 	}
 	dc.GrantTypes = md.GrantTypes
 	if len(dc.GrantTypes) == 0 {
-		dc.GrantTypes = []string{GrantTypeUMATicket, "refresh_token"}
+		dc.GrantTypes = []string{GrantTypeUMATicket, GrantTypeRefreshToken}
 	}
 	for _, g := range dc.GrantTypes {
-		if g != GrantTypeUMATicket && g != "refresh_token" {
-			return dc, registrationError("invalid_client_metadata", "grant_types: a registered client may use only "+GrantTypeUMATicket+" and refresh_token")
+		if g != GrantTypeUMATicket && g != GrantTypeRefreshToken {
+			return dc, invalidMetadata("grant_types: a registered client may use only " + GrantTypeUMATicket + " and refresh_token")
 		}
 	}
 	dc.ResponseTypes = md.ResponseTypes
@@ -232,14 +206,14 @@ func checkClientMetadata(md clientMetadata) (dynamicClient, error) {
 		dc.ResponseTypes = []string{}
 	}
 	if len(dc.ResponseTypes) > 0 {
-		return dc, registrationError("invalid_client_metadata", "response_types: a registered client does not use the authorization endpoint")
+		return dc, invalidMetadata("response_types: a registered client does not use the authorization endpoint")
 	}
 	if len(md.ClientName) > maxClientNameLen {
-		return dc, registrationError("invalid_client_metadata", "client_name is too long")
+		return dc, invalidMetadata("client_name is too long")
 	}
 	for _, sc := range strings.Fields(md.Scope) {
-		if err := validateScope(sc); err != nil || sc == ScopeProtection {
-			return dc, registrationError("invalid_client_metadata", "scope: "+quote(sc)+" cannot be registered")
+		if !oauth.ValidScope(sc) || sc == ScopeProtection {
+			return dc, invalidMetadata("scope: " + oauth.Quote(sc) + " cannot be registered")
 		}
 		if !slices.Contains(dc.Scopes, sc) {
 			dc.Scopes = append(dc.Scopes, sc)
@@ -248,9 +222,14 @@ func checkClientMetadata(md clientMetadata) (dynamicClient, error) {
 	return dc, nil
 }
 
-func errText(err error, u string) string {
-	if err != nil {
-		return err.Error()
+// checkRedirectURI checks a registered redirect URI: the rule of
+// urlcheck.RedirectURI, and at most maxURILen bytes.
+func checkRedirectURI(u string) error {
+	if err := urlcheck.RedirectURI(u); err != nil {
+		return fmt.Errorf("redirect URI %q %w", u, err)
 	}
-	return "redirect URI " + quote(u) + " is too long"
+	if len(u) > maxURILen {
+		return fmt.Errorf("redirect URI %q is too long", u)
+	}
+	return nil
 }

@@ -1,4 +1,4 @@
-package authz
+package authz_test
 
 import (
 	"encoding/json"
@@ -6,25 +6,31 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/caddy-uma/caddy-uma/authz"
+	"github.com/caddy-uma/caddy-uma/authz/authztest"
+	"github.com/caddy-uma/caddy-uma/authz/people"
 )
 
 func TestRegistrationOffByDefault(t *testing.T) {
-	f := newPeopleFixture(t, nil)
-	r := f.do("POST", PathRegister, `{"redirect_uris":["https://app.example/cb"]}`, "Authorization", "Bearer anything")
-	if r.status != 404 {
-		t.Fatalf("registration without configuration: %d %s", r.status, r.body)
+	f := authztest.NewPeopleFixture(t, nil)
+	r := f.Do("POST", authz.PathRegister, `{"redirect_uris":["https://app.example/cb"]}`, "Authorization", "Bearer anything")
+	if r.Status != 404 {
+		t.Fatalf("registration without configuration: %d %s", r.Status, r.Body)
 	}
 	// Also without login: registration does not depend on it.
-	as := newTestAS(t, nil)
-	if r := as.do("POST", PathRegister, `{}`); r.status != 404 {
-		t.Fatalf("registration: %d", r.status)
+	as := authztest.New(t, nil)
+	if r := as.Do("POST", authz.PathRegister, `{}`); r.Status != 404 {
+		t.Fatalf("registration: %d", r.Status)
 	}
 }
 
 func TestRegistration(t *testing.T) {
-	f := newPeopleFixture(t, func(c *Config) { c.Registration = &Registration{InitialAccessToken: "initial-token"} })
-	register := func(body string, headers ...string) response {
-		return f.do("POST", PathRegister, body, headers...)
+	f := authztest.NewPeopleFixture(t, func(c *authz.Config, _ *people.Config) {
+		c.Registration = &authz.Registration{InitialAccessToken: "initial-token"}
+	})
+	register := func(body string, headers ...string) authztest.Response {
+		return f.Do("POST", authz.PathRegister, body, headers...)
 	}
 	auth := []string{"Authorization", "Bearer initial-token"}
 	good := `{"client_name":"Photo app","redirect_uris":["https://app.example/cb"],
@@ -32,9 +38,9 @@ func TestRegistration(t *testing.T) {
 		"scope":"read download"}`
 
 	// The initial access token is required.
-	expectError(t, register(good), 401, "invalid_token")
-	expectError(t, register(good, "Authorization", "Bearer wrong"), 401, "invalid_token")
-	expectError(t, f.do("GET", PathRegister, nil, auth...), 405, "invalid_request")
+	authztest.ExpectError(t, register(good), 401, "invalid_token")
+	authztest.ExpectError(t, register(good, "Authorization", "Bearer wrong"), 401, "invalid_token")
+	authztest.ExpectError(t, f.Do("GET", authz.PathRegister, nil, auth...), 405, "invalid_request")
 
 	// Redirect URIs must be absolute, without fragment, https except on loopback.
 	for name, body := range map[string]string{
@@ -48,8 +54,8 @@ func TestRegistration(t *testing.T) {
 		"claims without host":     `{"claims_redirect_uris":["https:///claims"]}`,
 		"one bad among good ones": `{"claims_redirect_uris":["https://app.example/a","http://evil.example/b"]}`,
 	} {
-		if r := register(body, auth...); r.status != 400 || r.json(t)["error"] != "invalid_redirect_uri" {
-			t.Errorf("%s: %d %s", name, r.status, r.body)
+		if r := register(body, auth...); r.Status != 400 || r.JSON(t)["error"] != "invalid_redirect_uri" {
+			t.Errorf("%s: %d %s", name, r.Status, r.Body)
 		}
 	}
 	for name, body := range map[string]string{
@@ -59,56 +65,56 @@ func TestRegistration(t *testing.T) {
 		"uma_protection": `{"scope":"uma_protection"}`,
 	} {
 		r := register(body, auth...)
-		if r.status != 400 || r.json(t)["error"] != "invalid_client_metadata" {
-			t.Errorf("%s: %d %s", name, r.status, r.body)
+		if r.Status != 400 || r.JSON(t)["error"] != "invalid_client_metadata" {
+			t.Errorf("%s: %d %s", name, r.Status, r.Body)
 		}
 	}
 
 	// A good registration is echoed.
 	r := register(good, auth...)
-	if r.status != 201 {
-		t.Fatalf("registration: %d %s", r.status, r.body)
+	if r.Status != 201 {
+		t.Fatalf("registration: %d %s", r.Status, r.Body)
 	}
-	var reg registrationResponse
-	if err := json.Unmarshal(r.body, &reg); err != nil {
+	var reg authz.RegistrationResponse
+	if err := json.Unmarshal(r.Body, &reg); err != nil {
 		t.Fatal(err)
 	}
 	if reg.ClientID == "" || reg.ClientSecret == "" || reg.ClientSecretExpiresAt == nil || *reg.ClientSecretExpiresAt != 0 ||
 		!slices.Equal(reg.RedirectURIs, []string{"https://app.example/cb"}) ||
 		!slices.Equal(reg.ClaimsRedirectURIs, []string{"https://app.example/claims?from=uma", "http://127.0.0.1:8000/claims", "http://localhost/c"}) ||
 		reg.TokenEndpointAuthMethod != "client_secret_basic" || reg.Scope != "read download" || reg.ClientName != "Photo app" ||
-		!slices.Contains(reg.GrantTypes, GrantTypeUMATicket) {
-		t.Fatalf("registration response: %s", r.body)
+		!slices.Contains(reg.GrantTypes, authz.GrantTypeUMATicket) {
+		t.Fatalf("registration response: %s", r.Body)
 	}
 	// The store keeps only a hash of the secret.
-	stored, err := f.store.Get(t.Context(), nsClient, reg.ClientID)
+	stored, err := f.Store.Get(t.Context(), authz.NSClient, reg.ClientID)
 	if err != nil || !json.Valid(stored) || strings.Contains(string(stored), reg.ClientSecret) {
 		t.Fatalf("stored client: %s %v", stored, err)
 	}
 
 	// The client authenticates at the token endpoint: a bad ticket is
 	// invalid_grant, not invalid_client.
-	grant := url.Values{"grant_type": {GrantTypeUMATicket}, "ticket": {"nope"}}
-	expectError(t, f.do("POST", PathToken, grant, "Authorization", basicAuth(reg.ClientID, reg.ClientSecret)), 400, "invalid_grant")
-	expectError(t, f.do("POST", PathToken, grant, "Authorization", basicAuth(reg.ClientID, "wrong")), 401, "invalid_client")
+	grant := url.Values{"grant_type": {authz.GrantTypeUMATicket}, "ticket": {"nope"}}
+	authztest.ExpectError(t, f.Do("POST", authz.PathToken, grant, "Authorization", authztest.BasicAuth(reg.ClientID, reg.ClientSecret)), 400, "invalid_grant")
+	authztest.ExpectError(t, f.Do("POST", authz.PathToken, grant, "Authorization", authztest.BasicAuth(reg.ClientID, "wrong")), 401, "invalid_client")
 
 	// It can use the claims interaction endpoint with a registered claims
 	// redirect URI, and not with another.
-	tk := f.labsTicket("read")
-	b := f.browser()
+	tk := f.LabsTicket("read")
+	b := f.Browser()
 	q := url.Values{"client_id": {reg.ClientID}, "ticket": {tk}, "claims_redirect_uri": {"https://app.example/claims?from=uma"}, "state": {"s"}}
-	if loc := location(t, b.get(PathClaims+"?"+q.Encode())); loc.Path != "/uma/claims" || loc.Query().Get("interaction") == "" {
+	if loc := authztest.Location(t, b.Get(authz.PathClaims+"?"+q.Encode())); loc.Path != "/uma/claims" || loc.Query().Get("interaction") == "" {
 		t.Fatalf("claims interaction of a registered client: %s", loc)
 	}
 	q.Set("claims_redirect_uri", "https://app.example/cb")
-	expectErrorPage(t, b.get(PathClaims+"?"+q.Encode()), 400)
+	authztest.ExpectErrorPage(t, b.Get(authz.PathClaims+"?"+q.Encode()), 400)
 
 	// A public client gets no secret.
 	r = register(`{"token_endpoint_auth_method":"none","claims_redirect_uris":["https://pub.example/c"]}`, auth...)
-	if r.status != 201 {
-		t.Fatalf("public registration: %d %s", r.status, r.body)
+	if r.Status != 201 {
+		t.Fatalf("public registration: %d %s", r.Status, r.Body)
 	}
-	if m := r.json(t); m["client_secret"] != nil || m["token_endpoint_auth_method"] != "none" {
-		t.Fatalf("public registration: %s", r.body)
+	if m := r.JSON(t); m["client_secret"] != nil || m["token_endpoint_auth_method"] != "none" {
+		t.Fatalf("public registration: %s", r.Body)
 	}
 }

@@ -2,10 +2,9 @@ package authz
 
 import (
 	"net/http"
-)
 
-// GrantTypeUMATicket is the UMA grant's grant_type.
-const GrantTypeUMATicket = "urn:ietf:params:oauth:grant-type:uma-ticket"
+	"github.com/caddy-uma/caddy-uma/authz/oauth"
+)
 
 // Metadata is the AS metadata document: RFC 8414 members plus the UMA
 // members of the UMA 2.0 Grant and Federated Authorization specs.
@@ -45,7 +44,7 @@ func (s *Server) Metadata() Metadata {
 		JWKSURI:                                s.endpoint(PathJWKS),
 		ScopesSupported:                        []string{ScopeProtection},
 		ResponseTypesSupported:                 []string{},
-		GrantTypesSupported:                    []string{"client_credentials", "refresh_token", GrantTypeUMATicket},
+		GrantTypesSupported:                    []string{GrantTypeClientCredentials, GrantTypeRefreshToken, GrantTypeUMATicket},
 		TokenEndpointAuthMethodsSupported:      clientAuth,
 		RevocationEndpoint:                     s.endpoint(PathRevoke),
 		RevocationEndpointAuthMethodsSupported: clientAuth,
@@ -56,11 +55,11 @@ func (s *Server) Metadata() Metadata {
 		UMAProfilesSupported:                   []string{},
 		ClaimsInteractionEndpoint:              s.claimsInteraction,
 	}
-	if s.people != nil {
+	if s.loginPages {
 		// Resource servers obtain PATs by their owners' consent.
 		m.AuthorizationEndpoint = s.endpoint(PathAuthorize)
 		m.ResponseTypesSupported = []string{"code"}
-		m.GrantTypesSupported = append([]string{"authorization_code"}, m.GrantTypesSupported...)
+		m.GrantTypesSupported = append([]string{GrantTypeAuthorizationCode}, m.GrantTypesSupported...)
 		m.CodeChallengeMethodsSupported = []string{"S256"}
 		m.AuthorizationResponseISSParameterSupported = true
 	}
@@ -70,41 +69,19 @@ func (s *Server) Metadata() Metadata {
 	return m
 }
 
-func allowGet(w http.ResponseWriter, r *http.Request) bool {
-	if r.Method == http.MethodGet || r.Method == http.MethodHead {
-		return true
-	}
-	writeError(w, errMethod(http.MethodGet, http.MethodHead))
-	return false
-}
-
-// serveUMAConfiguration serves {issuer}/.well-known/uma2-configuration.
-func (s *Server) serveUMAConfiguration(w http.ResponseWriter, r *http.Request) {
-	if allowGet(w, r) {
-		writeMetadata(w, s.Metadata())
-	}
-}
-
-// serveOAuthMetadata serves the RFC 8414 metadata document.
-func (s *Server) serveOAuthMetadata(w http.ResponseWriter, r *http.Request) {
-	if allowGet(w, r) {
-		writeMetadata(w, s.Metadata())
-	}
-}
-
-// writeMetadata writes a metadata document.
-func writeMetadata(w http.ResponseWriter, m Metadata) {
-	writeJSON(w, http.StatusOK, m)
+// serveMetadata serves the metadata document at
+// {issuer}/.well-known/uma2-configuration and at both RFC 8414 paths.
+func (s *Server) serveMetadata(w http.ResponseWriter, r *http.Request) error {
+	oauth.WriteJSON(w, http.StatusOK, s.Metadata())
+	return nil
 }
 
 // serveJWKS serves the public signing keys.
-func (s *Server) serveJWKS(w http.ResponseWriter, r *http.Request) {
-	if !allowGet(w, r) {
-		return
-	}
+func (s *Server) serveJWKS(w http.ResponseWriter, r *http.Request) error {
 	h := w.Header()
 	h.Set("Content-Type", "application/jwk-set+json")
 	h.Set("Cache-Control", "public, max-age=300")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(s.keys.JWKS())
+	return nil
 }

@@ -1,4 +1,4 @@
-package authz
+package authz_test
 
 import (
 	"context"
@@ -6,35 +6,38 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-uma/caddy-uma/authz"
+	"github.com/caddy-uma/caddy-uma/authz/authztest"
 )
 
 func TestDiscoveryDocuments(t *testing.T) {
-	as := newTestAS(t, nil)
-	host := strings.TrimSuffix(as.issuer, "/uma")
+	as := authztest.New(t, nil)
+	host := strings.TrimSuffix(as.Issuer, "/uma")
 	for _, u := range []string{
-		as.issuer + PathUMAConfiguration,
-		as.issuer + PathOAuthMetadata,
-		host + PathOAuthMetadata + "/uma", // RFC 8414 section 3: inserted before the path
+		as.Issuer + authz.PathUMAConfiguration,
+		as.Issuer + authz.PathOAuthMetadata,
+		host + authz.PathOAuthMetadata + "/uma", // RFC 8414 section 3: inserted before the path
 	} {
 		t.Run(u, func(t *testing.T) {
-			r := as.do("GET", u, nil)
-			if r.status != 200 {
-				t.Fatalf("status %d: %s", r.status, r.body)
+			r := as.Do("GET", u, nil)
+			if r.Status != 200 {
+				t.Fatalf("status %d: %s", r.Status, r.Body)
 			}
-			m := r.json(t)
-			if m["issuer"] != as.issuer {
-				t.Fatalf("issuer = %v, want %s", m["issuer"], as.issuer)
+			m := r.JSON(t)
+			if m["issuer"] != as.Issuer {
+				t.Fatalf("issuer = %v, want %s", m["issuer"], as.Issuer)
 			}
 			for field, path := range map[string]string{
-				"token_endpoint":                 PathToken,
-				"jwks_uri":                       PathJWKS,
-				"permission_endpoint":            PathPermission,
-				"resource_registration_endpoint": PathResourceSet,
-				"introspection_endpoint":         PathIntrospect,
-				"revocation_endpoint":            PathRevoke,
+				"token_endpoint":                 authz.PathToken,
+				"jwks_uri":                       authz.PathJWKS,
+				"permission_endpoint":            authz.PathPermission,
+				"resource_registration_endpoint": authz.PathResourceSet,
+				"introspection_endpoint":         authz.PathIntrospect,
+				"revocation_endpoint":            authz.PathRevoke,
 			} {
-				if m[field] != as.issuer+path {
-					t.Errorf("%s = %v, want %s", field, m[field], as.issuer+path)
+				if m[field] != as.Issuer+path {
+					t.Errorf("%s = %v, want %s", field, m[field], as.Issuer+path)
 				}
 			}
 			for _, field := range []string{"response_types_supported", "grant_types_supported", "scopes_supported",
@@ -43,17 +46,17 @@ func TestDiscoveryDocuments(t *testing.T) {
 					t.Errorf("%s missing or not an array: %v", field, m[field])
 				}
 			}
-			if !strings.Contains(string(r.body), `"uma_protection"`) {
-				t.Errorf("scopes_supported lacks uma_protection: %s", r.body)
+			if !strings.Contains(string(r.Body), `"uma_protection"`) {
+				t.Errorf("scopes_supported lacks uma_protection: %s", r.Body)
 			}
 		})
 	}
-	expectError(t, as.do("POST", PathUMAConfiguration, nil), 405, "invalid_request")
-	expectError(t, as.do("GET", "/nope", nil), 404, "not_found")
+	authztest.ExpectError(t, as.Do("POST", authz.PathUMAConfiguration, nil), 405, "invalid_request")
+	authztest.ExpectError(t, as.Do("GET", "/nope", nil), 404, "not_found")
 }
 
 func TestHandles(t *testing.T) {
-	as := newTestAS(t, nil)
+	as := authztest.New(t, nil)
 	for path, want := range map[string]bool{
 		"/uma/token":                                  true,
 		"/uma/resource_set":                           true,
@@ -67,17 +70,17 @@ func TestHandles(t *testing.T) {
 		"/uma":                                        false,
 		"/other":                                      false,
 	} {
-		if got := as.srv.Handles(path); got != want {
+		if got := as.Server.Handles(path); got != want {
 			t.Errorf("Handles(%q) = %v, want %v", path, got, want)
 		}
 	}
 }
 
 func TestIssuerValidation(t *testing.T) {
-	st := openTestStore(t, t.TempDir())
+	st := authztest.OpenStore(t, t.TempDir())
 	defer st.Close()
 	for _, iss := range []string{"", "localhost:8080", "ftp://x", "https://as.example/?q=1", "https://as.example/#f", "/relative"} {
-		if _, err := New(context.Background(), Config{Issuer: iss, Store: st}); err == nil {
+		if _, err := authz.New(context.Background(), authz.Config{Issuer: iss, Store: st}); err == nil {
 			t.Errorf("issuer %q accepted", iss)
 		}
 	}
@@ -87,14 +90,14 @@ type jwks struct {
 	Keys []map[string]any `json:"keys"`
 }
 
-func (as *testAS) jwks(t *testing.T) jwks {
+func fetchJWKS(t *testing.T, as *authztest.AS) jwks {
 	t.Helper()
-	r := as.do("GET", PathJWKS, nil)
-	if r.status != 200 || r.header.Get("Content-Type") != "application/jwk-set+json" {
-		t.Fatalf("jwks: %d %s %s", r.status, r.header.Get("Content-Type"), r.body)
+	r := as.Do("GET", authz.PathJWKS, nil)
+	if r.Status != 200 || r.Header.Get("Content-Type") != "application/jwk-set+json" {
+		t.Fatalf("jwks: %d %s %s", r.Status, r.Header.Get("Content-Type"), r.Body)
 	}
 	var set jwks
-	if err := json.Unmarshal(r.body, &set); err != nil {
+	if err := json.Unmarshal(r.Body, &set); err != nil {
 		t.Fatal(err)
 	}
 	return set
@@ -103,8 +106,8 @@ func (as *testAS) jwks(t *testing.T) jwks {
 func TestJWKSPublishesOnlyPublicKeys(t *testing.T) {
 	for _, alg := range []string{"ES256", "EdDSA", "RS256"} {
 		t.Run(alg, func(t *testing.T) {
-			as := newTestAS(t, func(c *Config) { c.SigningAlg = alg })
-			set := as.jwks(t)
+			as := authztest.New(t, func(c *authz.Config) { c.SigningAlg = alg })
+			set := fetchJWKS(t, as)
 			if len(set.Keys) != 1 {
 				t.Fatalf("want 1 key, got %d", len(set.Keys))
 			}
@@ -122,32 +125,32 @@ func TestJWKSPublishesOnlyPublicKeys(t *testing.T) {
 }
 
 func TestSigningKeyPersistsAndRotates(t *testing.T) {
-	st := openTestStore(t, t.TempDir())
+	st := authztest.OpenStore(t, t.TempDir())
 	defer st.Close()
-	as1 := newTestASWithStore(t, st, func(c *Config) { c.KeyRotation = time.Hour })
-	kid1 := as1.jwks(t).Keys[0]["kid"]
+	as1 := authztest.NewWithStore(t, st, func(c *authz.Config) { c.KeyRotation = time.Hour })
+	kid1 := fetchJWKS(t, as1).Keys[0]["kid"]
 
 	// A second server on the same store (a reload) keeps the key.
-	as2 := newTestASWithStore(t, st, func(c *Config) { c.KeyRotation = time.Hour })
-	if got := as2.jwks(t).Keys; len(got) != 1 || got[0]["kid"] != kid1 {
+	as2 := authztest.NewWithStore(t, st, func(c *authz.Config) { c.KeyRotation = time.Hour })
+	if got := fetchJWKS(t, as2).Keys; len(got) != 1 || got[0]["kid"] != kid1 {
 		t.Fatalf("key changed across restarts: %v vs %v", got, kid1)
 	}
 
 	// After the rotation period a new key signs; the old one stays
 	// published until the tokens it signed have expired.
-	as2.clock.Advance(time.Hour + time.Second)
-	if _, err := as2.srv.keys.sign(context.Background(), newTestJWT(t)); err != nil {
+	as2.Clock.Advance(time.Hour + time.Second)
+	if _, err := as2.Server.Sign(context.Background(), newTestJWT(t)); err != nil {
 		t.Fatal(err)
 	}
-	keys := as2.jwks(t).Keys
+	keys := fetchJWKS(t, as2).Keys
 	if len(keys) != 2 || keys[0]["kid"] == kid1 || keys[1]["kid"] != kid1 {
 		t.Fatalf("after rotation want [new, old], got %v", keys)
 	}
-	as2.clock.Advance(DefaultRPTTTL + time.Second)
-	if err := as2.srv.keys.load(context.Background()); err != nil {
+	as2.Clock.Advance(authz.DefaultRPTTTL + time.Second)
+	if err := as2.Server.ReloadKeys(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	keys = as2.jwks(t).Keys
+	keys = fetchJWKS(t, as2).Keys
 	if len(keys) != 1 || keys[0]["kid"] == kid1 {
 		t.Fatalf("retired key still published after retention: %v", keys)
 	}

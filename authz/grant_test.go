@@ -1,4 +1,4 @@
-package authz
+package authz_test
 
 import (
 	"encoding/json"
@@ -8,147 +8,19 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-uma/caddy-uma/authz"
+	"github.com/caddy-uma/caddy-uma/authz/authztest"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken/claimtokentest"
+	"github.com/caddy-uma/caddy-uma/policies"
 )
 
-// aliceRules: the doctor reads and writes, the family reads, people of the
-// insurer's domain must be approved by alice, e-mail is asked for when
-// missing.
-const aliceRules = `package uma.share
-
-import data.uma.lib
-
-allow contains "read" if lib.is_email("doctor@clinic.example")
-allow contains "write" if lib.is_email("doctor@clinic.example")
-allow contains "read" if lib.in_group("family")
-
-ask_owner contains scope if {
-	lib.in_email_domain("insurer.example")
-	some scope in lib.requested
-}
-
-deny contains "write" if lib.is_email("mallory@clinic.example")
-
-required_claims contains lib.email_claim if not lib.email
-`
-
-// grantFixture is an AS trusting a test OpenID provider, with alice's
-// resources registered by rs-a and alice's rules in force.
-type grantFixture struct {
-	*testAS
-	idp    *claimtokentest.Provider
-	pat    string // rs-a acting for alice
-	labs   string // alice's lab reports: read, write, delete
-	photos string // alice's photos: view
-}
-
-func newGrantFixture(t *testing.T, mod func(*Config)) *grantFixture {
-	t.Helper()
-	idp := claimtokentest.NewProvider(t)
-	as := newTestAS(t, func(c *Config) {
-		c.TrustedIssuers = []claimtoken.Issuer{{Issuer: idp.Issuer(), Audiences: []string{"app"}}}
-		if mod != nil {
-			mod(c)
-		}
-	})
-	f := &grantFixture{testAS: as, idp: idp}
-	var err error
-	if f.pat, err = as.srv.IssuePAT(t.Context(), "rs-a", "alice"); err != nil {
-		t.Fatal(err)
-	}
-	f.labs = as.register(f.pat, `{"name":"labs","resource_scopes":["read","write","delete"]}`)
-	f.photos = as.register(f.pat, `{"name":"photos","resource_scopes":["view"]}`)
-	f.putRule("alice", f.pat, "main", aliceRules)
-	return f
-}
-
-func (f *grantFixture) putRule(owner, pat, name, src string) response {
-	f.t.Helper()
-	req := f.doRaw("PUT", PathOwnerRules+"/"+name, src, "text/plain", "Authorization", bearer(pat))
-	return req
-}
-
-// doRaw sends a body with an explicit content type.
-func (as *testAS) doRaw(method, path, body, contentType string, headers ...string) response {
-	as.t.Helper()
-	return as.do(method, path, rawBody{body, contentType}, headers...)
-}
-
-// ticket asks the permission endpoint for a ticket.
-func (f *grantFixture) ticket(body string) string {
-	f.t.Helper()
-	r := f.do("POST", PathPermission, body, "Authorization", bearer(f.pat))
-	if r.status != 201 {
-		f.t.Fatalf("ticket: %d %s", r.status, r.body)
-	}
-	return r.json(f.t)["ticket"].(string)
-}
-
-func (f *grantFixture) labsTicket(scopes ...string) string {
-	b, _ := json.Marshal(map[string]any{"resource_id": f.labs, "resource_scopes": scopes})
-	return f.ticket(string(b))
-}
-
-// idToken is an ID token for the test client "app".
-func (f *grantFixture) idToken(claims map[string]any) string {
-	f.t.Helper()
-	c := map[string]any{"aud": "app"}
-	for k, v := range claims {
-		c[k] = v
-	}
-	return f.idp.Sign(f.t, c)
-}
-
-// grant posts a UMA grant request as client "app".
-func (f *grantFixture) grant(params url.Values) response {
-	f.t.Helper()
-	params.Set("grant_type", GrantTypeUMATicket)
-	return f.do("POST", PathToken, params, "Authorization", basicAuth("app", "app secret:with&chars"))
-}
-
-func withClaims(tk, idToken string) url.Values {
-	return url.Values{"ticket": {tk}, "claim_token": {idToken}, "claim_token_format": {claimtoken.FormatIDToken}}
-}
-
-// rptPermissions introspects an RPT as rs-a and returns resource -> scopes.
-func (f *grantFixture) rptPermissions(rpt string) map[string][]string {
-	f.t.Helper()
-	r := f.do("POST", PathIntrospect, url.Values{"token": {rpt}}, "Authorization", bearer(f.pat))
-	var resp introspectionResponse
-	if err := json.Unmarshal(r.body, &resp); err != nil || !resp.Active {
-		f.t.Fatalf("RPT inactive: %s", r.body)
-	}
-	if strings.Contains(string(r.body), `"scope"`) {
-		f.t.Fatalf("introspection of an RPT carries scope: %s", r.body)
-	}
-	out := map[string][]string{}
-	for _, p := range resp.Permissions {
-		out[p.ResourceID] = p.ResourceScopes
-	}
-	return out
-}
-
-func expectUMAError(t *testing.T, r response, code string, wantTicket bool) map[string]any {
-	t.Helper()
-	status := 403
-	if code == "invalid_grant" || code == "invalid_scope" || code == "invalid_request" {
-		status = 400
-	}
-	expectError(t, r, status, code)
-	m := r.json(t)
-	if _, has := m["ticket"]; has != wantTicket {
-		t.Fatalf("ticket present = %v, want %v: %s", has, wantTicket, r.body)
-	}
-	return m
-}
-
 func TestGrantNeedInfoThenRPT(t *testing.T) {
-	f := newGrantFixture(t, nil)
-	tk := f.labsTicket("read")
+	f := authztest.NewGrantFixture(t, nil)
+	tk := f.LabsTicket("read")
 
 	// No claims: need_info with a new ticket and the rule's hint.
-	m := expectUMAError(t, f.grant(url.Values{"ticket": {tk}}), "need_info", true)
+	m := authztest.ExpectUMAError(t, f.Grant(url.Values{"ticket": {tk}}), "need_info", true)
 	next := m["ticket"].(string)
 	if next == tk {
 		t.Fatal("need_info did not rotate the ticket")
@@ -158,24 +30,24 @@ func TestGrantNeedInfoThenRPT(t *testing.T) {
 		t.Fatalf("required_claims = %s", hints)
 	}
 	// The old ticket is spent.
-	expectUMAError(t, f.grant(url.Values{"ticket": {tk}}), "invalid_grant", false)
+	authztest.ExpectUMAError(t, f.Grant(url.Values{"ticket": {tk}}), "invalid_grant", false)
 
 	// Push an ID token with the ticket from need_info.
-	r := f.grant(withClaims(next, f.idToken(map[string]any{"sub": "doc-1", "email": "doctor@clinic.example"})))
-	if r.status != 200 {
-		t.Fatalf("grant: %d %s", r.status, r.body)
+	r := f.Grant(authztest.WithClaims(next, f.IDToken(map[string]any{"sub": "doc-1", "email": "doctor@clinic.example"})))
+	if r.Status != 200 {
+		t.Fatalf("grant: %d %s", r.Status, r.Body)
 	}
-	resp := r.json(t)
+	resp := r.JSON(t)
 	if resp["token_type"] != "Bearer" || resp["pct"] == nil || resp["refresh_token"] == nil || resp["scope"] != nil || resp["upgraded"] != nil {
-		t.Fatalf("token response %s", r.body)
+		t.Fatalf("token response %s", r.Body)
 	}
 	rpt := resp["access_token"].(string)
-	perms := f.rptPermissions(rpt)
-	if len(perms) != 1 || strings.Join(perms[f.labs], ",") != "read" {
+	perms := f.RPTPermissions(rpt)
+	if len(perms) != 1 || strings.Join(perms[f.Labs], ",") != "read" {
 		t.Fatalf("permissions %v, want labs:[read]", perms)
 	}
 	// The RPT is a JWT with the claims the issue names.
-	tok, err := f.srv.keys.verify(rpt)
+	tok, err := f.Server.VerifySignature(rpt)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,170 +65,170 @@ func TestGrantNeedInfoThenRPT(t *testing.T) {
 
 	// A PCT stands for the claims next time, for another resource too.
 	pct := resp["pct"].(string)
-	r = f.grant(url.Values{"ticket": {f.labsTicket("read", "write")}, "pct": {pct}})
-	if r.status != 200 {
-		t.Fatalf("grant with PCT: %d %s", r.status, r.body)
+	r = f.Grant(url.Values{"ticket": {f.LabsTicket("read", "write")}, "pct": {pct}})
+	if r.Status != 200 {
+		t.Fatalf("grant with PCT: %d %s", r.Status, r.Body)
 	}
-	if got := f.rptPermissions(r.json(t)["access_token"].(string)); strings.Join(got[f.labs], ",") != "read,write" {
+	if got := f.RPTPermissions(r.JSON(t)["access_token"].(string)); strings.Join(got[f.Labs], ",") != "read,write" {
 		t.Fatalf("with PCT: %v", got)
 	}
 	// A PCT is bound to its client.
-	r = f.do("POST", PathToken, url.Values{"grant_type": {GrantTypeUMATicket}, "ticket": {f.labsTicket("read")}, "pct": {pct}},
-		"Authorization", basicAuth("scoped", "scoped-secret"))
-	expectUMAError(t, r, "need_info", true)
+	r = f.Do("POST", authz.PathToken, url.Values{"grant_type": {authz.GrantTypeUMATicket}, "ticket": {f.LabsTicket("read")}, "pct": {pct}},
+		"Authorization", authztest.BasicAuth("scoped", "scoped-secret"))
+	authztest.ExpectUMAError(t, r, "need_info", true)
 }
 
 func TestGrantRPTUpgradeAndRefresh(t *testing.T) {
-	f := newGrantFixture(t, func(c *Config) {
-		c.Clients = append(append([]Client{}, testClients...)[:3], Client{ID: "app", Secret: "app secret:with&chars", Scopes: []string{"view"}},
-			testClients[4], testClients[5])
+	f := authztest.NewGrantFixture(t, func(c *authz.Config) {
+		c.Clients = append(append([]authz.Client{}, authztest.Clients...)[:3], authz.Client{ID: "app", Secret: "app secret:with&chars", Scopes: []string{"view"}},
+			authztest.Clients[4], authztest.Clients[5])
 	})
-	if err := f.srv.AddShareForTest(t, "alice", f.photos, "doc-1", "view"); err != nil {
+	if err := f.Server.AddShareForTest(t, "alice", f.Photos, "doc-1", "view"); err != nil {
 		t.Fatal(err)
 	}
-	doc := f.idToken(map[string]any{"sub": "doc-1", "email": "doctor@clinic.example"})
-	r := f.grant(withClaims(f.labsTicket("read"), doc))
-	first := r.json(t)["access_token"].(string)
+	doc := f.IDToken(map[string]any{"sub": "doc-1", "email": "doctor@clinic.example"})
+	r := f.Grant(authztest.WithClaims(f.LabsTicket("read"), doc))
+	first := r.JSON(t)["access_token"].(string)
 
-	b, _ := json.Marshal(map[string]any{"resource_id": f.photos, "resource_scopes": []string{"view"}})
-	r = f.grant(url.Values{"ticket": {f.ticket(string(b))}, "claim_token": {doc}, "claim_token_format": {claimtoken.FormatIDToken}, "rpt": {first}})
-	if r.status != 200 || r.json(t)["upgraded"] != true {
-		t.Fatalf("upgrade: %d %s", r.status, r.body)
+	b, _ := json.Marshal(map[string]any{"resource_id": f.Photos, "resource_scopes": []string{"view"}})
+	r = f.Grant(url.Values{"ticket": {f.Ticket(string(b))}, "claim_token": {doc}, "claim_token_format": {claimtoken.FormatIDToken}, "rpt": {first}})
+	if r.Status != 200 || r.JSON(t)["upgraded"] != true {
+		t.Fatalf("upgrade: %d %s", r.Status, r.Body)
 	}
-	upgraded := r.json(t)["access_token"].(string)
-	perms := f.rptPermissions(upgraded)
-	if strings.Join(perms[f.labs], ",") != "read" || strings.Join(perms[f.photos], ",") != "view" {
-		t.Fatalf("upgraded RPT permissions %v", perms)
+	upgraded := r.JSON(t)["access_token"].(string)
+	perms := f.RPTPermissions(upgraded)
+	if strings.Join(perms[f.Labs], ",") != "read" || strings.Join(perms[f.Photos], ",") != "view" {
+		t.Fatalf("upgraded authz.RPT permissions %v", perms)
 	}
 	// The upgraded-from RPT is revoked.
-	if r := f.do("POST", PathIntrospect, url.Values{"token": {first}}, "Authorization", bearer(f.pat)); string(r.body) != `{"active":false}` {
-		t.Fatalf("old RPT still active: %s", r.body)
+	if r := f.Do("POST", authz.PathIntrospect, url.Values{"token": {first}}, "Authorization", authztest.Bearer(f.AlicePAT)); string(r.Body) != `{"active":false}` {
+		t.Fatalf("old authz.RPT still active: %s", r.Body)
 	}
 
 	// Refresh: same permissions without a new assessment, even after the
 	// rules changed; the refresh token is rotated.
-	refresh := r.json(t)["refresh_token"].(string)
-	f.putRule("alice", f.pat, "main", "package uma.share\n")
-	r = f.do("POST", PathToken, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}}, "Authorization", basicAuth("app", "app secret:with&chars"))
-	if r.status != 200 {
-		t.Fatalf("refresh: %d %s", r.status, r.body)
+	refresh := r.JSON(t)["refresh_token"].(string)
+	f.PutRule(f.AlicePAT, "main", "package uma.share\n")
+	r = f.Do("POST", authz.PathToken, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}}, "Authorization", authztest.BasicAuth("app", "app secret:with&chars"))
+	if r.Status != 200 {
+		t.Fatalf("refresh: %d %s", r.Status, r.Body)
 	}
-	if got := f.rptPermissions(r.json(t)["access_token"].(string)); len(got) != 2 {
+	if got := f.RPTPermissions(r.JSON(t)["access_token"].(string)); len(got) != 2 {
 		t.Fatalf("refreshed permissions %v", got)
 	}
 	again := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}}
-	expectError(t, f.do("POST", PathToken, again, "Authorization", basicAuth("app", "app secret:with&chars")), 400, "invalid_grant")
+	authztest.ExpectError(t, f.Do("POST", authz.PathToken, again, "Authorization", authztest.BasicAuth("app", "app secret:with&chars")), 400, "invalid_grant")
 	// Narrowing by scope.
-	next := r.json(t)["refresh_token"].(string)
-	r = f.do("POST", PathToken, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {next}, "scope": {"view"}}, "Authorization", basicAuth("app", "app secret:with&chars"))
-	if got := f.rptPermissions(r.json(t)["access_token"].(string)); len(got) != 1 || got[f.photos] == nil {
+	next := r.JSON(t)["refresh_token"].(string)
+	r = f.Do("POST", authz.PathToken, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {next}, "scope": {"view"}}, "Authorization", authztest.BasicAuth("app", "app secret:with&chars"))
+	if got := f.RPTPermissions(r.JSON(t)["access_token"].(string)); len(got) != 1 || got[f.Photos] == nil {
 		t.Fatalf("narrowed permissions %v", got)
 	}
 	// Another client cannot use the refresh token.
-	other := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {r.json(t)["refresh_token"].(string)}}
-	expectError(t, f.do("POST", PathToken, other, "Authorization", basicAuth("scoped", "scoped-secret")), 400, "invalid_grant")
+	other := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {r.JSON(t)["refresh_token"].(string)}}
+	authztest.ExpectError(t, f.Do("POST", authz.PathToken, other, "Authorization", authztest.BasicAuth("scoped", "scoped-secret")), 400, "invalid_grant")
 }
 
 func TestGrantDeniedSubmittedApproved(t *testing.T) {
-	f := newGrantFixture(t, func(c *Config) { c.RequestInterval = 7 * time.Second })
+	f := authztest.NewGrantFixture(t, func(c *authz.Config) { c.RequestInterval = 7 * time.Second })
 
 	// A stranger: request_denied, no ticket.
-	stranger := f.idToken(map[string]any{"sub": "x", "email": "someone@else.example"})
-	expectUMAError(t, f.grant(withClaims(f.labsTicket("read"), stranger)), "request_denied", false)
+	stranger := f.IDToken(map[string]any{"sub": "x", "email": "someone@else.example"})
+	authztest.ExpectUMAError(t, f.Grant(authztest.WithClaims(f.LabsTicket("read"), stranger)), "request_denied", false)
 
 	// An insurer: request_submitted, then the owner approves.
-	insurer := f.idToken(map[string]any{"sub": "ins-7", "email": "agent@insurer.example"})
-	m := expectUMAError(t, f.grant(withClaims(f.labsTicket("read"), insurer)), "request_submitted", true)
+	insurer := f.IDToken(map[string]any{"sub": "ins-7", "email": "agent@insurer.example"})
+	m := authztest.ExpectUMAError(t, f.Grant(authztest.WithClaims(f.LabsTicket("read"), insurer)), "request_submitted", true)
 	if m["interval"].(float64) != 7 {
 		t.Fatalf("interval = %v", m["interval"])
 	}
 	// Polling before approval: submitted again, one pending request only.
-	m = expectUMAError(t, f.grant(url.Values{"ticket": {m["ticket"].(string)}}), "request_submitted", true)
-	ownerAuth := []string{"Authorization", bearer(f.pat)}
-	r := f.do("GET", PathOwnerRequests, nil, ownerAuth...)
+	m = authztest.ExpectUMAError(t, f.Grant(url.Values{"ticket": {m["ticket"].(string)}}), "request_submitted", true)
+	ownerAuth := []string{"Authorization", authztest.Bearer(f.AlicePAT)}
+	r := f.Do("GET", authz.PathOwnerRequests, nil, ownerAuth...)
 	var list struct {
-		Requests []AccessRequest `json:"requests"`
+		Requests []authz.AccessRequest `json:"requests"`
 	}
-	if err := json.Unmarshal(r.body, &list); err != nil || len(list.Requests) != 1 || list.Requests[0].Status != RequestPending ||
-		list.Requests[0].Subject != "ins-7" || list.Requests[0].ResourceID != f.labs {
-		t.Fatalf("pending requests: %s", r.body)
+	if err := json.Unmarshal(r.Body, &list); err != nil || len(list.Requests) != 1 || list.Requests[0].Status != authz.RequestPending ||
+		list.Requests[0].Subject != "ins-7" || list.Requests[0].ResourceID != f.Labs {
+		t.Fatalf("pending requests: %s", r.Body)
 	}
 	// Another owner sees none of them and cannot decide them.
-	bobPAT, _ := f.srv.IssuePAT(t.Context(), "rs-a", "bob")
-	if r := f.do("GET", PathOwnerRequests, nil, "Authorization", bearer(bobPAT)); !strings.Contains(string(r.body), `"requests":[]`) {
-		t.Fatalf("bob sees alice's requests: %s", r.body)
+	bobPAT, _ := f.Server.IssuePAT(t.Context(), "rs-a", "bob")
+	if r := f.Do("GET", authz.PathOwnerRequests, nil, "Authorization", authztest.Bearer(bobPAT)); !strings.Contains(string(r.Body), `"requests":[]`) {
+		t.Fatalf("bob sees alice's requests: %s", r.Body)
 	}
-	expectError(t, f.do("POST", PathOwnerRequests+"/"+list.Requests[0].ID, `{"decision":"approve"}`, "Authorization", bearer(bobPAT)), 404, "not_found")
+	authztest.ExpectError(t, f.Do("POST", authz.PathOwnerRequests+"/"+list.Requests[0].ID, `{"decision":"approve"}`, "Authorization", authztest.Bearer(bobPAT)), 404, "not_found")
 
-	r = f.do("POST", PathOwnerRequests+"/"+list.Requests[0].ID, `{"decision":"approve"}`, ownerAuth...)
-	if r.status != 200 || r.json(t)["status"] != RequestApproved {
-		t.Fatalf("approve: %d %s", r.status, r.body)
+	r = f.Do("POST", authz.PathOwnerRequests+"/"+list.Requests[0].ID, `{"decision":"approve"}`, ownerAuth...)
+	if r.Status != 200 || r.JSON(t)["status"] != authz.RequestApproved {
+		t.Fatalf("approve: %d %s", r.Status, r.Body)
 	}
-	expectError(t, f.do("POST", PathOwnerRequests+"/"+list.Requests[0].ID, `{"decision":"deny"}`, ownerAuth...), 409, "invalid_request")
-	expectError(t, f.do("POST", PathOwnerRequests+"/"+list.Requests[0].ID, `{"decision":"maybe"}`, ownerAuth...), 400, "invalid_request")
+	authztest.ExpectError(t, f.Do("POST", authz.PathOwnerRequests+"/"+list.Requests[0].ID, `{"decision":"deny"}`, ownerAuth...), 409, "invalid_request")
+	authztest.ExpectError(t, f.Do("POST", authz.PathOwnerRequests+"/"+list.Requests[0].ID, `{"decision":"maybe"}`, ownerAuth...), 400, "invalid_request")
 
 	// The client's retry with the last ticket succeeds.
-	r = f.grant(url.Values{"ticket": {m["ticket"].(string)}})
-	if r.status != 200 {
-		t.Fatalf("retry after approval: %d %s", r.status, r.body)
+	r = f.Grant(url.Values{"ticket": {m["ticket"].(string)}})
+	if r.Status != 200 {
+		t.Fatalf("retry after approval: %d %s", r.Status, r.Body)
 	}
-	if got := f.rptPermissions(r.json(t)["access_token"].(string)); strings.Join(got[f.labs], ",") != "read" {
+	if got := f.RPTPermissions(r.JSON(t)["access_token"].(string)); strings.Join(got[f.Labs], ",") != "read" {
 		t.Fatalf("after approval: %v", got)
 	}
 
 	// A denied request answers request_denied from then on.
-	m = expectUMAError(t, f.grant(withClaims(f.labsTicket("write"), insurer)), "request_submitted", true)
+	m = authztest.ExpectUMAError(t, f.Grant(authztest.WithClaims(f.LabsTicket("write"), insurer)), "request_submitted", true)
 	_ = m
-	r = f.do("GET", PathOwnerRequests+"?status=pending", nil, ownerAuth...)
-	_ = json.Unmarshal(r.body, &list)
+	r = f.Do("GET", authz.PathOwnerRequests+"?status=pending", nil, ownerAuth...)
+	_ = json.Unmarshal(r.Body, &list)
 	if len(list.Requests) != 1 {
-		t.Fatalf("pending: %s", r.body)
+		t.Fatalf("pending: %s", r.Body)
 	}
-	f.do("POST", PathOwnerRequests+"/"+list.Requests[0].ID, `{"decision":"deny"}`, ownerAuth...)
-	expectUMAError(t, f.grant(withClaims(f.labsTicket("write"), insurer)), "request_denied", false)
+	f.Do("POST", authz.PathOwnerRequests+"/"+list.Requests[0].ID, `{"decision":"deny"}`, ownerAuth...)
+	authztest.ExpectUMAError(t, f.Grant(authztest.WithClaims(f.LabsTicket("write"), insurer)), "request_denied", false)
 }
 
 func TestGrantTicketFailures(t *testing.T) {
-	f := newGrantFixture(t, func(c *Config) { c.TicketTTL = time.Minute })
-	doc := f.idToken(map[string]any{"sub": "doc-1", "email": "doctor@clinic.example"})
+	f := authztest.NewGrantFixture(t, func(c *authz.Config) { c.TicketTTL = time.Minute })
+	doc := f.IDToken(map[string]any{"sub": "doc-1", "email": "doctor@clinic.example"})
 
 	// Reused.
-	tk := f.labsTicket("read")
-	if r := f.grant(withClaims(tk, doc)); r.status != 200 {
-		t.Fatalf("%d %s", r.status, r.body)
+	tk := f.LabsTicket("read")
+	if r := f.Grant(authztest.WithClaims(tk, doc)); r.Status != 200 {
+		t.Fatalf("%d %s", r.Status, r.Body)
 	}
-	expectUMAError(t, f.grant(withClaims(tk, doc)), "invalid_grant", false)
+	authztest.ExpectUMAError(t, f.Grant(authztest.WithClaims(tk, doc)), "invalid_grant", false)
 	// Expired.
-	tk = f.labsTicket("read")
-	f.clock.Advance(time.Minute)
-	expectUMAError(t, f.grant(withClaims(tk, doc)), "invalid_grant", false)
-	f.clock.Advance(-time.Minute)
+	tk = f.LabsTicket("read")
+	f.Clock.Advance(time.Minute)
+	authztest.ExpectUMAError(t, f.Grant(authztest.WithClaims(tk, doc)), "invalid_grant", false)
+	f.Clock.Advance(-time.Minute)
 	// Forged.
-	expectUMAError(t, f.grant(withClaims("forged-ticket", doc)), "invalid_grant", false)
-	expectUMAError(t, f.grant(withClaims(tk[:len(tk)-3]+"abc", doc)), "invalid_grant", false)
+	authztest.ExpectUMAError(t, f.Grant(authztest.WithClaims("forged-ticket", doc)), "invalid_grant", false)
+	authztest.ExpectUMAError(t, f.Grant(authztest.WithClaims(tk[:len(tk)-3]+"abc", doc)), "invalid_grant", false)
 	// Missing.
-	expectUMAError(t, f.grant(url.Values{"claim_token": {doc}, "claim_token_format": {claimtoken.FormatIDToken}}), "invalid_request", false)
+	authztest.ExpectUMAError(t, f.Grant(url.Values{"claim_token": {doc}, "claim_token_format": {claimtoken.FormatIDToken}}), "invalid_request", false)
 	// Format without token.
-	expectUMAError(t, f.grant(url.Values{"ticket": {f.labsTicket("read")}, "claim_token_format": {claimtoken.FormatIDToken}}), "invalid_request", false)
+	authztest.ExpectUMAError(t, f.Grant(url.Values{"ticket": {f.LabsTicket("read")}, "claim_token_format": {claimtoken.FormatIDToken}}), "invalid_request", false)
 	// A scope no resource offers.
-	expectUMAError(t, f.grant(url.Values{"ticket": {f.labsTicket("read")}, "scope": {"fly"}}), "invalid_scope", false)
+	authztest.ExpectUMAError(t, f.Grant(url.Values{"ticket": {f.LabsTicket("read")}, "scope": {"fly"}}), "invalid_scope", false)
 	// Unauthenticated client.
-	r := f.do("POST", PathToken, url.Values{"grant_type": {GrantTypeUMATicket}, "ticket": {f.labsTicket("read")}})
-	expectError(t, r, 401, "invalid_client")
+	r := f.Do("POST", authz.PathToken, url.Values{"grant_type": {authz.GrantTypeUMATicket}, "ticket": {f.LabsTicket("read")}})
+	authztest.ExpectError(t, r, 401, "invalid_client")
 	// A rotated ticket is bound to the client that presented the process.
-	m := expectUMAError(t, f.grant(url.Values{"ticket": {f.labsTicket("read")}}), "need_info", true)
-	r = f.do("POST", PathToken, url.Values{"grant_type": {GrantTypeUMATicket}, "ticket": {m["ticket"].(string)}}, "Authorization", basicAuth("scoped", "scoped-secret"))
-	expectUMAError(t, r, "invalid_grant", false)
+	m := authztest.ExpectUMAError(t, f.Grant(url.Values{"ticket": {f.LabsTicket("read")}}), "need_info", true)
+	r = f.Do("POST", authz.PathToken, url.Values{"grant_type": {authz.GrantTypeUMATicket}, "ticket": {m["ticket"].(string)}}, "Authorization", authztest.BasicAuth("scoped", "scoped-secret"))
+	authztest.ExpectUMAError(t, r, "invalid_grant", false)
 
 	// Two concurrent redemptions of one ticket: exactly one wins.
-	tk = f.labsTicket("read")
+	tk = f.LabsTicket("read")
 	var wg sync.WaitGroup
 	statuses := make([]int, 8)
 	for i := range statuses {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			statuses[i] = f.grant(withClaims(tk, doc)).status
+			statuses[i] = f.Grant(authztest.WithClaims(tk, doc)).Status
 		}()
 	}
 	wg.Wait()
@@ -374,7 +246,7 @@ func TestGrantTicketFailures(t *testing.T) {
 }
 
 func TestGrantClaimTokenFailures(t *testing.T) {
-	f := newGrantFixture(t, nil)
+	f := authztest.NewGrantFixture(t, nil)
 	other := claimtokentest.NewProvider(t)
 	good := map[string]any{"sub": "doc-1", "email": "doctor@clinic.example", "aud": "app"}
 	with := func(k string, v any) map[string]any {
@@ -391,19 +263,19 @@ func TestGrantClaimTokenFailures(t *testing.T) {
 		format string
 		reason string
 	}{
-		{"unsigned", f.idp.SignWith(t, good, claimtokentest.WithAlgNone()), claimtoken.FormatIDToken, "unsigned"},
-		{"bad signature", f.idp.SignWith(t, good, claimtokentest.WithUnknownKey()), claimtoken.FormatIDToken, "signature"},
-		{"HS256 with the public key", f.idp.SignWith(t, good, claimtokentest.WithHS256(f.idp.JWKS(t))), claimtoken.FormatIDToken, ""},
-		{"expired", f.idp.Sign(t, with("exp", time.Now().Add(-time.Hour).Unix())), claimtoken.FormatIDToken, "expired"},
-		{"wrong audience", f.idp.Sign(t, with("aud", "someone-else")), claimtoken.FormatIDToken, "aud"},
+		{"unsigned", f.IdP.SignWith(t, good, claimtokentest.WithAlgNone()), claimtoken.FormatIDToken, "unsigned"},
+		{"bad signature", f.IdP.SignWith(t, good, claimtokentest.WithUnknownKey()), claimtoken.FormatIDToken, "signature"},
+		{"HS256 with the public key", f.IdP.SignWith(t, good, claimtokentest.WithHS256(f.IdP.JWKS(t))), claimtoken.FormatIDToken, ""},
+		{"expired", f.IdP.Sign(t, with("exp", time.Now().Add(-time.Hour).Unix())), claimtoken.FormatIDToken, "expired"},
+		{"wrong audience", f.IdP.Sign(t, with("aud", "someone-else")), claimtoken.FormatIDToken, "aud"},
 		{"untrusted issuer", other.Sign(t, good), claimtoken.FormatIDToken, "trusted"},
 		{"not a JWT", "hello", claimtoken.FormatIDToken, ""},
-		{"unsupported format", f.idp.Sign(t, good), "urn:example:saml", "format"},
+		{"unsupported format", f.IdP.Sign(t, good), "urn:example:saml", "format"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			r := f.grant(url.Values{"ticket": {f.labsTicket("read")}, "claim_token": {tc.token}, "claim_token_format": {tc.format}})
-			m := expectUMAError(t, r, "need_info", true)
+			r := f.Grant(url.Values{"ticket": {f.LabsTicket("read")}, "claim_token": {tc.token}, "claim_token_format": {tc.format}})
+			m := authztest.ExpectUMAError(t, r, "need_info", true)
 			desc, _ := m["error_description"].(string)
 			if !strings.Contains(strings.ToLower(desc), tc.reason) {
 				t.Fatalf("error_description %q does not say %q", desc, tc.reason)
@@ -414,79 +286,79 @@ func TestGrantClaimTokenFailures(t *testing.T) {
 		})
 	}
 	// The plain JWT format is accepted.
-	r := f.grant(url.Values{"ticket": {f.labsTicket("read")}, "claim_token": {f.idp.Sign(t, good)}, "claim_token_format": {claimtoken.FormatJWT}})
-	if r.status != 200 {
-		t.Fatalf("JWT format: %d %s", r.status, r.body)
+	r := f.Grant(url.Values{"ticket": {f.LabsTicket("read")}, "claim_token": {f.IdP.Sign(t, good)}, "claim_token_format": {claimtoken.FormatJWT}})
+	if r.Status != 200 {
+		t.Fatalf("JWT format: %d %s", r.Status, r.Body)
 	}
 }
 
 func TestOwnerRulesCannotReachOtherOwners(t *testing.T) {
-	f := newGrantFixture(t, nil)
-	bobPAT, _ := f.srv.IssuePAT(t.Context(), "rs-a", "bob")
+	f := authztest.NewGrantFixture(t, nil)
+	bobPAT, _ := f.Server.IssuePAT(t.Context(), "rs-a", "bob")
 	// Bob tries every way to grant on alice's resources.
-	r := f.putRule("bob", bobPAT, "grab", `package uma.share
+	r := f.PutRule(bobPAT, "grab", `package uma.share
 
 allow contains scope if some scope in input.resource.scopes
 allow contains "read" if input.resource.owner == "alice"
 `)
-	if r.status != 200 {
-		t.Fatalf("bob's rule: %d %s", r.status, r.body)
+	if r.Status != 200 {
+		t.Fatalf("bob's rule: %d %s", r.Status, r.Body)
 	}
 	for _, src := range []string{
 		"package uma.share\nallow contains s if some s in data.uma.share.allow\n", // recursion, not another owner
 		"package uma.lib\nshared_scopes := {\"read\"}\n",
 		"package uma.system\ndeny := set()\n",
 	} {
-		if r := f.putRule("bob", bobPAT, "evil", src); r.status != 400 {
-			t.Fatalf("bob's rule %q accepted: %d %s", src, r.status, r.body)
+		if r := f.PutRule(bobPAT, "evil", src); r.Status != 400 {
+			t.Fatalf("bob's rule %q accepted: %d %s", src, r.Status, r.Body)
 		}
 	}
-	stranger := f.idToken(map[string]any{"sub": "bob", "email": "bob@example.com"})
-	expectUMAError(t, f.grant(withClaims(f.labsTicket("read"), stranger)), "request_denied", false)
+	stranger := f.IDToken(map[string]any{"sub": "bob", "email": "bob@example.com"})
+	authztest.ExpectUMAError(t, f.Grant(authztest.WithClaims(f.LabsTicket("read"), stranger)), "request_denied", false)
 	// Bob cannot see alice's rules either.
-	r = f.do("GET", PathOwnerRules, nil, "Authorization", bearer(bobPAT))
-	if strings.Contains(string(r.body), "doctor@clinic.example") {
-		t.Fatalf("bob reads alice's rules: %s", r.body)
+	r = f.Do("GET", authz.PathOwnerRules, nil, "Authorization", authztest.Bearer(bobPAT))
+	if strings.Contains(string(r.Body), "doctor@clinic.example") {
+		t.Fatalf("bob reads alice's rules: %s", r.Body)
 	}
 	// Nor dry-run on alice's resource.
-	expectError(t, f.do("POST", PathOwnerEvaluate, `{"resource_id":"`+f.labs+`"}`, "Authorization", bearer(bobPAT)), 400, "invalid_resource_id")
+	authztest.ExpectError(t, f.Do("POST", authz.PathOwnerEvaluate, `{"resource_id":"`+f.Labs+`"}`, "Authorization", authztest.Bearer(bobPAT)), 400, "invalid_resource_id")
 }
 
 func TestLoopingRuleTimesOut(t *testing.T) {
-	f := newGrantFixture(t, func(c *Config) { c.PolicyTimeout = 200 * time.Millisecond })
-	loopPAT, _ := f.srv.IssuePAT(t.Context(), "rs-a", "looper")
-	res := f.register(loopPAT, `{"name":"loop","resource_scopes":["read"]}`)
-	if r := f.putRule("looper", loopPAT, "loop", `package uma.share
+	f := authztest.NewGrantFixture(t, func(c *authz.Config) { c.PolicyTimeout = 200 * time.Millisecond })
+	loopPAT, _ := f.Server.IssuePAT(t.Context(), "rs-a", "looper")
+	res := f.Register(loopPAT, `{"name":"loop","resource_scopes":["read"]}`)
+	if r := f.PutRule(loopPAT, "loop", `package uma.share
 
 allow contains "read" if {
 	count([x | some x in numbers.range(1, 100000000); x % 7 == 3]) > 0
 }
-`); r.status != 200 {
-		t.Fatalf("%d %s", r.status, r.body)
+`); r.Status != 200 {
+		t.Fatalf("%d %s", r.Status, r.Body)
 	}
 	loopTicket := func() string {
-		r := f.do("POST", PathPermission, `{"resource_id":"`+res+`","resource_scopes":["read"]}`, "Authorization", bearer(loopPAT))
-		return r.json(t)["ticket"].(string)
+		r := f.Do("POST", authz.PathPermission, `{"resource_id":"`+res+`","resource_scopes":["read"]}`, "Authorization", authztest.Bearer(loopPAT))
+		return r.JSON(t)["ticket"].(string)
 	}
-	doc := f.idToken(map[string]any{"sub": "doc-1", "email": "doctor@clinic.example"})
+	doc := f.IDToken(map[string]any{"sub": "doc-1", "email": "doctor@clinic.example"})
 	var wg sync.WaitGroup
 	wg.Add(1)
-	var loopResp response
+	var loopResp authztest.Response
 	var loopTime time.Duration
 	go func() {
 		defer wg.Done()
 		start := time.Now()
-		loopResp = f.grant(withClaims(loopTicket(), doc))
+		loopResp = f.Grant(authztest.WithClaims(loopTicket(), doc))
 		loopTime = time.Since(start)
 	}()
 	// Meanwhile others are answered.
 	for range 3 {
-		if r := f.grant(withClaims(f.labsTicket("read"), doc)); r.status != 200 {
-			t.Fatalf("other owner's grant while a rule loops: %d %s", r.status, r.body)
+		if r := f.Grant(authztest.WithClaims(f.LabsTicket("read"), doc)); r.Status != 200 {
+			t.Fatalf("other owner's grant while a rule loops: %d %s", r.Status, r.Body)
 		}
 	}
 	wg.Wait()
-	m := expectUMAError(t, loopResp, "request_denied", false)
+	m := authztest.ExpectUMAError(t, loopResp, "request_denied", false)
 	if !strings.Contains(m["error_description"].(string), "time limit") {
 		t.Fatalf("description %v", m["error_description"])
 	}
@@ -496,11 +368,11 @@ allow contains "read" if {
 }
 
 func TestKeycloakExtensions(t *testing.T) {
-	f := newGrantFixture(t, nil)
-	if err := f.srv.AddShareForTest(t, "alice", f.photos, "pat-1", "view"); err != nil {
+	f := authztest.NewGrantFixture(t, nil)
+	if err := f.Server.AddShareForTest(t, "alice", f.Photos, "pat-1", "view"); err != nil {
 		t.Fatal(err)
 	}
-	patient := f.idToken(map[string]any{"sub": "pat-1", "email": "pat@example.com"})
+	patient := f.IDToken(map[string]any{"sub": "pat-1", "email": "pat@example.com"})
 	// Ticketless, by resource name, with pushed claims.
 	kc := func(v url.Values) url.Values {
 		v.Set("claim_token", patient)
@@ -508,113 +380,115 @@ func TestKeycloakExtensions(t *testing.T) {
 		return v
 	}
 	base := kc(url.Values{"audience": {"rs-a"}, "permission": {"photos#view"}})
-	r := f.grant(base)
-	if r.status != 200 {
-		t.Fatalf("ticketless: %d %s", r.status, r.body)
+	r := f.Grant(base)
+	if r.Status != 200 {
+		t.Fatalf("ticketless: %d %s", r.Status, r.Body)
 	}
-	if got := f.rptPermissions(r.json(t)["access_token"].(string)); strings.Join(got[f.photos], ",") != "view" {
+	if got := f.RPTPermissions(r.JSON(t)["access_token"].(string)); strings.Join(got[f.Photos], ",") != "view" {
 		t.Fatalf("ticketless permissions %v", got)
 	}
-	dec := kc(url.Values{"audience": {"rs-a"}, "permission": {f.photos + "#view"}, "response_mode": {"decision"}})
-	if r := f.grant(dec); r.status != 200 || string(r.body) != `{"result":true}` {
-		t.Fatalf("decision: %d %s", r.status, r.body)
+	dec := kc(url.Values{"audience": {"rs-a"}, "permission": {f.Photos + "#view"}, "response_mode": {"decision"}})
+	if r := f.Grant(dec); r.Status != 200 || string(r.Body) != `{"result":true}` {
+		t.Fatalf("decision: %d %s", r.Status, r.Body)
 	}
 	perms := kc(url.Values{"audience": {"rs-a"}, "permission": {"photos", "labs#read"}, "response_mode": {"permissions"}})
-	if r := f.grant(perms); r.status != 200 || !strings.Contains(string(r.body), `"rsid":"`+f.photos+`"`) || strings.Contains(string(r.body), f.labs) {
-		t.Fatalf("permissions: %d %s", r.status, r.body)
+	if r := f.Grant(perms); r.Status != 200 || !strings.Contains(string(r.Body), `"rsid":"`+f.Photos+`"`) || strings.Contains(string(r.Body), f.Labs) {
+		t.Fatalf("permissions: %d %s", r.Status, r.Body)
 	}
 	denied := kc(url.Values{"audience": {"rs-a"}, "permission": {"labs#read"}, "response_mode": {"decision"}})
-	expectError(t, f.grant(denied), 403, "access_denied")
+	authztest.ExpectError(t, f.Grant(denied), 403, "access_denied")
 	// Without claims there is no ticket to rotate for need_info: access_denied.
-	expectError(t, f.grant(url.Values{"audience": {"rs-a"}, "permission": {"labs#read"}}), 403, "access_denied")
-	expectError(t, f.grant(url.Values{"audience": {"rs-a"}, "permission": {"labs"}, "response_mode": {"nope"}}), 400, "invalid_request")
-	expectError(t, f.grant(url.Values{"audience": {"rs-a"}, "permission": {"nothing#read"}}), 400, "invalid_resource")
-	expectError(t, f.grant(url.Values{"audience": {"app"}, "permission": {"photos"}}), 400, "invalid_request")
+	authztest.ExpectError(t, f.Grant(url.Values{"audience": {"rs-a"}, "permission": {"labs#read"}}), 403, "access_denied")
+	authztest.ExpectError(t, f.Grant(url.Values{"audience": {"rs-a"}, "permission": {"labs"}, "response_mode": {"nope"}}), 400, "invalid_request")
+	authztest.ExpectError(t, f.Grant(url.Values{"audience": {"rs-a"}, "permission": {"nothing#read"}}), 400, "invalid_resource")
+	authztest.ExpectError(t, f.Grant(url.Values{"audience": {"app"}, "permission": {"photos"}}), 400, "invalid_request")
 }
 
 func TestRPTRevocationAndIntrospection(t *testing.T) {
-	f := newGrantFixture(t, nil)
-	doc := f.idToken(map[string]any{"sub": "doc-1", "email": "doctor@clinic.example"})
-	r := f.grant(withClaims(f.labsTicket("read"), doc))
-	resp := r.json(t)
+	f := authztest.NewGrantFixture(t, nil)
+	doc := f.IDToken(map[string]any{"sub": "doc-1", "email": "doctor@clinic.example"})
+	r := f.Grant(authztest.WithClaims(f.LabsTicket("read"), doc))
+	resp := r.JSON(t)
 	rpt, refresh, pct := resp["access_token"].(string), resp["refresh_token"].(string), resp["pct"].(string)
 
 	// Another resource server sees nothing.
-	patB := f.pat2("rs-b", "secret-b")
-	if r := f.do("POST", PathIntrospect, url.Values{"token": {rpt}}, "Authorization", bearer(patB)); string(r.body) != `{"active":false}` {
-		t.Fatalf("rs-b introspects rs-a's RPT: %s", r.body)
+	patB := f.PAT("rs-b", "secret-b")
+	if r := f.Do("POST", authz.PathIntrospect, url.Values{"token": {rpt}}, "Authorization", authztest.Bearer(patB)); string(r.Body) != `{"active":false}` {
+		t.Fatalf("rs-b introspects rs-a's RPT: %s", r.Body)
 	}
 	// An RPT is not a PAT.
-	expectError(t, f.do("GET", PathResourceSet, nil, "Authorization", bearer(rpt)), 401, "invalid_token")
+	authztest.ExpectError(t, f.Do("GET", authz.PathResourceSet, nil, "Authorization", authztest.Bearer(rpt)), 401, "invalid_token")
 
-	app := []string{"Authorization", basicAuth("app", "app secret:with&chars")}
+	app := []string{"Authorization", authztest.BasicAuth("app", "app secret:with&chars")}
 	// Another client cannot revoke it.
-	f.do("POST", PathRevoke, url.Values{"token": {rpt}}, "Authorization", basicAuth("scoped", "scoped-secret"))
-	f.rptPermissions(rpt)
-	if r := f.do("POST", PathRevoke, url.Values{"token": {rpt}}, app...); r.status != 200 {
-		t.Fatalf("revoke: %d", r.status)
+	f.Do("POST", authz.PathRevoke, url.Values{"token": {rpt}}, "Authorization", authztest.BasicAuth("scoped", "scoped-secret"))
+	f.RPTPermissions(rpt)
+	if r := f.Do("POST", authz.PathRevoke, url.Values{"token": {rpt}}, app...); r.Status != 200 {
+		t.Fatalf("revoke: %d", r.Status)
 	}
-	if r := f.do("POST", PathIntrospect, url.Values{"token": {rpt}}, "Authorization", bearer(f.pat)); string(r.body) != `{"active":false}` {
-		t.Fatalf("revoked RPT active: %s", r.body)
+	if r := f.Do("POST", authz.PathIntrospect, url.Values{"token": {rpt}}, "Authorization", authztest.Bearer(f.AlicePAT)); string(r.Body) != `{"active":false}` {
+		t.Fatalf("revoked authz.RPT active: %s", r.Body)
 	}
-	if _, err := f.srv.VerifyRPT(t.Context(), rpt, "rs-a"); err == nil {
+	if _, err := f.Server.VerifyRPT(t.Context(), rpt, "rs-a"); err == nil {
 		t.Fatal("VerifyRPT accepted a revoked RPT")
 	}
 	// Revoking the refresh token and the PCT.
-	f.do("POST", PathRevoke, url.Values{"token": {refresh}, "token_type_hint": {"refresh_token"}}, app...)
-	expectError(t, f.do("POST", PathToken, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}}, app...), 400, "invalid_grant")
-	f.do("POST", PathRevoke, url.Values{"token": {pct}, "token_type_hint": {"pct"}}, app...)
-	expectUMAError(t, f.grant(url.Values{"ticket": {f.labsTicket("read")}, "pct": {pct}}), "need_info", true)
+	f.Do("POST", authz.PathRevoke, url.Values{"token": {refresh}, "token_type_hint": {"refresh_token"}}, app...)
+	authztest.ExpectError(t, f.Do("POST", authz.PathToken, url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh}}, app...), 400, "invalid_grant")
+	f.Do("POST", authz.PathRevoke, url.Values{"token": {pct}, "token_type_hint": {"pct"}}, app...)
+	authztest.ExpectUMAError(t, f.Grant(url.Values{"ticket": {f.LabsTicket("read")}, "pct": {pct}}), "need_info", true)
 
 	// Expired RPTs are inactive.
-	r = f.grant(withClaims(f.labsTicket("read"), f.idToken(map[string]any{"sub": "doc-1", "email": "doctor@clinic.example"})))
-	rpt = r.json(t)["access_token"].(string)
-	f.clock.Advance(DefaultRPTTTL)
-	if r := f.do("POST", PathIntrospect, url.Values{"token": {rpt}}, "Authorization", bearer(f.pat)); string(r.body) != `{"active":false}` {
-		t.Fatalf("expired RPT active: %s", r.body)
+	r = f.Grant(authztest.WithClaims(f.LabsTicket("read"), f.IDToken(map[string]any{"sub": "doc-1", "email": "doctor@clinic.example"})))
+	rpt = r.JSON(t)["access_token"].(string)
+	f.Clock.Advance(authz.DefaultRPTTTL)
+	if r := f.Do("POST", authz.PathIntrospect, url.Values{"token": {rpt}}, "Authorization", authztest.Bearer(f.AlicePAT)); string(r.Body) != `{"active":false}` {
+		t.Fatalf("expired authz.RPT active: %s", r.Body)
 	}
 }
 
 func TestOwnerRulesAPI(t *testing.T) {
-	f := newGrantFixture(t, nil)
-	auth := []string{"Authorization", bearer(f.pat)}
+	f := authztest.NewGrantFixture(t, nil)
+	auth := []string{"Authorization", authztest.Bearer(f.AlicePAT)}
 	// A syntax error is refused with its line and column.
-	r := f.putRule("alice", f.pat, "broken", "package uma.share\n\nallow contains \"read\" if {\n\tinput.x ==\n}\n")
-	expectError(t, r, 400, "invalid_request")
-	var ce compileErrorResponse
-	if err := json.Unmarshal(r.body, &ce); err != nil || len(ce.Errors) == 0 || ce.Errors[0].Line == 0 || ce.Errors[0].Module != "broken" {
-		t.Fatalf("compile errors: %s", r.body)
+	r := f.PutRule(f.AlicePAT, "broken", "package uma.share\n\nallow contains \"read\" if {\n\tinput.x ==\n}\n")
+	authztest.ExpectError(t, r, 400, "invalid_request")
+	var ce struct {
+		Errors []*policies.CompileError `json:"errors"`
+	}
+	if err := json.Unmarshal(r.Body, &ce); err != nil || len(ce.Errors) == 0 || ce.Errors[0].Line == 0 || ce.Errors[0].Module != "broken" {
+		t.Fatalf("compile errors: %s", r.Body)
 	}
 	// Refused built-ins.
-	r = f.putRule("alice", f.pat, "net", "package uma.share\n\nallow contains \"read\" if http.send({\"method\": \"get\", \"url\": \"http://x\"}).status_code == 200\n")
-	expectError(t, r, 400, "invalid_request")
+	r = f.PutRule(f.AlicePAT, "net", "package uma.share\n\nallow contains \"read\" if http.send({\"method\": \"get\", \"url\": \"http://x\"}).status_code == 200\n")
+	authztest.ExpectError(t, r, 400, "invalid_request")
 	// Bad names.
-	expectError(t, f.putRule("alice", f.pat, "a%20b", "package uma.share\n"), 400, "invalid_request")
+	authztest.ExpectError(t, f.PutRule(f.AlicePAT, "a%20b", "package uma.share\n"), 400, "invalid_request")
 	// JSON body.
-	r = f.do("PUT", PathOwnerRules+"/family", `{"source":"package uma.share\n\nallow contains \"read\" if input.claims.family == true\n"}`, auth...)
-	if r.status != 200 {
-		t.Fatalf("put JSON: %d %s", r.status, r.body)
+	r = f.Do("PUT", authz.PathOwnerRules+"/family", `{"source":"package uma.share\n\nallow contains \"read\" if input.claims.family == true\n"}`, auth...)
+	if r.Status != 200 {
+		t.Fatalf("put JSON: %d %s", r.Status, r.Body)
 	}
-	r = f.do("GET", PathOwnerRules, nil, auth...)
-	if !strings.Contains(string(r.body), `"name":"family"`) || !strings.Contains(string(r.body), `"name":"main"`) {
-		t.Fatalf("list: %s", r.body)
+	r = f.Do("GET", authz.PathOwnerRules, nil, auth...)
+	if !strings.Contains(string(r.Body), `"name":"family"`) || !strings.Contains(string(r.Body), `"name":"main"`) {
+		t.Fatalf("list: %s", r.Body)
 	}
-	if r := f.do("GET", PathOwnerRules+"/family", nil, auth...); r.status != 200 || !strings.Contains(string(r.body), "input.claims.family") {
-		t.Fatalf("get: %d %s", r.status, r.body)
+	if r := f.Do("GET", authz.PathOwnerRules+"/family", nil, auth...); r.Status != 200 || !strings.Contains(string(r.Body), "input.claims.family") {
+		t.Fatalf("get: %d %s", r.Status, r.Body)
 	}
 	// Dry run, saved rules and unsaved ones.
-	r = f.do("POST", PathOwnerEvaluate, `{"resource_id":"`+f.labs+`","scopes":["read","write"],"claims":{"email":"doctor@clinic.example"}}`, auth...)
-	if r.status != 200 || !strings.Contains(string(r.body), `"granted":["read","write"]`) {
-		t.Fatalf("dry run: %d %s", r.status, r.body)
+	r = f.Do("POST", authz.PathOwnerEvaluate, `{"resource_id":"`+f.Labs+`","scopes":["read","write"],"claims":{"email":"doctor@clinic.example"}}`, auth...)
+	if r.Status != 200 || !strings.Contains(string(r.Body), `"granted":["read","write"]`) {
+		t.Fatalf("dry run: %d %s", r.Status, r.Body)
 	}
-	r = f.do("POST", PathOwnerEvaluate, `{"resource_id":"`+f.labs+`","scopes":["read"],"claims":{"family":true},"rules":{"x":"package uma.share\n\nallow contains \"delete\" if true\n"}}`, auth...)
-	if r.status != 200 || !strings.Contains(string(r.body), `"granted":[]`) {
-		t.Fatalf("dry run with unsaved rules: %d %s", r.status, r.body)
+	r = f.Do("POST", authz.PathOwnerEvaluate, `{"resource_id":"`+f.Labs+`","scopes":["read"],"claims":{"family":true},"rules":{"x":"package uma.share\n\nallow contains \"delete\" if true\n"}}`, auth...)
+	if r.Status != 200 || !strings.Contains(string(r.Body), `"granted":[]`) {
+		t.Fatalf("dry run with unsaved rules: %d %s", r.Status, r.Body)
 	}
-	if r := f.do("DELETE", PathOwnerRules+"/family", nil, auth...); r.status != 204 {
-		t.Fatalf("delete: %d", r.status)
+	if r := f.Do("DELETE", authz.PathOwnerRules+"/family", nil, auth...); r.Status != 204 {
+		t.Fatalf("delete: %d", r.Status)
 	}
-	expectError(t, f.do("DELETE", PathOwnerRules+"/family", nil, auth...), 404, "not_found")
-	expectError(t, f.do("GET", PathOwnerRules+"/family", nil, auth...), 404, "not_found")
-	expectError(t, f.do("GET", PathOwnerRules, nil), 401, "invalid_token")
+	authztest.ExpectError(t, f.Do("DELETE", authz.PathOwnerRules+"/family", nil, auth...), 404, "not_found")
+	authztest.ExpectError(t, f.Do("GET", authz.PathOwnerRules+"/family", nil, auth...), 404, "not_found")
+	authztest.ExpectError(t, f.Do("GET", authz.PathOwnerRules, nil), 401, "invalid_token")
 }

@@ -9,9 +9,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/caddy-uma/caddy-uma/policies"
-
+	"github.com/caddy-uma/caddy-uma/authz/secret"
 	"github.com/caddy-uma/caddy-uma/store"
+	"go.uber.org/zap"
 )
 
 // Every access decision of the UMA grant on an owner's resource is kept in
@@ -79,7 +79,7 @@ func (d DecisionRecord) Who() string {
 
 // decisionKey is the key of a decision at t.
 func decisionKey(owner string, t time.Time) string {
-	return owner + sep + fmt.Sprintf("%016x", uint64(math.MaxInt64-t.UnixNano())) + sep + randomToken(6)
+	return owner + sep + fmt.Sprintf("%016x", uint64(math.MaxInt64-t.UnixNano())) + sep + secret.New(6)
 }
 
 // ownedDecision is a decision to record in its owner's history.
@@ -99,13 +99,13 @@ func (s *Server) recordDecisions(ctx context.Context, decisions []ownedDecision)
 	for _, d := range decisions {
 		val, err := json.Marshal(d.rec)
 		if err != nil {
-			s.log.Warn("encoding an access decision", ownerField(d.owner), errField(err))
+			s.log.Warn("encoding an access decision", ownerField(d.owner), zap.Error(err))
 			continue
 		}
 		writes = append(writes, store.Write{Namespace: nsDecision, Key: decisionKey(d.owner, d.rec.At), Value: val, ExpiresAt: d.rec.At.Add(decisionTTL)})
 	}
 	if err := s.store.PutAll(ctx, writes); err != nil {
-		s.log.Warn("recording access decisions", errField(err))
+		s.log.Warn("recording access decisions", zap.Error(err))
 		return
 	}
 	pruned := map[string]bool{}
@@ -121,7 +121,7 @@ func (s *Server) recordDecisions(ctx context.Context, decisions []ownedDecision)
 func (s *Server) pruneDecisions(ctx context.Context, owner string) {
 	recs, err := s.store.List(ctx, nsDecision, owner+sep, 0)
 	if err != nil {
-		s.log.Warn("listing the access history", ownerField(owner), errField(err))
+		s.log.Warn("listing the access history", ownerField(owner), zap.Error(err))
 		return
 	}
 	for i := maxDecisionsPerOwner; i < len(recs); i++ {
@@ -134,48 +134,37 @@ func (s *Server) History(ctx context.Context, owner string, limit int) ([]Decisi
 	return listJSON[DecisionRecord](ctx, s.store, nsDecision, owner+sep, limit)
 }
 
-// decisionInput is what explaining a decision needs.
-type decisionInput struct {
-	perm     requestedPermission
-	clientID string
-	proc     process
-	shares   []Share
-	dec      policies.Decision
-	granted  []string
-	missing  []string
-	err      error
-	now      time.Time
-}
-
-// newDecisionRecord describes one evaluation in plain words.
-func newDecisionRecord(in decisionInput) DecisionRecord {
+// newDecisionRecord describes one evaluation (ev, or the failure err) of
+// an owner's rules in plain words.
+func newDecisionRecord(p requestedPermission, clientID string, proc process, ev evaluation, err error) DecisionRecord {
+	now := ev.now
 	rec := DecisionRecord{
-		At: in.now.UTC(), ResourceID: in.perm.res.ID, ResourceName: in.perm.res.Name, ClientID: in.clientID,
-		Subject: in.proc.Subject, Issuer: in.proc.RqPIssuer, Requested: in.perm.scopes, Granted: in.granted,
+		At: now.UTC(), ResourceID: p.res.ID, ResourceName: p.res.Name, ClientID: clientID,
+		Subject: proc.Subject, Issuer: proc.RqPIssuer, Requested: p.scopes, Granted: ev.granted,
 	}
-	rec.Email, _ = in.proc.Claims["email"].(string)
-	rec.Name, _ = in.proc.Claims["name"].(string)
+	rec.Email, _ = proc.Claims["email"].(string)
+	rec.Name, _ = proc.Claims["name"].(string)
 	switch {
-	case in.err != nil:
+	case err != nil:
 		rec.Outcome = OutcomeError
 		rec.Reasons = []string{"Your rules could not be evaluated (they failed or took too long), so nothing was granted."}
 		return rec
-	case len(in.missing) == 0:
+	case len(ev.missing) == 0:
 		rec.Outcome = OutcomeGranted
-	case len(in.granted) > 0:
+	case len(ev.granted) > 0:
 		rec.Outcome = OutcomePartly
 	default:
 		rec.Outcome = OutcomeRefused
 	}
-	matching := matchingShares(in.shares, in.proc, in.clientID, in.now)
-	for _, sc := range in.granted {
+	matching := matchingShares(ev.shares, proc, clientID, now)
+	for _, sc := range ev.granted {
 		var by []string
 		for _, sh := range matching {
 			if slices.Contains(sh.Scopes, sc) {
 				by = append(by, "your share with "+shareWho(sh))
 			}
 		}
-		if slices.Contains(in.dec.Allow, sc) {
+		if slices.Contains(ev.dec.Allow, sc) {
 			by = append(by, "your sharing rules")
 		}
 		if len(by) == 0 {
@@ -183,21 +172,21 @@ func newDecisionRecord(in decisionInput) DecisionRecord {
 		}
 		rec.Reasons = append(rec.Reasons, fmt.Sprintf("%q was granted by %s.", sc, strings.Join(by, " and ")))
 	}
-	for _, sc := range in.missing {
+	for _, sc := range ev.missing {
 		switch {
-		case slices.Contains(in.dec.SystemDeny, sc):
+		case slices.Contains(ev.dec.SystemDeny, sc):
 			rec.Reasons = append(rec.Reasons, fmt.Sprintf("%q was refused by the server's rules, which apply to everyone.", sc))
-		case slices.Contains(in.dec.Deny, sc):
+		case slices.Contains(ev.dec.Deny, sc):
 			rec.Reasons = append(rec.Reasons, fmt.Sprintf("%q was refused by a deny in your sharing rules.", sc))
-		case slices.Contains(in.dec.AskOwner, sc):
+		case slices.Contains(ev.dec.AskOwner, sc):
 			rec.Reasons = append(rec.Reasons, fmt.Sprintf("%q needs your approval: the request was sent to you.", sc))
-		case in.proc.Subject == "" || in.proc.Subject == in.clientID:
+		case proc.Subject == "" || proc.Subject == clientID:
 			rec.Reasons = append(rec.Reasons, fmt.Sprintf("%q was not granted: the requester was not identified, and nothing shares it with anyone unidentified.", sc))
 		default:
 			rec.Reasons = append(rec.Reasons, fmt.Sprintf("%q was not granted: no share or rule gives it to this person.", sc))
 		}
 	}
-	if len(in.granted) == 0 && len(in.dec.RequiredClaims) > 0 {
+	if len(ev.granted) == 0 && len(ev.dec.RequiredClaims) > 0 {
 		rec.Reasons = append(rec.Reasons, "Your rules asked for more information about the requester.")
 	}
 	return rec
@@ -225,7 +214,7 @@ func matchingShares(shares []Share, proc process, client string, now time.Time) 
 			continue
 		}
 		if (sh.Subject != "" && proc.Subject != "" && sh.Subject == proc.Subject) ||
-			(sh.Email != "" && email != "" && normalizeEmail(sh.Email) == email) {
+			(sh.Email != "" && email != "" && NormalizeEmail(sh.Email) == email) {
 			out = append(out, sh)
 		}
 	}
@@ -239,8 +228,9 @@ func verifiedEmail(claims map[string]any) string {
 	if v, ok := claims["email_verified"]; ok && v != true && v != "true" {
 		return ""
 	}
-	return normalizeEmail(addr)
+	return NormalizeEmail(addr)
 }
 
-// normalizeEmail trims and lower-cases an address, as the rules' library.
-func normalizeEmail(addr string) string { return strings.ToLower(strings.TrimSpace(addr)) }
+// NormalizeEmail trims and lower-cases an address, as the rules' library
+// does before it compares addresses.
+func NormalizeEmail(addr string) string { return strings.ToLower(strings.TrimSpace(addr)) }

@@ -1,90 +1,79 @@
 package authz
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-uma/caddy-uma/authz/oauth"
 )
 
 // introspectionResponse is an RFC 7662 response with the UMA permissions
 // extension (Federated Authorization section 5.1).
 type introspectionResponse struct {
-	Active      bool                     `json:"active"`
-	Scope       string                   `json:"scope,omitempty"`
-	ClientID    string                   `json:"client_id,omitempty"`
-	Subject     string                   `json:"sub,omitempty"`
-	Audience    []string                 `json:"aud,omitempty"`
-	Issuer      string                   `json:"iss,omitempty"`
-	ExpiresAt   int64                    `json:"exp,omitempty"`
-	IssuedAt    int64                    `json:"iat,omitempty"`
-	NotBefore   int64                    `json:"nbf,omitempty"`
-	JTI         string                   `json:"jti,omitempty"`
-	TokenType   string                   `json:"token_type,omitempty"`
-	Permissions []IntrospectedPermission `json:"permissions,omitempty"`
-}
-
-// IntrospectedPermission is one granted permission of an RPT.
-type IntrospectedPermission struct {
-	ResourceID     string   `json:"resource_id"`
-	ResourceScopes []string `json:"resource_scopes"`
-	ExpiresAt      int64    `json:"exp,omitempty"`
-	IssuedAt       int64    `json:"iat,omitempty"`
-	NotBefore      int64    `json:"nbf,omitempty"`
+	Active      bool         `json:"active"`
+	Scope       string       `json:"scope,omitempty"`
+	ClientID    string       `json:"client_id,omitempty"`
+	Subject     string       `json:"sub,omitempty"`
+	Audience    []string     `json:"aud,omitempty"`
+	Issuer      string       `json:"iss,omitempty"`
+	ExpiresAt   int64        `json:"exp,omitempty"`
+	IssuedAt    int64        `json:"iat,omitempty"`
+	NotBefore   int64        `json:"nbf,omitempty"`
+	JTI         string       `json:"jti,omitempty"`
+	TokenType   string       `json:"token_type,omitempty"`
+	Permissions []Permission `json:"permissions,omitempty"`
 }
 
 var inactive = introspectionResponse{Active: false}
 
 // serveIntrospect is the introspection endpoint. Resource servers call it
 // with their PAT as a Bearer token, or authenticate as clients.
-func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) error {
 	var caller protectionCaller
-	if _, isBearer := bearerToken(r); isBearer {
+	if _, isBearer := oauth.BearerToken(r); isBearer {
 		c, err := s.requirePAT(r)
 		if err != nil {
-			writeError(w, err)
-			return
+			return err
 		}
 		caller = c
 	}
-	form, err := readForm(w, r)
+	form, err := oauth.ReadForm(w, r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	if caller.ClientID == "" {
 		c, err := s.authenticateClient(r, form)
 		if err != nil {
-			writeError(w, err)
-			return
+			return err
 		}
 		if !c.ResourceServer {
-			writeError(w, &oauthError{Status: http.StatusForbidden, Code: "unauthorized_client",
-				Description: "only resource servers may introspect tokens"})
-			return
+			return oauth.New(oauth.UnauthorizedClient).WithStatus(http.StatusForbidden).
+				WithDescription("only resource servers may introspect tokens")
 		}
 		caller = protectionCaller{ClientID: c.ID, Subject: c.ID}
 	}
 	token := form.Get("token")
 	if token == "" {
-		writeError(w, errInvalidRequest("token is required"))
-		return
+		return oauth.ErrInvalidRequest("token is required")
 	}
-	writeJSON(w, http.StatusOK, s.introspect(r, caller, token))
+	oauth.WriteJSON(w, http.StatusOK, s.introspect(r.Context(), caller, token))
+	return nil
 }
 
 // introspect describes token to caller. Tokens the caller may not see are
 // inactive, as RFC 7662 section 2.2 allows.
-func (s *Server) introspect(r *http.Request, caller protectionCaller, token string) introspectionResponse {
+func (s *Server) introspect(ctx context.Context, caller protectionCaller, token string) introspectionResponse {
 	if strings.Count(token, ".") == 2 {
-		if resp, ok := s.introspectRPT(r.Context(), caller, token); ok {
-			return resp
-		}
-		return inactive
+		return s.introspectRPT(ctx, caller, token)
 	}
-	rec, err := s.lookupToken(r.Context(), token)
+	rec, err := s.lookupToken(ctx, token)
 	if err != nil {
 		if !errors.Is(err, errUnknownToken) {
-			s.log.Error("introspecting a token", errField(err))
+			s.log.Error("introspecting a token", zap.Error(err))
 		}
 		return inactive
 	}
@@ -100,5 +89,46 @@ func (s *Server) introspect(r *http.Request, caller protectionCaller, token stri
 		ExpiresAt: rec.Expires,
 		IssuedAt:  rec.IssuedAt,
 		TokenType: "Bearer",
+	}
+}
+
+// introspectRPT describes an RPT to the resource server that calls, with
+// the permissions on its own resources; it is inactive for a token that is
+// not a live RPT of this AS for this caller.
+func (s *Server) introspectRPT(ctx context.Context, caller protectionCaller, token string) introspectionResponse {
+	jti, rec, err := s.parseRPT(ctx, token)
+	if err != nil {
+		if !errors.Is(err, errInvalidRPT) {
+			s.log.Error("introspecting an RPT", zap.Error(err))
+		}
+		return inactive
+	}
+	if s.now().Unix() >= rec.Expires || rec.ResourceServer != caller.ClientID {
+		return inactive
+	}
+	perms := make([]Permission, 0, len(rec.Permissions))
+	for _, p := range rec.Permissions {
+		if !caller.actsForAnyOwner() {
+			res, err := s.store.GetResource(ctx, p.ResourceID)
+			if err != nil || !caller.mayManage(res) {
+				continue
+			}
+		}
+		perms = append(perms, Permission{ResourceID: p.ResourceID, ResourceScopes: nonNil(p.ResourceScopes), ExpiresAt: p.ExpiresAt})
+	}
+	if len(perms) == 0 {
+		return inactive
+	}
+	return introspectionResponse{
+		Active:      true,
+		ClientID:    rec.ClientID,
+		Subject:     rec.Subject,
+		Audience:    []string{rec.ResourceServer},
+		Issuer:      s.issuer,
+		ExpiresAt:   rec.Expires,
+		IssuedAt:    rec.IssuedAt,
+		JTI:         jti,
+		TokenType:   "Bearer",
+		Permissions: perms,
 	}
 }

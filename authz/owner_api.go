@@ -1,17 +1,14 @@
 package authz
 
 import (
-	"context"
 	"errors"
-	"fmt"
 	"io"
 	"mime"
 	"net/http"
 	"sort"
-	"strings"
 
+	"github.com/caddy-uma/caddy-uma/authz/oauth"
 	"github.com/caddy-uma/caddy-uma/policies"
-	"github.com/caddy-uma/caddy-uma/store"
 )
 
 // The owner API lets a resource owner manage their sharing rules and the
@@ -25,56 +22,13 @@ import (
 //	DELETE {issuer}/owner/rules/{name}     delete
 //	POST   {issuer}/owner/evaluate         dry run: the decision for a given input
 //	GET    {issuer}/owner/requests         requests sent to the owner
+//	GET    {issuer}/owner/requests/{id}    one request
 //	POST   {issuer}/owner/requests/{id}    {"decision": "approve" | "deny"}
 const (
 	PathOwnerRules    = "/owner/rules"
 	PathOwnerEvaluate = "/owner/evaluate"
 	PathOwnerRequests = "/owner/requests"
 )
-
-// IssuePAT issues a PAT with which resource server clientID acts for
-// owner: what the authorization code flow issues after the owner's
-// consent.
-func (s *Server) IssuePAT(ctx context.Context, clientID, owner string) (string, error) {
-	c, ok := s.clients[clientID]
-	if !ok || !c.ResourceServer {
-		return "", fmt.Errorf("client %q is not a resource server", clientID)
-	}
-	if !validOwnerName(owner) {
-		return "", fmt.Errorf("invalid owner")
-	}
-	return s.issueToken(ctx, tokenRecord{Kind: kindAccess, ClientID: clientID, Subject: owner, Scopes: []string{ScopeProtection}}, s.patTTL)
-}
-
-// ownerRoute returns the owner API handler of a relative path, or nil.
-func (s *Server) ownerRoute(rel string) http.HandlerFunc {
-	switch rel {
-	case PathOwnerRules, PathOwnerRules + "/":
-		return s.withOwner(s.serveRuleList)
-	case PathOwnerEvaluate:
-		return s.withOwner(s.serveEvaluate)
-	case PathOwnerRequests, PathOwnerRequests + "/":
-		return s.withOwner(s.serveRequestList)
-	}
-	if name, ok := strings.CutPrefix(rel, PathOwnerRules+"/"); ok && name != "" && !strings.Contains(name, "/") {
-		return s.withOwner(func(w http.ResponseWriter, r *http.Request, owner string) { s.serveRule(w, r, owner, name) })
-	}
-	if id, ok := strings.CutPrefix(rel, PathOwnerRequests+"/"); ok && id != "" && !strings.Contains(id, "/") {
-		return s.withOwner(func(w http.ResponseWriter, r *http.Request, owner string) { s.serveRequestDecision(w, r, owner, id) })
-	}
-	return nil
-}
-
-func (s *Server) withOwner(h func(http.ResponseWriter, *http.Request, string)) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		caller, err := s.requirePAT(r)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		h(w, r, caller.Subject)
-	}
-}
 
 // ruleView is a rule module in the owner API.
 type ruleView struct {
@@ -83,80 +37,73 @@ type ruleView struct {
 	ReadOnly bool   `json:"read_only,omitempty"`
 }
 
-func (s *Server) serveRuleList(w http.ResponseWriter, r *http.Request, owner string) {
-	if !allowGet(w, r) {
-		return
-	}
-	mods, err := s.Rules(r.Context(), owner)
+func (s *Server) listRules(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
+	mods, err := s.Rules(r.Context(), caller.Subject)
 	if err != nil {
-		s.log.Error("listing rules", errField(err))
-		writeError(w, errServer("could not list the rules"))
-		return
+		return oauth.ErrServer("could not list the rules", err)
 	}
 	out := []ruleView{}
 	for name, src := range mods {
-		out = append(out, ruleView{Name: name, Source: src, ReadOnly: strings.HasPrefix(name, dirModulePrefix)})
+		out = append(out, ruleView{Name: name, Source: src, ReadOnly: IsDirectoryRule(name)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	writeJSON(w, http.StatusOK, map[string]any{"rules": out})
+	oauth.WriteJSON(w, http.StatusOK, map[string]any{"rules": out})
+	return nil
 }
 
-// compileErrorResponse is a 400 listing where rules do not compile.
-type compileErrorResponse struct {
-	Code        string                   `json:"error"`
-	Description string                   `json:"error_description"`
-	Errors      []*policies.CompileError `json:"errors"`
+func errNoSuchRule() error { return oauth.ErrNotFound("no such rule") }
+
+// errRulesRefused is the 400 that lists where rules do not compile.
+func errRulesRefused(ce policies.CompileErrors) error {
+	e := oauth.ErrInvalidRequest("%s", ce.Error())
+	e.Problems = ce
+	return e
 }
 
-func (s *Server) serveRule(w http.ResponseWriter, r *http.Request, owner, name string) {
-	ctx := r.Context()
-	switch r.Method {
-	case http.MethodGet, http.MethodHead:
-		mods, err := s.Rules(ctx, owner)
-		if err != nil {
-			writeError(w, errServer("could not read the rules"))
-			return
-		}
-		src, ok := mods[name]
-		if !ok {
-			writeError(w, &oauthError{Status: http.StatusNotFound, Code: "not_found", Description: "no such rule"})
-			return
-		}
-		writeJSON(w, http.StatusOK, ruleView{Name: name, Source: src})
-	case http.MethodPut:
-		src, err := readRuleSource(w, r)
-		if err != nil {
-			writeError(w, err)
-			return
-		}
-		err = s.PutRule(ctx, owner, name, src)
-		var ce policies.CompileErrors
-		switch {
-		case errors.As(err, &ce):
-			writeJSON(w, http.StatusBadRequest, compileErrorResponse{Code: "invalid_request", Description: ce.Error(), Errors: ce})
-		case errors.Is(err, errBadRuleName):
-			writeError(w, errInvalidRequest("%v", err))
-		case err != nil:
-			s.log.Error("saving a rule", errField(err))
-			writeError(w, errServer("could not save the rule"))
-		default:
-			writeJSON(w, http.StatusOK, ruleView{Name: name, Source: src})
-		}
-	case http.MethodDelete:
-		err := s.DeleteRule(ctx, owner, name)
-		switch {
-		case errors.Is(err, errNoSuchRule):
-			writeError(w, &oauthError{Status: http.StatusNotFound, Code: "not_found", Description: "no such rule"})
-		case err != nil:
-			s.log.Error("deleting a rule", errField(err))
-			writeError(w, errServer("could not delete the rule"))
-		default:
-			noStore(w.Header())
-			w.WriteHeader(http.StatusNoContent)
-		}
-	default:
-		writeError(w, errUnsupportedMethod(http.MethodGet, http.MethodPut, http.MethodDelete))
+func (s *Server) readRule(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
+	name := r.PathValue("name")
+	mods, err := s.Rules(r.Context(), caller.Subject)
+	if err != nil {
+		return oauth.ErrServer("could not read the rules", err)
 	}
+	src, ok := mods[name]
+	if !ok {
+		return errNoSuchRule()
+	}
+	oauth.WriteJSON(w, http.StatusOK, ruleView{Name: name, Source: src})
+	return nil
+}
+
+func (s *Server) putRule(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
+	name := r.PathValue("name")
+	src, err := readRuleSource(w, r)
+	if err != nil {
+		return err
+	}
+	err = s.PutRule(r.Context(), caller.Subject, name, src)
+	var ce policies.CompileErrors
+	switch {
+	case errors.As(err, &ce):
+		return errRulesRefused(ce)
+	case errors.Is(err, ErrBadRuleName):
+		return oauth.ErrInvalidRequest("%v", err)
+	case err != nil:
+		return oauth.ErrServer("could not save the rule", err)
+	}
+	oauth.WriteJSON(w, http.StatusOK, ruleView{Name: name, Source: src})
+	return nil
+}
+
+func (s *Server) deleteRule(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
+	err := s.DeleteRule(r.Context(), caller.Subject, r.PathValue("name"))
+	switch {
+	case errors.Is(err, ErrNoSuchRule):
+		return errNoSuchRule()
+	case err != nil:
+		return oauth.ErrServer("could not delete the rule", err)
+	}
+	oauth.WriteNoContent(w, http.StatusNoContent)
+	return nil
 }
 
 // readRuleSource reads a rule from a text body, or a JSON {"source": ...}.
@@ -166,17 +113,17 @@ func readRuleSource(w http.ResponseWriter, r *http.Request) (string, error) {
 		var in struct {
 			Source *string `json:"source"`
 		}
-		if err := readJSON(w, r, &in); err != nil {
+		if err := oauth.ReadJSON(w, r, &in); err != nil {
 			return "", err
 		}
 		if in.Source == nil {
-			return "", errInvalidRequest("source is required")
+			return "", oauth.ErrInvalidRequest("source is required")
 		}
 		return *in.Source, nil
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, oauth.MaxBodyBytes))
 	if err != nil {
-		return "", errInvalidRequest("the rule is larger than %d bytes", maxBodyBytes)
+		return "", oauth.ErrInvalidRequest("the rule is larger than %d bytes", oauth.MaxBodyBytes)
 	}
 	return string(body), nil
 }
@@ -199,86 +146,37 @@ type evaluateRequest struct {
 
 // serveEvaluate evaluates the owner's rules for a given input, on one of
 // the owner's resources, without granting anything.
-func (s *Server) serveEvaluate(w http.ResponseWriter, r *http.Request, owner string) {
-	if r.Method != http.MethodPost {
-		writeError(w, errMethod(http.MethodPost))
-		return
-	}
+func (s *Server) serveEvaluate(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
 	var in evaluateRequest
-	if err := readJSON(w, r, &in); err != nil {
-		writeError(w, err)
-		return
+	if err := oauth.ReadJSON(w, r, &in); err != nil {
+		return err
 	}
-	ctx := r.Context()
-	res, err := s.store.GetResource(ctx, in.ResourceID)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && res.Owner != owner) {
-		writeError(w, &oauthError{Status: http.StatusBadRequest, Code: "invalid_resource_id", Description: "no such resource of this owner"})
-		return
-	}
-	if err != nil {
-		writeError(w, errServer("could not read the resource"))
-		return
-	}
-	scopes := in.Scopes
-	if len(scopes) == 0 {
-		scopes = res.Scopes
-	}
-	shares, err := s.sharesOf(ctx, owner, res.ID)
-	if err != nil {
-		writeError(w, errServer("could not read the shares"))
-		return
-	}
-	input := policies.Input{
-		Resource: policies.Resource{ID: res.ID, Name: res.Name, Type: res.Type, Owner: owner, Scopes: res.Scopes, URIs: res.URIs},
-		Scopes:   scopes, ClientID: in.ClientID, Subject: in.RequestingParty.Sub, Issuer: in.RequestingParty.Iss,
-		Claims: in.Claims, Request: in.Request, Shares: policyShares(shares), Now: s.now(),
-	}
-	var dec policies.Decision
-	if in.Rules != nil {
-		// Unsaved rules: a throwaway engine with the same system rules.
-		trial := policies.NewEngine(policies.Options{Timeout: s.policyTimeout})
-		if err = trial.SetSystemModules(s.rules.engine.SystemModules()); err == nil {
-			if err = trial.SetOwnerModules(owner, in.Rules); err == nil {
-				dec, err = trial.Evaluate(ctx, owner, input)
-			}
-		}
-	} else {
-		if err = s.ensureRules(ctx, owner); err == nil {
-			dec, err = s.rules.engine.Evaluate(ctx, owner, input)
-		}
-	}
+	ev, err := s.Evaluate(r.Context(), EvaluationRequest{
+		Owner: caller.Subject, ResourceID: in.ResourceID, Scopes: in.Scopes, ClientID: in.ClientID,
+		Subject: in.RequestingParty.Sub, Issuer: in.RequestingParty.Iss, Claims: in.Claims, Request: in.Request,
+		Rules: in.Rules,
+	})
 	var ce policies.CompileErrors
 	switch {
+	case errors.Is(err, ErrNoSuchResource):
+		return oauth.New(oauth.InvalidResourceID).WithDescription("no such resource of this owner")
 	case errors.As(err, &ce):
-		writeJSON(w, http.StatusBadRequest, compileErrorResponse{Code: "invalid_request", Description: ce.Error(), Errors: ce})
-		return
+		return errRulesRefused(ce)
 	case errors.Is(err, policies.ErrTimeout):
-		writeError(w, errInvalidRequest("the rules did not finish within their time limit"))
-		return
+		return oauth.ErrInvalidRequest("the rules did not finish within their time limit")
+	case errors.As(err, new(rulesFailed)):
+		return oauth.ErrInvalidRequest("the rules failed: %v", err)
 	case err != nil:
-		writeError(w, errInvalidRequest("the rules failed: %v", err))
-		return
+		return oauth.ErrServer("could not evaluate the rules", err)
 	}
-	var granted []string
-	for _, sc := range scopes {
-		for _, g := range dec.Granted {
-			if g == sc {
-				granted = append(granted, sc)
-			}
-		}
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"decision": dec, "requested": scopes, "granted": nonNil(granted)})
+	oauth.WriteJSON(w, http.StatusOK, map[string]any{"decision": ev.Decision, "requested": ev.Requested, "granted": nonNil(ev.Granted)})
+	return nil
 }
 
-func (s *Server) serveRequestList(w http.ResponseWriter, r *http.Request, owner string) {
-	if !allowGet(w, r) {
-		return
-	}
-	reqs, err := s.Requests(r.Context(), owner)
+func (s *Server) listRequests(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
+	reqs, err := s.Requests(r.Context(), caller.Subject)
 	if err != nil {
-		s.log.Error("listing requests", errField(err))
-		writeError(w, errServer("could not list the requests"))
-		return
+		return oauth.ErrServer("could not list the requests", err)
 	}
 	if status := r.URL.Query().Get("status"); status != "" {
 		kept := reqs[:0]
@@ -289,45 +187,40 @@ func (s *Server) serveRequestList(w http.ResponseWriter, r *http.Request, owner 
 		}
 		reqs = kept
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"requests": append([]AccessRequest{}, reqs...)})
+	oauth.WriteJSON(w, http.StatusOK, map[string]any{"requests": append([]AccessRequest{}, reqs...)})
+	return nil
 }
 
-func (s *Server) serveRequestDecision(w http.ResponseWriter, r *http.Request, owner, id string) {
-	switch r.Method {
-	case http.MethodGet, http.MethodHead:
-		req, err := s.getRequest(r.Context(), owner, id)
-		if err != nil {
-			writeError(w, &oauthError{Status: http.StatusNotFound, Code: "not_found", Description: "no such request"})
-			return
-		}
-		writeJSON(w, http.StatusOK, req)
-		return
-	case http.MethodPost:
-	default:
-		writeError(w, errUnsupportedMethod(http.MethodGet, http.MethodPost))
-		return
+func errNoSuchRequest() error { return oauth.ErrNotFound("no such request") }
+
+func (s *Server) readRequest(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
+	req, err := s.Request(r.Context(), caller.Subject, r.PathValue("id"))
+	if err != nil {
+		return errNoSuchRequest()
 	}
+	oauth.WriteJSON(w, http.StatusOK, req)
+	return nil
+}
+
+func (s *Server) decideRequest(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
 	var in struct {
 		Decision string `json:"decision"`
 	}
-	if err := readJSON(w, r, &in); err != nil {
-		writeError(w, err)
-		return
+	if err := oauth.ReadJSON(w, r, &in); err != nil {
+		return err
 	}
 	if in.Decision != "approve" && in.Decision != "deny" {
-		writeError(w, errInvalidRequest("decision must be approve or deny"))
-		return
+		return oauth.ErrInvalidRequest("decision must be approve or deny")
 	}
-	req, err := s.DecideRequest(r.Context(), owner, id, in.Decision == "approve")
+	req, err := s.DecideRequest(r.Context(), caller.Subject, r.PathValue("id"), in.Decision == "approve")
 	switch {
-	case errors.Is(err, errNoSuchRequest):
-		writeError(w, &oauthError{Status: http.StatusNotFound, Code: "not_found", Description: "no such request"})
-	case err != nil && req.Status != RequestPending && req.ID != "":
-		writeError(w, &oauthError{Status: http.StatusConflict, Code: "invalid_request", Description: err.Error()})
+	case errors.Is(err, ErrNoSuchRequest):
+		return errNoSuchRequest()
+	case errors.Is(err, ErrRequestDecided):
+		return oauth.ErrInvalidRequest("request already %s", req.Status).WithStatus(http.StatusConflict)
 	case err != nil:
-		s.log.Error("deciding a request", errField(err))
-		writeError(w, errServer("could not decide the request"))
-	default:
-		writeJSON(w, http.StatusOK, req)
+		return oauth.ErrServer("could not decide the request", err)
 	}
+	oauth.WriteJSON(w, http.StatusOK, req)
+	return nil
 }

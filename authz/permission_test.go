@@ -1,4 +1,4 @@
-package authz
+package authz_test
 
 import (
 	"context"
@@ -8,15 +8,18 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/caddy-uma/caddy-uma/authz"
+	"github.com/caddy-uma/caddy-uma/authz/authztest"
 )
 
 func TestPermissionEndpoint(t *testing.T) {
-	as := newTestAS(t, nil)
-	pat := as.pat("rs-a", "secret-a")
-	auth := []string{"Authorization", bearer(pat)}
-	labs := as.register(pat, `{"name":"labs","resource_scopes":["read","write"],"owner":"alice"}`)
-	photos := as.register(pat, `{"name":"photos","resource_scopes":["view"],"owner":"alice"}`)
-	bobs := as.register(pat, `{"name":"bob's","resource_scopes":["read"],"owner":"bob"}`)
+	as := authztest.New(t, nil)
+	pat := as.PAT("rs-a", "secret-a")
+	auth := []string{"Authorization", authztest.Bearer(pat)}
+	labs := as.Register(pat, `{"name":"labs","resource_scopes":["read","write"],"owner":"alice"}`)
+	photos := as.Register(pat, `{"name":"photos","resource_scopes":["view"],"owner":"alice"}`)
+	bobs := as.Register(pat, `{"name":"bob's","resource_scopes":["read"],"owner":"bob"}`)
 
 	ok := []struct{ name, body string }{
 		{"one object", `{"resource_id":"` + labs + `","resource_scopes":["read"]}`},
@@ -26,18 +29,18 @@ func TestPermissionEndpoint(t *testing.T) {
 	}
 	for _, tc := range ok {
 		t.Run(tc.name, func(t *testing.T) {
-			r := as.do("POST", PathPermission, tc.body, auth...)
-			if r.status != 201 {
-				t.Fatalf("%d %s", r.status, r.body)
+			r := as.Do("POST", authz.PathPermission, tc.body, auth...)
+			if r.Status != 201 {
+				t.Fatalf("%d %s", r.Status, r.Body)
 			}
-			tk, err := as.srv.openTicket(r.json(t)["ticket"].(string))
+			tk, err := as.Server.OpenTicket(r.JSON(t)["ticket"].(string))
 			if err != nil {
 				t.Fatalf("ticket does not open: %v", err)
 			}
 			if tk.Owner != "alice" || tk.ResourceServer != "rs-a" || len(tk.Permissions) == 0 {
 				t.Fatalf("ticket = %+v", tk)
 			}
-			if r.header.Get("Cache-Control") != "no-store" {
+			if r.Header.Get("Cache-Control") != "no-store" {
 				t.Fatal("ticket response cacheable")
 			}
 		})
@@ -56,24 +59,24 @@ func TestPermissionEndpoint(t *testing.T) {
 	}
 	for _, tc := range bad {
 		t.Run(tc.name, func(t *testing.T) {
-			expectError(t, as.do("POST", PathPermission, tc.body, auth...), 400, tc.code)
+			authztest.ExpectError(t, as.Do("POST", authz.PathPermission, tc.body, auth...), 400, tc.code)
 		})
 	}
-	expectError(t, as.do("GET", PathPermission, nil, auth...), 405, "invalid_request")
+	authztest.ExpectError(t, as.Do("GET", authz.PathPermission, nil, auth...), 405, "invalid_request")
 }
 
 func TestTicketsExpireAndAreSingleUse(t *testing.T) {
-	as := newTestAS(t, nil)
-	pat := as.pat("rs-a", "secret-a")
-	id := as.register(pat, `{"resource_scopes":["read"]}`)
+	as := authztest.New(t, nil)
+	pat := as.PAT("rs-a", "secret-a")
+	id := as.Register(pat, `{"resource_scopes":["read"]}`)
 	issue := func() string {
-		r := as.do("POST", PathPermission, `{"resource_id":"`+id+`","resource_scopes":["read"]}`, "Authorization", bearer(pat))
-		return r.json(t)["ticket"].(string)
+		r := as.Do("POST", authz.PathPermission, `{"resource_id":"`+id+`","resource_scopes":["read"]}`, "Authorization", authztest.Bearer(pat))
+		return r.JSON(t)["ticket"].(string)
 	}
 	ctx := context.Background()
 
 	raw := issue()
-	tk, err := as.srv.openTicket(raw)
+	tk, err := as.Server.OpenTicket(raw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +87,7 @@ func TestTicketsExpireAndAreSingleUse(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if as.srv.consumeTicket(ctx, tk) == nil {
+			if as.Server.ConsumeTicket(ctx, tk) == nil {
 				wins.Add(1)
 			}
 		}()
@@ -95,19 +98,19 @@ func TestTicketsExpireAndAreSingleUse(t *testing.T) {
 	}
 
 	raw = issue()
-	as.clock.Advance(DefaultTicketTTL)
-	if _, err := as.srv.openTicket(raw); !errors.Is(err, errInvalidTicket) {
+	as.Clock.Advance(authz.DefaultTicketTTL)
+	if _, err := as.Server.OpenTicket(raw); !errors.Is(err, authz.ErrTicketInvalid) {
 		t.Fatalf("expired ticket opened: %v", err)
 	}
 
 	for _, forged := range []string{"", "abc", raw[:len(raw)-2] + "AA", "x" + raw} {
-		if _, err := as.srv.openTicket(forged); !errors.Is(err, errInvalidTicket) {
+		if _, err := as.Server.OpenTicket(forged); !errors.Is(err, authz.ErrTicketInvalid) {
 			t.Fatalf("forged ticket %q opened", forged)
 		}
 	}
 	// Another AS (another ticket key) cannot open our tickets.
-	other := newTestAS(t, nil)
-	if _, err := other.srv.openTicket(issue()); !errors.Is(err, errInvalidTicket) {
+	other := authztest.New(t, nil)
+	if _, err := other.Server.OpenTicket(issue()); !errors.Is(err, authz.ErrTicketInvalid) {
 		t.Fatal("another AS opened our ticket")
 	}
 }
@@ -115,13 +118,13 @@ func TestTicketsExpireAndAreSingleUse(t *testing.T) {
 // TestTicketFloodDoesNotGrowTheStore shows that issuing tickets writes
 // nothing: tickets are self-contained.
 func TestTicketFloodDoesNotGrowTheStore(t *testing.T) {
-	as := newTestAS(t, nil)
-	pat := as.pat("rs-a", "secret-a")
-	id := as.register(pat, `{"resource_scopes":["read"]}`)
+	as := authztest.New(t, nil)
+	pat := as.PAT("rs-a", "secret-a")
+	id := as.Register(pat, `{"resource_scopes":["read"]}`)
 	count := func() int {
 		n := 0
-		for _, ns := range []string{nsTokens, nsTicketsUsed, nsSecrets, nsSigningKeys} {
-			recs, err := as.store.List(context.Background(), ns, "", 0)
+		for _, ns := range []string{authz.NSTokens, authz.NSTicketsUsed, authz.NSSecrets, authz.NSSigningKeys} {
+			recs, err := as.Store.List(context.Background(), ns, "", 0)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -131,9 +134,9 @@ func TestTicketFloodDoesNotGrowTheStore(t *testing.T) {
 	}
 	before := count()
 	for range 500 {
-		r := as.do("POST", PathPermission, `{"resource_id":"`+id+`","resource_scopes":["read"]}`, "Authorization", bearer(pat))
-		if r.status != 201 {
-			t.Fatal(r.status)
+		r := as.Do("POST", authz.PathPermission, `{"resource_id":"`+id+`","resource_scopes":["read"]}`, "Authorization", authztest.Bearer(pat))
+		if r.Status != 201 {
+			t.Fatal(r.Status)
 		}
 	}
 	if after := count(); after != before {
@@ -142,59 +145,59 @@ func TestTicketFloodDoesNotGrowTheStore(t *testing.T) {
 }
 
 func TestIntrospectionAndRevocation(t *testing.T) {
-	as := newTestAS(t, func(c *Config) { c.PATTTL = time.Minute })
-	patA, patB := as.pat("rs-a", "secret-a"), as.pat("rs-b", "secret-b")
+	as := authztest.New(t, func(c *authz.Config) { c.PATTTL = time.Minute })
+	patA, patB := as.PAT("rs-a", "secret-a"), as.PAT("rs-b", "secret-b")
 	form := func(tok string) url.Values { return url.Values{"token": {tok}} }
 
 	// With a PAT as Bearer, and with client authentication.
-	for _, auth := range [][]string{{"Authorization", bearer(patA)}, {"Authorization", basicAuth("rs-a", "secret-a")}} {
-		r := as.do("POST", PathIntrospect, form(patA), auth...)
-		m := r.json(t)
-		if r.status != 200 || m["active"] != true || m["client_id"] != "rs-a" || m["scope"] != "uma_protection" || m["iss"] != as.issuer {
-			t.Fatalf("introspect own PAT: %d %s", r.status, r.body)
+	for _, auth := range [][]string{{"Authorization", authztest.Bearer(patA)}, {"Authorization", authztest.BasicAuth("rs-a", "secret-a")}} {
+		r := as.Do("POST", authz.PathIntrospect, form(patA), auth...)
+		m := r.JSON(t)
+		if r.Status != 200 || m["active"] != true || m["client_id"] != "rs-a" || m["scope"] != "uma_protection" || m["iss"] != as.Issuer {
+			t.Fatalf("introspect own PAT: %d %s", r.Status, r.Body)
 		}
-		if r.header.Get("Cache-Control") != "no-store" {
+		if r.Header.Get("Cache-Control") != "no-store" {
 			t.Fatal("introspection response cacheable")
 		}
 	}
 	inactive := func(tok string, auth ...string) {
 		t.Helper()
-		r := as.do("POST", PathIntrospect, form(tok), auth...)
-		if r.status != 200 || string(r.body) != `{"active":false}` {
-			t.Fatalf("want inactive, got %d %s", r.status, r.body)
+		r := as.Do("POST", authz.PathIntrospect, form(tok), auth...)
+		if r.Status != 200 || string(r.Body) != `{"active":false}` {
+			t.Fatalf("want inactive, got %d %s", r.Status, r.Body)
 		}
 	}
-	inactive(patB, "Authorization", bearer(patA)) // another resource server's token
-	inactive("unknown-token", "Authorization", bearer(patA))
-	inactive("a.b.c", "Authorization", bearer(patA))
+	inactive(patB, "Authorization", authztest.Bearer(patA)) // another resource server's token
+	inactive("unknown-token", "Authorization", authztest.Bearer(patA))
+	inactive("a.b.c", "Authorization", authztest.Bearer(patA))
 
-	expectError(t, as.do("POST", PathIntrospect, form(patA)), 401, "invalid_client")
-	expectError(t, as.do("POST", PathIntrospect, url.Values{}, "Authorization", bearer(patA)), 400, "invalid_request")
-	expectError(t, as.do("POST", PathIntrospect, form(patA), "Authorization", basicAuth("app", "app secret:with&chars")), 403, "unauthorized_client")
-	expectError(t, as.do("GET", PathIntrospect, nil, "Authorization", bearer(patA)), 405, "invalid_request")
+	authztest.ExpectError(t, as.Do("POST", authz.PathIntrospect, form(patA)), 401, "invalid_client")
+	authztest.ExpectError(t, as.Do("POST", authz.PathIntrospect, url.Values{}, "Authorization", authztest.Bearer(patA)), 400, "invalid_request")
+	authztest.ExpectError(t, as.Do("POST", authz.PathIntrospect, form(patA), "Authorization", authztest.BasicAuth("app", "app secret:with&chars")), 403, "unauthorized_client")
+	authztest.ExpectError(t, as.Do("GET", authz.PathIntrospect, nil, "Authorization", authztest.Bearer(patA)), 405, "invalid_request")
 
 	// Revocation: another client's token is left alone, the owner's is revoked.
-	r := as.do("POST", PathRevoke, url.Values{"token": {patA}, "token_type_hint": {"access_token"}}, "Authorization", basicAuth("rs-b", "secret-b"))
-	if r.status != 200 {
-		t.Fatalf("revoke foreign: %d %s", r.status, r.body)
+	r := as.Do("POST", authz.PathRevoke, url.Values{"token": {patA}, "token_type_hint": {"access_token"}}, "Authorization", authztest.BasicAuth("rs-b", "secret-b"))
+	if r.Status != 200 {
+		t.Fatalf("revoke foreign: %d %s", r.Status, r.Body)
 	}
-	if r := as.do("GET", PathResourceSet, nil, "Authorization", bearer(patA)); r.status != 200 {
-		t.Fatalf("foreign revocation took effect: %d", r.status)
+	if r := as.Do("GET", authz.PathResourceSet, nil, "Authorization", authztest.Bearer(patA)); r.Status != 200 {
+		t.Fatalf("foreign revocation took effect: %d", r.Status)
 	}
-	r = as.do("POST", PathRevoke, url.Values{"token": {patA}}, "Authorization", basicAuth("rs-a", "secret-a"))
-	if r.status != 200 || len(r.body) != 0 {
-		t.Fatalf("revoke: %d %s", r.status, r.body)
+	r = as.Do("POST", authz.PathRevoke, url.Values{"token": {patA}}, "Authorization", authztest.BasicAuth("rs-a", "secret-a"))
+	if r.Status != 200 || len(r.Body) != 0 {
+		t.Fatalf("revoke: %d %s", r.Status, r.Body)
 	}
-	expectError(t, as.do("GET", PathResourceSet, nil, "Authorization", bearer(patA)), 401, "invalid_token")
-	r = as.do("POST", PathRevoke, url.Values{"token": {"unknown"}}, "Authorization", basicAuth("rs-a", "secret-a"))
-	if r.status != 200 {
-		t.Fatalf("revoke unknown: %d", r.status)
+	authztest.ExpectError(t, as.Do("GET", authz.PathResourceSet, nil, "Authorization", authztest.Bearer(patA)), 401, "invalid_token")
+	r = as.Do("POST", authz.PathRevoke, url.Values{"token": {"unknown"}}, "Authorization", authztest.BasicAuth("rs-a", "secret-a"))
+	if r.Status != 200 {
+		t.Fatalf("revoke unknown: %d", r.Status)
 	}
-	expectError(t, as.do("POST", PathRevoke, url.Values{"token": {patB}}), 401, "invalid_client")
-	expectError(t, as.do("POST", PathRevoke, url.Values{}, "Authorization", basicAuth("rs-b", "secret-b")), 400, "invalid_request")
+	authztest.ExpectError(t, as.Do("POST", authz.PathRevoke, url.Values{"token": {patB}}), 401, "invalid_client")
+	authztest.ExpectError(t, as.Do("POST", authz.PathRevoke, url.Values{}, "Authorization", authztest.BasicAuth("rs-b", "secret-b")), 400, "invalid_request")
 
 	// PATs expire.
-	as.clock.Advance(time.Minute)
-	expectError(t, as.do("GET", PathResourceSet, nil, "Authorization", bearer(patB)), 401, "invalid_token")
-	inactive(patB, "Authorization", basicAuth("rs-b", "secret-b"))
+	as.Clock.Advance(time.Minute)
+	authztest.ExpectError(t, as.Do("GET", authz.PathResourceSet, nil, "Authorization", authztest.Bearer(patB)), 401, "invalid_token")
+	inactive(patB, "Authorization", authztest.BasicAuth("rs-b", "secret-b"))
 }

@@ -3,8 +3,8 @@ package authz
 import (
 	"errors"
 	"net/http"
-	"strings"
 
+	"github.com/caddy-uma/caddy-uma/authz/oauth"
 	"github.com/caddy-uma/caddy-uma/store"
 )
 
@@ -32,48 +32,43 @@ func (c protectionCaller) mayManage(res store.Resource) bool {
 	return c.actsForAnyOwner() || res.Owner == c.Subject
 }
 
-// bearerToken returns the RFC 6750 Authorization header token.
-func bearerToken(r *http.Request) (string, bool) {
-	scheme, tok, ok := strings.Cut(r.Header.Get("Authorization"), " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	tok = strings.TrimSpace(tok)
-	return tok, tok != ""
-}
-
 // requirePAT authenticates a protection API request. RFC 6750 errors: no
 // token is a 401 with a bare challenge, a bad token a 401 invalid_token,
 // and a token without uma_protection a 403 insufficient_scope.
 func (s *Server) requirePAT(r *http.Request) (protectionCaller, error) {
-	realm := "realm=" + quote(s.issuer)
-	tok, ok := bearerToken(r)
+	realm := "realm=" + oauth.Quote(s.issuer)
+	tok, ok := oauth.BearerToken(r)
 	if !ok {
-		return protectionCaller{}, &oauthError{
-			Status: http.StatusUnauthorized, Code: "invalid_token",
-			Description: "a PAT is required as a Bearer token",
-			Challenge:   "Bearer " + realm,
-		}
+		return protectionCaller{}, oauth.New(oauth.InvalidToken).
+			WithDescription("a PAT is required as a Bearer token").
+			WithChallenge("Bearer " + realm)
 	}
 	rec, err := s.lookupToken(r.Context(), tok)
 	if err != nil && !errors.Is(err, errUnknownToken) {
-		s.log.Error("looking up a PAT", errField(err))
-		return protectionCaller{}, errServer("could not check the token")
+		return protectionCaller{}, oauth.ErrServer("could not check the token", err)
 	}
 	c := s.clients[rec.ClientID]
 	if err != nil || rec.Kind != kindAccess || c == nil {
-		return protectionCaller{}, &oauthError{
-			Status: http.StatusUnauthorized, Code: "invalid_token",
-			Description: "the token is unknown, expired or revoked",
-			Challenge:   "Bearer " + realm + `, error="invalid_token", error_description="the token is unknown, expired or revoked"`,
-		}
+		return protectionCaller{}, oauth.New(oauth.InvalidToken).
+			WithDescription("the token is unknown, expired or revoked").
+			WithChallenge("Bearer " + realm + `, error="invalid_token", error_description="the token is unknown, expired or revoked"`)
 	}
 	if !rec.hasScope(ScopeProtection) || !c.ResourceServer {
-		return protectionCaller{}, &oauthError{
-			Status: http.StatusForbidden, Code: "insufficient_scope",
-			Description: "the token does not have the uma_protection scope",
-			Challenge:   "Bearer " + realm + `, error="insufficient_scope", scope="uma_protection"`,
-		}
+		return protectionCaller{}, oauth.New(oauth.InsufficientScope).
+			WithDescription("the token does not have the uma_protection scope").
+			WithChallenge("Bearer " + realm + `, error="insufficient_scope", scope="uma_protection"`)
 	}
 	return protectionCaller{ClientID: rec.ClientID, Subject: rec.Subject}, nil
+}
+
+// withPAT authenticates the caller of a protection or owner API endpoint
+// before h runs.
+func (s *Server) withPAT(h func(w http.ResponseWriter, r *http.Request, caller protectionCaller) error) handler {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		caller, err := s.requirePAT(r)
+		if err != nil {
+			return err
+		}
+		return h(w, r, caller)
+	}
 }

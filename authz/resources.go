@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/caddy-uma/caddy-uma/authz/oauth"
+	"github.com/caddy-uma/caddy-uma/authz/secret"
 	"github.com/caddy-uma/caddy-uma/store"
 )
 
@@ -15,7 +17,6 @@ import (
 const (
 	maxScopes       = 100
 	maxURIs         = 100
-	maxScopeLen     = 256
 	maxNameLen      = 256
 	maxTextLen      = 4096
 	maxURILen       = 2048
@@ -72,7 +73,7 @@ func nonNil(s []string) []string {
 // (whose ID, ResourceServer and timestamps the caller sets).
 func (s *Server) decodeResource(w http.ResponseWriter, r *http.Request, caller protectionCaller, res *store.Resource) error {
 	var in resourceInput
-	if err := readJSON(w, r, &in); err != nil {
+	if err := oauth.ReadJSON(w, r, &in); err != nil {
 		return err
 	}
 	scopes, err := parseScopeList(in.ResourceScopes)
@@ -81,21 +82,21 @@ func (s *Server) decodeResource(w http.ResponseWriter, r *http.Request, caller p
 	}
 	switch {
 	case len(in.Name) > maxNameLen:
-		return errInvalidRequest("name is longer than %d bytes", maxNameLen)
+		return oauth.ErrInvalidRequest("name is longer than %d bytes", maxNameLen)
 	case len(in.Type) > maxTextLen || len(in.Description) > maxTextLen:
-		return errInvalidRequest("type or description is longer than %d bytes", maxTextLen)
+		return oauth.ErrInvalidRequest("type or description is longer than %d bytes", maxTextLen)
 	case len(in.URIs) > maxURIs:
-		return errInvalidRequest("more than %d uris", maxURIs)
+		return oauth.ErrInvalidRequest("more than %d uris", maxURIs)
 	}
 	if in.IconURI != "" {
 		u, err := url.Parse(in.IconURI)
 		if err != nil || !u.IsAbs() || len(in.IconURI) > maxURILen {
-			return errInvalidRequest("icon_uri must be an absolute URI")
+			return oauth.ErrInvalidRequest("icon_uri must be an absolute URI")
 		}
 	}
 	for _, u := range in.URIs {
 		if u == "" || len(u) > maxURILen {
-			return errInvalidRequest("uris must be non-empty strings of at most %d bytes", maxURILen)
+			return oauth.ErrInvalidRequest("uris must be non-empty strings of at most %d bytes", maxURILen)
 		}
 	}
 	owner, err := parseOwner(in.Owner)
@@ -110,10 +111,10 @@ func (s *Server) decodeResource(w http.ResponseWriter, r *http.Request, caller p
 	case caller.actsForAnyOwner():
 		res.Owner = owner
 	case owner != caller.Subject:
-		return errInvalidRequest("owner must be the PAT's resource owner")
+		return oauth.ErrInvalidRequest("owner must be the PAT's resource owner")
 	}
 	if res.ID != "" && in.ID != nil && *in.ID != res.ID {
-		return errInvalidRequest("_id in the body does not match the path")
+		return oauth.ErrInvalidRequest("_id in the body does not match the path")
 	}
 	res.Name, res.Type, res.Description, res.IconURI = in.Name, in.Type, in.Description, in.IconURI
 	res.Scopes, res.URIs = scopes, in.URIs
@@ -124,14 +125,14 @@ func (s *Server) decodeResource(w http.ResponseWriter, r *http.Request, caller p
 // strings (or {"name": scope} objects), without duplicates.
 func parseScopeList(raw json.RawMessage) ([]string, error) {
 	if len(raw) == 0 || string(raw) == "null" {
-		return nil, errInvalidRequest("resource_scopes is required")
+		return nil, oauth.ErrInvalidRequest("resource_scopes is required")
 	}
 	var items []json.RawMessage
 	if err := json.Unmarshal(raw, &items); err != nil {
-		return nil, errInvalidRequest("resource_scopes must be an array of strings")
+		return nil, oauth.ErrInvalidRequest("resource_scopes must be an array of strings")
 	}
 	if len(items) > maxScopes {
-		return nil, errInvalidRequest("more than %d resource_scopes", maxScopes)
+		return nil, oauth.ErrInvalidRequest("more than %d resource_scopes", maxScopes)
 	}
 	scopes := make([]string, 0, len(items))
 	for _, it := range items {
@@ -141,7 +142,7 @@ func parseScopeList(raw json.RawMessage) ([]string, error) {
 				Name string `json:"name"`
 			}
 			if json.Unmarshal(it, &obj) != nil || obj.Name == "" {
-				return nil, errInvalidRequest("resource_scopes must be an array of strings")
+				return nil, oauth.ErrInvalidRequest("resource_scopes must be an array of strings")
 			}
 			sc = obj.Name
 		}
@@ -155,15 +156,13 @@ func parseScopeList(raw json.RawMessage) ([]string, error) {
 	return scopes, nil
 }
 
-// validateScope checks a scope token (RFC 6749 section 3.3 scope-token).
+// validateScope checks a scope of a resource description (oauth.ValidScope).
 func validateScope(sc string) error {
-	if sc == "" || len(sc) > maxScopeLen {
-		return errInvalidRequest("a scope must be 1 to %d characters", maxScopeLen)
-	}
-	for _, ch := range sc {
-		if ch <= 0x20 || ch == '"' || ch == '\\' || ch == 0x7f {
-			return errInvalidRequest("scope %s has a character that scopes may not contain", quote(sc))
-		}
+	switch {
+	case sc == "" || len(sc) > oauth.MaxScopeLen:
+		return oauth.ErrInvalidRequest("a scope must be 1 to %d characters", oauth.MaxScopeLen)
+	case !oauth.ValidScope(sc):
+		return oauth.ErrInvalidRequest("scope %s has a character that scopes may not contain", oauth.Quote(sc))
 	}
 	return nil
 }
@@ -180,7 +179,7 @@ func parseOwner(raw json.RawMessage) (string, error) {
 			Name string `json:"name"`
 		}
 		if json.Unmarshal(raw, &obj) != nil {
-			return "", errInvalidRequest("owner must be a string")
+			return "", oauth.ErrInvalidRequest("owner must be a string")
 		}
 		owner = obj.ID
 		if owner == "" {
@@ -188,69 +187,35 @@ func parseOwner(raw json.RawMessage) (string, error) {
 		}
 	}
 	if len(owner) > maxOwnerLen || strings.ContainsRune(owner, 0) {
-		return "", errInvalidRequest("owner is not a valid subject")
+		return "", oauth.ErrInvalidRequest("owner is not a valid subject")
 	}
 	return owner, nil
 }
 
-func errResourceNotFound() error {
-	return &oauthError{Status: http.StatusNotFound, Code: "not_found", Description: "no such resource"}
-}
+func errResourceNotFound() error { return oauth.ErrNotFound("no such resource") }
 
-func errUnsupportedMethod(allow ...string) error {
-	return &oauthError{
-		Status: http.StatusMethodNotAllowed, Code: "unsupported_method_type",
-		Description: "use " + strings.Join(allow, ", "), Allow: strings.Join(allow, ", "),
-	}
-}
-
-// serveResourceSet serves the resource registration collection: list
-// (GET) and create (POST).
-func (s *Server) serveResourceSet(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodPost && r.Method != http.MethodHead {
-		// Authenticate first so that the 405 is not an oracle for anonymous callers.
-		if _, err := s.requirePAT(r); err != nil {
-			writeError(w, err)
-			return
-		}
-		writeError(w, errUnsupportedMethod(http.MethodGet, http.MethodPost))
-		return
-	}
-	caller, err := s.requirePAT(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	if r.Method == http.MethodPost {
-		s.createResource(w, r, caller)
-		return
-	}
-	s.listResources(w, r, caller)
-}
-
-func (s *Server) createResource(w http.ResponseWriter, r *http.Request, caller protectionCaller) {
+// createResource registers a resource (POST {issuer}/resource_set).
+func (s *Server) createResource(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
 	res := store.Resource{ResourceServer: caller.ClientID}
 	if err := s.decodeResource(w, r, caller, &res); err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	now := s.now().UTC()
 	res.ID = randomID()
 	res.CreatedAt, res.UpdatedAt = now, now
 	if err := s.store.CreateResource(r.Context(), res); err != nil {
-		s.log.Error("registering a resource", errField(err))
-		writeError(w, errServer("could not store the resource"))
-		return
+		return oauth.ErrServer("could not store the resource", err)
 	}
 	s.log.Info("resource registered", clientField(caller.ClientID), ownerField(res.Owner), resourceField(res.ID))
 	w.Header().Set("Location", s.endpoint(PathResourceSet+"/"+url.PathEscape(res.ID)))
-	writeJSON(w, http.StatusCreated, s.resourceRef(res.ID))
+	oauth.WriteJSON(w, http.StatusCreated, s.resourceRef(res.ID))
+	return nil
 }
 
 // listResources answers the ids of the caller's resources. The query
 // parameters name, type, owner, uri and scope filter by exact match (an
 // extension; the spec defines no filters).
-func (s *Server) listResources(w http.ResponseWriter, r *http.Request, caller protectionCaller) {
+func (s *Server) listResources(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
 	q := store.ResourceQuery{ResourceServer: caller.ClientID}
 	if !caller.actsForAnyOwner() {
 		q.Owner = caller.Subject
@@ -258,16 +223,14 @@ func (s *Server) listResources(w http.ResponseWriter, r *http.Request, caller pr
 	params := r.URL.Query()
 	if o := params.Get("owner"); o != "" {
 		if q.Owner != "" && q.Owner != o {
-			writeJSON(w, http.StatusOK, []string{})
-			return
+			oauth.WriteJSON(w, http.StatusOK, []string{})
+			return nil
 		}
 		q.Owner = o
 	}
 	list, err := s.store.ListResources(r.Context(), q)
 	if err != nil {
-		s.log.Error("listing resources", errField(err))
-		writeError(w, errServer("could not list resources"))
-		return
+		return oauth.ErrServer("could not list resources", err)
 	}
 	ids := []string{}
 	for _, res := range list {
@@ -288,72 +251,75 @@ func (s *Server) listResources(w http.ResponseWriter, r *http.Request, caller pr
 			break
 		}
 	}
-	writeJSON(w, http.StatusOK, ids)
+	oauth.WriteJSON(w, http.StatusOK, ids)
+	return nil
 }
 
-// serveResource serves one registered resource: read, update, delete.
-func (s *Server) serveResource(w http.ResponseWriter, r *http.Request, id string) {
-	caller, err := s.requirePAT(r)
-	if err != nil {
-		writeError(w, err)
-		return
-	}
-	switch r.Method {
-	case http.MethodGet, http.MethodHead, http.MethodPut, http.MethodDelete:
-	default:
-		writeError(w, errUnsupportedMethod(http.MethodGet, http.MethodPut, http.MethodDelete))
-		return
-	}
-	res, err := s.store.GetResource(r.Context(), id)
+// managedResource returns the resource of the path's {id}, if the caller
+// may manage it; any other is not found.
+func (s *Server) managedResource(r *http.Request, caller protectionCaller) (store.Resource, error) {
+	res, err := s.store.GetResource(r.Context(), r.PathValue("id"))
 	if errors.Is(err, store.ErrNotFound) || (err == nil && !caller.mayManage(res)) {
-		writeError(w, errResourceNotFound())
-		return
+		return res, errResourceNotFound()
 	}
 	if err != nil {
-		s.log.Error("reading a resource", errField(err))
-		writeError(w, errServer("could not read the resource"))
-		return
+		return res, oauth.ErrServer("could not read the resource", err)
 	}
-	switch r.Method {
-	case http.MethodGet, http.MethodHead:
-		desc := toDescription(res)
-		desc.UserAccessPolicyURI = s.userAccessPolicyURI(res.ID)
-		writeJSON(w, http.StatusOK, desc)
-	case http.MethodPut:
-		if err := s.decodeResource(w, r, caller, &res); err != nil {
-			writeError(w, err)
-			return
-		}
-		res.UpdatedAt = s.now().UTC()
-		if err := s.store.UpdateResource(r.Context(), res); errors.Is(err, store.ErrNotFound) {
-			writeError(w, errResourceNotFound())
-			return
-		} else if err != nil {
-			s.log.Error("updating a resource", errField(err))
-			writeError(w, errServer("could not store the resource"))
-			return
-		}
-		s.log.Info("resource updated", clientField(caller.ClientID), resourceField(res.ID))
-		writeJSON(w, http.StatusOK, s.resourceRef(res.ID))
-	case http.MethodDelete:
-		if err := s.store.DeleteResource(r.Context(), id); errors.Is(err, store.ErrNotFound) {
-			writeError(w, errResourceNotFound())
-			return
-		} else if err != nil {
-			s.log.Error("deleting a resource", errField(err))
-			writeError(w, errServer("could not delete the resource"))
-			return
-		}
-		s.log.Info("resource deleted", clientField(caller.ClientID), resourceField(id))
-		noStore(w.Header())
-		w.WriteHeader(http.StatusNoContent)
+	return res, nil
+}
+
+// readResource answers a resource description (GET).
+func (s *Server) readResource(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
+	res, err := s.managedResource(r, caller)
+	if err != nil {
+		return err
 	}
+	desc := toDescription(res)
+	desc.UserAccessPolicyURI = s.userAccessPolicyURI(res.ID)
+	oauth.WriteJSON(w, http.StatusOK, desc)
+	return nil
+}
+
+// updateResource replaces a resource description (PUT).
+func (s *Server) updateResource(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
+	res, err := s.managedResource(r, caller)
+	if err != nil {
+		return err
+	}
+	if err := s.decodeResource(w, r, caller, &res); err != nil {
+		return err
+	}
+	res.UpdatedAt = s.now().UTC()
+	if err := s.store.UpdateResource(r.Context(), res); errors.Is(err, store.ErrNotFound) {
+		return errResourceNotFound()
+	} else if err != nil {
+		return oauth.ErrServer("could not store the resource", err)
+	}
+	s.log.Info("resource updated", clientField(caller.ClientID), resourceField(res.ID))
+	oauth.WriteJSON(w, http.StatusOK, s.resourceRef(res.ID))
+	return nil
+}
+
+// deleteResource deregisters a resource (DELETE).
+func (s *Server) deleteResource(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
+	res, err := s.managedResource(r, caller)
+	if err != nil {
+		return err
+	}
+	if err := s.store.DeleteResource(r.Context(), res.ID); errors.Is(err, store.ErrNotFound) {
+		return errResourceNotFound()
+	} else if err != nil {
+		return oauth.ErrServer("could not delete the resource", err)
+	}
+	s.log.Info("resource deleted", clientField(caller.ClientID), resourceField(res.ID))
+	oauth.WriteNoContent(w, http.StatusNoContent)
+	return nil
 }
 
 // userAccessPolicyURI is the console page of a resource, where its owner
 // shares it; empty when the console is off.
 func (s *Server) userAccessPolicyURI(id string) string {
-	if s.people == nil {
+	if !s.loginPages {
 		return ""
 	}
 	return s.endpoint(PathConsole + "/resources/" + url.PathEscape(id))
@@ -370,4 +336,4 @@ func (s *Server) resourceRef(id string) map[string]string {
 }
 
 // randomID returns a new resource id: 128 random bits.
-func randomID() string { return randomToken(16) }
+func randomID() string { return secret.New(16) }

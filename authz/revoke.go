@@ -5,36 +5,32 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/caddy-uma/caddy-uma/authz/oauth"
 	"go.uber.org/zap"
 )
 
 // serveRevoke is the RFC 7009 revocation endpoint. A client may revoke the
 // tokens issued to it; any other token, known or not, gets the same empty
 // 200 so that the endpoint tells nothing about tokens.
-func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) {
-	form, err := readForm(w, r)
+func (s *Server) serveRevoke(w http.ResponseWriter, r *http.Request) error {
+	form, err := oauth.ReadForm(w, r)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	client, err := s.authenticateClient(r, form)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	token := form.Get("token")
 	if token == "" {
-		writeError(w, errInvalidRequest("token is required"))
-		return
+		return oauth.ErrInvalidRequest("token is required")
 	}
 	// token_type_hint is not needed: every token is looked up the same way.
 	if err := s.revoke(r.Context(), client, token); err != nil {
-		s.log.Error("revoking a token", errField(err))
-		writeError(w, errServer("could not revoke the token"))
-		return
+		return oauth.ErrServer("could not revoke the token", err)
 	}
-	noStore(w.Header())
-	w.WriteHeader(http.StatusOK)
+	oauth.WriteNoContent(w, http.StatusOK)
+	return nil
 }
 
 // revoke revokes token if it was issued to client: an RPT, or an opaque

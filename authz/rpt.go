@@ -10,6 +10,7 @@ import (
 
 	"github.com/lestrrat-go/jwx/v3/jwt"
 
+	"github.com/caddy-uma/caddy-uma/authz/secret"
 	"github.com/caddy-uma/caddy-uma/store"
 )
 
@@ -22,9 +23,10 @@ import (
 // nsRPT is the Records namespace of live RPTs, keyed by jti.
 const nsRPT = "rpt"
 
-// RPTPermission is one granted permission of an RPT: the `permissions`
-// claim and the introspection member.
-type RPTPermission struct {
+// Permission is one granted permission: a member of an RPT's
+// `permissions` claim and of its introspection answer (Federated
+// Authorization section 5.1.1).
+type Permission struct {
 	ResourceID     string   `json:"resource_id"`
 	ResourceScopes []string `json:"resource_scopes"`
 	// ResourceName is Keycloak's rsname, informative.
@@ -32,15 +34,57 @@ type RPTPermission struct {
 	ExpiresAt    int64  `json:"exp,omitempty"`
 }
 
+// livePermissions returns the permissions that have not expired at now.
+func livePermissions(perms []Permission, now time.Time) []Permission {
+	var live []Permission
+	for _, p := range perms {
+		if p.ExpiresAt == 0 || p.ExpiresAt > now.Unix() {
+			live = append(live, p)
+		}
+	}
+	return live
+}
+
+// mergePermissions adds granted to previous, uniting the scopes of a
+// resource present in both.
+func mergePermissions(previous, granted []Permission) []Permission {
+	out := make([]Permission, 0, len(previous)+len(granted))
+	out = append(out, previous...)
+	for _, g := range granted {
+		merged := false
+		for i := range out {
+			if out[i].ResourceID == g.ResourceID && out[i].ExpiresAt == g.ExpiresAt {
+				out[i].ResourceScopes = appendNew(slices.Clone(out[i].ResourceScopes), g.ResourceScopes...)
+				merged = true
+				break
+			}
+		}
+		if !merged {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// appendNew appends to list the items it does not hold yet.
+func appendNew(list []string, items ...string) []string {
+	for _, it := range items {
+		if !slices.Contains(list, it) {
+			list = append(list, it)
+		}
+	}
+	return list
+}
+
 // rptRecord is what the AS remembers of a live RPT.
 type rptRecord struct {
-	ClientID       string          `json:"client_id"`
-	Subject        string          `json:"sub"`
-	RqPIssuer      string          `json:"rqp_iss,omitempty"`
-	ResourceServer string          `json:"rs"`
-	Permissions    []RPTPermission `json:"perms"`
-	IssuedAt       int64           `json:"iat"`
-	Expires        int64           `json:"exp"`
+	ClientID       string       `json:"client_id"`
+	Subject        string       `json:"sub"`
+	RqPIssuer      string       `json:"rqp_iss,omitempty"`
+	ResourceServer string       `json:"rs"`
+	Permissions    []Permission `json:"perms"`
+	IssuedAt       int64        `json:"iat"`
+	Expires        int64        `json:"exp"`
 }
 
 // RPT is a verified, live RPT.
@@ -49,7 +93,7 @@ type RPT struct {
 	ClientID       string
 	Subject        string
 	ResourceServer string
-	Permissions    []RPTPermission
+	Permissions    []Permission
 	IssuedAt       time.Time
 	ExpiresAt      time.Time
 }
@@ -83,7 +127,7 @@ func (s *Server) signRPT(ctx context.Context, rec rptRecord) (token, jti string,
 	now := s.now()
 	rec.IssuedAt = now.Unix()
 	rec.Expires = now.Add(s.rptTTL).Unix()
-	jti = randomToken(16)
+	jti = secret.New(16)
 	b := jwt.NewBuilder().
 		Issuer(s.issuer).
 		Audience([]string{rec.ResourceServer}).
@@ -166,47 +210,4 @@ func (s *Server) revokeRPT(ctx context.Context, jti string) error {
 		return fmt.Errorf("revoking an RPT: %w", err)
 	}
 	return nil
-}
-
-// introspectRPT describes an RPT to the resource server that calls, with
-// the permissions on its own resources. ok is false for a token that is
-// not a live RPT of this AS for this caller.
-func (s *Server) introspectRPT(ctx context.Context, caller protectionCaller, token string) (introspectionResponse, bool) {
-	jti, rec, err := s.parseRPT(ctx, token)
-	if err != nil {
-		if !errors.Is(err, errInvalidRPT) {
-			s.log.Error("introspecting an RPT", errField(err))
-		}
-		return inactive, false
-	}
-	if s.now().Unix() >= rec.Expires || rec.ResourceServer != caller.ClientID {
-		return inactive, false
-	}
-	perms := make([]IntrospectedPermission, 0, len(rec.Permissions))
-	for _, p := range rec.Permissions {
-		if !caller.actsForAnyOwner() {
-			res, err := s.store.GetResource(ctx, p.ResourceID)
-			if err != nil || !caller.mayManage(res) {
-				continue
-			}
-		}
-		perms = append(perms, IntrospectedPermission{
-			ResourceID: p.ResourceID, ResourceScopes: nonNil(p.ResourceScopes), ExpiresAt: p.ExpiresAt,
-		})
-	}
-	if len(perms) == 0 {
-		return inactive, false
-	}
-	return introspectionResponse{
-		Active:      true,
-		ClientID:    rec.ClientID,
-		Subject:     rec.Subject,
-		Audience:    []string{rec.ResourceServer},
-		Issuer:      s.issuer,
-		ExpiresAt:   rec.Expires,
-		IssuedAt:    rec.IssuedAt,
-		JTI:         jti,
-		TokenType:   "Bearer",
-		Permissions: perms,
-	}, true
 }

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/caddy-uma/caddy-uma/policies"
 	"github.com/caddy-uma/caddy-uma/store"
+	"go.uber.org/zap"
 )
 
 // An owner's rules come from two places: the operator directory
@@ -83,7 +85,7 @@ func (s *Server) reloadRules(ctx context.Context, owner string) error {
 	if err != nil && errors.Is(err, policies.ErrCompile) {
 		// Rules that no longer compile (an operator's file): the previous
 		// rules, or none, stay in force. Deny by default.
-		s.log.Warn("an owner's rules do not compile", ownerField(owner), errField(err))
+		s.log.Warn("an owner's rules do not compile", ownerField(owner), zap.Error(err))
 		err = nil
 	}
 	if err != nil {
@@ -98,7 +100,7 @@ func (s *Server) reloadRules(ctx context.Context, owner string) error {
 // setDirRules takes the operator directory's rules, from the watcher.
 func (s *Server) setDirRules(owners map[string]map[string]string, system map[string]string) {
 	if err := s.rules.engine.SetSystemModules(system); err != nil {
-		s.log.Error("the system rules do not compile; the previous ones stay in force", errField(err))
+		s.log.Error("the system rules do not compile; the previous ones stay in force", zap.Error(err))
 	}
 	s.rules.mu.Lock()
 	changed := map[string]bool{}
@@ -116,7 +118,7 @@ func (s *Server) setDirRules(owners map[string]map[string]string, system map[str
 	ctx := context.Background()
 	for o := range changed {
 		if err := s.reloadRules(ctx, o); err != nil {
-			s.log.Error("loading an owner's rules", ownerField(o), errField(err))
+			s.log.Error("loading an owner's rules", ownerField(o), zap.Error(err))
 		}
 	}
 }
@@ -126,7 +128,7 @@ func (s *Server) setDirRules(owners map[string]map[string]string, system map[str
 // (matching policies.ErrCompile) says where they do not.
 func (s *Server) PutRule(ctx context.Context, owner, name, source string) error {
 	if !validRuleName(name) {
-		return fmt.Errorf("%w: rule names are 1 to 64 letters, digits, '.', '-' or '_'", errBadRuleName)
+		return fmt.Errorf("%w: rule names are 1 to 64 letters, digits, '.', '-' or '_'", ErrBadRuleName)
 	}
 	mods, err := s.ownerRules(ctx, owner)
 	if err != nil {
@@ -147,7 +149,7 @@ func (s *Server) PutRule(ctx context.Context, owner, name, source string) error 
 func (s *Server) DeleteRule(ctx context.Context, owner, name string) error {
 	if err := s.store.Delete(ctx, nsPolicy, owner+sep+name); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return errNoSuchRule
+			return ErrNoSuchRule
 		}
 		return fmt.Errorf("deleting a rule: %w", err)
 	}
@@ -160,10 +162,18 @@ func (s *Server) Rules(ctx context.Context, owner string) (map[string]string, er
 	return s.ownerRules(ctx, owner)
 }
 
+// Errors of the rule setters.
 var (
-	errBadRuleName = errors.New("invalid rule name")
-	errNoSuchRule  = errors.New("no such rule")
+	// ErrBadRuleName means that a rule module's name is not 1 to 64
+	// letters, digits, '.', '-' or '_'.
+	ErrBadRuleName = errors.New("invalid rule name")
+	// ErrNoSuchRule means that the owner has no rule module of that name.
+	ErrNoSuchRule = errors.New("no such rule")
 )
+
+// IsDirectoryRule reports whether a rule module of an owner comes from the
+// operator directory: read-only through the owner API and the console.
+func IsDirectoryRule(name string) bool { return strings.HasPrefix(name, dirModulePrefix) }
 
 func validRuleName(name string) bool {
 	if name == "" || len(name) > 64 {

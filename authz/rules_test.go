@@ -1,4 +1,4 @@
-package authz
+package authz_test
 
 import (
 	"os"
@@ -6,6 +6,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-uma/caddy-uma/authz"
+	"github.com/caddy-uma/caddy-uma/authz/authztest"
 )
 
 // TestPolicyDirectoryIsWatched shows that rules in the operator directory
@@ -28,43 +31,43 @@ func TestPolicyDirectoryIsWatched(t *testing.T) {
 		}
 	}
 	write("carol/share.rego", "package uma.share\n\nallow contains \"read\" if input.requesting_party.sub == \"dan\"\n")
-	f := newGrantFixture(t, func(c *Config) {
+	f := authztest.NewGrantFixture(t, func(c *authz.Config) {
 		c.PolicyDir = dir
 		c.PolicyPollInterval = 50 * time.Millisecond
 	})
-	carolPAT, _ := f.srv.IssuePAT(t.Context(), "rs-a", "carol")
-	res := f.register(carolPAT, `{"name":"diary","resource_scopes":["read","write"]}`)
+	carolPAT, _ := f.Server.IssuePAT(t.Context(), "rs-a", "carol")
+	res := f.Register(carolPAT, `{"name":"diary","resource_scopes":["read","write"]}`)
 	ticket := func() string {
-		r := f.do("POST", PathPermission, `{"resource_id":"`+res+`","resource_scopes":["read"]}`, "Authorization", bearer(carolPAT))
-		return r.json(t)["ticket"].(string)
+		r := f.Do("POST", authz.PathPermission, `{"resource_id":"`+res+`","resource_scopes":["read"]}`, "Authorization", authztest.Bearer(carolPAT))
+		return r.JSON(t)["ticket"].(string)
 	}
-	dan := f.idToken(map[string]any{"sub": "dan", "email": "dan@example.com"})
-	eve := f.idToken(map[string]any{"sub": "eve", "email": "eve@example.com"})
+	dan := f.IDToken(map[string]any{"sub": "dan", "email": "dan@example.com"})
+	eve := f.IDToken(map[string]any{"sub": "eve", "email": "eve@example.com"})
 
-	if r := f.grant(withClaims(ticket(), dan)); r.status != 200 {
-		t.Fatalf("directory rule: %d %s", r.status, r.body)
+	if r := f.Grant(authztest.WithClaims(ticket(), dan)); r.Status != 200 {
+		t.Fatalf("directory rule: %d %s", r.Status, r.Body)
 	}
-	expectUMAError(t, f.grant(withClaims(ticket(), eve)), "request_denied", false)
+	authztest.ExpectUMAError(t, f.Grant(authztest.WithClaims(ticket(), eve)), "request_denied", false)
 
 	// The directory's rules are listed read-only in the owner API.
-	r := f.do("GET", PathOwnerRules, nil, "Authorization", bearer(carolPAT))
-	if !strings.Contains(string(r.body), `"name":"dir/share.rego"`) || !strings.Contains(string(r.body), `"read_only":true`) {
-		t.Fatalf("rules list: %s", r.body)
+	r := f.Do("GET", authz.PathOwnerRules, nil, "Authorization", authztest.Bearer(carolPAT))
+	if !strings.Contains(string(r.Body), `"name":"dir/share.rego"`) || !strings.Contains(string(r.Body), `"read_only":true`) {
+		t.Fatalf("rules list: %s", r.Body)
 	}
 
 	// A change of the file applies without restart.
 	write("carol/share.rego", "package uma.share\n\nallow contains \"read\" if input.requesting_party.sub == \"eve\"\n")
-	eventually(t, func() bool { return f.grant(withClaims(ticket(), eve)).status == 200 })
-	expectUMAError(t, f.grant(withClaims(ticket(), dan)), "request_denied", false)
+	eventually(t, func() bool { return f.Grant(authztest.WithClaims(ticket(), eve)).Status == 200 })
+	authztest.ExpectUMAError(t, f.Grant(authztest.WithClaims(ticket(), dan)), "request_denied", false)
 
 	// A system rule takes away, whatever the owner says.
 	write("_system/freeze.rego", "package uma.system\n\ndeny contains \"read\" if input.resource.name == \"diary\"\n")
-	eventually(t, func() bool { return f.grant(withClaims(ticket(), eve)).status == 403 })
+	eventually(t, func() bool { return f.Grant(authztest.WithClaims(ticket(), eve)).Status == 403 })
 
 	// A file that does not compile leaves the rules in force.
 	write("_system/freeze.rego", "package uma.system\n\ndeny contains \"read\" if {\n")
 	time.Sleep(300 * time.Millisecond)
-	expectUMAError(t, f.grant(withClaims(ticket(), eve)), "request_denied", false)
+	authztest.ExpectUMAError(t, f.Grant(authztest.WithClaims(ticket(), eve)), "request_denied", false)
 }
 
 func eventually(t *testing.T, cond func() bool) {

@@ -16,13 +16,10 @@
 //	{issuer}/permission                       permission tickets
 //	{issuer}/register                         RFC 7591 dynamic client registration (when on)
 //
-// When people can log in (local users or an upstream OpenID provider):
-//
-//	{issuer}/login, /login/oidc, /login/callback, /logout   login sessions
-//	{issuer}/authorize                        OAuth authorization endpoint (PATs by consent)
-//	{issuer}/claims                           UMA claims interaction endpoint (redirect_user)
-//	{issuer}/console/...                      the owners' sharing console
-//	{issuer}/assets/uma.css                   the pages' style sheet
+// With Config.LoginPages, package people serves the pages people see under
+// the same issuer path (login, {issuer}/authorize, {issuer}/claims,
+// {issuer}/console), through this package's exported API; this package
+// only advertises them.
 package authz
 
 import (
@@ -67,6 +64,11 @@ const (
 	PathRevoke           = "/revoke"
 	PathResourceSet      = "/resource_set"
 	PathPermission       = "/permission"
+	PathRegister         = "/register"
+	// The pages of package people, advertised here.
+	PathAuthorize = "/authorize"
+	PathClaims    = "/claims"
+	PathConsole   = "/console"
 )
 
 // Server is the authorization server. It is safe for concurrent use.
@@ -100,9 +102,10 @@ type Server struct {
 	log         *zap.Logger
 	now         func() time.Time
 
-	// People: login, sessions, consent and the console; nil when nobody
-	// can log in.
-	people *people
+	// loginPages says that people log in at the AS (Config.LoginPages).
+	loginPages bool
+	// mux is the route table of the endpoints, relative to basePath.
+	mux *http.ServeMux
 	// registration is dynamic client registration; nil when off.
 	registration *Registration
 	// dynamicClients caches clients registered dynamically, by id.
@@ -139,6 +142,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		pctTTL:            orDefault(cfg.PCTTTL, DefaultPCTTTL),
 		requestInterval:   orDefault(cfg.RequestInterval, DefaultRequestInterval),
 		claimsInteraction: cfg.ClaimsInteractionEndpoint,
+		loginPages:        cfg.LoginPages,
 		policyTimeout:     cfg.PolicyTimeout,
 		rules: &ruleBook{
 			engine:    policies.NewEngine(policies.Options{Timeout: cfg.PolicyTimeout}),
@@ -161,7 +165,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	alg := cfg.SigningAlg
 	if alg == "" {
-		alg = "ES256"
+		alg = SigningAlgorithms[0]
+	}
+	if err := CheckSigningAlg(alg); err != nil {
+		return nil, err
 	}
 	s.keys = &keyRing{
 		store:     cfg.Store,
@@ -187,9 +194,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			s.trustedIssuers = append(s.trustedIssuers, ti.Issuer)
 		}
 	}
-	if err := s.setUpPeople(ctx, cfg); err != nil {
-		s.Close()
-		return nil, err
+	if s.loginPages && s.claimsInteraction == "" {
+		s.claimsInteraction = s.endpoint(PathClaims)
 	}
 	if cfg.Registration != nil {
 		if cfg.Registration.InitialAccessToken == "" {
@@ -201,13 +207,14 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.PolicyDir != "" {
 		s.watcher = policies.NewWatcher(cfg.PolicyDir, cfg.PolicyPollInterval, s.setDirRules, func(err error) {
-			s.log.Error("reading the rules directory", errField(err))
+			s.log.Error("reading the rules directory", zap.Error(err))
 		})
 		if err := s.watcher.Start(context.Background()); err != nil {
 			s.Close()
 			return nil, fmt.Errorf("loading rules from %s: %w", cfg.PolicyDir, err)
 		}
 	}
+	s.mux = s.routes()
 	return s, nil
 }
 
@@ -232,69 +239,20 @@ func parseIssuer(raw string) (issuer, path string, err error) {
 // Issuer returns the issuer identifier.
 func (s *Server) Issuer() string { return s.issuer }
 
+// IssuerPath returns the path of the issuer identifier, without a trailing
+// slash: "" for an issuer at the root of its host.
+func (s *Server) IssuerPath() string { return s.basePath }
+
+// Endpoint returns the absolute URL of a path relative to the issuer's.
+func (s *Server) Endpoint(path string) string { return s.issuer + path }
+
 // endpoint returns the absolute URL of an endpoint path.
 func (s *Server) endpoint(path string) string { return s.issuer + path }
-
-// route returns the handler for a request path, or nil.
-func (s *Server) route(path string) http.HandlerFunc {
-	if s.basePath != "" && path == PathOAuthMetadata+s.basePath {
-		return s.serveOAuthMetadata
-	}
-	rel, ok := strings.CutPrefix(path, s.basePath)
-	if !ok || (rel != "" && rel[0] != '/') {
-		return nil
-	}
-	switch rel {
-	case PathUMAConfiguration:
-		return s.serveUMAConfiguration
-	case PathOAuthMetadata:
-		return s.serveOAuthMetadata
-	case PathJWKS:
-		return s.serveJWKS
-	case PathToken:
-		return s.serveToken
-	case PathIntrospect:
-		return s.serveIntrospect
-	case PathRevoke:
-		return s.serveRevoke
-	case PathPermission:
-		return s.servePermission
-	case PathResourceSet, PathResourceSet + "/":
-		return s.serveResourceSet
-	}
-	if strings.HasPrefix(rel, "/owner/") {
-		return s.ownerRoute(rel)
-	}
-	if h := s.peopleRoute(rel); h != nil {
-		return h
-	}
-	if id, ok := strings.CutPrefix(rel, PathResourceSet+"/"); ok && id != "" && !strings.Contains(id, "/") {
-		return func(w http.ResponseWriter, r *http.Request) { s.serveResource(w, r, id) }
-	}
-	return nil
-}
-
-// Handles reports whether path is one of the AS's endpoints.
-func (s *Server) Handles(path string) bool { return s.route(path) != nil }
-
-// ServeHTTP serves the AS endpoints. Other paths get a 404 in OAuth error
-// format.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	h := s.route(r.URL.Path)
-	if h == nil {
-		writeError(w, &oauthError{Status: http.StatusNotFound, Code: "not_found", Description: "no such endpoint"})
-		return
-	}
-	h(w, r)
-}
 
 // Close stops the server's background work. It does not close the store.
 func (s *Server) Close() error {
 	if s.watcher != nil {
 		s.watcher.Stop()
-	}
-	if s.people != nil {
-		s.people.close()
 	}
 	if s.claimTokens != nil {
 		return s.claimTokens.Close()

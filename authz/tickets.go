@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/caddy-uma/caddy-uma/authz/secret"
 	"github.com/caddy-uma/caddy-uma/store"
 )
 
@@ -29,18 +30,12 @@ const (
 	ticketAAD       = "caddy-uma ticket v1"
 )
 
-// ticketPermission is one requested permission of a ticket.
-type ticketPermission struct {
-	ResourceID string   `json:"rid"`
-	Scopes     []string `json:"scopes"`
-}
-
 // ticket is the content of a permission ticket.
 type ticket struct {
-	ID             string             `json:"jti"`
-	ResourceServer string             `json:"rs"`
-	Owner          string             `json:"owner"`
-	Permissions    []ticketPermission `json:"perms"`
+	ID             string              `json:"jti"`
+	ResourceServer string              `json:"rs"`
+	Owner          string              `json:"owner"`
+	Permissions    []PermissionRequest `json:"perms"`
 	// Request is request context the resource server attached (the
 	// permission request's "claims" member), for owners' rules.
 	Request map[string][]string `json:"req,omitempty"`
@@ -77,9 +72,14 @@ func loadTicketCipher(ctx context.Context, st store.Records) (cipher.AEAD, error
 // sealTicket fills in the ticket's id and times and returns its string.
 func (s *Server) sealTicket(t ticket) (string, error) {
 	now := s.now()
-	t.ID = randomToken(16)
+	t.ID = secret.New(16)
 	t.IssuedAt = now.Unix()
 	t.Expires = now.Add(s.ticketTTL).Unix()
+	return s.seal(t, ticketAAD)
+}
+
+// seal encrypts t under the additional data aad.
+func (s *Server) seal(t ticket, aad string) (string, error) {
 	plain, err := json.Marshal(t)
 	if err != nil {
 		return "", err
@@ -88,44 +88,69 @@ func (s *Server) sealTicket(t ticket) (string, error) {
 	if _, err := rand.Read(nonce); err != nil {
 		return "", err
 	}
-	sealed := s.tickets.Seal(nonce, nonce, plain, []byte(ticketAAD))
+	sealed := s.tickets.Seal(nonce, nonce, plain, []byte(aad))
 	return base64.RawURLEncoding.EncodeToString(sealed), nil
 }
 
-// errInvalidTicket means that a ticket is not one of ours, has expired or
-// was already redeemed.
-var errInvalidTicket = errors.New("invalid, expired or already used ticket")
+// Errors of redeeming a ticket.
+var (
+	// ErrTicketInvalid means that a ticket is not one of ours or has
+	// expired.
+	ErrTicketInvalid = errors.New("the ticket is invalid or has expired")
+	// ErrTicketOtherClient means that a rotated ticket is bound to
+	// another client.
+	ErrTicketOtherClient = errors.New("the ticket belongs to another client")
+	// ErrTicketUsed means that the ticket was already redeemed.
+	ErrTicketUsed = errors.New("the ticket was already used")
+)
 
-// openTicket decrypts and checks a ticket's expiry. It does not consume it.
-func (s *Server) openTicket(raw string) (ticket, error) {
+// openTicket decrypts and checks a sealed ticket and its expiry, under the
+// additional data aad. It does not consume it.
+func (s *Server) openTicket(raw string) (ticket, error) { return s.openSealed(raw, ticketAAD) }
+
+func (s *Server) openSealed(raw, aad string) (ticket, error) {
 	var t ticket
 	if len(raw) > 8192 {
-		return t, errInvalidTicket
+		return t, ErrTicketInvalid
 	}
 	sealed, err := base64.RawURLEncoding.DecodeString(raw)
 	if err != nil || len(sealed) < s.tickets.NonceSize()+s.tickets.Overhead() {
-		return t, errInvalidTicket
+		return t, ErrTicketInvalid
 	}
 	ns := s.tickets.NonceSize()
-	plain, err := s.tickets.Open(nil, sealed[:ns], sealed[ns:], []byte(ticketAAD))
+	plain, err := s.tickets.Open(nil, sealed[:ns], sealed[ns:], []byte(aad))
 	if err != nil {
-		return t, errInvalidTicket
+		return t, ErrTicketInvalid
 	}
 	if err := json.Unmarshal(plain, &t); err != nil {
-		return t, errInvalidTicket
+		return t, ErrTicketInvalid
 	}
 	if s.now().Unix() >= t.Expires {
-		return t, errInvalidTicket
+		return t, ErrTicketInvalid
 	}
 	return t, nil
 }
 
-// consumeTicket marks a ticket used. It fails with errInvalidTicket if the
+// takeTicket opens a ticket presented by clientID and consumes it: of
+// concurrent redemptions exactly one succeeds. Errors: ErrTicketInvalid,
+// ErrTicketOtherClient, ErrTicketUsed, or a store error.
+func (s *Server) takeTicket(ctx context.Context, clientID, raw string) (ticket, error) {
+	t, err := s.openTicket(raw)
+	if err != nil {
+		return t, err
+	}
+	if t.Client != "" && t.Client != clientID {
+		return t, ErrTicketOtherClient
+	}
+	return t, s.consumeTicket(ctx, t)
+}
+
+// consumeTicket marks a ticket used. It fails with ErrTicketUsed if the
 // ticket was already used; of concurrent calls exactly one succeeds.
 func (s *Server) consumeTicket(ctx context.Context, t ticket) error {
 	err := s.store.Insert(ctx, nsTicketsUsed, t.ID, nil, time.Unix(t.Expires, 0).Add(time.Second))
 	if errors.Is(err, store.ErrExists) {
-		return errInvalidTicket
+		return ErrTicketUsed
 	}
 	if err != nil {
 		return fmt.Errorf("recording ticket use: %w", err)

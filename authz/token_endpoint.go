@@ -3,8 +3,18 @@ package authz
 import (
 	"net/http"
 	"net/url"
-	"slices"
 	"strings"
+
+	"github.com/caddy-uma/caddy-uma/authz/oauth"
+)
+
+// Grant types of the token endpoint.
+const (
+	GrantTypeClientCredentials = "client_credentials"
+	GrantTypeRefreshToken      = "refresh_token"
+	GrantTypeAuthorizationCode = "authorization_code"
+	// GrantTypeUMATicket is the UMA grant's grant_type.
+	GrantTypeUMATicket = "urn:ietf:params:oauth:grant-type:uma-ticket"
 )
 
 // tokenResponse is the RFC 6749 section 5.1 success response.
@@ -18,97 +28,54 @@ type tokenResponse struct {
 	Upgraded     *bool  `json:"upgraded,omitempty"`
 }
 
-// serveToken is the token endpoint.
-func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) {
-	form, err := readForm(w, r)
+// tokenRequest is an authenticated token request.
+type tokenRequest struct {
+	r      *http.Request
+	client *registeredClient
+	form   url.Values
+}
+
+// grantHandler issues tokens for one grant type.
+type grantHandler func(w http.ResponseWriter, t *tokenRequest) error
+
+// grants returns the grant types the token endpoint takes, each with its
+// handler (one file each: grant_*.go).
+func (s *Server) grants() map[string]grantHandler {
+	g := map[string]grantHandler{
+		GrantTypeClientCredentials: s.grantClientCredentials,
+		GrantTypeUMATicket:         s.grantUMATicket,
+		GrantTypeRefreshToken:      s.grantRefreshToken,
+	}
+	if s.loginPages {
+		g[GrantTypeAuthorizationCode] = s.grantAuthorizationCode
+	}
+	return g
+}
+
+// serveToken is the token endpoint: it authenticates the client and
+// dispatches on grant_type.
+func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) error {
+	form, err := oauth.ReadForm(w, r, "permission")
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
 	grant := form.Get("grant_type")
 	if grant == "" {
-		writeError(w, errInvalidRequest("grant_type is required"))
-		return
+		return oauth.ErrInvalidRequest("grant_type is required")
 	}
 	client, err := s.authenticateClient(r, form)
 	if err != nil {
-		writeError(w, err)
-		return
+		return err
 	}
-	switch grant {
-	case "client_credentials":
-		s.grantClientCredentials(w, r, client, form)
-	case GrantTypeUMATicket:
-		s.grantUMATicket(w, r, client, form)
-	case "refresh_token":
-		s.grantRefreshToken(w, r, client, form)
-	case "authorization_code":
-		if s.people == nil {
-			writeError(w, errNoCodeGrant)
-			return
-		}
-		s.grantAuthorizationCode(w, r, client, form)
+	h, ok := s.grants()[grant]
+	switch {
+	case ok:
+		return h(w, &tokenRequest{r: r, client: client, form: form})
+	case grant == GrantTypeAuthorizationCode:
+		return oauth.New(oauth.UnsupportedGrantType).
+			WithDescription("the authorization_code grant needs login at the authorization server")
 	default:
-		writeError(w, &oauthError{Status: http.StatusBadRequest, Code: "unsupported_grant_type",
-			Description: "supported grant types: client_credentials, refresh_token, " + GrantTypeUMATicket})
+		return oauth.New(oauth.UnsupportedGrantType).
+			WithDescription("supported grant types: " + strings.Join([]string{GrantTypeClientCredentials, GrantTypeRefreshToken, GrantTypeUMATicket}, ", "))
 	}
-}
-
-// grantClientCredentials issues an access token to the client itself: a
-// PAT (scope uma_protection) for a resource server, and tokens for the
-// other scopes the client registered.
-func (s *Server) grantClientCredentials(w http.ResponseWriter, r *http.Request, c *registeredClient, form url.Values) {
-	if c.public() {
-		writeError(w, &oauthError{Status: http.StatusBadRequest, Code: "unauthorized_client",
-			Description: "public clients cannot use client_credentials"})
-		return
-	}
-	allowed := slices.Clone(c.Scopes)
-	if c.ResourceServer {
-		allowed = append(allowed, ScopeProtection)
-	}
-	if len(allowed) == 0 {
-		writeError(w, &oauthError{Status: http.StatusBadRequest, Code: "unauthorized_client",
-			Description: "this client may not use client_credentials"})
-		return
-	}
-	var scopes []string
-	if raw, ok := form["scope"]; ok {
-		for _, sc := range strings.Fields(raw[0]) {
-			if !slices.Contains(allowed, sc) {
-				writeError(w, &oauthError{Status: http.StatusBadRequest, Code: "invalid_scope",
-					Description: "scope " + quote(sc) + " is not available to this client"})
-				return
-			}
-			if !slices.Contains(scopes, sc) {
-				scopes = append(scopes, sc)
-			}
-		}
-	} else if c.ResourceServer {
-		scopes = []string{ScopeProtection}
-	} else {
-		scopes = slices.Clone(c.Scopes)
-	}
-	if len(scopes) == 0 {
-		writeError(w, &oauthError{Status: http.StatusBadRequest, Code: "invalid_scope", Description: "no scope requested"})
-		return
-	}
-	tok, err := s.issueToken(r.Context(), tokenRecord{
-		Kind:     kindAccess,
-		ClientID: c.ID,
-		Subject:  c.ID,
-		Scopes:   scopes,
-	}, s.patTTL)
-	if err != nil {
-		s.log.Error("issuing an access token", errField(err))
-		writeError(w, errServer("could not issue a token"))
-		return
-	}
-	s.log.Info("issued access token", clientField(c.ID), scopeField(scopes))
-	writeJSON(w, http.StatusOK, tokenResponse{
-		AccessToken: tok,
-		TokenType:   "Bearer",
-		ExpiresIn:   int64(s.patTTL.Seconds()),
-		Scope:       strings.Join(scopes, " "),
-	})
 }

@@ -2,16 +2,13 @@ package authz
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
 	"time"
 
+	"github.com/caddy-uma/caddy-uma/authz/secret"
 	"github.com/caddy-uma/caddy-uma/store"
 )
 
@@ -44,26 +41,15 @@ type tokenRecord struct {
 	// ResourceServer, Permissions and RPT are what a refresh token
 	// refreshes: the permissions granted, for which resource server, and
 	// the id of the RPT issued with it.
-	ResourceServer string          `json:"rs,omitempty"`
-	Permissions    []RPTPermission `json:"perms,omitempty"`
-	RPT            string          `json:"rpt,omitempty"`
+	ResourceServer string       `json:"rs,omitempty"`
+	Permissions    []Permission `json:"perms,omitempty"`
+	RPT            string       `json:"rpt,omitempty"`
 }
 
 func (t tokenRecord) hasScope(s string) bool { return slices.Contains(t.Scopes, s) }
 
-// randomToken returns n random bytes, base64url-encoded.
-func randomToken(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(fmt.Sprintf("crypto/rand failed: %v", err)) // never happens on supported platforms
-	}
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func tokenKey(token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return hex.EncodeToString(sum[:])
-}
+// tokenKey is the store key of an opaque token.
+func tokenKey(token string) string { return secret.Key(token) }
 
 // issueToken creates an opaque token of 256 random bits and stores its
 // record until it expires.
@@ -88,7 +74,7 @@ func (s *Server) newToken(rec tokenRecord, ttl time.Duration) (string, store.Wri
 	if err != nil {
 		return "", store.Write{}, err
 	}
-	tok := randomToken(32)
+	tok := secret.New(32)
 	return tok, store.Write{Namespace: nsTokens, Key: tokenKey(tok), Value: val, ExpiresAt: time.Unix(rec.Expires, 0)}, nil
 }
 

@@ -13,7 +13,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,6 +24,7 @@ import (
 
 	"github.com/caddy-uma/caddy-uma/authz"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
+	"github.com/caddy-uma/caddy-uma/authz/people"
 	"github.com/caddy-uma/caddy-uma/authz/urlcheck"
 	"github.com/caddy-uma/caddy-uma/store"
 	"github.com/caddy-uma/caddy-uma/store/badgerstore"
@@ -33,13 +33,6 @@ import (
 func init() {
 	caddy.RegisterModule(App{})
 }
-
-// Signing algorithms accepted by signing_alg.
-const (
-	algES256 = "ES256"
-	algEdDSA = "EdDSA"
-	algRS256 = "RS256"
-)
 
 // backendBadger is the only storage backend so far.
 const backendBadger = "badger"
@@ -149,7 +142,7 @@ type App struct {
 	signingAlg string
 	clients    []authz.Client
 	policyDir  string
-	loginOIDC  *authz.OIDCLogin
+	loginOIDC  *people.OIDCLogin
 	dcrToken   string
 
 	ctx    caddy.Context
@@ -163,6 +156,9 @@ type appState struct {
 	// server is the AS, published by Start and never withdrawn (see
 	// Cleanup); nil means not started.
 	server atomic.Pointer[authz.Server]
+	// pages are the pages people see (nil when nobody logs in),
+	// published with server.
+	pages atomic.Pointer[people.Site]
 	// started is closed by a successful Start, after server is published.
 	started chan struct{}
 
@@ -349,7 +345,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 
 	a.signingAlg = a.SigningAlg
 	if a.signingAlg == "" {
-		a.signingAlg = algES256
+		a.signingAlg = authz.SigningAlgorithms[0]
 	}
 
 	a.clients = make([]authz.Client, 0, len(a.Clients))
@@ -373,7 +369,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 
 	if o := a.LoginOIDC; o != nil {
-		lo := &authz.OIDCLogin{Issuer: o.Issuer, ClientID: o.ClientID, Scopes: slices.Clone(o.Scopes), Name: o.Name}
+		lo := &people.OIDCLogin{Issuer: o.Issuer, ClientID: o.ClientID, Scopes: slices.Clone(o.Scopes), Name: o.Name}
 		if lo.Issuer, err = repl.ReplaceOrErr(o.Issuer, true, true); err != nil {
 			return fmt.Errorf("login_oidc: expanding issuer: %w", err)
 		}
@@ -400,11 +396,8 @@ func (a *App) Validate() error {
 	if a.Storage != nil && a.Storage.Backend != "" && a.Storage.Backend != backendBadger {
 		return fmt.Errorf("storage: unknown backend %q (want %q)", a.Storage.Backend, backendBadger)
 	}
-	switch a.signingAlg {
-	case algES256, algEdDSA, algRS256:
-	default:
-		return fmt.Errorf("signing_alg: unsupported algorithm %q (want %s, %s or %s)",
-			a.signingAlg, algES256, algEdDSA, algRS256)
+	if err := authz.CheckSigningAlg(a.signingAlg); err != nil {
+		return fmt.Errorf("signing_alg: %w", err)
 	}
 	for _, d := range []struct {
 		name  string
@@ -420,31 +413,11 @@ func (a *App) Validate() error {
 		}
 	}
 
-	seen := make(map[string]bool, len(a.clients))
-	for _, c := range a.clients {
-		if c.ID == "" {
-			return errors.New("client without id")
-		}
-		if seen[c.ID] {
-			return fmt.Errorf("client %q: defined more than once", c.ID)
-		}
-		seen[c.ID] = true
-		if err := checkClient(c); err != nil {
-			return fmt.Errorf("client %q: %w", c.ID, err)
-		}
+	if err := authz.CheckClients(a.clients); err != nil {
+		return err
 	}
-
-	users := make(map[string]bool, len(a.Users))
-	for _, u := range a.Users {
-		switch {
-		case u.Name == "" || strings.ContainsAny(u.Name, " \t\r\n"):
-			return fmt.Errorf("user %q: a name is required, without spaces", u.Name)
-		case users[u.Name]:
-			return fmt.Errorf("user %q: defined more than once", u.Name)
-		case u.PasswordHash == "":
-			return fmt.Errorf("user %q: password_hash is required", u.Name)
-		}
-		users[u.Name] = true
+	if err := people.CheckUsers(a.users()); err != nil {
+		return err
 	}
 	if o := a.loginOIDC; o != nil && (o.Issuer == "" || o.ClientID == "") {
 		return errors.New("login_oidc: issuer and client_id are required")
@@ -484,14 +457,25 @@ func (a *App) Start() error {
 		PolicyTimeout:   time.Duration(a.PolicyTimeout),
 		TrustedIssuers:  a.trustedIssuers(),
 		NewResourceRate: a.NewResourceRate,
-		Users:           a.users(),
-		LoginOIDC:       a.loginOIDC,
-		SessionTTL:      time.Duration(a.SessionTTL),
+		LoginPages:      a.loginPages(),
 		Registration:    a.registration(),
 		Logger:          a.logger,
 	})
 	if err != nil {
 		return fmt.Errorf("starting authorization server: %w", err)
+	}
+	if a.loginPages() {
+		pages, err := people.New(a.ctx, srv, st, people.Config{
+			Users:      a.users(),
+			OIDC:       a.loginOIDC,
+			SessionTTL: time.Duration(a.SessionTTL),
+			Logger:     a.logger,
+		})
+		if err != nil {
+			_ = srv.Close()
+			return fmt.Errorf("starting the login pages: %w", err)
+		}
+		a.state.pages.Store(pages)
 	}
 	a.state.server.Store(srv)
 	close(a.state.started)
@@ -509,6 +493,9 @@ func (a *App) Stop() error {
 	srv := a.running()
 	if srv == nil {
 		return nil
+	}
+	if pages := a.state.pages.Load(); pages != nil {
+		_ = pages.Close()
 	}
 	if err := srv.Close(); err != nil {
 		return fmt.Errorf("stopping authorization server: %w", err)
@@ -620,40 +607,6 @@ func (a *App) releaseStore() error {
 	return nil
 }
 
-// checkClient reports what is wrong with a client's settings.
-func checkClient(c authz.Client) error {
-	if c.ResourceServer && c.Secret == "" {
-		return errors.New("a resource server needs a secret (client_credentials is for confidential clients)")
-	}
-	for _, s := range c.Scopes {
-		if !isScopeToken(s) {
-			return fmt.Errorf("scope %q: not a valid scope token", s)
-		}
-	}
-	for _, uris := range [][]string{c.RedirectURIs, c.ClaimsRedirectURIs} {
-		for _, s := range uris {
-			if err := urlcheck.RedirectURI(s); err != nil {
-				return fmt.Errorf("redirect URI %q %w", s, err)
-			}
-		}
-	}
-	return nil
-}
-
-// isScopeToken reports whether s is a scope-token of RFC 6749, section 3.3.
-func isScopeToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return true
-}
-
 // Interface guards
 var (
 	_ caddy.App          = (*App)(nil)
@@ -672,11 +625,15 @@ func (a *App) trustedIssuers() []claimtoken.Issuer {
 	return out
 }
 
-// users converts the local users for authz.
-func (a *App) users() []authz.User {
-	out := make([]authz.User, 0, len(a.Users))
+// loginPages reports whether people log in at the AS: local users or an
+// OpenID provider are configured.
+func (a *App) loginPages() bool { return len(a.Users) > 0 || a.loginOIDC != nil }
+
+// users converts the local users for package people.
+func (a *App) users() []people.User {
+	out := make([]people.User, 0, len(a.Users))
 	for _, u := range a.Users {
-		out = append(out, authz.User{Name: u.Name, PasswordHash: u.PasswordHash, Email: u.Email, DisplayName: u.DisplayName, Groups: slices.Clone(u.Groups)})
+		out = append(out, people.User{Name: u.Name, PasswordHash: u.PasswordHash, Email: u.Email, DisplayName: u.DisplayName, Groups: slices.Clone(u.Groups)})
 	}
 	return out
 }

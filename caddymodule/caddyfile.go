@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/caddy-uma/caddy-uma/authz"
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -165,11 +166,8 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&a.SigningAlg) {
 				return d.ArgErr()
 			}
-			switch a.SigningAlg {
-			case algES256, algEdDSA, algRS256:
-			default:
-				return d.Errf("unsupported signing_alg %q (want %s, %s or %s)",
-					a.SigningAlg, algES256, algEdDSA, algRS256)
+			if authz.CheckSigningAlg(a.SigningAlg) != nil {
+				return d.Errf("unsupported signing_alg %q (want %s)", a.SigningAlg, strings.Join(authz.SigningAlgorithms, ", "))
 			}
 
 		case "key_rotation":

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/caddy-uma/caddy-uma/authz/oauth"
+	"github.com/caddy-uma/caddy-uma/authz/people"
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -35,7 +37,7 @@ type Handler struct {
 const startWait = 5 * time.Second
 
 // endpoints is what the handler needs of the authorization server;
-// *authz.Server implements it.
+// people.Endpoints implements it.
 type endpoints interface {
 	http.Handler
 	// Handles reports whether path is one the server serves.
@@ -58,9 +60,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	}
 	app := val.(*App)
 	h.live = func(ctx context.Context) endpoints {
-		// Return a nil interface, not a typed nil pointer.
+		// Return a nil interface, not a typed nil value.
 		if srv := app.awaitRunning(ctx, startWait); srv != nil {
-			return srv
+			return people.Endpoints{AS: srv, Site: app.state.pages.Load()}
 		}
 		return nil
 	}
@@ -75,11 +77,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 func (h Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	srv := h.live(r.Context())
 	if srv == nil {
-		w.Header().Set("Content-Type", "application/json")
-		w.Header().Set("Cache-Control", "no-store")
-		w.Header().Set("Retry-After", "1")
-		w.WriteHeader(http.StatusServiceUnavailable)
-		_, _ = w.Write([]byte(`{"error":"temporarily_unavailable"}` + "\n"))
+		oauth.WriteError(w, oauth.ErrUnavailable("the authorization server is starting", 1, nil))
 		return nil
 	}
 	if !srv.Handles(r.URL.Path) {

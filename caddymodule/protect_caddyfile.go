@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/caddy-uma/caddy-uma/authz/oauth"
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
@@ -311,7 +312,7 @@ func parseMethod(d *caddyfile.Dispenser, m *map[string][]string) error {
 		return d.Errf("method %s mapped more than once", method)
 	}
 	for _, s := range args[1:] {
-		if !isScopeToken(s) {
+		if !oauth.ValidScope(s) {
 			return d.Errf("method %s: %q is not a valid scope", method, s)
 		}
 	}

@@ -6,13 +6,24 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
-	"go.uber.org/zap"
-
+	"github.com/caddy-uma/caddy-uma/authz/secret"
+	"github.com/caddy-uma/caddy-uma/policies"
 	"github.com/caddy-uma/caddy-uma/store"
+	"go.uber.org/zap"
 )
 
+// An owner's data: their resources, the shares they made (this file),
+// the requests sent to them (requests.go), their rules (rules.go) and the
+// history of decisions on their resources (history.go). Shares and
+// requests are keyed under the owner so that listing them never crosses
+// owners:
+//
+//	share   <owner> \x00 <resource_id> \x00 <share_id>
+//	request <owner> \x00 <request_id>
+//
 // Two indexes serve the console:
 //
 // Shares by the person they name, so that "shared with me" lists one
@@ -36,6 +47,131 @@ import (
 // share asks again and gets a new RPT.
 
 const (
+	nsShare   = "share"
+	nsRequest = "request"
+	sep       = "\x00"
+)
+
+// Share gives a requesting party scopes on one resource. Shares come from
+// the owner's console and from approved requests; the built-in rule
+// data.uma.lib.shared_scopes grants them.
+type Share struct {
+	ID         string    `json:"id"`
+	Owner      string    `json:"owner"`
+	ResourceID string    `json:"resource_id"`
+	Subject    string    `json:"subject,omitempty"`
+	Email      string    `json:"email,omitempty"`
+	Scopes     []string  `json:"scopes"`
+	Client     string    `json:"client,omitempty"`
+	ExpiresAt  time.Time `json:"expires_at,omitzero"`
+	CreatedAt  time.Time `json:"created_at"`
+	// Request is the id of the approved request the share comes from.
+	Request string `json:"request,omitempty"`
+}
+
+func shareKey(owner, resourceID, id string) string { return owner + sep + resourceID + sep + id }
+
+// sharesOf returns the live shares of a resource.
+func (s *Server) sharesOf(ctx context.Context, owner, resourceID string) ([]Share, error) {
+	return listJSON[Share](ctx, s.store, nsShare, owner+sep+resourceID+sep, 0)
+}
+
+// ResourceShares returns the live shares of one of owner's resources.
+func (s *Server) ResourceShares(ctx context.Context, owner, resourceID string) ([]Share, error) {
+	return s.sharesOf(ctx, owner, resourceID)
+}
+
+// Shares returns every live share an owner made, sorted by resource.
+func (s *Server) Shares(ctx context.Context, owner string) ([]Share, error) {
+	return listJSON[Share](ctx, s.store, nsShare, owner+sep, 0)
+}
+
+// listJSON lists the records of a namespace under a prefix, decoded from
+// JSON.
+func listJSON[T any](ctx context.Context, st store.Records, namespace, prefix string, limit int) ([]T, error) {
+	recs, err := st.List(ctx, namespace, prefix, limit)
+	if err != nil {
+		return nil, fmt.Errorf("listing %s records: %w", namespace, err)
+	}
+	out := make([]T, 0, len(recs))
+	for _, r := range recs {
+		var v T
+		if err := json.Unmarshal(r.Value, &v); err != nil {
+			return nil, fmt.Errorf("decoding a %s record: %w", namespace, err)
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// policyShares converts shares into the rules' input.
+func policyShares(shares []Share) []policies.Share {
+	out := make([]policies.Share, 0, len(shares))
+	for _, sh := range shares {
+		out = append(out, policies.Share{Subject: sh.Subject, Email: sh.Email, Scopes: sh.Scopes, Client: sh.Client, ExpiresAt: sh.ExpiresAt})
+	}
+	return out
+}
+
+// AddShare stores a share of one of owner's resources.
+func (s *Server) AddShare(ctx context.Context, sh Share) (Share, error) {
+	if sh.Owner == "" || sh.ResourceID == "" || (sh.Subject == "" && sh.Email == "") || len(sh.Scopes) == 0 {
+		return sh, fmt.Errorf("a share needs an owner, a resource, a subject or e-mail, and scopes")
+	}
+	if len(sh.Subject) > maxOwnerLen || len(sh.Email) > maxOwnerLen || strings.ContainsRune(sh.Subject+sh.Email+sh.Client, 0) {
+		return sh, fmt.Errorf("the person or client of a share is too long or malformed")
+	}
+	res, err := s.store.GetResource(ctx, sh.ResourceID)
+	if err != nil || res.Owner != sh.Owner {
+		return sh, fmt.Errorf("no such resource of this owner")
+	}
+	for _, sc := range sh.Scopes {
+		if !slices.Contains(res.Scopes, sc) {
+			return sh, fmt.Errorf("scope %q is not a scope of this resource", sc)
+		}
+	}
+	sh.ID = secret.New(12)
+	sh.CreatedAt = s.now().UTC()
+	val, err := json.Marshal(sh)
+	if err != nil {
+		return sh, err
+	}
+	if err := s.store.Put(ctx, nsShare, shareKey(sh.Owner, sh.ResourceID, sh.ID), val, sh.ExpiresAt); err != nil {
+		return sh, fmt.Errorf("storing a share: %w", err)
+	}
+	if err := s.indexShare(ctx, sh, val); err != nil {
+		return sh, err
+	}
+	return sh, nil
+}
+
+// MaxSubjectLen is the longest subject (owner, requesting party, user
+// name) accepted, in bytes.
+const MaxSubjectLen = maxOwnerLen
+
+// ValidSubject reports whether s is usable as a subject: an owner, a
+// requesting party, a user's name. It is a component of store keys.
+func ValidSubject(s string) bool {
+	return s != "" && len(s) <= maxOwnerLen && !strings.ContainsRune(s, 0)
+}
+
+// OwnerResource returns one of owner's resources; any other is
+// ErrNoSuchResource.
+func (s *Server) OwnerResource(ctx context.Context, owner, id string) (store.Resource, error) {
+	res, err := s.store.GetResource(ctx, id)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && res.Owner != owner) {
+		return store.Resource{}, ErrNoSuchResource
+	}
+	return res, err
+}
+
+// OwnerResources returns every resource of owner, whichever resource
+// server registered it.
+func (s *Server) OwnerResources(ctx context.Context, owner string) ([]store.Resource, error) {
+	return s.store.ListResources(ctx, store.ResourceQuery{Owner: owner})
+}
+
+const (
 	nsShareTo     = "share_to"
 	nsTokenHolder = "token_holder"
 )
@@ -57,7 +193,7 @@ func shareToKeys(sh Share) []string {
 		keys = append(keys, "sub"+sep+sh.Subject+tail)
 	}
 	if sh.Email != "" {
-		keys = append(keys, "email"+sep+normalizeEmail(sh.Email)+tail)
+		keys = append(keys, "email"+sep+NormalizeEmail(sh.Email)+tail)
 	}
 	return keys
 }
@@ -79,7 +215,7 @@ func (s *Server) SharedWith(ctx context.Context, subject, email string) ([]Share
 	if subject != "" {
 		prefixes = append(prefixes, "sub"+sep+subject+sep)
 	}
-	if email = normalizeEmail(email); email != "" {
+	if email = NormalizeEmail(email); email != "" {
 		prefixes = append(prefixes, "email"+sep+email+sep)
 	}
 	seen := map[string]bool{}
@@ -104,20 +240,20 @@ func (s *Server) SharedWith(ctx context.Context, subject, email string) ([]Share
 	return out, nil
 }
 
-// errNoSuchShare means that the owner has no such share.
-var errNoSuchShare = errors.New("no such share")
+// ErrNoSuchShare means that the owner has no such share.
+var ErrNoSuchShare = errors.New("no such share")
 
 // RevokeShare deletes one of owner's shares, and revokes the live RPTs and
 // refresh tokens of the requesting parties it names on its resource. It
 // returns the share and how many tokens were revoked.
 func (s *Server) RevokeShare(ctx context.Context, owner, resourceID, id string) (Share, int, error) {
 	var sh Share
-	if !validOwnerName(owner) || resourceID == "" || id == "" {
-		return sh, 0, errNoSuchShare
+	if !ValidSubject(owner) || resourceID == "" || id == "" {
+		return sh, 0, ErrNoSuchShare
 	}
 	val, err := s.store.Take(ctx, nsShare, shareKey(owner, resourceID, id))
 	if errors.Is(err, store.ErrNotFound) {
-		return sh, 0, errNoSuchShare
+		return sh, 0, ErrNoSuchShare
 	}
 	if err != nil {
 		return sh, 0, fmt.Errorf("deleting a share: %w", err)
@@ -127,7 +263,7 @@ func (s *Server) RevokeShare(ctx context.Context, owner, resourceID, id string) 
 	}
 	for _, k := range shareToKeys(sh) {
 		if err := s.store.Delete(ctx, nsShareTo, k); err != nil && !errors.Is(err, store.ErrNotFound) {
-			s.log.Warn("unindexing a share", errField(err))
+			s.log.Warn("unindexing a share", zap.Error(err))
 		}
 	}
 	n, err := s.revokeHolders(ctx, sh)
@@ -142,7 +278,7 @@ func (s *Server) revokeHolders(ctx context.Context, sh Share) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("listing token holders: %w", err)
 	}
-	email := normalizeEmail(sh.Email)
+	email := NormalizeEmail(sh.Email)
 	n := 0
 	for _, r := range recs {
 		var h tokenHolder
@@ -172,7 +308,7 @@ func (s *Server) revokeHolders(ctx context.Context, sh Share) (int, error) {
 // holderWrites returns the index records of who holds a new RPT (and
 // refresh token) on each of its resources, for the caller to commit with
 // the tokens themselves: a share revocation finds the tokens through them.
-func holderWrites(perms []RPTPermission, h tokenHolder, refreshToken string, until time.Time) []store.Write {
+func holderWrites(perms []Permission, h tokenHolder, refreshToken string, until time.Time) []store.Write {
 	suffix := "rpt:" + h.RPT
 	if refreshToken != "" {
 		h.Refresh = tokenKey(refreshToken)
@@ -191,7 +327,7 @@ func holderWrites(perms []RPTPermission, h tokenHolder, refreshToken string, unt
 
 // holderOfRefresh returns the holder recorded for a refresh token on one
 // of its resources.
-func (s *Server) holderOfRefresh(ctx context.Context, perms []RPTPermission, refreshToken string) (tokenHolder, bool) {
+func (s *Server) holderOfRefresh(ctx context.Context, perms []Permission, refreshToken string) (tokenHolder, bool) {
 	var h tokenHolder
 	for _, p := range perms {
 		val, err := s.store.Get(ctx, nsTokenHolder, p.ResourceID+sep+tokenKey(refreshToken))

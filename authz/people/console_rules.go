@@ -1,4 +1,4 @@
-package authz
+package people
 
 import (
 	"encoding/json"
@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/caddy-uma/caddy-uma/authz"
 	"github.com/caddy-uma/caddy-uma/policies"
 	"github.com/caddy-uma/caddy-uma/store"
 )
@@ -71,39 +72,30 @@ type tryResult struct {
 	Reasons   []string
 }
 
-// consoleRules shows (GET) and saves or deletes (POST) rule modules.
-func (s *Server) consoleRules(w http.ResponseWriter, r *http.Request, sess *session) {
+// consoleRules shows the rule modules and the editor.
+func (s *Site) consoleRules(w http.ResponseWriter, r *http.Request, sess *session) {
+	name := r.URL.Query().Get("name")
+	data, err := s.rulesData(r, sess.Person.Subject, name)
+	if err != nil {
+		s.renderServerError(w, "reading rules", err)
+		return
+	}
+	if name != "" && data.IsNew && r.URL.Query().Get("new") == "" {
+		s.notFound(w, "rule module")
+		return
+	}
+	s.renderPage(w, http.StatusOK, "rules.html", s.consolePage(r, sess, "rules", "Rules", data))
+}
+
+// consoleSaveRule saves or deletes a rule module.
+func (s *Site) consoleSaveRule(w http.ResponseWriter, r *http.Request, sess *session, form url.Values) {
 	owner := sess.Person.Subject
-	switch r.Method {
-	case http.MethodGet, http.MethodHead:
-		name := r.URL.Query().Get("name")
-		data, err := s.rulesData(r, owner, name)
-		if err != nil {
-			s.renderServerError(w, "reading rules", err)
-			return
-		}
-		if name != "" && data.IsNew && r.URL.Query().Get("new") == "" {
-			s.notFound(w, "rule module")
-			return
-		}
-		s.renderPage(w, http.StatusOK, "rules.html", s.consolePage(r, sess, "rules", "Rules", data))
-		return
-	case http.MethodPost:
-	default:
-		w.Header().Set("Allow", "GET, HEAD, POST")
-		s.renderError(w, http.StatusMethodNotAllowed, "Not allowed", "Use GET or POST.")
-		return
-	}
-	form, ok := s.readPageForm(w, r, sess)
-	if !ok {
-		return
-	}
 	ctx := r.Context()
 	name := strings.TrimSpace(form.Get("name"))
 	if form.Get("action") == "delete" {
-		err := s.DeleteRule(ctx, owner, name)
+		err := s.as.DeleteRule(ctx, owner, name)
 		switch {
-		case errors.Is(err, errNoSuchRule):
+		case errors.Is(err, authz.ErrNoSuchRule):
 			s.notFound(w, "rule module")
 		case err != nil:
 			s.renderServerError(w, "deleting a rule", err)
@@ -113,7 +105,7 @@ func (s *Server) consoleRules(w http.ResponseWriter, r *http.Request, sess *sess
 		return
 	}
 	src := strings.ReplaceAll(form.Get("source"), "\r\n", "\n")
-	err := s.PutRule(ctx, owner, name, src)
+	err := s.as.PutRule(ctx, owner, name, src)
 	if err == nil {
 		s.redirect(w, r, PathConsole+"/rules?"+url.Values{"name": {name}, "done": {"saved"}}.Encode())
 		return
@@ -133,7 +125,7 @@ func (s *Server) consoleRules(w http.ResponseWriter, r *http.Request, sess *sess
 		data.Listing = annotate(src, name, ce)
 		p.Data = data
 		p.Error = "Your rules were not saved: they do not compile. The problems are shown at their lines below."
-	case errors.Is(err, errBadRuleName):
+	case errors.Is(err, authz.ErrBadRuleName):
 		p.Error = "Module names are 1 to 64 letters, digits, '.', '-' or '_'."
 	default:
 		s.renderServerError(w, "saving a rule", err)
@@ -144,19 +136,19 @@ func (s *Server) consoleRules(w http.ResponseWriter, r *http.Request, sess *sess
 
 // rulesData reads an owner's modules and the one to edit (a new one when
 // name is empty or unknown).
-func (s *Server) rulesData(r *http.Request, owner, name string) (rulesPage, error) {
+func (s *Site) rulesData(r *http.Request, owner, name string) (rulesPage, error) {
 	ctx := r.Context()
-	mods, err := s.Rules(ctx, owner)
+	mods, err := s.as.Rules(ctx, owner)
 	if err != nil {
 		return rulesPage{}, err
 	}
 	data := rulesPage{}
 	for n := range mods {
-		data.Modules = append(data.Modules, ruleModule{Name: n, ReadOnly: strings.HasPrefix(n, dirModulePrefix)})
+		data.Modules = append(data.Modules, ruleModule{Name: n, ReadOnly: authz.IsDirectoryRule(n)})
 	}
 	sort.Slice(data.Modules, func(i, j int) bool { return data.Modules[i].Name < data.Modules[j].Name })
 	if src, ok := mods[name]; ok {
-		data.Name, data.Source, data.ReadOnly = name, src, strings.HasPrefix(name, dirModulePrefix)
+		data.Name, data.Source, data.ReadOnly = name, src, authz.IsDirectoryRule(name)
 	} else {
 		data.IsNew, data.Source = true, newRuleTemplate
 		data.Name = "main"
@@ -164,7 +156,7 @@ func (s *Server) rulesData(r *http.Request, owner, name string) (rulesPage, erro
 			data.Name = ""
 		}
 	}
-	data.Resources, err = s.store.ListResources(ctx, store.ResourceQuery{Owner: owner})
+	data.Resources, err = s.as.OwnerResources(ctx, owner)
 	return data, err
 }
 
@@ -189,7 +181,7 @@ func annotate(src, module string, errs policies.CompileErrors) []sourceLine {
 }
 
 // consoleTry evaluates the owner's saved rules for a made-up request.
-func (s *Server) consoleTry(w http.ResponseWriter, r *http.Request, sess *session, form url.Values) {
+func (s *Site) consoleTry(w http.ResponseWriter, r *http.Request, sess *session, form url.Values) {
 	ctx := r.Context()
 	owner := sess.Person.Subject
 	data, err := s.rulesData(r, owner, form.Get("name"))
@@ -244,21 +236,10 @@ func (s *Server) consoleTry(w http.ResponseWriter, r *http.Request, sess *sessio
 	if len(scopes) == 0 {
 		scopes = res.Scopes
 	}
-	shares, err := s.sharesOf(ctx, owner, res.ID)
-	if err != nil {
-		s.renderServerError(w, "reading shares", err)
-		return
-	}
-	now := s.now()
-	in := policies.Input{
-		Resource: policies.Resource{ID: res.ID, Name: res.Name, Type: res.Type, Owner: owner, Scopes: res.Scopes, URIs: res.URIs},
-		Scopes:   scopes, ClientID: data.Try.Client, Subject: data.Try.Subject, Issuer: data.Try.Issuer,
-		Claims: claims, Shares: policyShares(shares), Now: now,
-	}
-	var dec policies.Decision
-	if err = s.ensureRules(ctx, owner); err == nil {
-		dec, err = s.rules.engine.Evaluate(ctx, owner, in)
-	}
+	ev, err := s.as.Evaluate(ctx, authz.EvaluationRequest{
+		Owner: owner, ResourceID: res.ID, Scopes: scopes, ClientID: data.Try.Client,
+		Subject: data.Try.Subject, Issuer: data.Try.Issuer, Claims: claims,
+	})
 	if err != nil {
 		msg := "Your rules failed on this request: " + err.Error()
 		if errors.Is(err, policies.ErrTimeout) {
@@ -267,20 +248,7 @@ func (s *Server) consoleTry(w http.ResponseWriter, r *http.Request, sess *sessio
 		fail(msg)
 		return
 	}
-	var granted, missing []string
-	for _, sc := range scopes {
-		if slices.Contains(dec.Granted, sc) {
-			granted = append(granted, sc)
-		} else {
-			missing = append(missing, sc)
-		}
-	}
-	rec := newDecisionRecord(decisionInput{
-		perm: requestedPermission{res: *res, scopes: scopes}, clientID: data.Try.Client,
-		proc:   process{Subject: data.Try.Subject, RqPIssuer: data.Try.Issuer, Claims: claims},
-		shares: shares, dec: dec, granted: granted, missing: missing, now: now,
-	})
-	data.Result = &tryResult{Requested: scopes, Granted: granted, Decision: dec, Reasons: rec.Reasons}
+	data.Result = &tryResult{Requested: ev.Requested, Granted: ev.Granted, Decision: ev.Decision, Reasons: ev.Reasons}
 	p.Data = data
 	s.renderPage(w, http.StatusOK, "rules.html", p)
 }

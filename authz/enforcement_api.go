@@ -22,10 +22,11 @@ const nsResourceName = "resource_name"
 // first sight faster than Config.NewResourceRate allows.
 var ErrTooManyNewResources = errors.New("too many new resources registered on first sight; try again later")
 
-// PermissionRequest is one requested permission of a ticket.
+// PermissionRequest is one requested permission of a ticket: scopes on a
+// resource.
 type PermissionRequest struct {
-	ResourceID string
-	Scopes     []string
+	ResourceID string   `json:"rid"`
+	Scopes     []string `json:"scopes"`
 }
 
 // RequestTicket issues a permission ticket as the resource server
@@ -34,14 +35,7 @@ type PermissionRequest struct {
 // request is request context for the owner's rules (input.request).
 func (s *Server) RequestTicket(ctx context.Context, resourceServer string, perms []PermissionRequest, request map[string][]string) (string, error) {
 	t := ticket{ResourceServer: resourceServer, Request: request}
-	size := 0
-	for k, vals := range request {
-		size += len(k)
-		for _, v := range vals {
-			size += len(v)
-		}
-	}
-	if size > maxRequestContextBytes {
+	if requestContextSize(request) > maxRequestContextBytes {
 		return "", fmt.Errorf("request context is larger than %d bytes", maxRequestContextBytes)
 	}
 	for _, p := range perms {
@@ -52,17 +46,9 @@ func (s *Server) RequestTicket(ctx context.Context, resourceServer string, perms
 		if res.ResourceServer != resourceServer {
 			return "", fmt.Errorf("resource %q is not registered by %q", p.ResourceID, resourceServer)
 		}
-		if t.Owner == "" {
-			t.Owner = res.Owner
-		} else if t.Owner != res.Owner {
-			return "", errors.New("a ticket covers the resources of one owner")
+		if err := addToTicket(&t, res, p.Scopes); err != nil {
+			return "", err
 		}
-		for _, sc := range p.Scopes {
-			if !slices.Contains(res.Scopes, sc) {
-				return "", fmt.Errorf("scope %q is not registered on resource %q", sc, p.ResourceID)
-			}
-		}
-		t.Permissions = mergePermission(t.Permissions, res.ID, p.Scopes)
 	}
 	if len(t.Permissions) == 0 {
 		return "", errors.New("no permissions requested")
@@ -76,7 +62,7 @@ func (s *Server) RequestTicket(ctx context.Context, resourceServer string, perms
 // so a lock per name is enough). Scopes missing from an existing resource
 // are added.
 func (s *Server) EnsureResource(ctx context.Context, resourceServer string, res store.Resource) (store.Resource, error) {
-	if res.Name == "" || !validOwnerName(res.Owner) {
+	if res.Name == "" || !ValidSubject(res.Owner) {
 		return res, errors.New("a resource needs a name and an owner")
 	}
 	key := resourceServer + sep + res.Owner + sep + res.Name

@@ -1,10 +1,7 @@
-package authz
+package people
 
 import (
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,8 +14,12 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"golang.org/x/oauth2"
 
+	"github.com/caddy-uma/caddy-uma/authz"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
+	"github.com/caddy-uma/caddy-uma/authz/oauth"
+	"github.com/caddy-uma/caddy-uma/authz/secret"
 	"github.com/caddy-uma/caddy-uma/authz/urlcheck"
 )
 
@@ -134,7 +135,7 @@ func (o *oidcClient) metadata(ctx context.Context) (*oidcMetadata, *claimtoken.V
 	}
 	if err != nil {
 		o.lastErr = err
-		o.log.Warn("OpenID provider discovery failed", zap.String("issuer", o.cfg.Issuer), errField(err))
+		o.log.Warn("OpenID provider discovery failed", zap.String("issuer", o.cfg.Issuer), zap.Error(err))
 		return nil, nil, err
 	}
 	o.meta = meta
@@ -171,19 +172,27 @@ func (o *oidcClient) discover(ctx context.Context) (*oidcMetadata, error) {
 	return &meta, nil
 }
 
-// pkceChallenge is the S256 code challenge of a verifier.
-func pkceChallenge(verifier string) string {
-	sum := sha256.Sum256([]byte(verifier))
-	return base64.RawURLEncoding.EncodeToString(sum[:])
+// oauth2Config is the provider as golang.org/x/oauth2 sees it: the code
+// flow's endpoints, the AS's client and the scopes asked for.
+func (o *oidcClient) oauth2Config(meta *oidcMetadata) *oauth2.Config {
+	c := &oauth2.Config{
+		ClientID:     o.cfg.ClientID,
+		ClientSecret: o.cfg.ClientSecret,
+		Endpoint:     oauth2.Endpoint{AuthURL: meta.AuthorizationEndpoint, TokenURL: meta.TokenEndpoint, AuthStyle: oauth2.AuthStyleInHeader},
+		RedirectURL:  o.redirectURI,
+		Scopes:       append([]string{"openid"}, o.cfg.Scopes...),
+	}
+	if o.cfg.ClientSecret == "" {
+		// A public client names itself in the body (PKCE only).
+		c.Endpoint.AuthStyle = oauth2.AuthStyleInParams
+	}
+	return c
 }
 
 // serveLoginOIDC starts a login at the provider: it keeps state, nonce and
 // PKCE verifier in the browser's session and redirects there.
-func (s *Server) serveLoginOIDC(w http.ResponseWriter, r *http.Request) {
-	if !allowGet(w, r) {
-		return
-	}
-	o := s.people.oidc
+func (s *Site) serveLoginOIDC(w http.ResponseWriter, r *http.Request) {
+	o := s.oidc
 	meta, _, err := o.metadata(r.Context())
 	if err != nil {
 		s.renderError(w, http.StatusBadGateway, "The identity provider is unavailable",
@@ -196,7 +205,7 @@ func (s *Server) serveLoginOIDC(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	pending := &oidcPending{
-		State: randomToken(24), Nonce: randomToken(24), Verifier: randomToken(48),
+		State: secret.New(24), Nonce: secret.New(24), Verifier: oauth2.GenerateVerifier(),
 		Next: s.safeNext(r.URL.Query().Get("next")), Expires: s.now().Add(oidcPendingTTL).Unix(),
 	}
 	sess.OIDC = pending
@@ -204,33 +213,16 @@ func (s *Server) serveLoginOIDC(w http.ResponseWriter, r *http.Request) {
 		s.renderServerError(w, "saving a session", err)
 		return
 	}
-	q := url.Values{
-		"response_type":         {"code"},
-		"client_id":             {o.cfg.ClientID},
-		"redirect_uri":          {o.redirectURI},
-		"scope":                 {strings.Join(append([]string{"openid"}, o.cfg.Scopes...), " ")},
-		"state":                 {pending.State},
-		"nonce":                 {pending.Nonce},
-		"code_challenge":        {pkceChallenge(pending.Verifier)},
-		"code_challenge_method": {"S256"},
-	}
-	target := meta.AuthorizationEndpoint
-	if strings.Contains(target, "?") {
-		target += "&" + q.Encode()
-	} else {
-		target += "?" + q.Encode()
-	}
-	noStore(w.Header())
+	target := o.oauth2Config(meta).AuthCodeURL(pending.State,
+		oauth2.S256ChallengeOption(pending.Verifier), oauth2.SetAuthURLParam("nonce", pending.Nonce))
+	oauth.NoStore(w.Header())
 	http.Redirect(w, r, target, http.StatusFound)
 }
 
 // serveLoginCallback completes a login at the provider: it checks the
 // state against the session, exchanges the code (with the PKCE verifier),
 // verifies the ID token and logs the person in.
-func (s *Server) serveLoginCallback(w http.ResponseWriter, r *http.Request) {
-	if !allowGet(w, r) {
-		return
-	}
+func (s *Site) serveLoginCallback(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	sess, err := s.loadSession(r)
 	if err != nil {
@@ -240,8 +232,7 @@ func (s *Server) serveLoginCallback(w http.ResponseWriter, r *http.Request) {
 	failed := func(msg string) {
 		s.renderError(w, http.StatusBadRequest, "The login did not complete", msg)
 	}
-	if sess == nil || sess.OIDC == nil || q.Get("state") == "" ||
-		subtle.ConstantTimeCompare([]byte(sess.OIDC.State), []byte(q.Get("state"))) != 1 {
+	if sess == nil || sess.OIDC == nil || !secret.Equal(q.Get("state"), sess.OIDC.State) {
 		failed("This login was not started in this browser, or it was already completed. Start again from the login page.")
 		return
 	}
@@ -265,9 +256,9 @@ func (s *Server) serveLoginCallback(w http.ResponseWriter, r *http.Request) {
 		failed("The identity provider sent no authorization code.")
 		return
 	}
-	p, err := s.people.oidc.exchange(r.Context(), code, pending)
+	p, err := s.oidc.exchange(r.Context(), code, pending)
 	if err != nil {
-		s.log.Warn("OpenID login failed", errField(err))
+		s.log.Warn("OpenID login failed", zap.Error(err))
 		failed("The identity provider's answer could not be verified.")
 		return
 	}
@@ -286,48 +277,21 @@ func (o *oidcClient) exchange(ctx context.Context, code string, pending oidcPend
 	if err != nil {
 		return nil, err
 	}
-	form := url.Values{
-		"grant_type":    {"authorization_code"},
-		"code":          {code},
-		"redirect_uri":  {o.redirectURI},
-		"code_verifier": {pending.Verifier},
-	}
-	if o.cfg.ClientSecret == "" {
-		form.Set("client_id", o.cfg.ClientID)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, meta.TokenEndpoint, strings.NewReader(form.Encode()))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.Header.Set("Accept", "application/json")
-	if o.cfg.ClientSecret != "" {
-		req.SetBasicAuth(url.QueryEscape(o.cfg.ClientID), url.QueryEscape(o.cfg.ClientSecret))
-	}
-	resp, err := o.http.Do(req)
+	ctx = context.WithValue(ctx, oauth2.HTTPClient, o.http)
+	tok, err := o.oauth2Config(meta).Exchange(ctx, code, oauth2.VerifierOption(pending.Verifier))
 	if err != nil {
 		return nil, fmt.Errorf("redeeming the code: %w", err)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("redeeming the code: %w", err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("redeeming the code: status %d", resp.StatusCode)
-	}
-	var tok struct {
-		IDToken string `json:"id_token"`
-	}
-	if err := json.Unmarshal(body, &tok); err != nil || tok.IDToken == "" {
+	idToken, _ := tok.Extra("id_token").(string)
+	if idToken == "" {
 		return nil, errors.New("the token response has no id_token")
 	}
-	claims, err := verifier.Verify(ctx, claimtoken.FormatIDToken, tok.IDToken, nil)
+	claims, err := verifier.Verify(ctx, claimtoken.FormatIDToken, idToken, nil)
 	if err != nil {
 		return nil, fmt.Errorf("verifying the ID token: %w", err)
 	}
 	nonce, _ := claims.Values["nonce"].(string)
-	if nonce == "" || subtle.ConstantTimeCompare([]byte(nonce), []byte(pending.Nonce)) != 1 {
+	if !secret.Equal(nonce, pending.Nonce) {
 		return nil, errors.New("the ID token's nonce is not this login's")
 	}
 	if aud := audiences(claims.Values["aud"]); len(aud) > 1 {
@@ -335,7 +299,7 @@ func (o *oidcClient) exchange(ctx context.Context, code string, pending oidcPend
 			return nil, errors.New("the ID token has several audiences and azp is not this client")
 		}
 	}
-	if claims.Subject == "" || !validOwnerName(claims.Subject) {
+	if claims.Subject == "" || !authz.ValidSubject(claims.Subject) {
 		return nil, errors.New("the ID token has no usable sub")
 	}
 	p := &person{Subject: claims.Subject, Issuer: claims.Issuer, Method: "oidc", Claims: map[string]any{}}

@@ -1,4 +1,4 @@
-package authz
+package people
 
 import (
 	"errors"
@@ -9,7 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddy-uma/caddy-uma/authz"
 	"github.com/caddy-uma/caddy-uma/store"
+	"go.uber.org/zap"
 )
 
 // The sharing console, {issuer}/console: server-rendered pages where a
@@ -34,67 +36,12 @@ import (
 //
 // Every POST carries the session's CSRF token; pages answer GET and HEAD.
 
-// consoleRoute returns the handler of a console path (relative to
-// /console), or nil.
-func (s *Server) consoleRoute(rel string) http.HandlerFunc {
-	withPerson := func(h func(http.ResponseWriter, *http.Request, *session)) http.HandlerFunc {
-		return func(w http.ResponseWriter, r *http.Request) {
-			if sess := s.requirePerson(w, r); sess != nil {
-				h(w, r, sess)
-			}
-		}
-	}
-	get := func(h func(http.ResponseWriter, *http.Request, *session)) http.HandlerFunc {
-		return withPerson(func(w http.ResponseWriter, r *http.Request, sess *session) {
-			if r.Method != http.MethodGet && r.Method != http.MethodHead {
-				w.Header().Set("Allow", "GET, HEAD")
-				s.renderError(w, http.StatusMethodNotAllowed, "Not allowed", "This page only shows things.")
-				return
-			}
-			h(w, r, sess)
-		})
-	}
-	post := func(h func(http.ResponseWriter, *http.Request, *session, url.Values)) http.HandlerFunc {
-		return withPerson(func(w http.ResponseWriter, r *http.Request, sess *session) {
-			if form, ok := s.readPageForm(w, r, sess); ok {
-				h(w, r, sess, form)
-			}
-		})
-	}
-	switch rel {
-	case "", "/":
-		return get(func(w http.ResponseWriter, r *http.Request, _ *session) { s.redirect(w, r, PathConsole+"/resources") })
-	case "/resources":
-		return get(s.consoleResources)
-	case "/shares":
-		return post(s.consoleShare)
-	case "/shares/revoke":
-		return post(s.consoleRevoke)
-	case "/shared-with-me":
-		return get(s.consoleSharedWithMe)
-	case "/requests":
-		return get(s.consoleRequests)
-	case "/requests/decide":
-		return post(s.consoleDecide)
-	case "/rules":
-		return withPerson(s.consoleRules)
-	case "/rules/try":
-		return post(s.consoleTry)
-	case "/history":
-		return get(s.consoleHistory)
-	}
-	if id, ok := strings.CutPrefix(rel, "/resources/"); ok && id != "" && !strings.Contains(id, "/") {
-		return get(func(w http.ResponseWriter, r *http.Request, sess *session) { s.consoleResource(w, r, sess, id) })
-	}
-	return nil
-}
-
 // consolePage fills in what every console page shows.
-func (s *Server) consolePage(r *http.Request, sess *session, section, title string, data any) page {
+func (s *Site) consolePage(r *http.Request, sess *session, section, title string, data any) page {
 	p := page{Title: title, CSRF: sess.CSRF, Person: sess.Person, Section: section, Data: data}
-	if reqs, err := s.Requests(r.Context(), sess.Person.Subject); err == nil {
+	if reqs, err := s.as.Requests(r.Context(), sess.Person.Subject); err == nil {
 		for _, q := range reqs {
-			if q.Status == RequestPending {
+			if q.Status == authz.RequestPending {
 				p.Pending++
 			}
 		}
@@ -117,7 +64,7 @@ var flashes = map[string]string{
 // resourceView is a resource with who can do what with it.
 type resourceView struct {
 	store.Resource
-	Shares  []Share
+	Shares  []authz.Share
 	Pending int
 }
 
@@ -127,20 +74,20 @@ type resourcesPage struct {
 	HasRules  bool
 }
 
-func (s *Server) consoleResources(w http.ResponseWriter, r *http.Request, sess *session) {
+func (s *Site) consoleResources(w http.ResponseWriter, r *http.Request, sess *session) {
 	ctx := r.Context()
 	owner := sess.Person.Subject
-	list, err := s.store.ListResources(ctx, store.ResourceQuery{Owner: owner})
+	list, err := s.as.OwnerResources(ctx, owner)
 	if err != nil {
 		s.renderServerError(w, "listing resources", err)
 		return
 	}
-	shares, err := s.Shares(ctx, owner)
+	shares, err := s.as.Shares(ctx, owner)
 	if err != nil {
 		s.renderServerError(w, "listing shares", err)
 		return
 	}
-	reqs, err := s.Requests(ctx, owner)
+	reqs, err := s.as.Requests(ctx, owner)
 	if err != nil {
 		s.renderServerError(w, "listing requests", err)
 		return
@@ -154,7 +101,7 @@ func (s *Server) consoleResources(w http.ResponseWriter, r *http.Request, sess *
 			}
 		}
 		for _, q := range reqs {
-			if q.ResourceID == res.ID && q.Status == RequestPending {
+			if q.ResourceID == res.ID && q.Status == authz.RequestPending {
 				v.Pending++
 			}
 		}
@@ -163,7 +110,7 @@ func (s *Server) consoleResources(w http.ResponseWriter, r *http.Request, sess *
 	sort.SliceStable(data.Resources, func(i, j int) bool {
 		return strings.ToLower(data.Resources[i].Name) < strings.ToLower(data.Resources[j].Name)
 	})
-	if mods, err := s.Rules(ctx, owner); err == nil {
+	if mods, err := s.as.Rules(ctx, owner); err == nil {
 		data.HasRules = len(mods) > 0
 	}
 	s.renderPage(w, http.StatusOK, "resources.html", s.consolePage(r, sess, "resources", "My resources", data))
@@ -172,8 +119,8 @@ func (s *Server) consoleResources(w http.ResponseWriter, r *http.Request, sess *
 // resourcePage is the data of one resource's page.
 type resourcePage struct {
 	Resource store.Resource
-	Shares   []Share
-	Requests []AccessRequest
+	Shares   []authz.Share
+	Requests []authz.AccessRequest
 	Clients  []string
 	HasRules bool
 	Today    string
@@ -190,9 +137,9 @@ type shareForm struct {
 }
 
 // ownedResource returns one of owner's resources, or nil.
-func (s *Server) ownedResource(r *http.Request, owner, id string) (*store.Resource, error) {
-	res, err := s.store.GetResource(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && res.Owner != owner) {
+func (s *Site) ownedResource(r *http.Request, owner, id string) (*store.Resource, error) {
+	res, err := s.as.OwnerResource(r.Context(), owner, id)
+	if errors.Is(err, authz.ErrNoSuchResource) {
 		return nil, nil
 	}
 	if err != nil {
@@ -201,12 +148,12 @@ func (s *Server) ownedResource(r *http.Request, owner, id string) (*store.Resour
 	return &res, nil
 }
 
-func (s *Server) notFound(w http.ResponseWriter, what string) {
+func (s *Site) notFound(w http.ResponseWriter, what string) {
 	s.renderError(w, http.StatusNotFound, "Not found", "You have no such "+what+".")
 }
 
-func (s *Server) consoleResource(w http.ResponseWriter, r *http.Request, sess *session, id string) {
-	res, err := s.ownedResource(r, sess.Person.Subject, id)
+func (s *Site) consoleResource(w http.ResponseWriter, r *http.Request, sess *session) {
+	res, err := s.ownedResource(r, sess.Person.Subject, r.PathValue("id"))
 	if err != nil {
 		s.renderServerError(w, "reading a resource", err)
 		return
@@ -218,32 +165,27 @@ func (s *Server) consoleResource(w http.ResponseWriter, r *http.Request, sess *s
 	s.renderResource(w, r, sess, res, http.StatusOK, "", shareForm{})
 }
 
-func (s *Server) renderResource(w http.ResponseWriter, r *http.Request, sess *session, res *store.Resource, status int, errMsg string, form shareForm) {
+func (s *Site) renderResource(w http.ResponseWriter, r *http.Request, sess *session, res *store.Resource, status int, errMsg string, form shareForm) {
 	ctx := r.Context()
 	owner := sess.Person.Subject
-	shares, err := s.sharesOf(ctx, owner, res.ID)
+	shares, err := s.as.ResourceShares(ctx, owner, res.ID)
 	if err != nil {
 		s.renderServerError(w, "listing shares", err)
 		return
 	}
-	reqs, err := s.Requests(ctx, owner)
+	reqs, err := s.as.Requests(ctx, owner)
 	if err != nil {
 		s.renderServerError(w, "listing requests", err)
 		return
 	}
 	data := resourcePage{Resource: *res, Shares: shares, Today: s.now().UTC().Format("2006-01-02"), Form: form}
 	for _, q := range reqs {
-		if q.ResourceID == res.ID && q.Status == RequestPending {
+		if q.ResourceID == res.ID && q.Status == authz.RequestPending {
 			data.Requests = append(data.Requests, q)
 		}
 	}
-	for id, c := range s.clients {
-		if !c.ResourceServer {
-			data.Clients = append(data.Clients, id)
-		}
-	}
-	slices.Sort(data.Clients)
-	if mods, err := s.Rules(ctx, owner); err == nil {
+	data.Clients = s.as.RequestingPartyClients()
+	if mods, err := s.as.Rules(ctx, owner); err == nil {
 		data.HasRules = len(mods) > 0
 	}
 	title := res.Name
@@ -256,7 +198,7 @@ func (s *Server) renderResource(w http.ResponseWriter, r *http.Request, sess *se
 }
 
 // consoleShare shares a resource with a person.
-func (s *Server) consoleShare(w http.ResponseWriter, r *http.Request, sess *session, form url.Values) {
+func (s *Site) consoleShare(w http.ResponseWriter, r *http.Request, sess *session, form url.Values) {
 	owner := sess.Person.Subject
 	res, err := s.ownedResource(r, owner, form.Get("resource"))
 	if err != nil {
@@ -272,16 +214,16 @@ func (s *Server) consoleShare(w http.ResponseWriter, r *http.Request, sess *sess
 		Expires: strings.TrimSpace(form.Get("expires")), Client: strings.TrimSpace(form.Get("client")),
 	}
 	refuse := func(msg string) { s.renderResource(w, r, sess, res, http.StatusBadRequest, msg, f) }
-	sh := Share{Owner: owner, ResourceID: res.ID, Scopes: f.Scopes, Client: f.Client}
+	sh := authz.Share{Owner: owner, ResourceID: res.ID, Scopes: f.Scopes, Client: f.Client}
 	switch {
 	case f.Person == "":
 		refuse("Say who to share with: an e-mail address or an identifier.")
 		return
-	case strings.ContainsAny(f.Person, " \t\r\n") || len(f.Person) > maxOwnerLen:
+	case strings.ContainsAny(f.Person, " \t\r\n") || len(f.Person) > authz.MaxSubjectLen:
 		refuse("An e-mail address or identifier has no spaces.")
 		return
 	case strings.Contains(f.Person, "@"):
-		sh.Email = normalizeEmail(f.Person)
+		sh.Email = authz.NormalizeEmail(f.Person)
 	default:
 		sh.Subject = f.Person
 	}
@@ -307,7 +249,7 @@ func (s *Server) consoleShare(w http.ResponseWriter, r *http.Request, sess *sess
 			return
 		}
 	}
-	if sh.Client != "" && s.client(r.Context(), sh.Client) == nil {
+	if _, known := s.as.Client(r.Context(), sh.Client); sh.Client != "" && !known {
 		refuse("There is no such application.")
 		return
 	}
@@ -315,19 +257,19 @@ func (s *Server) consoleShare(w http.ResponseWriter, r *http.Request, sess *sess
 		refuse("You already have every access to your own resources.")
 		return
 	}
-	if _, err := s.AddShare(r.Context(), sh); err != nil {
+	if _, err := s.as.AddShare(r.Context(), sh); err != nil {
 		s.renderServerError(w, "sharing", err)
 		return
 	}
-	s.log.Info("shared in the console", ownerField(owner), resourceField(res.ID))
+	s.log.Info("shared in the console", zap.String("owner", owner), zap.String("resource_id", res.ID))
 	s.redirect(w, r, PathConsole+"/resources/"+url.PathEscape(res.ID)+"?done=shared")
 }
 
 // consoleRevoke revokes a share.
-func (s *Server) consoleRevoke(w http.ResponseWriter, r *http.Request, sess *session, form url.Values) {
+func (s *Site) consoleRevoke(w http.ResponseWriter, r *http.Request, sess *session, form url.Values) {
 	resID := form.Get("resource")
-	_, _, err := s.RevokeShare(r.Context(), sess.Person.Subject, resID, form.Get("share"))
-	if errors.Is(err, errNoSuchShare) {
+	_, _, err := s.as.RevokeShare(r.Context(), sess.Person.Subject, resID, form.Get("share"))
+	if errors.Is(err, authz.ErrNoSuchShare) {
 		s.notFound(w, "share")
 		return
 	}
@@ -340,18 +282,18 @@ func (s *Server) consoleRevoke(w http.ResponseWriter, r *http.Request, sess *ses
 
 // sharedItem is a share with me, with its resource.
 type sharedItem struct {
-	Share
+	authz.Share
 	ResourceName string
 	ResourceType string
 }
 
-func (s *Server) consoleSharedWithMe(w http.ResponseWriter, r *http.Request, sess *session) {
+func (s *Site) consoleSharedWithMe(w http.ResponseWriter, r *http.Request, sess *session) {
 	p := sess.Person
 	email := ""
 	if p.EmailVerified {
 		email = p.Email
 	}
-	shares, err := s.SharedWith(r.Context(), p.Subject, email)
+	shares, err := s.as.SharedWith(r.Context(), p.Subject, email)
 	if err != nil {
 		s.renderServerError(w, "listing shares", err)
 		return
@@ -359,7 +301,7 @@ func (s *Server) consoleSharedWithMe(w http.ResponseWriter, r *http.Request, ses
 	var items []sharedItem
 	for _, sh := range shares {
 		it := sharedItem{Share: sh}
-		if res, err := s.store.GetResource(r.Context(), sh.ResourceID); err == nil {
+		if res, err := s.as.OwnerResource(r.Context(), sh.Owner, sh.ResourceID); err == nil {
 			it.ResourceName, it.ResourceType = res.Name, res.Type
 		}
 		if it.ResourceName == "" {
@@ -372,18 +314,18 @@ func (s *Server) consoleSharedWithMe(w http.ResponseWriter, r *http.Request, ses
 
 // requestsPage is the data of the requests page.
 type requestsPage struct {
-	Pending, Decided []AccessRequest
+	Pending, Decided []authz.AccessRequest
 }
 
-func (s *Server) consoleRequests(w http.ResponseWriter, r *http.Request, sess *session) {
-	reqs, err := s.Requests(r.Context(), sess.Person.Subject)
+func (s *Site) consoleRequests(w http.ResponseWriter, r *http.Request, sess *session) {
+	reqs, err := s.as.Requests(r.Context(), sess.Person.Subject)
 	if err != nil {
 		s.renderServerError(w, "listing requests", err)
 		return
 	}
 	var data requestsPage
 	for _, q := range reqs {
-		if q.Status == RequestPending {
+		if q.Status == authz.RequestPending {
 			data.Pending = append(data.Pending, q)
 		} else {
 			data.Decided = append(data.Decided, q)
@@ -392,17 +334,17 @@ func (s *Server) consoleRequests(w http.ResponseWriter, r *http.Request, sess *s
 	s.renderPage(w, http.StatusOK, "requests.html", s.consolePage(r, sess, "requests", "Requests", data))
 }
 
-func (s *Server) consoleDecide(w http.ResponseWriter, r *http.Request, sess *session, form url.Values) {
+func (s *Site) consoleDecide(w http.ResponseWriter, r *http.Request, sess *session, form url.Values) {
 	decision := form.Get("decision")
 	if decision != "approve" && decision != "deny" {
 		s.renderError(w, http.StatusBadRequest, "Bad form", "Approve or deny.")
 		return
 	}
-	req, err := s.DecideRequest(r.Context(), sess.Person.Subject, form.Get("request"), decision == "approve")
+	_, err := s.as.DecideRequest(r.Context(), sess.Person.Subject, form.Get("request"), decision == "approve")
 	switch {
-	case errors.Is(err, errNoSuchRequest):
+	case errors.Is(err, authz.ErrNoSuchRequest):
 		s.notFound(w, "request")
-	case err != nil && req.ID != "" && req.Status != RequestPending:
+	case errors.Is(err, authz.ErrRequestDecided):
 		s.redirect(w, r, PathConsole+"/requests")
 	case err != nil:
 		s.renderServerError(w, "deciding a request", err)
@@ -413,8 +355,8 @@ func (s *Server) consoleDecide(w http.ResponseWriter, r *http.Request, sess *ses
 	}
 }
 
-func (s *Server) consoleHistory(w http.ResponseWriter, r *http.Request, sess *session) {
-	hist, err := s.History(r.Context(), sess.Person.Subject, 200)
+func (s *Site) consoleHistory(w http.ResponseWriter, r *http.Request, sess *session) {
+	hist, err := s.as.History(r.Context(), sess.Person.Subject, 200)
 	if err != nil {
 		s.renderServerError(w, "reading the history", err)
 		return

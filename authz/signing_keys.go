@@ -10,7 +10,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -20,6 +22,18 @@ import (
 
 	"github.com/caddy-uma/caddy-uma/store"
 )
+
+// SigningAlgorithms are the JWS algorithms of the keys the AS can
+// generate to sign its tokens; the first is the default.
+var SigningAlgorithms = []string{"ES256", "EdDSA", "RS256"}
+
+// CheckSigningAlg reports whether alg is one of SigningAlgorithms.
+func CheckSigningAlg(alg string) error {
+	if !slices.Contains(SigningAlgorithms, alg) {
+		return fmt.Errorf("unsupported signing algorithm %q (want %s)", alg, strings.Join(SigningAlgorithms, ", "))
+	}
+	return nil
+}
 
 // nsSigningKeys is the Records namespace of signing keys.
 const nsSigningKeys = "signing_key"

@@ -1,10 +1,11 @@
-package authz
+package authz_test
 
 import (
 	"context"
 	"testing"
 	"time"
 
+	"github.com/caddy-uma/caddy-uma/authz/authztest"
 	"github.com/lestrrat-go/jwx/v3/jwt"
 )
 
@@ -18,20 +19,20 @@ func newTestJWT(t *testing.T) jwt.Token {
 }
 
 func TestSignAndVerify(t *testing.T) {
-	as := newTestAS(t, nil)
-	signed, err := as.srv.keys.sign(context.Background(), newTestJWT(t))
+	as := authztest.New(t, nil)
+	signed, err := as.Server.Sign(context.Background(), newTestJWT(t))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := as.srv.keys.verify(signed); err != nil {
+	if _, err := as.Server.VerifySignature(signed); err != nil {
 		t.Fatalf("verify own token: %v", err)
 	}
-	other := newTestAS(t, nil)
-	if _, err := other.srv.keys.verify(signed); err == nil {
+	other := authztest.New(t, nil)
+	if _, err := other.Server.VerifySignature(signed); err == nil {
 		t.Fatal("a token signed by another AS verified")
 	}
 	tampered := signed[:len(signed)-4] + "AAAA"
-	if _, err := as.srv.keys.verify(tampered); err == nil {
+	if _, err := as.Server.VerifySignature(tampered); err == nil {
 		t.Fatal("tampered token verified")
 	}
 }

@@ -1,10 +1,13 @@
-package authz
+package people_test
 
 import (
 	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-uma/caddy-uma/authz"
+	"github.com/caddy-uma/caddy-uma/authz/authztest"
 )
 
 // authorizeQuery is a valid authorization request of rs-web.
@@ -17,104 +20,104 @@ func authorizeQuery(challenge string) url.Values {
 
 // consent logs alice in, asks for consent and allows it; it returns the
 // code.
-func consent(t *testing.T, b *browser, q url.Values) string {
+func consent(t *testing.T, b *authztest.Browser, q url.Values) string {
 	t.Helper()
-	page := b.get(PathAuthorize + "?" + q.Encode())
-	expectPage(t, page, 200, "Allow rs-web to protect your resources?", "uma_protection")
-	if csp := page.header.Get("Content-Security-Policy"); !strings.Contains(csp, "form-action 'self' https://rs.example") ||
+	page := b.Get(authz.PathAuthorize + "?" + q.Encode())
+	authztest.ExpectPage(t, page, 200, "Allow rs-web to protect your resources?", "uma_protection")
+	if csp := page.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "form-action 'self' https://rs.example") ||
 		!strings.Contains(csp, "frame-ancestors 'none'") {
 		t.Fatalf("consent page CSP: %s", csp)
 	}
-	form := url.Values{"csrf": {csrf(t, page)}, "decision": {"allow"}}
+	form := url.Values{"csrf": {authztest.CSRF(t, page)}, "decision": {"allow"}}
 	for k, v := range q {
 		form[k] = v
 	}
-	loc := location(t, b.post(PathAuthorize, form))
+	loc := authztest.Location(t, b.Post(authz.PathAuthorize, form))
 	if loc.Scheme+"://"+loc.Host+loc.Path != "https://rs.example/cb" || loc.Query().Get("state") != q.Get("state") ||
-		loc.Query().Get("iss") != b.as.issuer || loc.Query().Get("code") == "" {
+		loc.Query().Get("iss") != b.AS.Issuer || loc.Query().Get("code") == "" {
 		t.Fatalf("consent redirect: %s", loc)
 	}
 	return loc.Query().Get("code")
 }
 
-func (f *peopleFixture) redeem(client, secret string, form url.Values) response {
-	f.t.Helper()
+func (f *fixture) redeem(client, secret string, form url.Values) authztest.Response {
+	f.T.Helper()
 	form.Set("grant_type", "authorization_code")
-	return f.do("POST", PathToken, form, "Authorization", basicAuth(client, secret))
+	return f.Do("POST", authz.PathToken, form, "Authorization", authztest.BasicAuth(client, secret))
 }
 
 func TestAuthorizationCodeFlow(t *testing.T) {
-	f := newPeopleFixture(t, nil)
-	b := f.browser()
+	f := newFixture(t, nil)
+	b := f.Browser()
 	verifier, challenge := pkce()
 	q := authorizeQuery(challenge)
 
 	// Not logged in: to the login page, and back.
-	r := b.get(PathAuthorize + "?" + q.Encode())
-	loc := location(t, r)
+	r := b.Get(authz.PathAuthorize + "?" + q.Encode())
+	loc := authztest.Location(t, r)
 	if loc.Path != "/uma/login" || !strings.HasPrefix(loc.Query().Get("next"), "/uma/authorize?") {
 		t.Fatalf("authorize without login: %s", loc)
 	}
-	b.login("alice", alicePassword)
+	b.Login("alice", authztest.AlicePassword)
 	code := consent(t, b, q)
 
 	// The code needs the client's credentials, its verifier and redirect URI.
-	expectError(t, f.redeem("rs-web", "rs-web-secret", url.Values{"code": {code}, "redirect_uri": {"https://rs.example/cb"}}), 400, "invalid_request")
-	expectError(t, f.redeem("rs-web", "wrong", url.Values{"code": {code}, "code_verifier": {verifier}}), 401, "invalid_client")
+	authztest.ExpectError(t, f.redeem("rs-web", "rs-web-secret", url.Values{"code": {code}, "redirect_uri": {"https://rs.example/cb"}}), 400, "invalid_request")
+	authztest.ExpectError(t, f.redeem("rs-web", "wrong", url.Values{"code": {code}, "code_verifier": {verifier}}), 401, "invalid_client")
 	// A wrong verifier spends the code (single use).
 	wrong, _ := pkce()
-	expectError(t, f.redeem("rs-web", "rs-web-secret", url.Values{"code": {code}, "code_verifier": {wrong}, "redirect_uri": {"https://rs.example/cb"}}), 400, "invalid_grant")
-	expectError(t, f.redeem("rs-web", "rs-web-secret", url.Values{"code": {code}, "code_verifier": {verifier}, "redirect_uri": {"https://rs.example/cb"}}), 400, "invalid_grant")
+	authztest.ExpectError(t, f.redeem("rs-web", "rs-web-secret", url.Values{"code": {code}, "code_verifier": {wrong}, "redirect_uri": {"https://rs.example/cb"}}), 400, "invalid_grant")
+	authztest.ExpectError(t, f.redeem("rs-web", "rs-web-secret", url.Values{"code": {code}, "code_verifier": {verifier}, "redirect_uri": {"https://rs.example/cb"}}), 400, "invalid_grant")
 
 	// A good redemption: a PAT for alice; resources registered with it are hers.
 	code = consent(t, b, q)
-	expectError(t, f.redeem("rs-web", "rs-web-secret", url.Values{"code": {code}, "code_verifier": {verifier}, "redirect_uri": {"http://127.0.0.1:9/cb"}}), 400, "invalid_grant")
+	authztest.ExpectError(t, f.redeem("rs-web", "rs-web-secret", url.Values{"code": {code}, "code_verifier": {verifier}, "redirect_uri": {"http://127.0.0.1:9/cb"}}), 400, "invalid_grant")
 	code = consent(t, b, q)
 	ok := f.redeem("rs-web", "rs-web-secret", url.Values{"code": {code}, "code_verifier": {verifier}, "redirect_uri": {"https://rs.example/cb"}})
-	if ok.status != 200 {
-		t.Fatalf("redeeming: %d %s", ok.status, ok.body)
+	if ok.Status != 200 {
+		t.Fatalf("redeeming: %d %s", ok.Status, ok.Body)
 	}
-	tok := ok.json(t)
+	tok := ok.JSON(t)
 	if tok["scope"] != "uma_protection" || tok["token_type"] != "Bearer" {
 		t.Fatalf("PAT response: %v", tok)
 	}
 	pat := tok["access_token"].(string)
-	id := f.register(pat, `{"name":"diary","resource_scopes":["read"]}`)
-	res, err := f.store.GetResource(t.Context(), id)
+	id := f.Register(pat, `{"name":"diary","resource_scopes":["read"]}`)
+	res, err := f.Store.GetResource(t.Context(), id)
 	if err != nil || res.Owner != "alice" || res.ResourceServer != "rs-web" {
 		t.Fatalf("resource registered with a consented PAT: %+v %v", res, err)
 	}
 	// Single use.
-	expectError(t, f.redeem("rs-web", "rs-web-secret", url.Values{"code": {code}, "code_verifier": {verifier}, "redirect_uri": {"https://rs.example/cb"}}), 400, "invalid_grant")
+	authztest.ExpectError(t, f.redeem("rs-web", "rs-web-secret", url.Values{"code": {code}, "code_verifier": {verifier}, "redirect_uri": {"https://rs.example/cb"}}), 400, "invalid_grant")
 
 	// Short-lived: a minute.
 	code = consent(t, b, q)
-	f.clock.Advance(authzCodeTTL + time.Second)
-	expectError(t, f.redeem("rs-web", "rs-web-secret", url.Values{"code": {code}, "code_verifier": {verifier}, "redirect_uri": {"https://rs.example/cb"}}), 400, "invalid_grant")
+	f.Clock.Advance(authz.AuthorizationCodeTTL + time.Second)
+	authztest.ExpectError(t, f.redeem("rs-web", "rs-web-secret", url.Values{"code": {code}, "code_verifier": {verifier}, "redirect_uri": {"https://rs.example/cb"}}), 400, "invalid_grant")
 
 	// Another client cannot redeem it.
 	code = consent(t, b, q)
-	expectError(t, f.redeem("rs-a", "secret-a", url.Values{"code": {code}, "code_verifier": {verifier}}), 400, "invalid_grant")
+	authztest.ExpectError(t, f.redeem("rs-a", "secret-a", url.Values{"code": {code}, "code_verifier": {verifier}}), 400, "invalid_grant")
 
 	// Denying sends access_denied back.
-	page := b.get(PathAuthorize + "?" + q.Encode())
-	form := url.Values{"csrf": {csrf(t, page)}, "decision": {"deny"}}
+	page := b.Get(authz.PathAuthorize + "?" + q.Encode())
+	form := url.Values{"csrf": {authztest.CSRF(t, page)}, "decision": {"deny"}}
 	for k, v := range q {
 		form[k] = v
 	}
-	if loc := location(t, b.post(PathAuthorize, form)); loc.Query().Get("error") != "access_denied" || loc.Query().Get("code") != "" {
+	if loc := authztest.Location(t, b.Post(authz.PathAuthorize, form)); loc.Query().Get("error") != "access_denied" || loc.Query().Get("code") != "" {
 		t.Fatalf("deny: %s", loc)
 	}
 	// The consent POST needs the CSRF token.
 	form.Set("decision", "allow")
 	form.Del("csrf")
-	expectErrorPage(t, b.post(PathAuthorize, form), 403)
+	authztest.ExpectErrorPage(t, b.Post(authz.PathAuthorize, form), 403)
 }
 
 func TestAuthorizationRequestErrors(t *testing.T) {
-	f := newPeopleFixture(t, nil)
-	b := f.browser()
-	b.login("alice", alicePassword)
+	f := newFixture(t, nil)
+	b := f.Browser()
+	b.Login("alice", authztest.AlicePassword)
 	_, challenge := pkce()
 
 	// Before the client and redirect URI are trusted: an error page, never a redirect.
@@ -129,9 +132,9 @@ func TestAuthorizationRequestErrors(t *testing.T) {
 	} {
 		q := authorizeQuery(challenge)
 		change(q)
-		r := b.get(PathAuthorize + "?" + q.Encode())
-		if r.status != 400 || r.header.Get("Location") != "" {
-			t.Errorf("%s: %d %s", name, r.status, r.header.Get("Location"))
+		r := b.Get(authz.PathAuthorize + "?" + q.Encode())
+		if r.Status != 400 || r.Header.Get("Location") != "" {
+			t.Errorf("%s: %d %s", name, r.Status, r.Header.Get("Location"))
 		}
 	}
 
@@ -152,12 +155,12 @@ func TestAuthorizationRequestErrors(t *testing.T) {
 	} {
 		q := authorizeQuery(challenge)
 		c.change(q)
-		r := b.get(PathAuthorize + "?" + q.Encode())
+		r := b.Get(authz.PathAuthorize + "?" + q.Encode())
 		if c.code == "" { // claims-app registered no redirect URI: error page
-			expectErrorPage(t, r, 400)
+			authztest.ExpectErrorPage(t, r, 400)
 			continue
 		}
-		loc := location(t, r)
+		loc := authztest.Location(t, r)
 		if loc.Query().Get("error") != c.code || loc.Query().Get("code") != "" {
 			t.Errorf("%s: %s", name, loc)
 		}
@@ -170,9 +173,9 @@ func TestAuthorizationRequestErrors(t *testing.T) {
 	q := authorizeQuery(challenge)
 	q.Set("client_id", "rs-one")
 	q.Del("redirect_uri")
-	expectPage(t, b.get(PathAuthorize+"?"+q.Encode()), 200, "Allow rs-one")
+	authztest.ExpectPage(t, b.Get(authz.PathAuthorize+"?"+q.Encode()), 200, "Allow rs-one")
 
 	// Without login at the AS, the code grant does not exist.
-	as := newTestAS(t, nil)
-	expectError(t, as.do("POST", PathToken, url.Values{"grant_type": {"authorization_code"}, "code": {"x"}}, "Authorization", basicAuth("rs-a", "secret-a")), 400, "unsupported_grant_type")
+	as := authztest.New(t, nil)
+	authztest.ExpectError(t, as.Do("POST", authz.PathToken, url.Values{"grant_type": {"authorization_code"}, "code": {"x"}}, "Authorization", authztest.BasicAuth("rs-a", "secret-a")), 400, "unsupported_grant_type")
 }

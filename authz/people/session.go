@@ -1,14 +1,14 @@
-package authz
+package people
 
 import (
 	"context"
-	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"time"
 
+	"github.com/caddy-uma/caddy-uma/authz/secret"
 	"github.com/caddy-uma/caddy-uma/store"
 )
 
@@ -109,12 +109,12 @@ func (p *person) identityClaims() map[string]any {
 }
 
 // loadSession returns the live session of the request's cookie, or nil.
-func (s *Server) loadSession(r *http.Request) (*session, error) {
+func (s *Site) loadSession(r *http.Request) (*session, error) {
 	c, err := r.Cookie(sessionCookie)
 	if err != nil || c.Value == "" || len(c.Value) > 128 {
 		return nil, nil
 	}
-	val, err := s.store.Get(r.Context(), nsSession, tokenKey(c.Value))
+	val, err := s.store.Get(r.Context(), nsSession, secret.Key(c.Value))
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, nil
 	}
@@ -133,12 +133,12 @@ func (s *Server) loadSession(r *http.Request) (*session, error) {
 }
 
 // saveSession stores a session under its id until it expires.
-func (s *Server) saveSession(ctx context.Context, sess *session) error {
+func (s *Site) saveSession(ctx context.Context, sess *session) error {
 	val, err := json.Marshal(sess)
 	if err != nil {
 		return err
 	}
-	if err := s.store.Put(ctx, nsSession, tokenKey(sess.id), val, time.Unix(sess.Expires, 0)); err != nil {
+	if err := s.store.Put(ctx, nsSession, secret.Key(sess.id), val, time.Unix(sess.Expires, 0)); err != nil {
 		return fmt.Errorf("storing a session: %w", err)
 	}
 	return nil
@@ -146,15 +146,15 @@ func (s *Server) saveSession(ctx context.Context, sess *session) error {
 
 // startSession creates a session for p (nil: anonymous), stores it and
 // sets its cookie.
-func (s *Server) startSession(ctx context.Context, w http.ResponseWriter, p *person) (*session, error) {
+func (s *Site) startSession(ctx context.Context, w http.ResponseWriter, p *person) (*session, error) {
 	now := s.now()
 	ttl := anonymousSessionTTL
 	if p != nil {
-		ttl = s.people.sessionTTL
+		ttl = s.sessionTTL
 	}
 	sess := &session{
-		id:      randomToken(32),
-		CSRF:    randomToken(32),
+		id:      secret.New(32),
+		CSRF:    secret.New(32),
 		Person:  p,
 		Created: now.Unix(),
 		Expires: now.Add(ttl).Unix(),
@@ -168,7 +168,7 @@ func (s *Server) startSession(ctx context.Context, w http.ResponseWriter, p *per
 
 // ensureSession returns the request's session, starting an anonymous one
 // if there is none.
-func (s *Server) ensureSession(w http.ResponseWriter, r *http.Request) (*session, error) {
+func (s *Site) ensureSession(w http.ResponseWriter, r *http.Request) (*session, error) {
 	sess, err := s.loadSession(r)
 	if err != nil || sess != nil {
 		return sess, err
@@ -177,12 +177,12 @@ func (s *Server) ensureSession(w http.ResponseWriter, r *http.Request) (*session
 }
 
 // endSession deletes a session and its cookie.
-func (s *Server) endSession(ctx context.Context, w http.ResponseWriter, sess *session) error {
+func (s *Site) endSession(ctx context.Context, w http.ResponseWriter, sess *session) error {
 	s.setSessionCookie(w, "", -1)
 	if sess == nil {
 		return nil
 	}
-	err := s.store.Delete(ctx, nsSession, tokenKey(sess.id))
+	err := s.store.Delete(ctx, nsSession, secret.Key(sess.id))
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("deleting a session: %w", err)
 	}
@@ -190,13 +190,13 @@ func (s *Server) endSession(ctx context.Context, w http.ResponseWriter, sess *se
 }
 
 // setSessionCookie sets the session cookie; a negative ttl deletes it.
-func (s *Server) setSessionCookie(w http.ResponseWriter, value string, ttl time.Duration) {
+func (s *Site) setSessionCookie(w http.ResponseWriter, value string, ttl time.Duration) {
 	c := &http.Cookie{
 		Name:     sessionCookie,
 		Value:    value,
 		Path:     s.cookiePath(),
 		HttpOnly: true,
-		Secure:   s.people.secureCookies,
+		Secure:   s.secureCookies,
 		SameSite: http.SameSiteLaxMode,
 	}
 	if ttl < 0 {
@@ -208,18 +208,15 @@ func (s *Server) setSessionCookie(w http.ResponseWriter, value string, ttl time.
 }
 
 // cookiePath is the path of the AS's cookies: the issuer's path.
-func (s *Server) cookiePath() string {
-	if s.basePath == "" {
+func (s *Site) cookiePath() string {
+	if s.base == "" {
 		return "/"
 	}
-	return s.basePath
+	return s.base
 }
 
 // validCSRF reports whether token is the session's CSRF token, comparing
 // in constant time.
 func validCSRF(sess *session, token string) bool {
-	if sess == nil || sess.CSRF == "" || token == "" {
-		return false
-	}
-	return subtle.ConstantTimeCompare([]byte(sess.CSRF), []byte(token)) == 1
+	return sess != nil && secret.Equal(token, sess.CSRF)
 }

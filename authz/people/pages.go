@@ -1,4 +1,4 @@
-package authz
+package people
 
 import (
 	"bytes"
@@ -12,6 +12,9 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/caddy-uma/caddy-uma/authz/oauth"
+	"go.uber.org/zap"
 )
 
 // The pages people see (login, consent, claims gathering, the console) are
@@ -101,15 +104,15 @@ type page struct {
 // renderPage writes a page. formTargets are origins besides the AS's own to
 // which the page's forms lead (through a redirect), for the
 // Content-Security-Policy's form-action.
-func (s *Server) renderPage(w http.ResponseWriter, status int, name string, p page, formTargets ...string) {
+func (s *Site) renderPage(w http.ResponseWriter, status int, name string, p page, formTargets ...string) {
 	t, ok := pageTemplates[name]
 	if !ok {
 		panic("no page template " + name)
 	}
-	p.Base = s.basePath
+	p.Base = s.base
 	var buf bytes.Buffer
 	if err := t.ExecuteTemplate(&buf, "layout", p); err != nil {
-		s.log.Error("rendering a page", errField(err))
+		s.log.Error("rendering a page", zap.Error(err))
 		status = http.StatusInternalServerError
 		buf.Reset()
 		buf.WriteString("<!doctype html><title>Error</title><p>The page could not be shown.</p>")
@@ -128,7 +131,7 @@ func pageHeaders(h http.Header, formTargets []string) {
 		}
 	}
 	h.Set("Content-Type", "text/html; charset=utf-8")
-	noStore(h)
+	oauth.NoStore(h)
 	h.Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self' data:; "+
 		"form-action "+formAction+"; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Frame-Options", "DENY")
@@ -145,22 +148,19 @@ type errorPage struct {
 
 // renderError shows an error page. It never redirects: it is what a person
 // sees when the AS cannot trust where it would send them.
-func (s *Server) renderError(w http.ResponseWriter, status int, title, message string) {
+func (s *Site) renderError(w http.ResponseWriter, status int, title, message string) {
 	s.renderPage(w, status, "error.html", page{Title: title, Data: errorPage{Message: message}})
 }
 
 // renderServerError logs err and shows a generic error page.
-func (s *Server) renderServerError(w http.ResponseWriter, what string, err error) {
-	s.log.Error(what, errField(err))
+func (s *Site) renderServerError(w http.ResponseWriter, what string, err error) {
+	s.log.Error(what, zap.Error(err))
 	s.renderError(w, http.StatusInternalServerError, "Something went wrong",
 		"The authorization server could not complete this. Try again in a moment.")
 }
 
 // serveAssets serves the style sheet.
-func (s *Server) serveAssets(w http.ResponseWriter, r *http.Request) {
-	if !allowGet(w, r) {
-		return
-	}
+func (s *Site) serveAssets(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	h.Set("Content-Type", "text/css; charset=utf-8")
 	h.Set("Cache-Control", "public, max-age=3600")
@@ -172,7 +172,7 @@ func (s *Server) serveAssets(w http.ResponseWriter, r *http.Request) {
 // readPageForm parses a form posted from one of the AS's pages and checks
 // its CSRF token against the session. On failure it has answered, and ok
 // is false.
-func (s *Server) readPageForm(w http.ResponseWriter, r *http.Request, sess *session) (form url.Values, ok bool) {
+func (s *Site) readPageForm(w http.ResponseWriter, r *http.Request, sess *session) (form url.Values, ok bool) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		s.renderError(w, http.StatusMethodNotAllowed, "Not allowed", "This address only takes forms.")
@@ -202,20 +202,20 @@ func (s *Server) readPageForm(w http.ResponseWriter, r *http.Request, sess *sess
 }
 
 // redirect answers 303 See Other to a path under the issuer.
-func (s *Server) redirect(w http.ResponseWriter, r *http.Request, rel string) {
-	noStore(w.Header())
-	http.Redirect(w, r, s.basePath+rel, http.StatusSeeOther)
+func (s *Site) redirect(w http.ResponseWriter, r *http.Request, rel string) {
+	oauth.NoStore(w.Header())
+	http.Redirect(w, r, s.base+rel, http.StatusSeeOther)
 }
 
 // safeNext returns next if it is a path under the issuer (a place to go
 // back to after login), and the console otherwise.
-func (s *Server) safeNext(next string) string {
-	def := s.basePath + PathConsole
+func (s *Site) safeNext(next string) string {
+	def := s.base + PathConsole
 	if next == "" || len(next) > 4096 || strings.ContainsAny(next, "\\\r\n\t") || strings.HasPrefix(next, "//") {
 		return def
 	}
 	u, err := url.Parse(next)
-	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(u.Path, s.basePath+"/") {
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || !strings.HasPrefix(u.Path, s.base+"/") {
 		return def
 	}
 	return next

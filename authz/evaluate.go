@@ -1,0 +1,196 @@
+package authz
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-uma/caddy-uma/authz/oauth"
+	"github.com/caddy-uma/caddy-uma/policies"
+	"github.com/caddy-uma/caddy-uma/store"
+)
+
+// Owners' rules are evaluated in one place, evaluateRules: by the UMA
+// grant for each requested resource (assess), and by the dry runs that
+// grant nothing, the owner API's POST /owner/evaluate and the console's
+// "try it" (Evaluate).
+
+// rulesFailed wraps what the rules engine refused or failed on: the rules
+// are at fault, not the server.
+type rulesFailed struct{ err error }
+
+func (e rulesFailed) Error() string { return e.err.Error() }
+func (e rulesFailed) Unwrap() error { return e.err }
+
+// evaluation is one evaluation of an owner's rules on one resource.
+type evaluation struct {
+	shares  []Share
+	dec     policies.Decision
+	granted []string // the requested scopes the rules grant
+	missing []string // the requested scopes they do not
+	now     time.Time
+}
+
+// evaluateRules evaluates the rules of res's owner for a requesting party
+// (proc) asking for scopes on res through clientID, with the owner's
+// shares of res. trial, when not nil, replaces the owner's saved rules (an
+// unsaved draft, with the same system rules).
+func (s *Server) evaluateRules(ctx context.Context, res store.Resource, scopes []string, clientID string, proc process, request map[string]any, trial map[string]string) (evaluation, error) {
+	ev := evaluation{now: s.now()}
+	owner := res.Owner
+	var err error
+	if ev.shares, err = s.sharesOf(ctx, owner, res.ID); err != nil {
+		return ev, err
+	}
+	in := policies.Input{
+		Resource: policies.Resource{ID: res.ID, Name: res.Name, Type: res.Type, Owner: owner, Scopes: res.Scopes, URIs: res.URIs},
+		Scopes:   scopes,
+		ClientID: clientID,
+		Subject:  proc.Subject,
+		Issuer:   proc.RqPIssuer,
+		Claims:   proc.Claims,
+		Request:  request,
+		Shares:   policyShares(ev.shares),
+		Now:      ev.now,
+	}
+	engine := s.rules.engine
+	if trial != nil {
+		engine = policies.NewEngine(policies.Options{Timeout: s.policyTimeout})
+		if err := engine.SetSystemModules(s.rules.engine.SystemModules()); err != nil {
+			return ev, rulesFailed{err}
+		}
+		if err := engine.SetOwnerModules(owner, trial); err != nil {
+			return ev, rulesFailed{err}
+		}
+	} else if err := s.ensureRules(ctx, owner); err != nil {
+		return ev, err
+	}
+	if ev.dec, err = engine.Evaluate(ctx, owner, in); err != nil {
+		return ev, rulesFailed{err}
+	}
+	for _, sc := range scopes {
+		if slices.Contains(ev.dec.Granted, sc) {
+			ev.granted = append(ev.granted, sc)
+		} else {
+			ev.missing = append(ev.missing, sc)
+		}
+	}
+	return ev, nil
+}
+
+// assessment is the decision of a grant request over every requested
+// permission.
+type assessment struct {
+	granted        []Permission
+	all            bool // every requested scope was granted
+	requiredClaims []policies.RequiredClaim
+	askOwner       []requestedPermission
+}
+
+// assess evaluates each owner's rules for each requested permission of a
+// grant request, and records the decisions in the owners' histories.
+func (s *Server) assess(ctx context.Context, g *grantState, perms []requestedPermission) (assessment, error) {
+	out := assessment{all: true}
+	// The decisions go to the owners' histories in one commit at the end.
+	var history []ownedDecision
+	defer func() { s.recordDecisions(ctx, history) }()
+	for _, p := range perms {
+		owner := p.res.Owner
+		ev, err := s.evaluateRules(ctx, p.res, p.scopes, g.client.ID, g.proc, g.request, nil)
+		if err != nil {
+			if !errors.As(err, new(rulesFailed)) {
+				return out, oauth.ErrServer("could not assess the request", err)
+			}
+			history = append(history, ownedDecision{owner, newDecisionRecord(p, g.client.ID, g.proc, ev, err)})
+			s.log.Warn("an owner's rules failed", ownerField(owner), resourceField(p.res.ID), zap.Error(err))
+			desc := "the resource owner's rules could not be evaluated"
+			if errors.Is(err, policies.ErrTimeout) {
+				desc = "the resource owner's rules did not finish within their time limit"
+			}
+			return out, oauth.New(oauth.RequestDenied).WithDescription(desc)
+		}
+		s.log.Info("access decision",
+			ownerField(owner), resourceField(p.res.ID), clientField(g.client.ID),
+			zap.String("requesting_party", g.proc.Subject),
+			zap.Strings("requested", p.scopes), zap.Strings("granted", ev.granted))
+		history = append(history, ownedDecision{owner, newDecisionRecord(p, g.client.ID, g.proc, ev, nil)})
+		if len(ev.granted) > 0 {
+			out.granted = append(out.granted, Permission{ResourceID: p.res.ID, ResourceScopes: ev.granted, ResourceName: p.res.Name})
+		}
+		if len(ev.missing) == 0 {
+			continue
+		}
+		out.all = false
+		out.requiredClaims = append(out.requiredClaims, ev.dec.RequiredClaims...)
+		var ask []string
+		for _, sc := range ev.missing {
+			if slices.Contains(ev.dec.AskOwner, sc) && !slices.Contains(ev.dec.Deny, sc) && !slices.Contains(ev.dec.SystemDeny, sc) {
+				ask = append(ask, sc)
+			}
+		}
+		if len(ask) > 0 {
+			out.askOwner = append(out.askOwner, requestedPermission{res: p.res, scopes: ask})
+		}
+	}
+	return out, nil
+}
+
+// ErrNoSuchResource means that the owner has no resource with that id.
+var ErrNoSuchResource = errors.New("no such resource of this owner")
+
+// EvaluationRequest is a made-up request on one of an owner's resources,
+// to see what the owner's rules decide without granting anything.
+type EvaluationRequest struct {
+	Owner      string
+	ResourceID string
+	// Scopes are the scopes asked for; empty means all of the resource's.
+	Scopes   []string
+	ClientID string
+	// Subject and Issuer identify the requesting party; Claims are its
+	// other claims.
+	Subject string
+	Issuer  string
+	Claims  map[string]any
+	// Request is the request context a resource server attached.
+	Request map[string]any
+	// Rules, when not nil, are evaluated instead of the owner's saved
+	// rules (trying a draft before saving it).
+	Rules map[string]string
+}
+
+// Evaluation is what an owner's rules decided for an EvaluationRequest.
+type Evaluation struct {
+	Resource  store.Resource
+	Requested []string
+	Granted   []string
+	Decision  policies.Decision
+	// Reasons say, one sentence each, what decided, as the history does.
+	Reasons []string
+}
+
+// Evaluate evaluates an owner's rules for a made-up request, as the grant
+// would, without granting or recording anything. Errors: ErrNoSuchResource,
+// policies.CompileErrors (the draft rules do not compile),
+// policies.ErrTimeout and other evaluation failures.
+func (s *Server) Evaluate(ctx context.Context, req EvaluationRequest) (Evaluation, error) {
+	var out Evaluation
+	res, err := s.OwnerResource(ctx, req.Owner, req.ResourceID)
+	if err != nil {
+		return out, err
+	}
+	out.Resource, out.Requested = res, req.Scopes
+	if len(out.Requested) == 0 {
+		out.Requested = res.Scopes
+	}
+	proc := process{Subject: req.Subject, RqPIssuer: req.Issuer, Claims: req.Claims}
+	ev, err := s.evaluateRules(ctx, res, out.Requested, req.ClientID, proc, req.Request, req.Rules)
+	if err != nil {
+		return out, err
+	}
+	out.Granted, out.Decision = ev.granted, ev.dec
+	out.Reasons = newDecisionRecord(requestedPermission{res: res, scopes: out.Requested}, req.ClientID, proc, ev, nil).Reasons
+	return out, nil
+}

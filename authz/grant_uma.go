@@ -1,0 +1,562 @@
+package authz
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
+	"github.com/caddy-uma/caddy-uma/authz/oauth"
+	"github.com/caddy-uma/caddy-uma/authz/secret"
+	"github.com/caddy-uma/caddy-uma/policies"
+	"github.com/caddy-uma/caddy-uma/store"
+)
+
+// The UMA grant (UMA 2.0 Grant section 3.3) at the token endpoint, with
+// Keycloak's ticketless extension (permission, audience, response_mode).
+//
+// Partial grants: an RPT is issued whenever at least one requested scope is
+// granted, and it holds exactly what was granted. need_info,
+// request_submitted and request_denied answer only requests of which
+// nothing at all is granted.
+
+// nsProcess is the Records namespace of authorization processes: the
+// claims gathered so far for a ticket that was rotated.
+const nsProcess = "process"
+
+// process is what an authorization process has gathered about the
+// requesting party.
+type process struct {
+	ClientID  string         `json:"client_id"`
+	Subject   string         `json:"sub,omitempty"`
+	RqPIssuer string         `json:"iss,omitempty"`
+	Claims    map[string]any `json:"claims,omitempty"`
+	// KeepClaims is the requesting party's consent, given at the claims
+	// interaction endpoint, to having the claims kept: the grant then
+	// issues a PCT.
+	KeepClaims bool `json:"keep,omitempty"`
+}
+
+// Maximum resources a ticketless request may name.
+const maxTicketlessResources = 100
+
+// Response modes of Keycloak's ticketless extension.
+const (
+	responseModeDecision    = "decision"
+	responseModePermissions = "permissions"
+)
+
+// grantState is one UMA grant request being decided.
+type grantState struct {
+	*tokenRequest
+	ticket  ticket
+	proc    process
+	procID  string
+	pushed  bool // a claim token was pushed and verified in this request
+	mode    string
+	rs      string
+	request map[string]any
+}
+
+// requestedPermission is one resource with the scopes requested on it.
+type requestedPermission struct {
+	res    store.Resource
+	scopes []string
+}
+
+// errNotAuthorized is Keycloak's answer to a ticketless request that is
+// not (fully) granted.
+func errNotAuthorized(detail string) *oauth.Error {
+	desc := "not_authorized"
+	if detail != "" {
+		desc += ": " + detail
+	}
+	return oauth.New(oauth.AccessDenied).WithDescription(desc)
+}
+
+func (s *Server) grantUMATicket(w http.ResponseWriter, t *tokenRequest) error {
+	ctx := t.r.Context()
+	g := &grantState{tokenRequest: t, mode: t.form.Get("response_mode")}
+	switch g.mode {
+	case "", responseModeDecision, responseModePermissions:
+	default:
+		return oauth.ErrInvalidRequest("response_mode must be decision or permissions")
+	}
+	if (t.form.Get("claim_token") == "") != (t.form.Get("claim_token_format") == "") {
+		return oauth.ErrInvalidRequest("claim_token and claim_token_format go together")
+	}
+
+	// The permissions asked for: a ticket, or Keycloak's ticketless form.
+	var perms []requestedPermission
+	var err error
+	if raw := t.form.Get("ticket"); raw != "" {
+		perms, err = s.redeemTicket(ctx, g, raw)
+	} else if len(t.form["permission"]) > 0 || t.form.Get("audience") != "" {
+		perms, err = s.ticketlessPermissions(ctx, g)
+	} else {
+		err = oauth.ErrInvalidRequest("ticket is required")
+	}
+	if err != nil {
+		return err
+	}
+	if err := s.addClientScopes(g, perms); err != nil {
+		return err
+	}
+
+	// Claims: the process's, a PCT's, a pushed claim token's.
+	if err := s.gatherClaims(ctx, g); err != nil {
+		var ne *needInfo
+		if errors.As(err, &ne) {
+			return s.needInfo(ctx, g, ne.description, nil)
+		}
+		return err
+	}
+
+	// Previously granted permissions, for an upgrade.
+	previous, previousJTI := s.upgradable(ctx, g)
+
+	outcome, err := s.assess(ctx, g, perms)
+	if err != nil {
+		return err
+	}
+
+	switch g.mode {
+	case responseModeDecision:
+		if !outcome.all {
+			return errNotAuthorized("")
+		}
+		oauth.WriteJSON(w, http.StatusOK, map[string]bool{"result": true})
+		return nil
+	case responseModePermissions:
+		if len(outcome.granted) == 0 {
+			return errNotAuthorized("")
+		}
+		type keycloakPermission struct {
+			RSID   string   `json:"rsid"`
+			RSName string   `json:"rsname,omitempty"`
+			Scopes []string `json:"scopes"`
+		}
+		out := []keycloakPermission{}
+		for _, p := range outcome.granted {
+			out = append(out, keycloakPermission{RSID: p.ResourceID, RSName: p.ResourceName, Scopes: p.ResourceScopes})
+		}
+		oauth.WriteJSON(w, http.StatusOK, out)
+		return nil
+	}
+
+	if len(outcome.granted) == 0 {
+		return s.refusal(ctx, g, outcome)
+	}
+	return s.issueGrant(w, g, outcome.granted, previous, previousJTI)
+}
+
+// upgradable returns the live permissions of the rpt parameter's RPT, when
+// it is one of this client's for the same resource server (Grant section
+// 3.3.1): the new RPT adds to them.
+func (s *Server) upgradable(ctx context.Context, g *grantState) ([]Permission, string) {
+	raw := g.form.Get("rpt")
+	if raw == "" {
+		return nil, ""
+	}
+	jti, rec, err := s.parseRPT(ctx, raw)
+	if err != nil || rec.ClientID != g.client.ID || rec.ResourceServer != g.rs {
+		return nil, ""
+	}
+	return livePermissions(rec.Permissions, s.now()), jti
+}
+
+// redeemTicket opens and consumes a ticket and loads its process.
+func (s *Server) redeemTicket(ctx context.Context, g *grantState, raw string) ([]requestedPermission, error) {
+	invalidGrant := func(desc string) error { return oauth.New(oauth.InvalidGrant).WithDescription(desc) }
+	t, err := s.takeTicket(ctx, g.client.ID, raw)
+	switch {
+	case errors.Is(err, ErrTicketInvalid):
+		return nil, invalidGrant("the ticket is invalid or has expired")
+	case errors.Is(err, ErrTicketOtherClient):
+		return nil, invalidGrant("the ticket belongs to another client")
+	case errors.Is(err, ErrTicketUsed):
+		return nil, invalidGrant("the ticket was already used")
+	case err != nil:
+		return nil, oauth.ErrServer("could not redeem the ticket", err)
+	}
+	g.ticket, g.rs = t, t.ResourceServer
+	if g.proc, g.procID, err = s.loadProcess(ctx, g.client.ID, t.Process); err != nil {
+		return nil, oauth.ErrServer("could not read the authorization process", err)
+	}
+	if len(t.Request) > 0 {
+		g.request = make(map[string]any, len(t.Request))
+		for k, v := range t.Request {
+			if len(v) == 1 {
+				g.request[k] = v[0]
+			} else {
+				g.request[k] = v
+			}
+		}
+	}
+	var perms []requestedPermission
+	for _, p := range t.Permissions {
+		res, err := s.store.GetResource(ctx, p.ResourceID)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // deregistered since the ticket was issued
+		}
+		if err != nil {
+			return nil, oauth.ErrServer("could not read a resource", err)
+		}
+		var scopes []string
+		for _, sc := range p.Scopes {
+			if slices.Contains(res.Scopes, sc) {
+				scopes = append(scopes, sc)
+			}
+		}
+		perms = append(perms, requestedPermission{res: res, scopes: scopes})
+	}
+	if len(perms) == 0 {
+		return nil, invalidGrant("the ticket's resources are no longer registered")
+	}
+	return perms, nil
+}
+
+// loadProcess returns the authorization process id of a ticket, or a new
+// process for clientID when id is empty or the process has ended.
+func (s *Server) loadProcess(ctx context.Context, clientID, id string) (process, string, error) {
+	proc := process{ClientID: clientID}
+	if id == "" {
+		return proc, "", nil
+	}
+	val, err := s.store.Get(ctx, nsProcess, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return proc, id, nil
+	}
+	if err != nil {
+		return proc, id, fmt.Errorf("reading a process: %w", err)
+	}
+	if err := json.Unmarshal(val, &proc); err != nil {
+		return proc, id, fmt.Errorf("decoding a process: %w", err)
+	}
+	return proc, id, nil
+}
+
+// ticketlessPermissions reads Keycloak's permission=RESOURCE#SCOPE,SCOPE
+// parameters (resource by id or name) at the audience resource server
+// (default: the client itself). Without permission parameters, every
+// resource of the audience is asked for.
+func (s *Server) ticketlessPermissions(ctx context.Context, g *grantState) ([]requestedPermission, error) {
+	g.rs = g.form.Get("audience")
+	if g.rs == "" {
+		g.rs = g.client.ID
+	}
+	if rs, ok := s.clients[g.rs]; !ok || !rs.ResourceServer {
+		return nil, oauth.ErrInvalidRequest("audience is not a resource server of this authorization server")
+	}
+	all, err := s.store.ListResources(ctx, store.ResourceQuery{ResourceServer: g.rs})
+	if err != nil {
+		return nil, oauth.ErrServer("could not list the resources", err)
+	}
+	g.proc = process{ClientID: g.client.ID}
+	var perms []requestedPermission
+	add := func(res store.Resource, scopes []string) {
+		for i := range perms {
+			if perms[i].res.ID == res.ID {
+				perms[i].scopes = appendNew(perms[i].scopes, scopes...)
+				return
+			}
+		}
+		perms = append(perms, requestedPermission{res: res, scopes: scopes})
+	}
+	if len(g.form["permission"]) == 0 {
+		for _, res := range all {
+			add(res, nil)
+		}
+	}
+	for _, p := range g.form["permission"] {
+		name, scopeList, _ := strings.Cut(p, "#")
+		var scopes []string
+		for _, sc := range strings.Split(scopeList, ",") {
+			if sc = strings.TrimSpace(sc); sc != "" {
+				scopes = append(scopes, sc)
+			}
+		}
+		matched := false
+		for _, res := range all {
+			if name != "" && res.ID != name && res.Name != name {
+				continue
+			}
+			var have []string
+			for _, sc := range scopes {
+				if slices.Contains(res.Scopes, sc) {
+					have = append(have, sc)
+				}
+			}
+			if name == "" && len(have) == 0 {
+				continue // #SCOPE: only resources offering the scope
+			}
+			if name != "" && len(have) < len(scopes) {
+				return nil, oauth.New(oauth.InvalidScope).WithDescription("a requested scope is not available on resource " + oauth.Quote(name))
+			}
+			matched = true
+			add(res, have)
+		}
+		if !matched {
+			return nil, oauth.New(oauth.InvalidResource).WithDescription("no resource " + oauth.Quote(name) + " at the audience")
+		}
+	}
+	if len(perms) > maxTicketlessResources {
+		return nil, oauth.ErrInvalidRequest("at most %d resources per request", maxTicketlessResources)
+	}
+	if len(perms) == 0 {
+		return nil, oauth.New(oauth.InvalidResource).WithDescription("no resources at the audience")
+	}
+	return perms, nil
+}
+
+// addClientScopes applies the scope parameter (Grant section 3.3.4): a
+// scope matching no resource is invalid_scope; a scope the client
+// pre-registered is added to every resource that offers it; others are
+// ignored. A resource with no scope requested at all asks for all of its
+// scopes.
+func (s *Server) addClientScopes(g *grantState, perms []requestedPermission) error {
+	for _, sc := range strings.Fields(g.form.Get("scope")) {
+		available := false
+		for i := range perms {
+			if !slices.Contains(perms[i].res.Scopes, sc) {
+				continue
+			}
+			available = true
+			if slices.Contains(g.client.Scopes, sc) {
+				perms[i].scopes = appendNew(perms[i].scopes, sc)
+			}
+		}
+		if !available {
+			return oauth.New(oauth.InvalidScope).WithDescription("scope " + oauth.Quote(sc) + " is not available on the requested resources")
+		}
+	}
+	for i := range perms {
+		if len(perms[i].scopes) == 0 {
+			perms[i].scopes = slices.Clone(perms[i].res.Scopes)
+		}
+	}
+	return nil
+}
+
+// needInfo is a bad claim token: the answer is need_info.
+type needInfo struct{ description string }
+
+func (e *needInfo) Error() string { return e.description }
+
+// gatherClaims merges the claims of a PCT and of a pushed claim token into
+// the process's.
+func (s *Server) gatherClaims(ctx context.Context, g *grantState) error {
+	if raw := g.form.Get("pct"); raw != "" {
+		rec, err := s.lookupToken(ctx, raw)
+		switch {
+		case err == nil && rec.Kind == kindPCT && rec.ClientID == g.client.ID:
+			if g.proc.Subject == "" || g.proc.Subject == rec.Subject {
+				g.proc.Subject, g.proc.RqPIssuer = rec.Subject, rec.RqPIssuer
+				g.proc.Claims = mergeClaims(rec.Claims, g.proc.Claims)
+			}
+		case err != nil && !errors.Is(err, errUnknownToken):
+			return oauth.ErrServer("could not read the PCT", err)
+		default:
+			// A PCT of another client, or unknown: its claims do not count.
+			s.log.Info("ignored a PCT that is unknown or belongs to another client", clientField(g.client.ID))
+		}
+	}
+	token := strings.TrimSpace(g.form.Get("claim_token"))
+	if token == "" {
+		return nil
+	}
+	if s.claimTokens == nil {
+		return &needInfo{"claim tokens are not accepted: this authorization server trusts no issuer"}
+	}
+	claims, err := s.claimTokens.Verify(ctx, g.form.Get("claim_token_format"), token, []string{g.client.ID, s.issuer})
+	if err != nil {
+		s.log.Info("claim token refused", clientField(g.client.ID), zap.String("reason", err.Error()))
+		return &needInfo{"the claim token was not accepted: " + err.Error()}
+	}
+	if g.proc.Subject != "" && (g.proc.Subject != claims.Subject || g.proc.RqPIssuer != claims.Issuer) {
+		g.proc.Claims = nil // another requesting party: start over
+	}
+	g.proc.Subject, g.proc.RqPIssuer = claims.Subject, claims.Issuer
+	g.proc.Claims = mergeClaims(g.proc.Claims, claims.Values)
+	g.pushed = true
+	return nil
+}
+
+func mergeClaims(base, over map[string]any) map[string]any {
+	out := make(map[string]any, len(base)+len(over))
+	for k, v := range base {
+		out[k] = v
+	}
+	for k, v := range over {
+		out[k] = v
+	}
+	return out
+}
+
+// refusal answers a request of which nothing was granted: need_info when
+// the rules ask for claims, request_submitted when they send the request
+// to the owner, request_denied otherwise.
+func (s *Server) refusal(ctx context.Context, g *grantState, a assessment) error {
+	if len(a.requiredClaims) > 0 {
+		return s.needInfo(ctx, g, "more information about the requesting party is needed", dedupeClaims(a.requiredClaims))
+	}
+	if len(a.askOwner) > 0 {
+		if g.proc.Subject == "" {
+			return s.needInfo(ctx, g, "the owner can only be asked on behalf of an identified requesting party", nil)
+		}
+		return s.askOwner(ctx, g, a.askOwner)
+	}
+	if g.proc.Subject == "" && s.loginPages {
+		// Nobody identified, and people can prove who they are at the
+		// claims interaction endpoint: a share with them may well apply.
+		return s.needInfo(ctx, g, "the requesting party is not identified", nil)
+	}
+	return oauth.New(oauth.RequestDenied).WithDescription("the resource owner's rules do not grant the requested access")
+}
+
+// askOwner files a request with the owner of each permission and answers
+// request_submitted, or request_denied if the owner already denied one.
+func (s *Server) askOwner(ctx context.Context, g *grantState, perms []requestedPermission) error {
+	denied := false
+	for _, p := range perms {
+		email, _ := g.proc.Claims["email"].(string)
+		name, _ := g.proc.Claims["name"].(string)
+		req, err := s.FileRequest(ctx, AccessRequest{
+			Owner: p.res.Owner, ResourceID: p.res.ID, ResourceName: p.res.Name, Scopes: p.scopes,
+			ClientID: g.client.ID, Subject: g.proc.Subject, Issuer: g.proc.RqPIssuer, Email: email, Name: name,
+		})
+		if err != nil {
+			return oauth.ErrServer("could not submit the request", err)
+		}
+		denied = denied || req.Status == RequestDenied
+	}
+	if denied {
+		return oauth.New(oauth.RequestDenied).WithDescription("the resource owner denied the request")
+	}
+	tk, err := s.rotateTicket(ctx, g)
+	if err != nil {
+		return oauth.ErrServer("could not issue a ticket", err)
+	}
+	e := oauth.New(oauth.RequestSubmitted).WithDescription("the request was sent to the resource owner for approval")
+	e.Ticket, e.Interval = tk, int(s.requestInterval.Seconds())
+	return e
+}
+
+// needInfo answers need_info with a rotated ticket and hints. Hints
+// default to the claim tokens the AS accepts.
+func (s *Server) needInfo(ctx context.Context, g *grantState, desc string, hints []policies.RequiredClaim) error {
+	if g.ticket.ResourceServer == "" {
+		// A ticketless request has no ticket to rotate: Keycloak answers so.
+		return errNotAuthorized(desc)
+	}
+	tk, err := s.rotateTicket(ctx, g)
+	if err != nil {
+		return oauth.ErrServer("could not issue a ticket", err)
+	}
+	e := oauth.New(oauth.NeedInfo).WithDescription(desc)
+	e.Ticket, e.RedirectUser = tk, s.claimsInteraction
+	if len(hints) == 0 && e.RedirectUser == "" {
+		hints = []policies.RequiredClaim{{
+			ClaimTokenFormat: []string{claimtoken.FormatIDToken, claimtoken.FormatJWT},
+			Issuer:           s.trustedIssuers,
+		}}
+	}
+	if len(hints) > 0 {
+		e.RequiredClaims = hints
+	}
+	return e
+}
+
+// rotateTicket saves the process and issues its next ticket, bound to the
+// client.
+func (s *Server) rotateTicket(ctx context.Context, g *grantState) (string, error) {
+	if g.procID == "" {
+		g.procID = secret.New(16)
+	}
+	val, err := json.Marshal(g.proc)
+	if err != nil {
+		return "", err
+	}
+	exp := s.now().Add(s.ticketTTL + s.requestInterval)
+	if err := s.store.Put(ctx, nsProcess, g.procID, val, exp); err != nil {
+		return "", fmt.Errorf("storing a process: %w", err)
+	}
+	next := g.ticket
+	next.Process, next.Client = g.procID, g.client.ID
+	return s.sealTicket(next)
+}
+
+func dedupeClaims(in []policies.RequiredClaim) []policies.RequiredClaim {
+	var out []policies.RequiredClaim
+	seen := map[string]bool{}
+	for _, c := range in {
+		b, _ := json.Marshal(c)
+		if !seen[string(b)] {
+			seen[string(b)] = true
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// issueGrant issues the RPT (with the previous RPT's permissions on an
+// upgrade), a refresh token, and a PCT when claims were pushed.
+func (s *Server) issueGrant(w http.ResponseWriter, g *grantState, granted, previous []Permission, previousJTI string) error {
+	ctx := g.r.Context()
+	perms := mergePermissions(previous, granted)
+	subject := g.proc.Subject
+	if subject == "" {
+		subject = g.client.ID
+	}
+	fail := func(err error) error { return oauth.ErrServer("could not issue the tokens", err) }
+	// The RPT, its refresh token, the index that lets a revoked share
+	// revoke them, and the PCT are stored in one commit: all or none.
+	rec := rptRecord{ClientID: g.client.ID, Subject: subject, RqPIssuer: g.proc.RqPIssuer, ResourceServer: g.rs, Permissions: perms}
+	rpt, jti, rptWrite, err := s.signRPT(ctx, rec)
+	if err != nil {
+		return fail(err)
+	}
+	resp := tokenResponse{AccessToken: rpt, TokenType: "Bearer", ExpiresIn: int64(s.rptTTL.Seconds())}
+	refresh, refreshWrite, err := s.newToken(tokenRecord{
+		Kind: kindRefresh, ClientID: g.client.ID, Subject: subject, RqPIssuer: g.proc.RqPIssuer,
+		ResourceServer: g.rs, Permissions: perms, RPT: jti,
+	}, s.refreshTTL)
+	if err != nil {
+		return fail(err)
+	}
+	resp.RefreshToken = refresh
+	writes := []store.Write{rptWrite, refreshWrite}
+	writes = append(writes, holderWrites(perms, tokenHolder{RPT: jti, Subject: subject, Email: verifiedEmail(g.proc.Claims), ClientID: g.client.ID},
+		refresh, s.now().Add(s.refreshTTL))...)
+	if (g.pushed || g.proc.KeepClaims) && g.proc.Subject != "" {
+		pct, pctWrite, err := s.newToken(tokenRecord{
+			Kind: kindPCT, ClientID: g.client.ID, Subject: g.proc.Subject, RqPIssuer: g.proc.RqPIssuer, Claims: g.proc.Claims,
+		}, s.pctTTL)
+		if err != nil {
+			return fail(err)
+		}
+		resp.PCT = pct
+		writes = append(writes, pctWrite)
+	}
+	if err := s.store.PutAll(ctx, writes); err != nil {
+		return fail(err)
+	}
+	if previousJTI != "" {
+		upgraded := true
+		resp.Upgraded = &upgraded
+		if err := s.revokeRPT(ctx, previousJTI); err != nil {
+			s.log.Error("revoking an upgraded RPT", zap.Error(err))
+		}
+	}
+	if g.procID != "" {
+		_ = s.store.Delete(ctx, nsProcess, g.procID)
+	}
+	oauth.WriteJSON(w, http.StatusOK, resp)
+	return nil
+}
