@@ -1,16 +1,17 @@
 // Package caddymodule adapts the UMA 2.0 authorization server of package
 // authz to Caddy: the uma app holds the server's configuration and state
 // (one per config load), the http.handlers.uma_server handler serves its
-// endpoints, and caddyfile.go parses the uma global option and the
-// uma_server directive.
+// endpoints, the modules of the uma.storage namespace (uma.storage.badger)
+// are the databases it can keep its state in, and caddyfile.go parses the
+// uma global option and the uma_server directive.
 package caddymodule
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -18,7 +19,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/caddyserver/caddy/v2"
 
@@ -26,16 +26,11 @@ import (
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
 	"github.com/caddy-uma/caddy-uma/authz/people"
 	"github.com/caddy-uma/caddy-uma/authz/urlcheck"
-	"github.com/caddy-uma/caddy-uma/store"
-	"github.com/caddy-uma/caddy-uma/store/badgerstore"
 )
 
 func init() {
 	caddy.RegisterModule(App{})
 }
-
-// backendBadger is the only storage backend so far.
-const backendBadger = "badger"
 
 // App is the uma app: a UMA 2.0 authorization server (AS). It holds the AS's
 // configuration and, once started, the running server; the uma_server HTTP
@@ -43,9 +38,10 @@ const backendBadger = "badger"
 //
 // The database is opened in Start, not in Provision, so that `caddy
 // validate` works while a server on the same storage runs, and it is shared
-// across config reloads through a process-wide pool keyed by its path: a
-// reload that keeps storage.path keeps the open database, one that changes
-// it opens the new one and closes the old one.
+// across config reloads through a process-wide pool keyed by the storage
+// backend and its database (for badger, the path): a reload that keeps the
+// storage keeps the open database, one that changes it opens the new one
+// and closes the old one.
 type App struct {
 	// Issuer is the AS's issuer identifier (required): an absolute http or
 	// https URL without query or fragment, such as
@@ -57,9 +53,12 @@ type App struct {
 	Issuer string `json:"issuer,omitempty"`
 
 	// Storage is where the AS keeps its state: signing keys, registered
-	// resources, issued tokens and tickets. Default: the badger backend in
-	// the "uma" folder of Caddy's data directory.
-	Storage *Storage `json:"storage,omitempty"`
+	// resources, issued tokens and tickets. It is a module of the
+	// uma.storage namespace, named by its "backend" key, with the module's
+	// settings beside it: {"backend": "badger", "path": "/var/lib/uma"}.
+	// A storage without backend is badger. Default: badger in the "uma"
+	// folder of Caddy's data directory.
+	Storage json.RawMessage `json:"storage,omitempty" caddy:"namespace=uma.storage inline_key=backend"`
 
 	// Clients are the OAuth clients registered at the AS: resource servers
 	// (which obtain PATs and use the protection API) and requesting parties'
@@ -138,7 +137,7 @@ type App struct {
 	// What Provision computes from the fields above, with placeholders
 	// expanded and defaults applied.
 	issuer     string
-	storePath  string
+	storage    StorageBackend
 	signingAlg string
 	clients    []authz.Client
 	policyDir  string
@@ -227,21 +226,6 @@ type DynamicRegistration struct {
 	InitialAccessToken string `json:"initial_access_token,omitempty"`
 }
 
-// Storage selects the database of the AS.
-type Storage struct {
-	// Backend is the database: "badger" (the default, and so far the only
-	// one), an embedded database in a local directory.
-	Backend string `json:"backend,omitempty"`
-
-	// Path is the directory of the badger database, created if missing
-	// (mode 0700: it holds the private signing keys). A relative path is
-	// resolved against the working directory of the Caddy process.
-	// Placeholders such as {env.UMA_DATA} are expanded. Only one process
-	// can open a directory at a time. Default: "uma" in Caddy's data
-	// directory.
-	Path string `json:"path,omitempty"`
-}
-
 // Client is an OAuth client registered at the AS.
 type Client struct {
 	// ID is the client identifier (required, unique).
@@ -275,26 +259,6 @@ type Client struct {
 	ClaimsRedirectURIs []string `json:"claims_redirect_uris,omitempty"`
 }
 
-// storePool shares open databases between the uma apps of successive config
-// loads, keyed by the cleaned absolute path of the database. A reload starts
-// the new config before it stops the old one, and Badger locks its directory
-// even within one process, so each load cannot open its own.
-var storePool = caddy.NewUsagePool()
-
-// openBackend opens the database in dir. Tests replace it.
-var openBackend = func(dir string, logger *zap.Logger) (store.Store, error) {
-	return badgerstore.Open(badgerstore.Options{Dir: dir, Logger: logger})
-}
-
-// sharedStore is the pooled value: an open database, closed when the last
-// config that uses it is cleaned up.
-type sharedStore struct {
-	store.Store
-}
-
-// Destruct closes the database.
-func (s sharedStore) Destruct() error { return s.Close() }
-
 // CaddyModule returns the Caddy module information.
 func (App) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{
@@ -317,20 +281,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 	}
 	a.issuer = issuer
 
-	storage := Storage{Backend: backendBadger}
-	if a.Storage != nil {
-		storage = *a.Storage
-	}
-	if storage.Path == "" {
-		storage.Path = filepath.Join(caddy.AppDataDir(), "uma")
-	}
-	path, err := repl.ReplaceOrErr(storage.Path, true, true)
-	if err != nil {
-		return fmt.Errorf("expanding storage path: %w", err)
-	}
-	// filepath.Abs also cleans the path, which makes it a pool key.
-	if a.storePath, err = filepath.Abs(path); err != nil {
-		return fmt.Errorf("resolving storage path %q: %w", path, err)
+	if err := a.loadStorage(ctx); err != nil {
+		return err
 	}
 
 	if a.Policies != "" {
@@ -392,9 +344,6 @@ func (a *App) Provision(ctx caddy.Context) error {
 func (a *App) Validate() error {
 	if err := urlcheck.Absolute(a.issuer, false); err != nil {
 		return fmt.Errorf("issuer %q: %w", a.issuer, err)
-	}
-	if a.Storage != nil && a.Storage.Backend != "" && a.Storage.Backend != backendBadger {
-		return fmt.Errorf("storage: unknown backend %q (want %q)", a.Storage.Backend, backendBadger)
 	}
 	if err := authz.CheckSigningAlg(a.signingAlg); err != nil {
 		return fmt.Errorf("signing_alg: %w", err)
@@ -481,7 +430,7 @@ func (a *App) Start() error {
 	close(a.state.started)
 	a.logger.Info("authorization server started",
 		zap.String("issuer", a.issuer),
-		zap.String("storage", a.storePath),
+		zap.String("storage", storeKey(a.storage)),
 		zap.Int("clients", len(a.clients)))
 	return nil
 }
@@ -509,7 +458,7 @@ func (a *App) Stop() error {
 // reload, Caddy stops the old http servers without waiting for the requests
 // they are handling and cleans the old config up at once, and those requests
 // are still answered by this server, on the database the new config shares,
-// instead of with 503. (If the reload changed storage.path, the old database
+// instead of with 503. (If the reload changed the storage, the old database
 // closes and they fail.) When Caddy exits, it waits for every request before
 // it cleans up.
 func (a *App) Cleanup() error {
@@ -549,71 +498,12 @@ func (a *App) awaitRunning(ctx context.Context, timeout time.Duration) *authz.Se
 	return a.running()
 }
 
-// acquireStore loads the shared database of a.storePath from storePool,
-// opening it if no running config has. Each success must be matched by
-// exactly one releaseStore.
-func (a *App) acquireStore() (store.Store, error) {
-	key := a.storePath
-	val, loaded, err := storePool.LoadOrNew(key, func() (caddy.Destructor, error) {
-		if err := os.MkdirAll(key, 0o700); err != nil {
-			return nil, fmt.Errorf("creating storage directory: %w", err)
-		}
-		st, err := openBackend(key, a.logger.Named("storage"))
-		if errors.Is(err, badgerstore.ErrLocked) {
-			return nil, fmt.Errorf("%w: another process, usually another running Caddy instance, "+
-				"has the database open; use 'caddy reload' to change the config of a running Caddy", err)
-		}
-		if err != nil {
-			return nil, err
-		}
-		return sharedStore{st}, nil
-	})
-	if err != nil {
-		// A failed LoadOrNew holds no reference: nothing to release.
-		return nil, fmt.Errorf("opening storage %s: %w", key, err)
-	}
-
-	a.state.mu.Lock()
-	a.state.storeKey = key
-	a.state.mu.Unlock()
-
-	if c := a.logger.Check(zapcore.DebugLevel, "storage opened"); c != nil {
-		c.Write(zap.String("path", key), zap.Bool("shared_with_previous_config", loaded))
-	}
-	return val.(sharedStore).Store, nil
-}
-
-// releaseStore gives back the reference acquireStore took, once; later calls
-// do nothing. A second Delete would close the database under the config
-// that replaced this one.
-func (a *App) releaseStore() error {
-	a.state.mu.Lock()
-	key := a.state.storeKey
-	a.state.storeKey = ""
-	a.state.mu.Unlock()
-	if key == "" {
-		return nil
-	}
-
-	closed, err := storePool.Delete(key)
-	if err != nil {
-		return fmt.Errorf("closing storage %s: %w", key, err)
-	}
-	if closed {
-		if c := a.logger.Check(zapcore.DebugLevel, "storage closed"); c != nil {
-			c.Write(zap.String("path", key))
-		}
-	}
-	return nil
-}
-
 // Interface guards
 var (
 	_ caddy.App          = (*App)(nil)
 	_ caddy.Provisioner  = (*App)(nil)
 	_ caddy.Validator    = (*App)(nil)
 	_ caddy.CleanerUpper = (*App)(nil)
-	_ caddy.Destructor   = sharedStore{}
 )
 
 // trustedIssuers converts the trusted issuers for authz.

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 
 	"github.com/caddy-uma/caddy-uma/store"
 	"github.com/caddy-uma/caddy-uma/store/badgerstore"
@@ -44,6 +45,23 @@ func provisionApp(t *testing.T, cfg string) (*App, error) {
 	return app, app.Validate()
 }
 
+// expectError fails the test unless err matches want, a substring of the
+// error; an empty want means no error. It reports whether an error was
+// expected, so that the case stops there.
+func expectError(t *testing.T, err error, want string) bool {
+	t.Helper()
+	if want == "" {
+		if err != nil {
+			t.Fatalf("unexpected error: %v", err)
+		}
+		return false
+	}
+	if err == nil || !strings.Contains(err.Error(), want) {
+		t.Fatalf("error = %v, want one containing %q", err, want)
+	}
+	return true
+}
+
 func TestAppProvisionValidate(t *testing.T) {
 	t.Setenv("UMA_TEST_SECRET", "from-env")
 	t.Setenv("UMA_TEST_EMPTY", "")
@@ -60,8 +78,8 @@ func TestAppProvisionValidate(t *testing.T) {
 		"minimal config gets defaults": {
 			cfg: `{"issuer": "https://as.example.com"}`,
 			check: func(t *testing.T, a *App) {
-				if want := filepath.Join(caddy.AppDataDir(), "uma"); a.storePath != want {
-					t.Errorf("storePath = %q, want %q", a.storePath, want)
+				if want := filepath.Join(caddy.AppDataDir(), "uma"); badgerDir(t, a) != want {
+					t.Errorf("storePath = %q, want %q", badgerDir(t, a), want)
 				}
 				if a.signingAlg != "ES256" {
 					t.Errorf("signingAlg = %q, want ES256", a.signingAlg)
@@ -80,8 +98,8 @@ func TestAppProvisionValidate(t *testing.T) {
 				]
 			}`,
 			check: func(t *testing.T, a *App) {
-				if want := filepath.Join(wd, "data", "uma"); a.storePath != want {
-					t.Errorf("storePath = %q, want %q (absolute and clean)", a.storePath, want)
+				if want := filepath.Join(wd, "data", "uma"); badgerDir(t, a) != want {
+					t.Errorf("storePath = %q, want %q (absolute and clean)", badgerDir(t, a), want)
 				}
 				if a.issuer != "http://localhost:8080/uma" || a.signingAlg != "EdDSA" {
 					t.Errorf("issuer, alg = %q, %q", a.issuer, a.signingAlg)
@@ -187,7 +205,18 @@ func TestAppProvisionValidate(t *testing.T) {
 	}
 }
 
-// countingBackend replaces openBackend with in-memory Badger stores that
+// badgerDir returns the database directory of an app provisioned with the
+// badger storage.
+func badgerDir(t *testing.T, a *App) string {
+	t.Helper()
+	b, ok := a.storage.(*BadgerStorage)
+	if !ok {
+		t.Fatalf("storage = %T, want *BadgerStorage", a.storage)
+	}
+	return b.dir
+}
+
+// countingBackend replaces openBadger with in-memory Badger stores that
 // behave like directories: a second open of an open directory fails with
 // ErrLocked, as Badger does.
 type countingBackend struct {
@@ -201,9 +230,9 @@ type countingBackend struct {
 func useCountingBackend(t *testing.T) *countingBackend {
 	t.Helper()
 	b := &countingBackend{open: map[string]bool{}}
-	orig := openBackend
-	openBackend = b.openStore
-	t.Cleanup(func() { openBackend = orig })
+	orig := openBadger
+	openBadger = b.openStore
+	t.Cleanup(func() { openBadger = orig })
 	return b
 }
 
@@ -260,8 +289,13 @@ func appFor(t *testing.T, dir string, extra string) *App {
 	return app
 }
 
+// badgerKey is the storePool key of the badger database in dir.
+func badgerKey(dir string) string {
+	return storeKey(&BadgerStorage{dir: dir})
+}
+
 func poolRefs(dir string) int {
-	refs, _ := storePool.References(dir)
+	refs, _ := storePool.References(badgerKey(dir))
 	return refs
 }
 
@@ -344,7 +378,7 @@ func TestAppReloadSharesStore(t *testing.T) {
 	if opens, closes := backend.counts(); opens != 1 || closes != 1 {
 		t.Fatalf("opens, closes = %d, %d, want 1, 1", opens, closes)
 	}
-	if _, ok := storePool.References(dir); ok {
+	if _, ok := storePool.References(badgerKey(dir)); ok {
 		t.Fatal("pool entry left behind")
 	}
 
@@ -371,7 +405,7 @@ func TestAppStartFailureReleasesNothing(t *testing.T) {
 	if !strings.Contains(err.Error(), "caddy reload") {
 		t.Errorf("error %q does not tell the user to use caddy reload", err)
 	}
-	if _, ok := storePool.References(dir); ok {
+	if _, ok := storePool.References(badgerKey(dir)); ok {
 		t.Fatal("a failed open left a pool entry")
 	}
 	// Caddy cleans up a config whose Start failed: no Delete must happen
@@ -445,7 +479,7 @@ func TestAppBadgerReload(t *testing.T) {
 func TestAppJSONFieldNames(t *testing.T) {
 	app := App{
 		Issuer:      "https://as.example",
-		Storage:     &Storage{Backend: "badger", Path: "/var/lib/uma"},
+		Storage:     caddyconfig.JSONModuleObject(BadgerStorage{Path: "/var/lib/uma"}, "backend", "badger", nil),
 		Clients:     []Client{{ID: "c", Secret: "s", ResourceServer: true, Scopes: []string{"a"}, RedirectURIs: []string{"r"}, ClaimsRedirectURIs: []string{"cr"}}},
 		SigningAlg:  "RS256",
 		KeyRotation: caddy.Duration(time.Hour),

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"slices"
 	"strconv"
 	"strings"
@@ -85,8 +86,10 @@ func parseGlobalOption(d *caddyfile.Dispenser, existingVal any) (any, error) {
 //	}
 //
 // issuer is required: the absolute http(s) URL, without query or fragment,
-// under whose path every endpoint lives. storage defaults to badger in the
-// "uma" folder of Caddy's data directory; a relative <dir> is resolved
+// under whose path every endpoint lives. storage names a backend, a module
+// of the uma.storage namespace that parses the rest of its line (see
+// BadgerStorage.UnmarshalCaddyfile); it defaults to badger in the "uma"
+// folder of Caddy's data directory, and a relative <dir> is resolved
 // against Caddy's working directory. signing_alg defaults to ES256.
 // key_rotation defaults to 0 (never); pat_ttl to 1h; ticket_ttl and rpt_ttl
 // to 5m. Durations use Go's syntax, plus d for days (e.g. 90d).
@@ -150,17 +153,11 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 
 		case "storage":
-			args := d.RemainingArgs()
-			if len(args) < 1 || len(args) > 2 {
-				return d.ArgErr()
+			raw, err := parseStorage(d)
+			if err != nil {
+				return err
 			}
-			if args[0] != backendBadger {
-				return d.Errf("unknown storage backend %q (want %q)", args[0], backendBadger)
-			}
-			a.Storage = &Storage{Backend: args[0]}
-			if len(args) == 2 {
-				a.Storage.Path = args[1]
-			}
+			a.Storage = raw
 
 		case "signing_alg":
 			if !d.AllArgs(&a.SigningAlg) {
@@ -268,6 +265,31 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		}
 	}
 	return nil
+}
+
+// parseStorage parses a storage line (and its block, if any) into the JSON
+// of the storage module it names; d is on the storage token. The module
+// uma.storage.<backend> parses its own tokens, from its name on, so a new
+// backend brings its own syntax.
+func parseStorage(d *caddyfile.Dispenser) (json.RawMessage, error) {
+	if !d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	name := d.Val()
+	id := storageNamespace + "." + name
+	if _, err := caddy.GetModule(id); err != nil {
+		return nil, d.Errf("unknown storage backend %q (known backends: %s)", name, knownStorageBackends())
+	}
+	unm, err := caddyfile.UnmarshalModule(d, id)
+	if err != nil {
+		return nil, err
+	}
+	var warnings []caddyconfig.Warning
+	raw := caddyconfig.JSONModuleObject(unm, "backend", name, &warnings)
+	if raw == nil {
+		return nil, d.Errf("encoding storage %s: %v", name, warnings)
+	}
+	return raw, nil
 }
 
 // parseTrustIssuer parses a trust_issuer block; d is on its token.

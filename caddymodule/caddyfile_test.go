@@ -50,7 +50,7 @@ func TestParseGlobalOption(t *testing.T) {
 			}`,
 			want: App{
 				Issuer:      "https://example.com/uma",
-				Storage:     &Storage{Backend: "badger", Path: "/var/lib/caddy-uma"},
+				Storage:     json.RawMessage(`{"backend":"badger","path":"/var/lib/caddy-uma"}`),
 				SigningAlg:  "EdDSA",
 				KeyRotation: caddy.Duration(90 * 24 * time.Hour),
 				PATTTL:      caddy.Duration(2 * time.Hour),
@@ -112,7 +112,7 @@ func TestParseGlobalOption(t *testing.T) {
 				issuer http://localhost:8080
 				storage badger
 			}`,
-			want: App{Issuer: "http://localhost:8080", Storage: &Storage{Backend: "badger"}},
+			want: App{Issuer: "http://localhost:8080", Storage: json.RawMessage(`{"backend":"badger"}`)},
 		},
 		"empty block": {
 			input: `uma {
@@ -342,11 +342,16 @@ func TestParseHandler(t *testing.T) {
 	}
 }
 
+// adaptCaddyfile adapts a whole Caddyfile, named Caddyfile, to Caddy JSON.
+func adaptCaddyfile(input string) ([]byte, []caddyconfig.Warning, error) {
+	adapter := caddyconfig.GetAdapter("caddyfile")
+	return adapter.Adapt([]byte(input), map[string]any{"filename": "Caddyfile"})
+}
+
 // adapt adapts a whole Caddyfile to Caddy JSON.
 func adapt(t *testing.T, input string) (caddy.Config, []caddyconfig.Warning) {
 	t.Helper()
-	adapter := caddyconfig.GetAdapter("caddyfile")
-	out, warnings, err := adapter.Adapt([]byte(input), map[string]any{"filename": "Caddyfile"})
+	out, warnings, err := adaptCaddyfile(input)
 	if err != nil {
 		t.Fatalf("adapting: %v", err)
 	}
@@ -392,9 +397,7 @@ func TestAdaptCaddyfile(t *testing.T) {
 }
 
 func TestAdaptUnknownGlobalSubdirectiveNamesLine(t *testing.T) {
-	adapter := caddyconfig.GetAdapter("caddyfile")
-	_, _, err := adapter.Adapt([]byte("{\n\tuma {\n\t\tissuer https://a\n\t\ttrusted https://idp {\n\t\t}\n\t}\n}\n"),
-		map[string]any{"filename": "Caddyfile"})
+	_, _, err := adaptCaddyfile("{\n\tuma {\n\t\tissuer https://a\n\t\ttrusted https://idp {\n\t\t}\n\t}\n}\n")
 	if err == nil || !strings.Contains(err.Error(), "Caddyfile:4") || !strings.Contains(err.Error(), `"trusted"`) {
 		t.Fatalf("error = %v, want the unknown subdirective and its line", err)
 	}

@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
@@ -102,7 +103,7 @@ func TestProvisionPeopleOptions(t *testing.T) {
 	defer cancel()
 	a := &App{
 		Issuer:              "https://as.example.com",
-		Storage:             &Storage{Path: t.TempDir()},
+		Storage:             json.RawMessage(`{"path": "` + t.TempDir() + `"}`),
 		LoginOIDC:           &LoginOIDC{Issuer: "https://id.example.com", ClientID: "c", ClientSecret: "{env.OIDC_SECRET}"},
 		DynamicRegistration: &DynamicRegistration{InitialAccessToken: "{env.DCR_TOKEN}"},
 		Users:               []User{{Name: "a", PasswordHash: "$2a$04$x6lf/KCauiji2oWKmmxMNeL2xCcB7xIdPA/0uHhxG7cFi0scU6z4y"}},

@@ -103,11 +103,25 @@ func TestXcaddyBuildListsModules(t *testing.T) {
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("xcaddy.sh: %v\n%s", err, b)
 	}
-	b, err := exec.Command(out, "list-modules").CombinedOutput()
+	checkListModules(t, out)
+}
+
+// TestBuildListsModules checks that the binary of ./cmd/caddy lists the
+// caddy-uma modules.
+func TestBuildListsModules(t *testing.T) {
+	skipShort(t)
+	checkListModules(t, caddyBin)
+}
+
+// checkListModules fails the test unless `bin list-modules` lists every
+// caddy-uma module.
+func checkListModules(t *testing.T, bin string) {
+	t.Helper()
+	b, err := exec.Command(bin, "list-modules").CombinedOutput()
 	if err != nil {
 		t.Fatalf("list-modules: %v\n%s", err, b)
 	}
-	for _, m := range []string{"uma", "http.handlers.uma_server", "http.handlers.uma_protect", "http.handlers.uma_demo_idp"} {
+	for _, m := range []string{"uma", "uma.storage.badger", "http.handlers.uma_server", "http.handlers.uma_protect", "http.handlers.uma_demo_idp"} {
 		if !strings.Contains("\n"+string(b), "\n"+m+"\n") {
 			t.Errorf("module %s is not listed:\n%s", m, b)
 		}

@@ -1,0 +1,234 @@
+package caddymodule
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+
+	"github.com/caddy-uma/caddy-uma/store/badgerstore"
+)
+
+func TestBadgerStorageUnmarshalCaddyfile(t *testing.T) {
+	tests := map[string]struct {
+		input   string
+		want    BadgerStorage
+		wantErr string // substring; empty means success
+	}{
+		"default directory":   {input: `badger`, want: BadgerStorage{}},
+		"directory":           {input: `badger /var/lib/uma`, want: BadgerStorage{Path: "/var/lib/uma"}},
+		"relative directory":  {input: `badger ./data/uma`, want: BadgerStorage{Path: "./data/uma"}},
+		"placeholder kept":    {input: `badger {env.UMA_DATA}`, want: BadgerStorage{Path: "{env.UMA_DATA}"}},
+		"extra argument":      {input: `badger /a /b`, wantErr: "wrong argument count"},
+		"block":               {input: "badger /a {\n\tpath /b\n}", wantErr: "takes no block"},
+		"block without a dir": {input: "badger {\n\tpath /b\n}", wantErr: "takes no block"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			var got BadgerStorage
+			err := got.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tt.input))
+			if expectError(t, err, tt.wantErr) {
+				return
+			}
+			if got != tt.want {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestStorageCaddyfileJSON checks the JSON that a storage line of the uma
+// global option adapts to: the app's "storage" object, named by its
+// "backend" key.
+func TestStorageCaddyfileJSON(t *testing.T) {
+	tests := map[string]struct {
+		line     string
+		wantJSON string
+		wantErr  string // substring; empty means success
+	}{
+		"badger with a directory": {
+			line:     `storage badger /var/lib/uma`,
+			wantJSON: `{"backend":"badger","path":"/var/lib/uma"}`,
+		},
+		"badger with the default directory": {
+			line:     `storage badger`,
+			wantJSON: `{"backend":"badger"}`,
+		},
+		"badger with a placeholder": {
+			line:     `storage badger {env.UMA_DATA}`,
+			wantJSON: `{"backend":"badger","path":"{env.UMA_DATA}"}`,
+		},
+		"unknown backend names the known ones": {
+			line:    `storage postgres postgres://db`,
+			wantErr: `unknown storage backend "postgres" (known backends: badger)`,
+		},
+		"backend names are case-sensitive": {
+			line:    `storage Badger /a`,
+			wantErr: `unknown storage backend "Badger"`,
+		},
+		"a namespace is not a backend": {
+			line:    `storage badger.extra /a`,
+			wantErr: `unknown storage backend "badger.extra"`,
+		},
+		"badger with a block": {
+			line:    "storage badger /a {\n\tpath /b\n}",
+			wantErr: "takes no block",
+		},
+		"storage twice": {
+			line:    "storage badger /a\nstorage badger /b",
+			wantErr: "storage specified more than once",
+		},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			val, err := parseGlobalOption(caddyfile.NewTestDispenser("uma {\n"+tt.line+"\n}"), nil)
+			if expectError(t, err, tt.wantErr) {
+				return
+			}
+			var got struct {
+				Storage json.RawMessage `json:"storage"`
+			}
+			if err := json.Unmarshal(val.(httpcaddyfile.App).Value, &got); err != nil {
+				t.Fatal(err)
+			}
+			if string(got.Storage) != tt.wantJSON {
+				t.Errorf("storage JSON = %s, want %s", got.Storage, tt.wantJSON)
+			}
+		})
+	}
+}
+
+func TestAdaptUnknownStorageBackendNamesLine(t *testing.T) {
+	_, _, err := adaptCaddyfile("{\n\tuma {\n\t\tissuer https://a\n\t\tstorage postgres postgres://db\n\t}\n}\n")
+	if err == nil || !strings.Contains(err.Error(), "Caddyfile:4") ||
+		!strings.Contains(err.Error(), `unknown storage backend "postgres" (known backends: badger)`) {
+		t.Fatalf("error = %v, want the unknown backend, the known ones and the line", err)
+	}
+}
+
+// loadBadger loads and provisions the badger module from its JSON, as the
+// uma app does.
+func loadBadger(t *testing.T, raw string) (*BadgerStorage, error) {
+	t.Helper()
+	mod, err := newTestContext(t).LoadModuleByID("uma.storage.badger", json.RawMessage(raw))
+	if err != nil {
+		return nil, err
+	}
+	return mod.(*BadgerStorage), nil
+}
+
+func TestBadgerStorageProvision(t *testing.T) {
+	t.Setenv("UMA_TEST_DATA", "from-env")
+	t.Setenv("UMA_TEST_EMPTY", "")
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := map[string]struct {
+		json    string
+		wantDir string
+		wantErr string // substring; empty means success
+	}{
+		"default directory":    {json: `{}`, wantDir: filepath.Join(caddy.AppDataDir(), "uma")},
+		"absolute directory":   {json: `{"path": "/var/lib/uma/"}`, wantDir: "/var/lib/uma"},
+		"relative and unclean": {json: `{"path": "data/x/../uma"}`, wantDir: filepath.Join(wd, "data", "uma")},
+		"placeholder":          {json: `{"path": "/var/lib/{env.UMA_TEST_DATA}"}`, wantDir: "/var/lib/from-env"},
+		"missing directory":    {json: `{"path": "` + filepath.Join(t.TempDir(), "a", "b") + `"}`},
+		"unset placeholder":    {json: `{"path": "{env.UMA_TEST_EMPTY}"}`, wantErr: "expanding storage path"},
+		"a file, not a dir":    {json: `{"path": "` + file + `"}`, wantErr: "is not a directory"},
+		"unknown field":        {json: `{"dir": "/var/lib/uma"}`, wantErr: `unknown field "dir"`},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			b, err := loadBadger(t, tt.json)
+			if expectError(t, err, tt.wantErr) {
+				return
+			}
+			if tt.wantDir != "" && b.dir != tt.wantDir {
+				t.Errorf("dir = %q, want %q", b.dir, tt.wantDir)
+			}
+			if b.PoolKey() != b.dir {
+				t.Errorf("PoolKey = %q, want the directory %q", b.PoolKey(), b.dir)
+			}
+			if _, err := os.Stat(b.dir); tt.wantDir == "" && !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("provisioning created %s (stat: %v); Open creates it", b.dir, err)
+			}
+		})
+	}
+}
+
+// TestBadgerStorageOpen opens real Badger directories.
+func TestBadgerStorageOpen(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "uma")
+	b, err := loadBadger(t, `{"path": "`+dir+`"}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := b.Open(nil)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if perm := fi.Mode().Perm(); perm != 0o700 {
+		t.Errorf("directory mode = %o, want 700 (it holds the signing keys)", perm)
+	}
+
+	// A second open of the directory fails on the lock, and says why.
+	_, err = b.Open(nil)
+	if !errors.Is(err, badgerstore.ErrLocked) {
+		t.Fatalf("second Open = %v, want an error wrapping ErrLocked", err)
+	}
+	if !strings.Contains(err.Error(), "caddy reload") {
+		t.Errorf("error %q does not tell the user to use caddy reload", err)
+	}
+
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err = b.Open(nil)
+	if err != nil {
+		t.Fatalf("Open after Close: %v", err)
+	}
+	_ = st.Close()
+
+	// A directory that cannot be created.
+	parent := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(parent, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	bad := &BadgerStorage{dir: filepath.Join(parent, "uma")}
+	if _, err := bad.Open(nil); err == nil || !strings.Contains(err.Error(), "creating storage directory") {
+		t.Fatalf("Open under a file = %v, want a directory creation error", err)
+	}
+}
+
+func TestBadgerStorageModule(t *testing.T) {
+	mod, err := caddy.GetModule("uma.storage.badger")
+	if err != nil {
+		t.Fatalf("uma.storage.badger is not registered: %v", err)
+	}
+	if _, ok := mod.New().(StorageBackend); !ok {
+		t.Fatalf("uma.storage.badger is a %T, not a StorageBackend", mod.New())
+	}
+	if got := reflect.TypeOf(mod.New()); got != reflect.TypeOf(new(BadgerStorage)) {
+		t.Errorf("New() = %v, want *BadgerStorage", got)
+	}
+	if got := knownStorageBackends(); got != "badger" {
+		t.Errorf("known backends = %q, want badger", got)
+	}
+}
