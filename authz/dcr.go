@@ -112,7 +112,7 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) error {
 	if !secret.Equal(tok, s.registration.InitialAccessToken) {
 		return oauth.New(oauth.InvalidToken).
 			WithDescription("registration requires the initial access token as a Bearer token").
-			WithChallenge("Bearer realm=" + oauth.Quote(s.issuer) + `, error="invalid_token"`)
+			WithChallenge(oauth.BearerChallenge(s.issuer, oauth.InvalidToken, "", ""))
 	}
 	var md clientMetadata
 	if err := oauth.ReadJSON(w, r, &md); err != nil {

@@ -36,12 +36,11 @@ func (c protectionCaller) mayManage(res store.Resource) bool {
 // token is a 401 with a bare challenge, a bad token a 401 invalid_token,
 // and a token without uma_protection a 403 insufficient_scope.
 func (s *Server) requirePAT(r *http.Request) (protectionCaller, error) {
-	realm := "realm=" + oauth.Quote(s.issuer)
 	tok, ok := oauth.BearerToken(r)
 	if !ok {
 		return protectionCaller{}, oauth.New(oauth.InvalidToken).
 			WithDescription("a PAT is required as a Bearer token").
-			WithChallenge("Bearer " + realm)
+			WithChallenge(oauth.BearerChallenge(s.issuer, "", "", ""))
 	}
 	rec, err := s.lookupToken(r.Context(), tok)
 	if err != nil && !errors.Is(err, errUnknownToken) {
@@ -49,14 +48,14 @@ func (s *Server) requirePAT(r *http.Request) (protectionCaller, error) {
 	}
 	c := s.clients[rec.ClientID]
 	if err != nil || rec.Kind != kindAccess || c == nil {
-		return protectionCaller{}, oauth.New(oauth.InvalidToken).
-			WithDescription("the token is unknown, expired or revoked").
-			WithChallenge("Bearer " + realm + `, error="invalid_token", error_description="the token is unknown, expired or revoked"`)
+		const desc = "the token is unknown, expired or revoked"
+		return protectionCaller{}, oauth.New(oauth.InvalidToken).WithDescription(desc).
+			WithChallenge(oauth.BearerChallenge(s.issuer, oauth.InvalidToken, desc, ""))
 	}
 	if !rec.hasScope(ScopeProtection) || !c.ResourceServer {
 		return protectionCaller{}, oauth.New(oauth.InsufficientScope).
 			WithDescription("the token does not have the uma_protection scope").
-			WithChallenge("Bearer " + realm + `, error="insufficient_scope", scope="uma_protection"`)
+			WithChallenge(oauth.BearerChallenge(s.issuer, oauth.InsufficientScope, "", ScopeProtection))
 	}
 	return protectionCaller{ClientID: rec.ClientID, Subject: rec.Subject}, nil
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddy-uma/caddy-uma/authz/oauth"
 	"github.com/lestrrat-go/jwx/v3/jwa"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
@@ -113,7 +114,7 @@ func (p *DemoIdP) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			return caddyhttp.Error(http.StatusMethodNotAllowed, errors.New("use GET"))
 		}
-		writeDemoJSON(w, http.StatusOK, map[string]any{
+		oauth.WriteJSON(w, http.StatusOK, map[string]any{
 			"issuer":                                p.issuer,
 			"jwks_uri":                              p.issuer + "/jwks",
 			"id_token_endpoint":                     p.issuer + "/id_token",
@@ -153,13 +154,13 @@ func (p *DemoIdP) mint(w http.ResponseWriter, r *http.Request) error {
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
 	if err := r.ParseForm(); err != nil {
-		writeDemoJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request", "error_description": "a form body is expected"})
+		oauth.WriteError(w, oauth.ErrInvalidRequest("a form body is expected"))
 		return nil
 	}
 	f := r.PostForm
 	sub, aud := f.Get("sub"), f.Get("aud")
 	if sub == "" || aud == "" {
-		writeDemoJSON(w, http.StatusBadRequest, map[string]string{"error": "invalid_request", "error_description": "sub and aud are required"})
+		oauth.WriteError(w, oauth.ErrInvalidRequest("sub and aud are required"))
 		return nil
 	}
 	ttl := time.Duration(p.TokenTTL)
@@ -197,17 +198,10 @@ func (p *DemoIdP) mint(w http.ResponseWriter, r *http.Request) error {
 		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("signing an ID token: %w", err))
 	}
 	p.logger.Info("minted a demo ID token", zap.String("sub", sub), zap.String("aud", aud))
-	writeDemoJSON(w, http.StatusOK, map[string]any{
+	oauth.WriteJSON(w, http.StatusOK, map[string]any{
 		"id_token": string(tok), "token_type": "N_A", "expires_in": int(ttl.Seconds()),
 	})
 	return nil
-}
-
-func writeDemoJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
 }
 
 // newDemoKey generates an ES256 key and its JWKS.

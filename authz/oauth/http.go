@@ -148,3 +148,21 @@ func Quote(s string) string {
 	s = strings.ReplaceAll(s, `"`, `\"`)
 	return `"` + s + `"`
 }
+
+// BearerChallenge returns an RFC 6750 section 3 WWW-Authenticate value:
+// the realm, and the error code, its description and the scope needed
+// when they are not empty.
+func BearerChallenge(realm string, code Code, description, scope string) string {
+	var b strings.Builder
+	b.WriteString("Bearer realm=" + Quote(realm))
+	if code != "" {
+		b.WriteString(`, error=` + Quote(string(code)))
+	}
+	if description != "" {
+		b.WriteString(`, error_description=` + Quote(description))
+	}
+	if scope != "" {
+		b.WriteString(`, scope=` + Quote(scope))
+	}
+	return b.String()
+}
