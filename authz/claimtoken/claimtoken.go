@@ -29,27 +29,31 @@
 //
 // # Keys
 //
-// Each issuer's JWKS is fetched through a jwk.Cache (httprc) and refreshed
-// every Options.RefreshInterval in the background; a failed refresh keeps
-// the keys already known. When an issuer has no JWKSURI configured, the
-// URL is discovered once from the issuer's /.well-known/openid-configuration,
-// whose issuer member must equal the issuer exactly (and whose jwks_uri
-// must be https if the issuer is). NewVerifier starts fetching at once but
-// does not wait: an issuer that is down at start makes its tokens fail
+// Each issuer's JWKS is a key set of package jwks: a jwk.Cache (httprc) of
+// its own, refreshed every Options.RefreshInterval in the background; a
+// failed refresh keeps the keys already known. When an issuer has no
+// JWKSURI configured, the URL is discovered once from the issuer's
+// /.well-known/openid-configuration with metadata.FetchOpenID: the
+// document's issuer member must equal the issuer exactly, and its jwks_uri
+// (and authorization and token endpoints, where present) must be absolute
+// http(s) URLs, https if the issuer is. NewVerifier starts fetching at once
+// but does not wait: an issuer that is down at start makes its tokens fail
 // with ErrKeysUnavailable until a later attempt succeeds. Attempts are
-// made when one of its tokens arrives and, once the key set URL is known,
-// also by the cache in the background.
+// made when one of its tokens arrives (after 1 s, doubling up to
+// Options.MinRefreshInterval, while the keys were never fetched) and, once
+// the key set URL is known, also by the cache in the background.
 //
 // A token whose kid is not in the issuer's key set makes the verifier fetch
 // that key set again and retry, so an identity provider's key rotation is
 // picked up by the first token signed with the new key. Such on-demand
-// fetches (and retries of an issuer that is down) happen at most once per
-// Options.MinRefreshInterval for each issuer, measured on Options.Now:
-// a flood of tokens with made-up kids costs the identity provider one
-// request per interval, and concurrent callers share a fetch in progress.
-// The keys fetched at start count: a rotation within MinRefreshInterval of
-// the last fetch is seen only after the interval. (A token without kid
-// that fails to verify does not cause a fetch.)
+// fetches happen at most once per Options.MinRefreshInterval for each
+// issuer, measured on Options.Now: a flood of tokens with made-up kids
+// costs the identity provider one request per interval, and concurrent
+// callers share a fetch in progress and its outcome. The keys fetched at
+// start count: a rotation within MinRefreshInterval of the last fetch is
+// seen only after the interval. While the last fetch failed, such tokens
+// fail with ErrKeysUnavailable rather than ErrSignature. (A token without
+// kid that fails to verify does not cause a fetch.)
 //
 // # Errors
 //
@@ -244,7 +248,7 @@ func NewVerifier(ctx context.Context, issuers []Issuer, opts Options) (*Verifier
 		v.ordered = append(v.ordered, ik)
 	}
 	for _, ik := range v.ordered {
-		v.wg.Go(func() { ik.refresh(vctx) })
+		v.wg.Go(func() { ik.keys.Refresh(vctx) })
 	}
 	return v, nil
 }
@@ -512,11 +516,9 @@ func (v *Verifier) Close() error {
 }
 
 func (v *Verifier) shutdown() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
 	var errs []error
 	for _, ik := range v.ordered {
-		if err := ik.close(ctx); err != nil {
+		if err := ik.close(); err != nil {
 			errs = append(errs, fmt.Errorf("stopping key refresh of %q: %w", ik.cfg.Issuer, err))
 		}
 	}

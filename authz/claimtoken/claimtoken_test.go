@@ -489,3 +489,57 @@ func TestConcurrentVerify(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+func TestUnknownKidWhileLastFetchFailed(t *testing.T) {
+	p := claimtokentest.NewProvider(t)
+	clock := &testClock{}
+	v := newTestVerifier(t, clock, Issuer{Issuer: p.Issuer(), Audiences: []string{"as"}})
+	claims := map[string]any{"sub": "alice", "aud": "as"}
+	p.Close()
+	clock.Advance(31 * time.Second)
+	unknown := func() string { return p.SignWith(t, claims, claimtokentest.WithUnknownKey()) }
+	// The fetch for the unknown kid fails; until the next one may start,
+	// callers with unknown kids share that outcome: the keys are
+	// unavailable, not the signature wrong.
+	for range 3 {
+		if _, err := v.Verify(t.Context(), FormatIDToken, unknown(), nil); !errors.Is(err, ErrKeysUnavailable) {
+			t.Fatalf("unknown kid, issuer down: err = %v, want ErrKeysUnavailable", err)
+		}
+	}
+	p.Reopen(t)
+	if _, err := v.Verify(t.Context(), FormatIDToken, unknown(), nil); !errors.Is(err, ErrKeysUnavailable) {
+		t.Fatalf("unknown kid within MinRefreshInterval of the failed fetch: err = %v, want ErrKeysUnavailable", err)
+	}
+	clock.Advance(31 * time.Second)
+	if _, err := v.Verify(t.Context(), FormatIDToken, unknown(), nil); !errors.Is(err, ErrSignature) {
+		t.Fatalf("unknown kid, issuer back: err = %v, want ErrSignature", err)
+	}
+	if n := p.JWKSRequests(); n != 2 {
+		t.Errorf("JWKS requests = %d, want 2 (start, then back up)", n)
+	}
+}
+
+func TestKeyErrorMessages(t *testing.T) {
+	p := claimtokentest.NewProvider(t)
+	v := newTestVerifier(t, &testClock{}, Issuer{Issuer: p.Issuer(), Audiences: []string{"as"}})
+	claims := map[string]any{"sub": "alice", "aud": "as"}
+	for _, tt := range []struct {
+		name, token, want string
+	}{
+		{
+			name:  "unknown kid",
+			token: p.SignWith(t, claims, claimtokentest.WithKeyID("gone"), claimtokentest.WithUnknownKey()),
+			want:  fmt.Sprintf(`claim token signature is not valid: issuer %q has no key with kid "gone"`, p.Issuer()),
+		},
+		{
+			name:  "algorithm of another key",
+			token: p.SignWith(t, claims, claimtokentest.WithAlgorithm("ES384")),
+			want:  fmt.Sprintf(`claim token signature is not valid: key %q is for algorithm "ES256", not "ES384"`, p.KeyID()),
+		},
+	} {
+		_, err := v.Verify(t.Context(), FormatIDToken, tt.token, nil)
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("%s: error %v, want %q", tt.name, err, tt.want)
+		}
+	}
+}

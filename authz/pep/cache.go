@@ -4,6 +4,8 @@ import (
 	"container/list"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // lru is a bounded least-recently-used cache whose entries also expire.
@@ -86,39 +88,15 @@ func (c *lru[K, V]) len() int {
 }
 
 // flightGroup runs one call per key at a time; concurrent callers of the
-// same key wait for it and share its result (as x/sync/singleflight).
+// same key wait for it and share its result. It is a singleflight.Group
+// with typed results.
 type flightGroup[V any] struct {
-	mu    sync.Mutex
-	calls map[string]*flight[V]
-}
-
-type flight[V any] struct {
-	done chan struct{}
-	val  V
-	err  error
+	g singleflight.Group
 }
 
 // do runs fn once for concurrent callers of key.
 func (g *flightGroup[V]) do(key string, fn func() (V, error)) (V, error) {
-	g.mu.Lock()
-	if g.calls == nil {
-		g.calls = make(map[string]*flight[V])
-	}
-	if f, ok := g.calls[key]; ok {
-		g.mu.Unlock()
-		<-f.done
-		return f.val, f.err
-	}
-	f := &flight[V]{done: make(chan struct{})}
-	g.calls[key] = f
-	g.mu.Unlock()
-
-	defer func() {
-		g.mu.Lock()
-		delete(g.calls, key)
-		g.mu.Unlock()
-		close(f.done)
-	}()
-	f.val, f.err = fn()
-	return f.val, f.err
+	v, err, _ := g.g.Do(key, func() (any, error) { return fn() })
+	val, _ := v.(V)
+	return val, err
 }

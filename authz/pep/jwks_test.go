@@ -10,6 +10,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -29,22 +30,31 @@ type keyAS struct {
 	kid     string
 	key     *ecdsa.PrivateKey
 	fetches atomic.Int64
+	// jwksPath is the path of the JWKS named by discovery ("/jwks");
+	// every path under /jwks serves it. pathFetches counts fetches by
+	// path.
+	jwksPath    string
+	pathFetches map[string]int
 }
 
 func newKeyAS(t *testing.T) *keyAS {
-	a := &keyAS{t: t}
+	a := &keyAS{t: t, jwksPath: "/jwks", pathFetches: map[string]int{}}
 	a.rotate("k1")
 	a.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
-		switch r.URL.Path {
-		case "/.well-known/uma2-configuration":
+		switch {
+		case r.URL.Path == "/.well-known/uma2-configuration":
+			a.mu.Lock()
+			jwksPath := a.jwksPath
+			a.mu.Unlock()
 			json.NewEncoder(w).Encode(map[string]string{
-				"issuer": a.srv.URL, "token_endpoint": a.srv.URL + "/token", "jwks_uri": a.srv.URL + "/jwks",
+				"issuer": a.srv.URL, "token_endpoint": a.srv.URL + "/token", "jwks_uri": a.srv.URL + jwksPath,
 				"permission_endpoint": a.srv.URL + "/perm", "resource_registration_endpoint": a.srv.URL + "/rreg",
 			})
-		case "/jwks":
+		case strings.HasPrefix(r.URL.Path, "/jwks"):
 			a.fetches.Add(1)
 			a.mu.Lock()
+			a.pathFetches[r.URL.Path]++
 			pub, _ := jwk.Import(a.key.Public())
 			pub.Set(jwk.KeyIDKey, a.kid)
 			pub.Set(jwk.AlgorithmKey, jwa.ES256())
@@ -73,15 +83,25 @@ func (a *keyAS) rotate(kid string) {
 // sign returns a JWT over claims, signed with the current key under kid
 // (the current kid when empty).
 func (a *keyAS) sign(claims map[string]any, kid string) string {
+	if kid == "" {
+		a.mu.Lock()
+		kid = a.kid
+		a.mu.Unlock()
+	}
+	return a.signHeaders(claims, map[string]any{jws.KeyIDKey: kid})
+}
+
+// signHeaders returns a JWT over claims, signed with the current key, with
+// the protected headers given besides alg.
+func (a *keyAS) signHeaders(claims map[string]any, headers map[string]any) string {
 	a.mu.Lock()
 	key := a.key
-	if kid == "" {
-		kid = a.kid
-	}
 	a.mu.Unlock()
 	payload, _ := json.Marshal(claims)
 	hdr := jws.NewHeaders()
-	hdr.Set(jws.KeyIDKey, kid)
+	for name, v := range headers {
+		hdr.Set(name, v)
+	}
 	out, err := jws.Sign(payload, jws.WithKey(jwa.ES256(), key, jws.WithProtectedHeaders(hdr)))
 	if err != nil {
 		a.t.Fatal(err)
@@ -198,5 +218,98 @@ func TestRemoteDiscoveryIssuerMismatch(t *testing.T) {
 	defer rem.Close()
 	if _, err := rem.Issuer(context.Background()); !errors.Is(err, ErrUnavailable) {
 		t.Errorf("issuer with a trailing slash: %v, want ErrUnavailable", err)
+	}
+}
+
+// newKeyRemote returns a keyAS and a Remote of it, on a clock of its own.
+func newKeyRemote(t *testing.T) (*keyAS, *testClock, *Remote) {
+	t.Helper()
+	a := newKeyAS(t)
+	clock := &testClock{t: time.Unix(1_700_000_000, 0)}
+	rem, err := NewRemote(RemoteConfig{Issuer: a.srv.URL, ClientID: "rs", ClientSecret: "s", Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rem.Close() })
+	return a, clock, rem
+}
+
+func TestRemoteJWTChecks(t *testing.T) {
+	a, clock, rem := newKeyRemote(t)
+	now := clock.Now()
+	kid := map[string]any{jws.KeyIDKey: "k1"}
+
+	tests := []struct {
+		name    string
+		mod     func(map[string]any)
+		headers map[string]any
+		valid   bool
+	}{
+		{name: "valid", valid: true},
+		{name: "exp 1s ahead", mod: func(c map[string]any) { c["exp"] = now.Add(time.Second).Unix() }, valid: true},
+		{name: "exp 10s past: no skew on exp", mod: func(c map[string]any) { c["exp"] = now.Add(-10 * time.Second).Unix() }},
+		{name: "exp a fraction ahead of now: cut to the second", mod: func(c map[string]any) { c["exp"] = float64(now.Unix()) + 0.5 }},
+		{name: "nbf within the skew", mod: func(c map[string]any) { c["nbf"] = now.Add(clockSkew).Unix() }, valid: true},
+		{name: "nbf beyond the skew", mod: func(c map[string]any) { c["nbf"] = now.Add(clockSkew + time.Second).Unix() }},
+		{name: "iat within the skew", mod: func(c map[string]any) { c["iat"] = now.Add(clockSkew).Unix() }, valid: true},
+		{name: "iat beyond the skew", mod: func(c map[string]any) { c["iat"] = now.Add(clockSkew + time.Second).Unix() }},
+		{name: "no aud", mod: func(c map[string]any) { delete(c, "aud") }},
+		{name: "aud among others", mod: func(c map[string]any) { c["aud"] = []string{"x", "rs"} }, valid: true},
+		{name: "no iss", mod: func(c map[string]any) { delete(c, "iss") }},
+		{name: "iss with a trailing slash", mod: func(c map[string]any) { c["iss"] = a.srv.URL + "/" }},
+		{name: "no kid, the only key", headers: map[string]any{}, valid: true},
+		{name: "crit header", headers: map[string]any{jws.KeyIDKey: "k1", jws.CriticalKey: []string{"exp"}, "exp": 1}},
+		{name: "client_id over azp", mod: func(c map[string]any) { c["client_id"] = "app2" }, valid: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := a.claims(now)
+			if tt.mod != nil {
+				tt.mod(c)
+			}
+			headers := kid
+			if tt.headers != nil {
+				headers = tt.headers
+			}
+			rpt, err := rem.VerifyRPT(t.Context(), a.signHeaders(c, headers))
+			if !tt.valid {
+				if !errors.Is(err, ErrInvalidRPT) {
+					t.Fatalf("%v, want ErrInvalidRPT", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("VerifyRPT: %v", err)
+			}
+			wantClient := "app"
+			if id, ok := c["client_id"].(string); ok {
+				wantClient = id
+			}
+			if rpt.ClientID != wantClient || rpt.ID != "j1" || !rpt.ExpiresAt.Equal(time.Unix(c["exp"].(int64), 0)) {
+				t.Errorf("RPT = %+v", rpt)
+			}
+		})
+	}
+}
+
+func TestRemoteJWKSURIChange(t *testing.T) {
+	a, clock, rem := newKeyRemote(t)
+	if _, err := rem.VerifyRPT(t.Context(), a.sign(a.claims(clock.Now()), "")); err != nil {
+		t.Fatalf("first RPT: %v", err)
+	}
+	// The AS moves its key set; the next discovery (after an hour) names
+	// it, and the RPT's key is fetched from there.
+	a.mu.Lock()
+	a.jwksPath = "/jwks/v2"
+	a.mu.Unlock()
+	a.rotate("k2")
+	clock.Advance(discoveryTTL)
+	if _, err := rem.VerifyRPT(t.Context(), a.sign(a.claims(clock.Now()), "")); err != nil {
+		t.Fatalf("RPT after the move: %v", err)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.pathFetches["/jwks/v2"] != 1 {
+		t.Errorf("fetches by path %v, want one of /jwks/v2", a.pathFetches)
 	}
 }

@@ -47,6 +47,8 @@ import (
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+
+	"github.com/caddy-uma/caddy-uma/authz/oauth"
 )
 
 // Mode says what an Enforcer does with its decisions.
@@ -336,25 +338,12 @@ func checkMethods(m map[string][]string) error {
 			return fmt.Errorf("method %s maps to no scope", method)
 		}
 		for _, s := range scopes {
-			if !isScopeToken(s) {
+			if !oauth.ValidScope(s) {
 				return fmt.Errorf("method %s: %q is not a valid scope", method, s)
 			}
 		}
 	}
 	return nil
-}
-
-// isScopeToken reports whether s is an RFC 6749 scope-token.
-func isScopeToken(s string) bool {
-	if s == "" || len(s) > 256 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x21 || c > 0x7e || c == '"' || c == '\\' {
-			return false
-		}
-	}
-	return true
 }
 
 func compileTemplate(i int, t Template, defaultMethods map[string][]string) (*template, error) {
@@ -377,7 +366,7 @@ func compileTemplate(i int, t Template, defaultMethods map[string][]string) (*te
 	}
 	ct.scopes = slices.Clone(t.Scopes)
 	for _, s := range ct.scopes {
-		if !isScopeToken(s) {
+		if !oauth.ValidScope(s) {
 			return nil, fmt.Errorf("resource %s: %q is not a valid scope", t.Path, s)
 		}
 	}

@@ -16,6 +16,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-uma/caddy-uma/authz/jwks"
+	"github.com/caddy-uma/caddy-uma/authz/metadata"
 	"github.com/caddy-uma/caddy-uma/authz/urlcheck"
 )
 
@@ -40,7 +42,9 @@ type RemoteConfig struct {
 	// RPTs that are not JWTs are always introspected.
 	RevocationCheck time.Duration
 	// MinKeyRefresh is the least time between two fetches of the JWKS
-	// caused by a token with an unknown kid (default 30s).
+	// caused by a token with an unknown kid (default 30s). Until the JWKS
+	// was ever fetched, failed fetches are retried sooner: after 1s,
+	// doubling up to MinKeyRefresh.
 	MinKeyRefresh time.Duration
 	// RetryInterval is how long after a failed discovery or PAT request
 	// requests fail fast instead of asking again (default 2s).
@@ -54,7 +58,7 @@ type RemoteConfig struct {
 // Defaults of Remote.
 const (
 	DefaultRevocationCheck = time.Minute
-	defaultMinKeyRefresh   = 30 * time.Second
+	defaultMinKeyRefresh   = jwks.DefaultMinRefresh
 	defaultRetryInterval   = 2 * time.Second
 	defaultHTTPTimeout     = 10 * time.Second
 	// discoveryTTL is how long a discovery document is used before it is
@@ -84,10 +88,13 @@ type Remote struct {
 	retry           time.Duration
 	log             *zap.Logger
 	now             func() time.Time
-	keys            *keySet
+	minKeyRefresh   time.Duration
 
 	mu               sync.Mutex
-	md               *metadata
+	keys             *jwks.Set // of keysURL, created on first use
+	keysURL          string
+	closed           bool
+	md               *metadata.UMAConfiguration
 	mdFetched        time.Time
 	mdFailed         time.Time
 	mdErr            error
@@ -98,18 +105,8 @@ type Remote struct {
 	patErr           error
 	introspectBasic  bool // introspection wants client authentication, not the PAT
 	registeredFlight flightGroup[string]
-	discoveryFlight  flightGroup[*metadata]
+	discoveryFlight  flightGroup[*metadata.UMAConfiguration]
 	patFlight        flightGroup[string]
-}
-
-// metadata is what Remote reads of the AS's discovery document.
-type metadata struct {
-	Issuer                       string `json:"issuer"`
-	TokenEndpoint                string `json:"token_endpoint"`
-	JWKSURI                      string `json:"jwks_uri"`
-	IntrospectionEndpoint        string `json:"introspection_endpoint"`
-	PermissionEndpoint           string `json:"permission_endpoint"`
-	ResourceRegistrationEndpoint string `json:"resource_registration_endpoint"`
 }
 
 // NewRemote returns a Remote for cfg. It does not contact the AS: discovery,
@@ -130,6 +127,7 @@ func NewRemote(cfg RemoteConfig) (*Remote, error) {
 		retry:           cfg.RetryInterval,
 		log:             cfg.Logger,
 		now:             cfg.Now,
+		minKeyRefresh:   cfg.MinKeyRefresh,
 	}
 	if r.http == nil {
 		r.http = &http.Client{Timeout: defaultHTTPTimeout}
@@ -146,20 +144,23 @@ func NewRemote(cfg RemoteConfig) (*Remote, error) {
 	if r.now == nil {
 		r.now = time.Now
 	}
-	minRefresh := cfg.MinKeyRefresh
-	if minRefresh <= 0 {
-		minRefresh = defaultMinKeyRefresh
+	if r.minKeyRefresh <= 0 {
+		r.minKeyRefresh = defaultMinKeyRefresh
 	}
-	keys, err := newKeySet(r.http, minRefresh, r.now, r.log)
-	if err != nil {
-		return nil, err
-	}
-	r.keys = keys
 	return r, nil
 }
 
-// Close stops the key cache.
-func (r *Remote) Close() error { return r.keys.close() }
+// Close stops the key cache. JWT RPTs are not verified afterwards.
+func (r *Remote) Close() error {
+	r.mu.Lock()
+	keys := r.keys
+	r.keys, r.closed = nil, true
+	r.mu.Unlock()
+	if keys == nil {
+		return nil
+	}
+	return keys.Close()
+}
 
 // callTimeout bounds a call shared by concurrent requests.
 func (r *Remote) callTimeout() time.Duration {
@@ -184,7 +185,7 @@ func (r *Remote) Issuer(ctx context.Context) (string, error) {
 
 // metadata returns the discovery document, fetching it when there is none
 // or it is older than discoveryTTL.
-func (r *Remote) metadata(ctx context.Context) (*metadata, error) {
+func (r *Remote) metadata(ctx context.Context) (*metadata.UMAConfiguration, error) {
 	now := r.now()
 	r.mu.Lock()
 	md, fetched, failed, lastErr := r.md, r.mdFetched, r.mdFailed, r.mdErr
@@ -198,7 +199,7 @@ func (r *Remote) metadata(ctx context.Context) (*metadata, error) {
 		}
 		return nil, lastErr
 	}
-	got, err := r.discoveryFlight.do("", func() (*metadata, error) {
+	got, err := r.discoveryFlight.do("", func() (*metadata.UMAConfiguration, error) {
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.callTimeout())
 		defer cancel()
 		got, err := r.discover(ctx)
@@ -221,54 +222,43 @@ func (r *Remote) metadata(ctx context.Context) (*metadata, error) {
 	return got, nil
 }
 
-func (r *Remote) discover(ctx context.Context) (*metadata, error) {
-	u := strings.TrimSuffix(r.issuer, "/") + "/.well-known/uma2-configuration"
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+// discover fetches the UMA discovery document. The token, permission and
+// resource registration endpoints are required; an invalid jwks_uri or
+// introspection_endpoint is ignored (with a warning), but one of them must
+// remain.
+func (r *Remote) discover(ctx context.Context) (*metadata.UMAConfiguration, error) {
+	md, err := metadata.FetchUMA(ctx, r.http, r.issuer)
 	if err != nil {
-		return nil, unavailable("discovery: %v", err)
+		return nil, unavailable("%v", err)
 	}
-	req.Header.Set("Accept", "application/json")
-	status, body, err := r.send(req)
-	if err != nil {
-		return nil, unavailable("discovery at %s: %v", u, err)
-	}
-	if status != http.StatusOK {
-		return nil, unavailable("discovery at %s answered %d", u, status)
-	}
-	var md metadata
-	if err := json.Unmarshal(body, &md); err != nil {
-		return nil, unavailable("discovery at %s: decoding: %v", u, err)
-	}
-	if md.Issuer != r.issuer {
-		return nil, unavailable("discovery at %s names issuer %q, not %q (they must be equal exactly)", u, md.Issuer, r.issuer)
-	}
-	for name, v := range map[string]string{
-		"token_endpoint":                 md.TokenEndpoint,
-		"permission_endpoint":            md.PermissionEndpoint,
-		"resource_registration_endpoint": md.ResourceRegistrationEndpoint,
+	for _, e := range []struct{ name, url string }{
+		{"token_endpoint", md.TokenEndpoint},
+		{"permission_endpoint", md.PermissionEndpoint},
+		{"resource_registration_endpoint", md.ResourceRegistrationEndpoint},
 	} {
-		if err := checkEndpoint(v); err != nil {
-			return nil, unavailable("discovery at %s: %s %q: %v", u, name, v, err)
+		if err := metadata.Endpoint(r.issuer, e.url); err != nil {
+			return nil, unavailable("discovery: %s: %v", e.name, err)
 		}
 	}
-	for name, v := range map[string]*string{"jwks_uri": &md.JWKSURI, "introspection_endpoint": &md.IntrospectionEndpoint} {
-		if *v != "" && checkEndpoint(*v) != nil {
-			r.log.Warn("ignoring an invalid endpoint of the discovery document", zap.String("member", name))
-			*v = ""
+	for _, e := range []struct {
+		name string
+		url  *string
+	}{
+		{"jwks_uri", &md.JWKSURI},
+		{"introspection_endpoint", &md.IntrospectionEndpoint},
+	} {
+		if *e.url == "" {
+			continue
+		}
+		if err := metadata.Endpoint(r.issuer, *e.url); err != nil {
+			r.log.Warn("ignoring an invalid endpoint of the discovery document", zap.String("member", e.name), zap.Error(err))
+			*e.url = ""
 		}
 	}
 	if md.JWKSURI == "" && md.IntrospectionEndpoint == "" {
-		return nil, unavailable("discovery at %s: neither jwks_uri nor introspection_endpoint: RPTs cannot be checked", u)
+		return nil, unavailable("discovery: neither jwks_uri nor introspection_endpoint: RPTs cannot be checked")
 	}
-	return &md, nil
-}
-
-func checkEndpoint(s string) error {
-	u, err := url.Parse(s)
-	if err != nil || !u.IsAbs() || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
-		return errors.New("not an absolute http(s) URL")
-	}
-	return nil
+	return md, nil
 }
 
 // send performs req and reads the response body, at most maxResponseBytes.
@@ -759,18 +749,62 @@ func (r *Remote) Recheck(ctx context.Context, token string, rpt *RPT) (*RPT, err
 	return r.introspect(ctx, md, token)
 }
 
-// introspection is an RFC 7662 response with UMA permissions, read
-// leniently: Keycloak names permissions' members rsid and scopes.
+// rptClaims are the members of a JWT RPT or of an introspection response
+// that make an RPT: the permissions are ours (permissions) or Keycloak's
+// (authorization.permissions), read leniently (Keycloak names their
+// members rsid and scopes).
+type rptClaims struct {
+	Subject       string            `json:"sub"`
+	ClientID      string            `json:"client_id"`
+	AZP           string            `json:"azp"`
+	ExpiresAt     float64           `json:"exp"`
+	NotBefore     float64           `json:"nbf"`
+	JTI           string            `json:"jti"`
+	Permissions   *[]wirePermission `json:"permissions"`
+	Authorization struct {
+		Permissions *[]wirePermission `json:"permissions"`
+	} `json:"authorization"`
+}
+
+// rpt maps the claims onto an RPT: the client is client_id, else azp
+// (Keycloak); the RPT's nbf bounds each permission's. Claims without
+// permissions are an access token but not an RPT (Federated Authorization
+// section 5.1 requires them of an active RPT): ErrInvalidRPT.
+func (c *rptClaims) rpt() (*RPT, error) {
+	perms := c.Permissions
+	if perms == nil {
+		perms = c.Authorization.Permissions
+	}
+	if perms == nil {
+		return nil, ErrInvalidRPT
+	}
+	rpt := &RPT{ID: c.JTI, Subject: c.Subject, ClientID: c.ClientID}
+	if rpt.ClientID == "" {
+		rpt.ClientID = c.AZP
+	}
+	if c.ExpiresAt > 0 {
+		rpt.ExpiresAt = time.Unix(int64(c.ExpiresAt), 0)
+	}
+	var nbf time.Time
+	if c.NotBefore > 0 {
+		nbf = time.Unix(int64(c.NotBefore), 0)
+	}
+	for _, p := range *perms {
+		perm := p.permission()
+		if !nbf.IsZero() && (perm.NotBefore.IsZero() || perm.NotBefore.Before(nbf)) {
+			perm.NotBefore = nbf
+		}
+		rpt.Permissions = append(rpt.Permissions, perm)
+	}
+	return rpt, nil
+}
+
+// introspection is an RFC 7662 response with UMA permissions.
 type introspection struct {
-	Active    bool            `json:"active"`
-	Subject   string          `json:"sub"`
-	ClientID  string          `json:"client_id"`
-	AZP       string          `json:"azp"`
-	Issuer    string          `json:"iss"`
-	Audience  json.RawMessage `json:"aud"`
-	ExpiresAt float64         `json:"exp"`
-	NotBefore float64         `json:"nbf"`
-	JTI       string          `json:"jti"`
+	rptClaims
+	Active   bool            `json:"active"`
+	Issuer   string          `json:"iss"`
+	Audience json.RawMessage `json:"aud"`
 }
 
 // wirePermission is a permission of an RPT or an introspection response.
@@ -814,7 +848,7 @@ func audiences(raw json.RawMessage) []string {
 	return many
 }
 
-func (r *Remote) introspect(ctx context.Context, md *metadata, token string) (*RPT, error) {
+func (r *Remote) introspect(ctx context.Context, md *metadata.UMAConfiguration, token string) (*RPT, error) {
 	form := url.Values{"token": {token}, "token_type_hint": {"requesting_party_token"}}
 	body := []byte(form.Encode())
 	const ct = "application/x-www-form-urlencoded"
@@ -852,13 +886,7 @@ func (r *Remote) introspect(ctx context.Context, md *metadata, token string) (*R
 	if status != http.StatusOK {
 		return nil, unavailable("introspection answered %d %s", status, oauthErrorCode(resp))
 	}
-	var in struct {
-		introspection
-		Permissions   *[]wirePermission `json:"permissions"`
-		Authorization struct {
-			Permissions *[]wirePermission `json:"permissions"`
-		} `json:"authorization"`
-	}
+	var in introspection
 	if err := json.Unmarshal(resp, &in); err != nil {
 		return nil, unavailable("introspection: decoding: %v", err)
 	}
@@ -872,28 +900,6 @@ func (r *Remote) introspect(ctx context.Context, md *metadata, token string) (*R
 		return nil, ErrInvalidRPT
 	case in.ExpiresAt > 0 && !now.Before(time.Unix(int64(in.ExpiresAt), 0)):
 		return nil, ErrInvalidRPT
-	case in.Permissions == nil && in.Authorization.Permissions == nil:
-		// Not an RPT (a PAT, another access token): permissions are
-		// required of an active RPT (Federated Authorization section 5.1).
-		return nil, ErrInvalidRPT
 	}
-	rpt := &RPT{ID: in.JTI, Subject: in.Subject, ClientID: in.ClientID}
-	if rpt.ClientID == "" {
-		rpt.ClientID = in.AZP
-	}
-	if in.ExpiresAt > 0 {
-		rpt.ExpiresAt = time.Unix(int64(in.ExpiresAt), 0)
-	}
-	perms := in.Permissions
-	if perms == nil {
-		perms = in.Authorization.Permissions
-	}
-	for _, p := range *perms {
-		perm := p.permission()
-		if in.NotBefore > 0 && (perm.NotBefore.IsZero() || perm.NotBefore.Before(time.Unix(int64(in.NotBefore), 0))) {
-			perm.NotBefore = time.Unix(int64(in.NotBefore), 0)
-		}
-		rpt.Permissions = append(rpt.Permissions, perm)
-	}
-	return rpt, nil
+	return in.rpt()
 }

@@ -114,3 +114,68 @@ func TestRemoteIntrospection(t *testing.T) {
 		t.Error("the PAT was never asked with the uma_protection scope")
 	}
 }
+
+func TestRemoteDiscoveryEndpoints(t *testing.T) {
+	// An https AS: its endpoints must be https too.
+	var doc atomic.Pointer[map[string]string]
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/.well-known/uma2-configuration" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(*doc.Load())
+	}))
+	defer srv.Close()
+	u := srv.URL
+	base := func() map[string]string {
+		return map[string]string{
+			"issuer": u, "token_endpoint": u + "/token", "jwks_uri": u + "/jwks", "introspection_endpoint": u + "/introspect",
+			"permission_endpoint": u + "/perm", "resource_registration_endpoint": u + "/rreg?realm=x",
+		}
+	}
+	tests := []struct {
+		name string
+		mod  func(map[string]string)
+		ok   bool
+	}{
+		{name: "valid", ok: true},
+		{name: "no token_endpoint", mod: func(d map[string]string) { delete(d, "token_endpoint") }},
+		{name: "no permission_endpoint", mod: func(d map[string]string) { delete(d, "permission_endpoint") }},
+		{name: "http resource_registration_endpoint", mod: func(d map[string]string) { d["resource_registration_endpoint"] = "http://as.example/rreg" }},
+		{name: "token_endpoint with user information", mod: func(d map[string]string) { d["token_endpoint"] = "https://u:p@as.example/token" }},
+		{name: "permission_endpoint with a fragment", mod: func(d map[string]string) { d["permission_endpoint"] = u + "/perm#x" }},
+		{name: "invalid jwks_uri ignored", mod: func(d map[string]string) { d["jwks_uri"] = "http://as.example/jwks" }, ok: true},
+		{name: "invalid introspection_endpoint ignored", mod: func(d map[string]string) { d["introspection_endpoint"] = "/introspect" }, ok: true},
+		{name: "no introspection_endpoint", mod: func(d map[string]string) { delete(d, "introspection_endpoint") }, ok: true},
+		{name: "invalid jwks_uri and no introspection_endpoint", mod: func(d map[string]string) {
+			d["jwks_uri"] = "http://as.example/jwks"
+			delete(d, "introspection_endpoint")
+		}},
+		{name: "neither jwks_uri nor introspection_endpoint", mod: func(d map[string]string) {
+			delete(d, "jwks_uri")
+			delete(d, "introspection_endpoint")
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := base()
+			if tt.mod != nil {
+				tt.mod(d)
+			}
+			doc.Store(&d)
+			rem, err := NewRemote(RemoteConfig{Issuer: u, ClientID: "rs", ClientSecret: "s", HTTPClient: srv.Client()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rem.Close()
+			_, err = rem.Issuer(t.Context())
+			if tt.ok && err != nil {
+				t.Fatalf("Issuer: %v", err)
+			}
+			if !tt.ok && !errors.Is(err, ErrUnavailable) {
+				t.Fatalf("Issuer: %v, want ErrUnavailable", err)
+			}
+		})
+	}
+}
