@@ -2,14 +2,11 @@ package people
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"slices"
-	"strings"
 	"sync"
 	"time"
 
@@ -18,6 +15,7 @@ import (
 
 	"github.com/caddy-uma/caddy-uma/authz"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
+	"github.com/caddy-uma/caddy-uma/authz/metadata"
 	"github.com/caddy-uma/caddy-uma/authz/oauth"
 	"github.com/caddy-uma/caddy-uma/authz/secret"
 	"github.com/caddy-uma/caddy-uma/authz/urlcheck"
@@ -48,14 +46,6 @@ type oidcPending struct {
 	Expires  int64  `json:"exp"`
 }
 
-// oidcMetadata is what the AS uses of the provider's configuration.
-type oidcMetadata struct {
-	Issuer                string `json:"issuer"`
-	AuthorizationEndpoint string `json:"authorization_endpoint"`
-	TokenEndpoint         string `json:"token_endpoint"`
-	JWKSURI               string `json:"jwks_uri"`
-}
-
 // oidcClient is the AS as a client of the upstream provider.
 type oidcClient struct {
 	cfg         OIDCLogin
@@ -67,7 +57,7 @@ type oidcClient struct {
 	cancel      context.CancelFunc
 
 	mu       sync.Mutex
-	meta     *oidcMetadata
+	meta     *metadata.OpenIDConfiguration
 	verifier *claimtoken.Verifier
 	lastTry  time.Time
 	lastErr  error
@@ -117,7 +107,7 @@ func (o *oidcClient) displayName() string {
 
 // metadata returns the provider's configuration and an ID token verifier,
 // discovering them if needed.
-func (o *oidcClient) metadata(ctx context.Context) (*oidcMetadata, *claimtoken.Verifier, error) {
+func (o *oidcClient) metadata(ctx context.Context) (*metadata.OpenIDConfiguration, *claimtoken.Verifier, error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	if o.meta != nil {
@@ -142,39 +132,20 @@ func (o *oidcClient) metadata(ctx context.Context) (*oidcMetadata, *claimtoken.V
 	return meta, o.verifier, nil
 }
 
-func (o *oidcClient) discover(ctx context.Context) (*oidcMetadata, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(o.cfg.Issuer, "/")+"/.well-known/openid-configuration", nil)
+func (o *oidcClient) discover(ctx context.Context) (*metadata.OpenIDConfiguration, error) {
+	meta, err := metadata.FetchOpenID(ctx, o.http, o.cfg.Issuer)
 	if err != nil {
 		return nil, err
 	}
-	req.Header.Set("Accept", "application/json")
-	resp, err := o.http.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("fetching the configuration: %w", err)
+	if meta.AuthorizationEndpoint == "" || meta.TokenEndpoint == "" {
+		return nil, fmt.Errorf("the configuration of %q has no authorization_endpoint or token_endpoint: the code flow needs both", o.cfg.Issuer)
 	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("fetching the configuration: status %d", resp.StatusCode)
-	}
-	var meta oidcMetadata
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&meta); err != nil {
-		return nil, fmt.Errorf("decoding the configuration: %w", err)
-	}
-	if meta.Issuer != o.cfg.Issuer {
-		return nil, fmt.Errorf("the configuration names issuer %q, not %q", meta.Issuer, o.cfg.Issuer)
-	}
-	for name, v := range map[string]string{"authorization_endpoint": meta.AuthorizationEndpoint, "token_endpoint": meta.TokenEndpoint, "jwks_uri": meta.JWKSURI} {
-		u, err := url.Parse(v)
-		if err != nil || !u.IsAbs() || (u.Scheme != "https" && !(u.Scheme == "http" && urlcheck.Loopback(u.Hostname()))) {
-			return nil, fmt.Errorf("the configuration's %s %q is not an https URL", name, v)
-		}
-	}
-	return &meta, nil
+	return meta, nil
 }
 
 // oauth2Config is the provider as golang.org/x/oauth2 sees it: the code
 // flow's endpoints, the AS's client and the scopes asked for.
-func (o *oidcClient) oauth2Config(meta *oidcMetadata) *oauth2.Config {
+func (o *oidcClient) oauth2Config(meta *metadata.OpenIDConfiguration) *oauth2.Config {
 	c := &oauth2.Config{
 		ClientID:     o.cfg.ClientID,
 		ClientSecret: o.cfg.ClientSecret,

@@ -402,9 +402,9 @@ const (
 	ReasonPassed     Reason = "passed"     // it maps to no resource and Unmatched is pass
 	ReasonDisabled   Reason = "disabled"   // Mode is Disabled
 	// 401 with a ticket.
-	ReasonNoToken      Reason = "no_token"           // no Bearer token
-	ReasonInvalidToken Reason = "invalid_token"      // not a valid, live RPT for this resource server
-	ReasonInsufficient Reason = "insufficient_scope" // a valid RPT that does not cover the request
+	ReasonNoToken      Reason = "no_token"                      // no Bearer token
+	ReasonInvalidToken Reason = Reason(oauth.InvalidToken)      // not a valid, live RPT for this resource server
+	ReasonInsufficient Reason = Reason(oauth.InsufficientScope) // a valid RPT that does not cover the request
 	// 403.
 	ReasonUnmatched          Reason = "unmatched"            // maps to no resource
 	ReasonMethodNotMapped    Reason = "method_not_mapped"    // the method maps to no scope

@@ -18,6 +18,7 @@ import (
 
 	"github.com/caddy-uma/caddy-uma/authz/jwks"
 	"github.com/caddy-uma/caddy-uma/authz/metadata"
+	"github.com/caddy-uma/caddy-uma/authz/oauth"
 	"github.com/caddy-uma/caddy-uma/authz/urlcheck"
 )
 
@@ -356,13 +357,13 @@ func (r *Remote) requestPAT(ctx context.Context) (string, time.Duration, error) 
 			return "", 0, unavailable("token request: %v", err)
 		}
 		var resp struct {
-			AccessToken string `json:"access_token"`
-			TokenType   string `json:"token_type"`
-			ExpiresIn   int64  `json:"expires_in"`
-			Error       string `json:"error"`
+			AccessToken string     `json:"access_token"`
+			TokenType   string     `json:"token_type"`
+			ExpiresIn   int64      `json:"expires_in"`
+			Error       oauth.Code `json:"error"`
 		}
 		_ = json.Unmarshal(body, &resp)
-		if status == http.StatusBadRequest && resp.Error == "invalid_scope" && scope != "" {
+		if status == http.StatusBadRequest && resp.Error == oauth.InvalidScope && scope != "" {
 			continue
 		}
 		if status != http.StatusOK {
@@ -414,9 +415,9 @@ func (r *Remote) protectionCall(ctx context.Context, method, endpoint string, bo
 }
 
 // oauthErrorCode returns the error member of an OAuth error body.
-func oauthErrorCode(body []byte) string {
+func oauthErrorCode(body []byte) oauth.Code {
 	var e struct {
-		Error string `json:"error"`
+		Error oauth.Code `json:"error"`
 	}
 	_ = json.Unmarshal(body, &e)
 	return e.Error
@@ -456,7 +457,7 @@ func (r *Remote) RequestTicket(ctx context.Context, perms []Permission, request 
 	if err != nil {
 		return "", err
 	}
-	if status == http.StatusBadRequest && oauthErrorCode(resp) == "invalid_resource_id" {
+	if status == http.StatusBadRequest && oauthErrorCode(resp) == oauth.InvalidResourceID {
 		return "", fmt.Errorf("%w: the permission endpoint answered invalid_resource_id", ErrUnknownResource)
 	}
 	if status != http.StatusCreated && status != http.StatusOK {
