@@ -40,31 +40,31 @@ func (s *Server) Metadata() Metadata {
 	clientAuth := []string{"client_secret_basic", "client_secret_post"}
 	m := Metadata{
 		Issuer:                                 s.issuer,
-		TokenEndpoint:                          s.endpoint(PathToken),
-		JWKSURI:                                s.endpoint(PathJWKS),
+		TokenEndpoint:                          s.Endpoint(PathToken),
+		JWKSURI:                                s.Endpoint(PathJWKS),
 		ScopesSupported:                        []string{ScopeProtection},
 		ResponseTypesSupported:                 []string{},
 		GrantTypesSupported:                    []string{GrantTypeClientCredentials, GrantTypeRefreshToken, GrantTypeUMATicket},
 		TokenEndpointAuthMethodsSupported:      clientAuth,
-		RevocationEndpoint:                     s.endpoint(PathRevoke),
+		RevocationEndpoint:                     s.Endpoint(PathRevoke),
 		RevocationEndpointAuthMethodsSupported: clientAuth,
-		IntrospectionEndpoint:                  s.endpoint(PathIntrospect),
+		IntrospectionEndpoint:                  s.Endpoint(PathIntrospect),
 		IntrospectionEndpointAuthMethods:       clientAuth,
-		PermissionEndpoint:                     s.endpoint(PathPermission),
-		ResourceRegistrationEndpoint:           s.endpoint(PathResourceSet),
+		PermissionEndpoint:                     s.Endpoint(PathPermission),
+		ResourceRegistrationEndpoint:           s.Endpoint(PathResourceSet),
 		UMAProfilesSupported:                   []string{},
 		ClaimsInteractionEndpoint:              s.claimsInteraction,
 	}
 	if s.loginPages {
 		// Resource servers obtain PATs by their owners' consent.
-		m.AuthorizationEndpoint = s.endpoint(PathAuthorize)
+		m.AuthorizationEndpoint = s.Endpoint(PathAuthorize)
 		m.ResponseTypesSupported = []string{"code"}
 		m.GrantTypesSupported = append([]string{GrantTypeAuthorizationCode}, m.GrantTypesSupported...)
 		m.CodeChallengeMethodsSupported = []string{"S256"}
 		m.AuthorizationResponseISSParameterSupported = true
 	}
 	if s.registration != nil {
-		m.RegistrationEndpoint = s.endpoint(PathRegister)
+		m.RegistrationEndpoint = s.Endpoint(PathRegister)
 	}
 	return m
 }

@@ -207,7 +207,7 @@ func (s *Server) createResource(w http.ResponseWriter, r *http.Request, caller p
 		return oauth.ErrServer("could not store the resource", err)
 	}
 	s.log.Info("resource registered", clientField(caller.ClientID), ownerField(res.Owner), resourceField(res.ID))
-	w.Header().Set("Location", s.endpoint(PathResourceSet+"/"+url.PathEscape(res.ID)))
+	w.Header().Set("Location", s.Endpoint(PathResourceSet+"/"+url.PathEscape(res.ID)))
 	oauth.WriteJSON(w, http.StatusCreated, s.resourceRef(res.ID))
 	return nil
 }
@@ -322,7 +322,7 @@ func (s *Server) userAccessPolicyURI(id string) string {
 	if !s.loginPages {
 		return ""
 	}
-	return s.endpoint(PathConsole + "/resources/" + url.PathEscape(id))
+	return s.Endpoint(PathConsole + "/resources/" + url.PathEscape(id))
 }
 
 // resourceRef is the body of create and update responses: _id, and

@@ -15,6 +15,10 @@
 //	{issuer}/resource_set[/{_id}]             resource registration
 //	{issuer}/permission                       permission tickets
 //	{issuer}/register                         RFC 7591 dynamic client registration (when on)
+//	{issuer}/owner/...                        the owner API (rules, dry runs, requests), behind the owner's PAT
+//
+// routes.go holds the route table; each grant of the token endpoint has
+// its own file (grant_*.go).
 //
 // With Config.LoginPages, package people serves the pages people see under
 // the same issuer path (login, {issuer}/authorize, {issuer}/claims,
@@ -195,7 +199,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	}
 	if s.loginPages && s.claimsInteraction == "" {
-		s.claimsInteraction = s.endpoint(PathClaims)
+		s.claimsInteraction = s.Endpoint(PathClaims)
 	}
 	if cfg.Registration != nil {
 		if cfg.Registration.InitialAccessToken == "" {
@@ -246,8 +250,6 @@ func (s *Server) IssuerPath() string { return s.basePath }
 // Endpoint returns the absolute URL of a path relative to the issuer's.
 func (s *Server) Endpoint(path string) string { return s.issuer + path }
 
-// endpoint returns the absolute URL of an endpoint path.
-func (s *Server) endpoint(path string) string { return s.issuer + path }
 
 // Close stops the server's background work. It does not close the store.
 func (s *Server) Close() error {

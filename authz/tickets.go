@@ -104,10 +104,12 @@ var (
 	ErrTicketUsed = errors.New("the ticket was already used")
 )
 
-// openTicket decrypts and checks a sealed ticket and its expiry, under the
-// additional data aad. It does not consume it.
+// openTicket decrypts a permission ticket and checks its expiry. It does
+// not consume it.
 func (s *Server) openTicket(raw string) (ticket, error) { return s.openSealed(raw, ticketAAD) }
 
+// openSealed decrypts a ticket sealed under the additional data aad and
+// checks its expiry.
 func (s *Server) openSealed(raw, aad string) (ticket, error) {
 	var t ticket
 	if len(raw) > 8192 {
