@@ -250,7 +250,6 @@ func (s *Server) IssuerPath() string { return s.basePath }
 // Endpoint returns the absolute URL of a path relative to the issuer's.
 func (s *Server) Endpoint(path string) string { return s.issuer + path }
 
-
 // Close stops the server's background work. It does not close the store.
 func (s *Server) Close() error {
 	if s.watcher != nil {
