@@ -220,17 +220,3 @@ func matchingShares(shares []Share, proc process, client string, now time.Time) 
 	}
 	return out
 }
-
-// verifiedEmail returns the claims' e-mail address, normalized, unless the
-// claims say it is not verified; "" when there is none.
-func verifiedEmail(claims map[string]any) string {
-	addr, _ := claims["email"].(string)
-	if v, ok := claims["email_verified"]; ok && v != true && v != "true" {
-		return ""
-	}
-	return NormalizeEmail(addr)
-}
-
-// NormalizeEmail trims and lower-cases an address, as the rules' library
-// does before it compares addresses.
-func NormalizeEmail(addr string) string { return strings.ToLower(strings.TrimSpace(addr)) }

@@ -15,76 +15,114 @@ import (
 // in one place.
 type handler func(w http.ResponseWriter, r *http.Request) error
 
-// routes is the route table of the AS, with paths relative to the issuer's
-// path. Each path also has a pattern without a method, which answers the
-// methods the path does not take: 405 with Allow, after the caller's PAT
-// is checked where the path needs one (so that a 405 tells an anonymous
-// caller nothing).
+// route is one path of the route table: its handler per method, and how
+// the other methods are refused.
+type route struct {
+	path    string
+	methods []method
+	refuse  func(allow ...string) *oauth.Error
+	// authenticate, when set, checks the caller before a refusal.
+	authenticate func(*http.Request) error
+	// collection says that path + "/" is the same collection.
+	collection bool
+}
+
+// method is the handler of one method of a route.
+type method struct {
+	name string
+	h    handler
+}
+
+func onGet(h handler) method    { return method{http.MethodGet, h} }
+func onPost(h handler) method   { return method{http.MethodPost, h} }
+func onPut(h handler) method    { return method{http.MethodPut, h} }
+func onDelete(h handler) method { return method{http.MethodDelete, h} }
+
+// routeTable lists the AS's paths, relative to the issuer's path.
+func (s *Server) routeTable() []route {
+	pat := s.withPAT
+	oauthRefusal, protectionRefusal := oauth.ErrMethodNotAllowed, oauth.ErrUnsupportedMethodType
+	routes := []route{
+		// Discovery and keys.
+		{path: PathUMAConfiguration, methods: []method{onGet(s.serveMetadata)}, refuse: oauthRefusal},
+		{path: PathOAuthMetadata, methods: []method{onGet(s.serveMetadata)}, refuse: oauthRefusal},
+		{path: PathJWKS, methods: []method{onGet(s.serveJWKS)}, refuse: oauthRefusal},
+		// The token endpoint and the token services of RFC 7662 and 7009.
+		{path: PathToken, methods: []method{onPost(s.serveToken)}, refuse: oauthRefusal},
+		{path: PathIntrospect, methods: []method{onPost(s.serveIntrospect)}, refuse: oauthRefusal, authenticate: s.introspectionCaller},
+		{path: PathRevoke, methods: []method{onPost(s.serveRevoke)}, refuse: oauthRefusal},
+		// The protection API, behind PATs.
+		{path: PathResourceSet, methods: []method{onGet(pat(s.listResources)), onPost(pat(s.createResource))}, refuse: protectionRefusal, authenticate: s.patCaller, collection: true},
+		{path: PathResourceSet + "/{id}", methods: []method{onGet(pat(s.readResource)), onPut(pat(s.updateResource)), onDelete(pat(s.deleteResource))}, refuse: protectionRefusal, authenticate: s.patCaller},
+		{path: PathPermission, methods: []method{onPost(pat(s.servePermission))}, refuse: oauthRefusal, authenticate: s.patCaller},
+		// The owner API, behind the owner's PAT.
+		{path: PathOwnerRules, methods: []method{onGet(pat(s.listRules))}, refuse: oauthRefusal, authenticate: s.patCaller, collection: true},
+		{path: PathOwnerRules + "/{name}", methods: []method{onGet(pat(s.readRule)), onPut(pat(s.putRule)), onDelete(pat(s.deleteRule))}, refuse: protectionRefusal, authenticate: s.patCaller},
+		{path: PathOwnerEvaluate, methods: []method{onPost(pat(s.serveEvaluate))}, refuse: oauthRefusal, authenticate: s.patCaller},
+		{path: PathOwnerRequests, methods: []method{onGet(pat(s.listRequests))}, refuse: oauthRefusal, authenticate: s.patCaller, collection: true},
+		{path: PathOwnerRequests + "/{id}", methods: []method{onGet(pat(s.readRequest)), onPost(pat(s.decideRequest))}, refuse: protectionRefusal, authenticate: s.patCaller},
+	}
+	if s.registration != nil {
+		routes = append(routes, route{path: PathRegister, methods: []method{onPost(s.serveRegister)}, refuse: oauthRefusal})
+	}
+	return routes
+}
+
+// routes builds the mux of the route table. Each path also gets a pattern
+// without a method, which answers the methods the path does not take: 405
+// with Allow, after the caller's PAT is checked where the path needs one
+// (so that a 405 tells an anonymous caller nothing). RFC 8414 section 3.1
+// also puts the metadata at the well-known path inserted before the
+// issuer's path.
 func (s *Server) routes() *http.ServeMux {
 	mux := http.NewServeMux()
-	handle := func(pattern string, h handler) { mux.Handle(s.Pattern(pattern), s.answer(h)) }
-
-	// Discovery and keys. RFC 8414 section 3.1 also puts the metadata at
-	// the well-known path inserted before the issuer's path.
+	table := s.routeTable()
 	if s.basePath != "" {
-		mux.Handle("GET "+PathOAuthMetadata+s.basePath, s.answer(s.serveMetadata))
-		mux.Handle(PathOAuthMetadata+s.basePath, s.answer(s.refuseMethod(nil, oauth.ErrMethodNotAllowed, http.MethodGet, http.MethodHead)))
+		inserted := route{path: PathOAuthMetadata + s.basePath, methods: []method{onGet(s.serveMetadata)}, refuse: oauth.ErrMethodNotAllowed}
+		s.register(mux, inserted, inserted.path)
 	}
-	handle("GET "+PathUMAConfiguration, s.serveMetadata)
-	handle("GET "+PathOAuthMetadata, s.serveMetadata)
-	handle("GET "+PathJWKS, s.serveJWKS)
-	handle(PathUMAConfiguration, s.refuseMethod(nil, oauth.ErrMethodNotAllowed, http.MethodGet, http.MethodHead))
-	handle(PathOAuthMetadata, s.refuseMethod(nil, oauth.ErrMethodNotAllowed, http.MethodGet, http.MethodHead))
-	handle(PathJWKS, s.refuseMethod(nil, oauth.ErrMethodNotAllowed, http.MethodGet, http.MethodHead))
-
-	// The token endpoint and the token services of RFC 7662 and 7009.
-	handle("POST "+PathToken, s.serveToken)
-	handle("POST "+PathIntrospect, s.serveIntrospect)
-	handle("POST "+PathRevoke, s.serveRevoke)
-	handle(PathToken, s.refuseMethod(nil, oauth.ErrMethodNotAllowed, http.MethodPost))
-	handle(PathIntrospect, s.refuseMethod(s.introspectionCaller, oauth.ErrMethodNotAllowed, http.MethodPost))
-	handle(PathRevoke, s.refuseMethod(nil, oauth.ErrMethodNotAllowed, http.MethodPost))
-
-	// The protection API, behind PATs.
-	for _, p := range []string{PathResourceSet, PathResourceSet + "/{$}"} {
-		handle("GET "+p, s.withPAT(s.listResources))
-		handle("POST "+p, s.withPAT(s.createResource))
-		handle(p, s.refuseMethod(s.patCaller, oauth.ErrUnsupportedMethodType, http.MethodGet, http.MethodPost))
-	}
-	resource := PathResourceSet + "/{id}"
-	handle("GET "+resource, s.withPAT(s.readResource))
-	handle("PUT "+resource, s.withPAT(s.updateResource))
-	handle("DELETE "+resource, s.withPAT(s.deleteResource))
-	handle(resource, s.refuseMethod(s.patCaller, oauth.ErrUnsupportedMethodType, http.MethodGet, http.MethodPut, http.MethodDelete))
-	handle("POST "+PathPermission, s.withPAT(s.servePermission))
-	handle(PathPermission, s.refuseMethod(s.patCaller, oauth.ErrMethodNotAllowed, http.MethodPost))
-
-	// The owner API, behind the owner's PAT.
-	for _, p := range []string{PathOwnerRules, PathOwnerRules + "/{$}"} {
-		handle("GET "+p, s.withPAT(s.listRules))
-		handle(p, s.refuseMethod(s.patCaller, oauth.ErrMethodNotAllowed, http.MethodGet, http.MethodHead))
-	}
-	rule := PathOwnerRules + "/{name}"
-	handle("GET "+rule, s.withPAT(s.readRule))
-	handle("PUT "+rule, s.withPAT(s.putRule))
-	handle("DELETE "+rule, s.withPAT(s.deleteRule))
-	handle(rule, s.refuseMethod(s.patCaller, oauth.ErrUnsupportedMethodType, http.MethodGet, http.MethodPut, http.MethodDelete))
-	handle("POST "+PathOwnerEvaluate, s.withPAT(s.serveEvaluate))
-	handle(PathOwnerEvaluate, s.refuseMethod(s.patCaller, oauth.ErrMethodNotAllowed, http.MethodPost))
-	for _, p := range []string{PathOwnerRequests, PathOwnerRequests + "/{$}"} {
-		handle("GET "+p, s.withPAT(s.listRequests))
-		handle(p, s.refuseMethod(s.patCaller, oauth.ErrMethodNotAllowed, http.MethodGet, http.MethodHead))
-	}
-	request := PathOwnerRequests + "/{id}"
-	handle("GET "+request, s.withPAT(s.readRequest))
-	handle("POST "+request, s.withPAT(s.decideRequest))
-	handle(request, s.refuseMethod(s.patCaller, oauth.ErrUnsupportedMethodType, http.MethodGet, http.MethodPost))
-
-	if s.registration != nil {
-		handle("POST "+PathRegister, s.serveRegister)
-		handle(PathRegister, s.refuseMethod(nil, oauth.ErrMethodNotAllowed, http.MethodPost))
+	for _, rt := range table {
+		s.register(mux, rt, s.basePath+rt.path)
+		if rt.collection {
+			s.register(mux, rt, s.basePath+rt.path+"/{$}")
+		}
 	}
 	return mux
+}
+
+// register adds a route's patterns at path to mux.
+func (s *Server) register(mux *http.ServeMux, rt route, path string) {
+	var allow []string
+	for _, m := range rt.methods {
+		mux.Handle(m.name+" "+path, s.answer(m.h))
+		allow = append(allow, m.name)
+		if m.name == http.MethodGet {
+			allow = append(allow, http.MethodHead)
+		}
+	}
+	mux.Handle(path, s.answer(func(w http.ResponseWriter, r *http.Request) error {
+		if rt.authenticate != nil {
+			if err := rt.authenticate(r); err != nil {
+				return err
+			}
+		}
+		return rt.refuse(allow...)
+	}))
+}
+
+// patCaller authenticates a protection API caller.
+func (s *Server) patCaller(r *http.Request) error {
+	_, err := s.requirePAT(r)
+	return err
+}
+
+// introspectionCaller authenticates an introspection caller that sent a
+// PAT (others authenticate as clients, in the form).
+func (s *Server) introspectionCaller(r *http.Request) error {
+	if _, ok := oauth.BearerToken(r); ok {
+		return s.patCaller(r)
+	}
+	return nil
 }
 
 // Pattern returns a route pattern ("[METHOD ]path", the path relative to
@@ -114,34 +152,6 @@ func (s *Server) writeError(w http.ResponseWriter, err error) {
 		s.log.Error(e.Description, zap.String("code", string(e.Code)), zap.Error(e.Cause()))
 	}
 	oauth.WriteError(w, e)
-}
-
-// refuseMethod answers a method the path does not take with refuse (405
-// and Allow), after authenticate, when given, accepted the caller.
-func (s *Server) refuseMethod(authenticate func(r *http.Request) error, refuse func(allow ...string) *oauth.Error, allow ...string) handler {
-	return func(w http.ResponseWriter, r *http.Request) error {
-		if authenticate != nil {
-			if err := authenticate(r); err != nil {
-				return err
-			}
-		}
-		return refuse(allow...)
-	}
-}
-
-// patCaller authenticates a protection API caller, for refuseMethod.
-func (s *Server) patCaller(r *http.Request) error {
-	_, err := s.requirePAT(r)
-	return err
-}
-
-// introspectionCaller authenticates an introspection caller that sent a
-// PAT, for refuseMethod.
-func (s *Server) introspectionCaller(r *http.Request) error {
-	if _, ok := oauth.BearerToken(r); ok {
-		return s.patCaller(r)
-	}
-	return nil
 }
 
 // RelativePath returns a request path relative to the issuer's path, and

@@ -337,3 +337,17 @@ func (s *Server) holderOfRefresh(ctx context.Context, perms []Permission, refres
 	}
 	return h, false
 }
+
+// verifiedEmail returns the claims' e-mail address, normalized, unless the
+// claims say it is not verified; "" when there is none.
+func verifiedEmail(claims map[string]any) string {
+	addr, _ := claims["email"].(string)
+	if v, ok := claims["email_verified"]; ok && v != true && v != "true" {
+		return ""
+	}
+	return NormalizeEmail(addr)
+}
+
+// NormalizeEmail trims and lower-cases an address, as the rules' library
+// does before it compares addresses.
+func NormalizeEmail(addr string) string { return strings.ToLower(strings.TrimSpace(addr)) }
