@@ -151,6 +151,11 @@ func (s *Server) grantUMATicket(w http.ResponseWriter, t *tokenRequest) error {
 	}
 
 	if len(outcome.granted) == 0 {
+		if g.ticket.ResourceServer == "" {
+			// Ticketless: Keycloak's one answer, whatever the reason, so
+			// that it tells nothing about what exists.
+			return errNotAuthorized("")
+		}
 		return s.refusal(ctx, g, outcome)
 	}
 	return s.issueGrant(w, g, outcome.granted, previous, previousJTI)
@@ -245,7 +250,10 @@ func (s *Server) loadProcess(ctx context.Context, clientID, id string) (process,
 // ticketlessPermissions reads Keycloak's permission=RESOURCE#SCOPE,SCOPE
 // parameters (resource by id or name) at the audience resource server
 // (default: the client itself). Without permission parameters, every
-// resource of the audience is asked for.
+// resource of the audience is asked for. A name that matches no resource,
+// or a scope a resource does not offer, is left out rather than refused:
+// an error would tell any client which resources exist, across all owners;
+// what is left out is simply not granted.
 func (s *Server) ticketlessPermissions(ctx context.Context, g *grantState) ([]requestedPermission, error) {
 	g.rs = g.form.Get("audience")
 	if g.rs == "" {
@@ -282,7 +290,6 @@ func (s *Server) ticketlessPermissions(ctx context.Context, g *grantState) ([]re
 				scopes = append(scopes, sc)
 			}
 		}
-		matched := false
 		for _, res := range all {
 			if name != "" && res.ID != name && res.Name != name {
 				continue
@@ -293,24 +300,17 @@ func (s *Server) ticketlessPermissions(ctx context.Context, g *grantState) ([]re
 					have = append(have, sc)
 				}
 			}
-			if name == "" && len(have) == 0 {
-				continue // #SCOPE: only resources offering the scope
+			if len(scopes) > 0 && len(have) == 0 {
+				continue // offers none of the scopes asked for
 			}
-			if name != "" && len(have) < len(scopes) {
-				return nil, oauth.New(oauth.InvalidScope).WithDescription("a requested scope is not available on resource " + oauth.Quote(name))
-			}
-			matched = true
 			add(res, have)
-		}
-		if !matched {
-			return nil, oauth.New(oauth.InvalidResource).WithDescription("no resource " + oauth.Quote(name) + " at the audience")
 		}
 	}
 	if len(perms) > maxTicketlessResources {
 		return nil, oauth.ErrInvalidRequest("at most %d resources per request", maxTicketlessResources)
 	}
 	if len(perms) == 0 {
-		return nil, oauth.New(oauth.InvalidResource).WithDescription("no resources at the audience")
+		return nil, errNotAuthorized("")
 	}
 	return perms, nil
 }
@@ -474,7 +474,9 @@ func (s *Server) needInfo(ctx context.Context, g *grantState, desc string, hints
 }
 
 // rotateTicket saves the process and issues its next ticket, bound to the
-// client.
+// client. The ticket and the process outlive the polling interval that
+// request_submitted announces by a whole ticket_ttl (Grant section 3.3.6:
+// the client polls after the interval, with this ticket).
 func (s *Server) rotateTicket(ctx context.Context, g *grantState) (string, error) {
 	if g.procID == "" {
 		g.procID = secret.New(16)
@@ -483,13 +485,13 @@ func (s *Server) rotateTicket(ctx context.Context, g *grantState) (string, error
 	if err != nil {
 		return "", err
 	}
-	exp := s.now().Add(s.ticketTTL + s.requestInterval)
-	if err := s.store.Put(ctx, nsProcess, g.procID, val, exp); err != nil {
+	ttl := s.ticketTTL + s.requestInterval
+	if err := s.store.Put(ctx, nsProcess, g.procID, val, s.now().Add(ttl)); err != nil {
 		return "", fmt.Errorf("storing a process: %w", err)
 	}
 	next := g.ticket
 	next.Process, next.Client = g.procID, g.client.ID
-	return s.sealTicket(next)
+	return s.sealTicketFor(next, ttl)
 }
 
 func dedupeClaims(in []policies.RequiredClaim) []policies.RequiredClaim {

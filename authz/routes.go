@@ -148,7 +148,7 @@ func (s *Server) answer(h handler) http.Handler {
 // with its cause, which the answer never shows.
 func (s *Server) writeError(w http.ResponseWriter, err error) {
 	e := oauth.AsError(err)
-	if e.Status >= 500 {
+	if e.Cause() != nil {
 		s.log.Error(e.Description, zap.String("code", string(e.Code)), zap.Error(e.Cause()))
 	}
 	oauth.WriteError(w, e)

@@ -307,7 +307,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 			// errOnEmpty: a secret whose variable is unset must not turn
 			// the client into a public one.
 			if secret, err = repl.ReplaceOrErr(secret, true, true); err != nil {
-				return fmt.Errorf("client %q: expanding secret: %w", c.ID, err)
+				return fmt.Errorf("client %q: expanding secret: %w; set the variable or file its placeholder names (a public client has no secret at all)", c.ID, err)
 			}
 		}
 		a.clients = append(a.clients, authz.Client{
@@ -365,7 +365,11 @@ func (a *App) Validate() error {
 	if err := authz.CheckClients(a.clients); err != nil {
 		return err
 	}
-	if err := people.CheckUsers(a.users()); err != nil {
+	clientIDs := make([]string, 0, len(a.clients))
+	for _, c := range a.clients {
+		clientIDs = append(clientIDs, c.ID)
+	}
+	if err := people.CheckUsers(a.users(), clientIDs); err != nil {
 		return err
 	}
 	if o := a.loginOIDC; o != nil && (o.Issuer == "" || o.ClientID == "") {

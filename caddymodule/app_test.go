@@ -181,6 +181,11 @@ func TestAppProvisionValidate(t *testing.T) {
 			cfg:     `{"issuer": "https://as.example", "clients": [{"id": "a", "redirect_uris": ["/cb"]}]}`,
 			wantErr: "redirect URI",
 		},
+		"user named like a client": {
+			cfg: `{"issuer": "https://as.example", "clients": [{"id": "rs-api", "resource_server": true, "secret": "s"}],
+				"users": [{"name": "rs-api", "password_hash": "$2a$14$Zkx19XLiW6VYouLHR5NmfOFU0z2GTNmpkT/5qqR7hx4IjWJPDhjvG"}]}`,
+			wantErr: `user "rs-api": a client has the same id`,
+		},
 		"claims redirect URI with fragment": {
 			cfg:     `{"issuer": "https://as.example", "clients": [{"id": "a", "claims_redirect_uris": ["https://a/cb#x"]}]}`,
 			wantErr: "redirect URI",

@@ -233,11 +233,10 @@ func (p *Protect) Provision(ctx caddy.Context) error {
 		if p.RevocationCheck != 0 {
 			return errors.New("revocation_check is for a remote authorization server; co-hosted, revocation applies at once")
 		}
-		val, err := ctx.AppIfConfigured("uma")
+		app, err := umaApp(ctx, "co-hosted uma_protect")
 		if err != nil {
-			return fmt.Errorf("co-hosted uma_protect needs the uma app (the uma global option in a Caddyfile): %w", err)
+			return err
 		}
-		app := val.(*App)
 		i := slices.IndexFunc(app.clients, func(c authz.Client) bool { return c.ID == rs })
 		if i < 0 {
 			return fmt.Errorf("resource_server %q is not a client of the uma app", rs)
