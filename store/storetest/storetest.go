@@ -7,10 +7,17 @@
 //	func TestDurability(t *testing.T) {
 //		storetest.RunDurability(t, func(t *testing.T, dir string) store.Store { ... })
 //	}
+//	func TestKillDuringWrites(t *testing.T) {
+//		storetest.RunCrash(t, func(t *testing.T, dir string) store.Store { ... }, nil)
+//	}
+//	func BenchmarkStore(b *testing.B) {
+//		storetest.Bench(b, func(b *testing.B) store.Store { ... })
+//	}
 //
 // The suite checks the documented contract of package store: every method,
 // every documented error, expiry, the single-winner guarantees of Insert
-// and Take under concurrency, Close, and persistence across a restart.
+// and Take under concurrency, Close, persistence across a restart, and no
+// loss of an acknowledged write when the writing process is killed.
 // Orders are byte orders (Go string comparison); a SQL backend needs a
 // binary collation ("C") to pass. Keys, ids and namespaces used are valid
 // UTF-8 without NUL bytes.
