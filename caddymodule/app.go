@@ -1,8 +1,8 @@
 // Package caddymodule adapts the UMA 2.0 authorization server of package
 // authz to Caddy: the uma app holds the server's configuration and state
 // (one per config load), the http.handlers.uma_server handler serves its
-// endpoints, the modules of the uma.storage namespace (uma.storage.badger)
-// are the databases it can keep its state in, and caddyfile.go parses the
+// endpoints, the modules of the uma.storage namespace (uma.storage.badger,
+// uma.storage.postgres) are the databases it can keep its state in, and caddyfile.go parses the
 // uma global option and the uma_server directive.
 package caddymodule
 

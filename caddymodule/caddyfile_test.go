@@ -166,9 +166,9 @@ func TestParseGlobalOption(t *testing.T) {
 		},
 		"storage with unknown backend": {
 			input: `uma {
-				storage postgres postgres://db
+				storage mysql mysql://db
 			}`,
-			wantErr: `unknown storage backend "postgres"`,
+			wantErr: `unknown storage backend "mysql"`,
 		},
 		"storage with extra argument": {
 			input: `uma {

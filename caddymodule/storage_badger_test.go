@@ -66,8 +66,8 @@ func TestStorageCaddyfileJSON(t *testing.T) {
 			wantJSON: `{"backend":"badger","path":"{env.UMA_DATA}"}`,
 		},
 		"unknown backend names the known ones": {
-			line:    `storage postgres postgres://db`,
-			wantErr: `unknown storage backend "postgres" (known backends: badger)`,
+			line:    `storage mysql mysql://db`,
+			wantErr: `unknown storage backend "mysql" (known backends: badger, postgres)`,
 		},
 		"backend names are case-sensitive": {
 			line:    `storage Badger /a`,
@@ -106,9 +106,9 @@ func TestStorageCaddyfileJSON(t *testing.T) {
 }
 
 func TestAdaptUnknownStorageBackendNamesLine(t *testing.T) {
-	_, _, err := adaptCaddyfile("{\n\tuma {\n\t\tissuer https://a\n\t\tstorage postgres postgres://db\n\t}\n}\n")
+	_, _, err := adaptCaddyfile("{\n\tuma {\n\t\tissuer https://a\n\t\tstorage mysql mysql://db\n\t}\n}\n")
 	if err == nil || !strings.Contains(err.Error(), "Caddyfile:4") ||
-		!strings.Contains(err.Error(), `unknown storage backend "postgres" (known backends: badger)`) {
+		!strings.Contains(err.Error(), `unknown storage backend "mysql" (known backends: badger, postgres)`) {
 		t.Fatalf("error = %v, want the unknown backend, the known ones and the line", err)
 	}
 }
@@ -228,7 +228,7 @@ func TestBadgerStorageModule(t *testing.T) {
 	if got := reflect.TypeOf(mod.New()); got != reflect.TypeOf(new(BadgerStorage)) {
 		t.Errorf("New() = %v, want *BadgerStorage", got)
 	}
-	if got := knownStorageBackends(); got != "badger" {
-		t.Errorf("known backends = %q, want badger", got)
+	if got := knownStorageBackends(); got != "badger, postgres" {
+		t.Errorf("known backends = %q, want badger, postgres", got)
 	}
 }

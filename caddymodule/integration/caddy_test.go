@@ -24,7 +24,12 @@ type config struct {
 	AdminAddr string // host:port of the admin API
 	Port      int    // the site's port; the issuer is http://127.0.0.1:Port
 	Storage   string // the Badger directory
-	PATTTL    string
+	// Postgres, if set, is the DSN of a storage postgres line, in place of
+	// Badger, such as {env.UMA_PG_DSN}.
+	Postgres string
+	// Env is added to the environment of caddy run.
+	Env    []string
+	PATTTL string
 	// ExtraClients are client ids added with the secret "<id>-secret".
 	ExtraClients []string
 }
@@ -36,7 +41,11 @@ var caddyfileTemplate = template.Must(template.New("Caddyfile").Parse(`{
 
 	uma {
 		issuer http://127.0.0.1:{{.Port}}
+{{- if .Postgres}}
+		storage postgres {{.Postgres}}
+{{- else}}
 		storage badger {{.Storage}}
+{{- end}}
 		pat_ttl {{.PATTTL}}
 		client rs-api {
 			secret rs-api-secret
@@ -161,7 +170,7 @@ func launchCaddy(t *testing.T, cfg config) *instance {
 		exited:    make(chan struct{}),
 	}
 	writeCaddyfile(t, inst.caddyfile, cfg)
-	inst.run(t, nil, "")
+	inst.run(t, cfg.Env, "")
 	return inst
 }
 

@@ -66,17 +66,12 @@ func loadMigrations(fsys fs.FS) ([]migration, error) {
 }
 
 // migrate applies the migrations that the database lacks, holding the
-// advisory lock of its schema for the whole time, on one connection.
-func migrate(ctx context.Context, pool *pgxpool.Pool) error {
+// advisory lock of its schema for the whole time, on conn.
+func migrate(ctx context.Context, conn *pgxpool.Conn) error {
 	migrations, err := loadMigrations(migrationFiles)
 	if err != nil {
 		return err
 	}
-	conn, err := pool.Acquire(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Release()
 
 	var schema *string
 	if err := conn.QueryRow(ctx, "SELECT current_schema()").Scan(&schema); err != nil {

@@ -145,7 +145,14 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, wrap("connecting", err)
 	}
-	if err := migrate(ctx, s.pool); err != nil {
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		s.pool.Close()
+		return nil, wrap("connecting", err)
+	}
+	err = migrate(ctx, conn)
+	conn.Release()
+	if err != nil {
 		s.pool.Close()
 		return nil, wrap("migrating the schema", err)
 	}
