@@ -65,6 +65,15 @@ func TestStorageCaddyfileJSON(t *testing.T) {
 			line:     `storage badger {env.UMA_DATA}`,
 			wantJSON: `{"backend":"badger","path":"{env.UMA_DATA}"}`,
 		},
+		"postgres with a placeholder": {
+			line:     `storage postgres {env.UMA_PG_DSN}`,
+			wantJSON: `{"backend":"postgres","dsn":"{env.UMA_PG_DSN}"}`,
+		},
+		"postgres with a URL": {
+			line:     `storage postgres "postgres://uma@db:5432/uma?pool_max_conns=8"`,
+			wantJSON: `{"backend":"postgres","dsn":"postgres://uma@db:5432/uma?pool_max_conns=8"}`,
+		},
+		"postgres without a DSN": {line: `storage postgres`, wantErr: "needs a DSN"},
 		"unknown backend names the known ones": {
 			line:    `storage mysql mysql://db`,
 			wantErr: `unknown storage backend "mysql" (known backends: badger, postgres)`,
@@ -113,15 +122,21 @@ func TestAdaptUnknownStorageBackendNamesLine(t *testing.T) {
 	}
 }
 
-// loadBadger loads and provisions the badger module from its JSON, as the
-// uma app does.
-func loadBadger(t *testing.T, raw string) (*BadgerStorage, error) {
+// loadStorageModule loads and provisions the storage module id from its
+// JSON, as the uma app does.
+func loadStorageModule[T any](t *testing.T, id, raw string) (*T, error) {
 	t.Helper()
-	mod, err := newTestContext(t).LoadModuleByID("uma.storage.badger", json.RawMessage(raw))
+	mod, err := newTestContext(t).LoadModuleByID(id, json.RawMessage(raw))
 	if err != nil {
 		return nil, err
 	}
-	return mod.(*BadgerStorage), nil
+	return mod.(*T), nil
+}
+
+// loadBadger loads the badger module.
+func loadBadger(t *testing.T, raw string) (*BadgerStorage, error) {
+	t.Helper()
+	return loadStorageModule[BadgerStorage](t, "uma.storage.badger", raw)
 }
 
 func TestBadgerStorageProvision(t *testing.T) {

@@ -1,14 +1,12 @@
 package caddymodule
 
 import (
-	"encoding/json"
 	"reflect"
 	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 
 	"github.com/caddy-uma/caddy-uma/store/pgstore/pgtest"
 )
@@ -43,52 +41,11 @@ func TestPostgresStorageUnmarshalCaddyfile(t *testing.T) {
 	}
 }
 
-// TestPostgresStorageCaddyfileJSON checks the app JSON of a storage
-// postgres line.
-func TestPostgresStorageCaddyfileJSON(t *testing.T) {
-	tests := map[string]struct {
-		line     string
-		wantJSON string
-		wantErr  string
-	}{
-		"placeholder": {
-			line:     `storage postgres {env.UMA_PG_DSN}`,
-			wantJSON: `{"backend":"postgres","dsn":"{env.UMA_PG_DSN}"}`,
-		},
-		"url": {
-			line:     `storage postgres "postgres://uma@db:5432/uma?pool_max_conns=8"`,
-			wantJSON: `{"backend":"postgres","dsn":"postgres://uma@db:5432/uma?pool_max_conns=8"}`,
-		},
-		"no dsn": {line: `storage postgres`, wantErr: "needs a DSN"},
-	}
-	for name, tt := range tests {
-		t.Run(name, func(t *testing.T) {
-			val, err := parseGlobalOption(caddyfile.NewTestDispenser("uma {\n"+tt.line+"\n}"), nil)
-			if expectError(t, err, tt.wantErr) {
-				return
-			}
-			var got struct {
-				Storage json.RawMessage `json:"storage"`
-			}
-			if err := json.Unmarshal(val.(httpcaddyfile.App).Value, &got); err != nil {
-				t.Fatal(err)
-			}
-			if string(got.Storage) != tt.wantJSON {
-				t.Errorf("storage JSON = %s, want %s", got.Storage, tt.wantJSON)
-			}
-		})
-	}
-}
-
 // loadPostgres loads, provisions and validates the postgres module from
 // its JSON, as the uma app does.
 func loadPostgres(t *testing.T, raw string) (*PostgresStorage, error) {
 	t.Helper()
-	mod, err := newTestContext(t).LoadModuleByID("uma.storage.postgres", json.RawMessage(raw))
-	if err != nil {
-		return nil, err
-	}
-	return mod.(*PostgresStorage), nil
+	return loadStorageModule[PostgresStorage](t, "uma.storage.postgres", raw)
 }
 
 func TestPostgresStorageProvision(t *testing.T) {

@@ -101,11 +101,8 @@ type Store struct {
 	purgeBatch   int
 	logger       *zap.Logger
 
-	// mu is held for reading by every method call and for writing by Close,
-	// so that Close waits for the calls in flight and later calls see
-	// closed.
-	mu     sync.RWMutex
-	closed bool
+	// gate makes Close wait for the calls in flight and later calls fail.
+	gate store.Gate
 
 	closeOnce sync.Once
 	purgeCtx  context.Context
@@ -177,9 +174,7 @@ func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.stopPurge()
 		<-s.purgeDone
-		s.mu.Lock()
-		s.closed = true
-		s.mu.Unlock()
+		s.gate.Close()
 		// pgx gives each connection up to 15 s to say goodbye to a server
 		// that does not answer; the store waits at most the query timeout
 		// and lets the rest finish in the background.
@@ -198,22 +193,35 @@ func (s *Store) Close() error {
 }
 
 // enter starts a method call: it fails if ctx is done or the store closed,
-// and otherwise holds s.mu for reading and returns ctx bounded by the query
+// and otherwise holds the store open and returns ctx bounded by the query
 // timeout, until leave is called.
-func (s *Store) enter(ctx context.Context) (context.Context, func(), error) {
-	if err := ctx.Err(); err != nil {
+func (s *Store) enter(ctx context.Context) (_ context.Context, leave func(), _ error) {
+	if err := s.gate.Enter(ctx); err != nil {
 		return nil, nil, err
-	}
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
-		return nil, nil, store.ErrClosed
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.queryTimeout)
 	return ctx, func() {
 		cancel()
-		s.mu.RUnlock()
+		s.gate.Leave()
 	}, nil
+}
+
+// exec runs one statement that changes rows, and fails with none if it
+// changed none (nil: success).
+func (s *Store) exec(ctx context.Context, none error, query string, args ...any) error {
+	ctx, leave, err := s.enter(ctx)
+	if err != nil {
+		return err
+	}
+	defer leave()
+	tag, err := s.pool.Exec(ctx, query, args...)
+	if err != nil {
+		return mapError(err)
+	}
+	if tag.RowsAffected() == 0 && none != nil {
+		return none
+	}
+	return nil
 }
 
 // readTime is the node's clock as the queries compare it with expiries:

@@ -58,74 +58,12 @@ func TestKillDuringWrites(t *testing.T) {
 	})
 }
 
-// TestNodes runs the single-use races of the suite across two stores on one
-// schema, each with its own connection pool: two nodes.
+// TestNodes runs the single-use races across two stores on one schema,
+// each with its own connection pool: two nodes.
 func TestNodes(t *testing.T) {
-	dsn := pgtest.DSN(t)
-	nodes := []*Store{openDSN(t, dsn, Options{}), openDSN(t, dsn, Options{})}
-	for _, n := range nodes {
-		defer n.Close()
-	}
-	ctx := t.Context()
-	const racers = 32
-	race := func(fn func(node *Store, i int) error) []error {
-		errs := make([]error, racers)
-		start := make(chan struct{})
-		var wg sync.WaitGroup
-		for i := range racers {
-			wg.Go(func() {
-				<-start
-				errs[i] = fn(nodes[i%2], i)
-			})
-		}
-		close(start)
-		wg.Wait()
-		return errs
-	}
-	oneWinner := func(t *testing.T, errs []error, loser error) int {
-		t.Helper()
-		winner := -1
-		for i, err := range errs {
-			switch {
-			case err == nil && winner >= 0:
-				t.Errorf("racers %d and %d both won", winner, i)
-			case err == nil:
-				winner = i
-			case !errors.Is(err, loser):
-				t.Errorf("racer %d: %v, want %v", i, err, loser)
-			}
-		}
-		if winner < 0 {
-			t.Error("no racer won")
-		}
-		return winner
-	}
-
-	for round := range 5 {
-		key := fmt.Sprintf("ticket-%d", round)
-		winner := oneWinner(t, race(func(n *Store, i int) error {
-			return n.Insert(ctx, "single-use", key, []byte(fmt.Sprint(i)), time.Now().Add(time.Hour))
-		}), store.ErrExists)
-		// Both nodes see the winner's value.
-		for _, n := range nodes {
-			got, err := n.Get(ctx, "single-use", key)
-			if err != nil || winner >= 0 && string(got) != fmt.Sprint(winner) {
-				t.Errorf("Get = %q, %v; want the winner's %d", got, err, winner)
-			}
-		}
-		values := make([][]byte, racers)
-		winner = oneWinner(t, race(func(n *Store, i int) error {
-			var err error
-			values[i], err = n.Take(ctx, "single-use", key)
-			return err
-		}), store.ErrNotFound)
-		if winner >= 0 && len(values[winner]) == 0 {
-			t.Errorf("the winning Take got no value")
-		}
-		oneWinner(t, race(func(n *Store, i int) error {
-			return n.CreateResource(ctx, store.Resource{ID: key, ResourceServer: "rs", Owner: fmt.Sprint(i), Scopes: []string{}})
-		}), store.ErrExists)
-	}
+	storetest.RunNodes(t, func(t *testing.T, dir string) store.Store {
+		return openDSN(t, pgtest.NamedDSN(t, dir), Options{})
+	})
 }
 
 // TestClock checks that expiry is decided by Options.Now, not by the
@@ -270,15 +208,8 @@ func TestPurgeLoop(t *testing.T) {
 		case <-time.After(5 * time.Millisecond):
 		}
 	}
-	done := make(chan error)
-	go func() { done <- s.Close() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Close: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("Close did not stop the purge")
+	if err := finishes(t, "Close", s.Close); err != nil {
+		t.Fatalf("Close: %v", err)
 	}
 }
 
@@ -329,13 +260,19 @@ func TestMigrations(t *testing.T) {
 	if _, err := stores[0].pool.Exec(t.Context(), "INSERT INTO schema_migrations (version, name) VALUES ($1, 'future')", len(migrations)+1); err != nil {
 		t.Fatal(err)
 	}
+	openFails(t, dsn, "newer than this caddy-uma knows")
+}
+
+// openFails checks that Open of dsn fails with an error that says want.
+func openFails(t *testing.T, dsn, want string) {
+	t.Helper()
 	s, err := Open(t.Context(), Options{DSN: dsn})
 	if err == nil {
 		s.Close()
-		t.Fatal("Open of a schema newer than the code succeeded")
+		t.Fatalf("Open succeeded, want an error with %q", want)
 	}
-	if !strings.Contains(err.Error(), "newer than this caddy-uma knows") {
-		t.Errorf("error %q does not say the schema is newer", err)
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not say %q", err, want)
 	}
 }
 
@@ -349,46 +286,7 @@ func TestLoadMigrations(t *testing.T) {
 func TestOpenWithoutSchema(t *testing.T) {
 	pgtest.Require(t)
 	dsn := pgtest.WithParam(pgtest.BaseDSN(), "search_path", "uma_test_no_such_schema")
-	s, err := Open(t.Context(), Options{DSN: dsn})
-	if err == nil {
-		s.Close()
-		t.Fatal("Open with a search_path of no schema succeeded")
-	}
-	if !strings.Contains(err.Error(), "no existing schema") {
-		t.Errorf("error %q does not name the cause", err)
-	}
-}
-
-// stallingServer accepts TCP connections and never answers: a database
-// that is unreachable after the connection, or whose network stalls.
-func stallingServer(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var mu sync.Mutex
-	var conns []net.Conn
-	go func() {
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		defer mu.Unlock()
-		for _, c := range conns {
-			c.Close()
-		}
-	})
-	return l.Addr().String()
+	openFails(t, dsn, "no existing schema")
 }
 
 // proxy forwards TCP connections to target until it is stalled: then it
@@ -454,6 +352,16 @@ func newProxy(t *testing.T, target string) *proxy {
 	return p
 }
 
+// stallingServer returns the address of a stalled proxy to the test
+// server: it accepts connections and never answers, like a database that is
+// unreachable behind a connection that was accepted.
+func stallingServer(t *testing.T, dsn string) string {
+	t.Helper()
+	p := newProxy(t, hostPortOf(t, dsn))
+	p.stall()
+	return p.addr
+}
+
 func (p *proxy) stall() {
 	p.mu.Lock()
 	p.stalled = true
@@ -505,7 +413,7 @@ func TestUnreachable(t *testing.T) {
 		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 		defer cancel()
 		err := finishes(t, "Open", func() error {
-			s, err := Open(ctx, Options{DSN: withHost(dsn, stallingServer(t))})
+			s, err := Open(ctx, Options{DSN: withHost(dsn, stallingServer(t, dsn))})
 			if err == nil {
 				s.Close()
 			}
@@ -518,7 +426,7 @@ func TestUnreachable(t *testing.T) {
 	t.Run("connect timeout", func(t *testing.T) {
 		// No deadline but the DSN's connect_timeout.
 		err := finishes(t, "Open", func() error {
-			s, err := Open(context.Background(), Options{DSN: pgtest.WithParam(withHost(dsn, stallingServer(t)), "connect_timeout", "1")})
+			s, err := Open(context.Background(), Options{DSN: pgtest.WithParam(withHost(dsn, stallingServer(t, dsn)), "connect_timeout", "1")})
 			if err == nil {
 				s.Close()
 			}

@@ -80,19 +80,7 @@ const putQuery = `INSERT INTO records (namespace, key, value, expires_at) VALUES
 // Put stores value under (namespace, key), replacing any previous value.
 // A zero expiresAt means the record never expires.
 func (s *Store) Put(ctx context.Context, namespace, key string, value []byte, expiresAt time.Time) error {
-	const op = "putting record"
-	if err := checkRecord(namespace, key); err != nil {
-		return wrap(op, err)
-	}
-	ctx, leave, err := s.enter(ctx)
-	if err != nil {
-		return wrap(op, err)
-	}
-	defer leave()
-	if _, err := s.pool.Exec(ctx, putQuery, namespace, key, valueParam(value), expiryParam(expiresAt)); err != nil {
-		return wrap(op, fmt.Errorf("namespace %q: %w", namespace, mapError(err)))
-	}
-	return nil
+	return s.execRecord(ctx, "putting record", nil, putQuery, namespace, key, valueParam(value), expiryParam(expiresAt))
 }
 
 // PutAll stores several records in one transaction: all or none.
@@ -135,23 +123,8 @@ const insertQuery = `INSERT INTO records AS r (namespace, key, value, expires_at
 // and returns store.ErrExists otherwise. Of concurrent Inserts of one key,
 // on any nodes, exactly one succeeds.
 func (s *Store) Insert(ctx context.Context, namespace, key string, value []byte, expiresAt time.Time) error {
-	const op = "inserting record"
-	if err := checkRecord(namespace, key); err != nil {
-		return wrap(op, err)
-	}
-	ctx, leave, err := s.enter(ctx)
-	if err != nil {
-		return wrap(op, err)
-	}
-	defer leave()
-	tag, err := s.pool.Exec(ctx, insertQuery, namespace, key, valueParam(value), expiryParam(expiresAt), s.readTime())
-	if err == nil && tag.RowsAffected() == 0 {
-		err = store.ErrExists
-	}
-	if err != nil {
-		return wrap(op, fmt.Errorf("namespace %q: %w", namespace, mapError(err)))
-	}
-	return nil
+	return s.execRecord(ctx, "inserting record", store.ErrExists, insertQuery, namespace, key,
+		valueParam(value), expiryParam(expiresAt), s.readTime())
 }
 
 // Get returns the live value under (namespace, key), or store.ErrNotFound.
@@ -193,22 +166,19 @@ func (s *Store) readOne(ctx context.Context, op, query, namespace, key string) (
 
 // Delete removes the record, or returns store.ErrNotFound if none is live.
 func (s *Store) Delete(ctx context.Context, namespace, key string) error {
-	const op = "deleting record"
+	return s.execRecord(ctx, "deleting record", store.ErrNotFound,
+		`DELETE FROM records WHERE namespace = $1 AND key = $2 AND `+live, namespace, key, s.readTime())
+}
+
+// execRecord runs one statement on the record (namespace, key), which are
+// its parameters $1 and $2 before args, and fails with none if it changed
+// no row.
+func (s *Store) execRecord(ctx context.Context, op string, none error, query, namespace, key string, args ...any) error {
 	if err := checkRecord(namespace, key); err != nil {
 		return wrap(op, err)
 	}
-	ctx, leave, err := s.enter(ctx)
-	if err != nil {
-		return wrap(op, err)
-	}
-	defer leave()
-	tag, err := s.pool.Exec(ctx, `DELETE FROM records WHERE namespace = $1 AND key = $2 AND `+live,
-		namespace, key, s.readTime())
-	if err == nil && tag.RowsAffected() == 0 {
-		err = store.ErrNotFound
-	}
-	if err != nil {
-		return wrap(op, fmt.Errorf("namespace %q: %w", namespace, mapError(err)))
+	if err := s.exec(ctx, none, query, append([]any{namespace, key}, args...)...); err != nil {
+		return wrap(op, fmt.Errorf("namespace %q: %w", namespace, err))
 	}
 	return nil
 }
@@ -228,16 +198,22 @@ func (s *Store) List(ctx context.Context, namespace, prefix string, limit int) (
 		return nil, wrap(op, err)
 	}
 	defer leave()
-	var upper, lim any // NULL: no bound, no limit
-	if succ, ok := prefixSuccessor(prefix); ok {
-		upper = succ
-	}
+	var lim any // NULL: no limit
 	if limit > 0 {
 		lim = limit
 	}
-	rows, err := s.pool.Query(ctx, `SELECT key, value, expires_at FROM records
-		WHERE namespace = $1 AND key >= $2 AND ($4::text IS NULL OR key < $4) AND `+live+`
-		ORDER BY key LIMIT $5`, namespace, prefix, s.readTime(), upper, lim)
+	// Two statements, so that each is one range of the primary key in
+	// its plan: with the upper bound, and (no successor) without.
+	var rows pgx.Rows
+	if upper, ok := prefixSuccessor(prefix); ok {
+		rows, err = s.pool.Query(ctx, `SELECT key, value, expires_at FROM records
+			WHERE namespace = $1 AND key >= $2 AND key < $5 AND `+live+`
+			ORDER BY key LIMIT $4`, namespace, prefix, s.readTime(), lim, upper)
+	} else {
+		rows, err = s.pool.Query(ctx, `SELECT key, value, expires_at FROM records
+			WHERE namespace = $1 AND key >= $2 AND `+live+`
+			ORDER BY key LIMIT $4`, namespace, prefix, s.readTime(), lim)
+	}
 	if err != nil {
 		return nil, wrap(op, fmt.Errorf("namespace %q: %w", namespace, mapError(err)))
 	}

@@ -59,21 +59,8 @@ func scanResource(row pgx.CollectableRow) (store.Resource, error) {
 // resource with the same ID exists (a unique violation of the primary key,
 // also when another node creates it at the same moment).
 func (s *Store) CreateResource(ctx context.Context, r store.Resource) error {
-	const op = "creating resource"
-	if err := checkResource(r); err != nil {
-		return wrap(op, err)
-	}
-	ctx, leave, err := s.enter(ctx)
-	if err != nil {
-		return wrap(op, err)
-	}
-	defer leave()
-	_, err = s.pool.Exec(ctx, `INSERT INTO resources (`+resourceColumns+`)
+	return s.execResource(ctx, "creating resource", r.ID, checkResource(r), `INSERT INTO resources (`+resourceColumns+`)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`, resourceArgs(r)...)
-	if err != nil {
-		return wrap(op, fmt.Errorf("%q: %w", r.ID, mapError(err)))
-	}
-	return nil
 }
 
 // GetResource returns the resource with the given ID, or store.ErrNotFound.
@@ -104,44 +91,27 @@ func (s *Store) GetResource(ctx context.Context, id string) (store.Resource, err
 // UpdateResource replaces the resource with r.ID, or returns
 // store.ErrNotFound. The indexes follow the row.
 func (s *Store) UpdateResource(ctx context.Context, r store.Resource) error {
-	const op = "updating resource"
-	if err := checkResource(r); err != nil {
-		return wrap(op, err)
-	}
-	ctx, leave, err := s.enter(ctx)
-	if err != nil {
-		return wrap(op, err)
-	}
-	defer leave()
-	tag, err := s.pool.Exec(ctx, `UPDATE resources SET resource_server = $2, owner = $3, name = $4, type = $5,
-		description = $6, icon_uri = $7, scopes = $8, uris = $9, created_at = $10, updated_at = $11
+	return s.execResource(ctx, "updating resource", r.ID, checkResource(r), `UPDATE resources SET
+		resource_server = $2, owner = $3, name = $4, type = $5, description = $6, icon_uri = $7,
+		scopes = $8, uris = $9, created_at = $10, updated_at = $11
 		WHERE id = $1`, resourceArgs(r)...)
-	if err == nil && tag.RowsAffected() == 0 {
-		err = store.ErrNotFound
-	}
-	if err != nil {
-		return wrap(op, fmt.Errorf("%q: %w", r.ID, mapError(err)))
-	}
-	return nil
 }
 
 // DeleteResource removes the resource, or returns store.ErrNotFound.
 func (s *Store) DeleteResource(ctx context.Context, id string) error {
-	const op = "deleting resource"
-	if err := checkText("resource id", id); err != nil {
-		return wrap(op, err)
+	return s.execResource(ctx, "deleting resource", id, checkText("resource id", id),
+		`DELETE FROM resources WHERE id = $1`, id)
+}
+
+// execResource runs one statement that changes the resource id, unless
+// invalid (the result of its checks) is not nil, and returns
+// store.ErrNotFound if it changed no row.
+func (s *Store) execResource(ctx context.Context, op, id string, invalid error, query string, args ...any) error {
+	if invalid != nil {
+		return wrap(op, invalid)
 	}
-	ctx, leave, err := s.enter(ctx)
-	if err != nil {
-		return wrap(op, err)
-	}
-	defer leave()
-	tag, err := s.pool.Exec(ctx, `DELETE FROM resources WHERE id = $1`, id)
-	if err == nil && tag.RowsAffected() == 0 {
-		err = store.ErrNotFound
-	}
-	if err != nil {
-		return wrap(op, fmt.Errorf("%q: %w", id, mapError(err)))
+	if err := s.exec(ctx, store.ErrNotFound, query, args...); err != nil {
+		return wrap(op, fmt.Errorf("%q: %w", id, err))
 	}
 	return nil
 }
