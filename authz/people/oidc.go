@@ -257,7 +257,7 @@ func (o *oidcClient) exchange(ctx context.Context, code string, pending oidcPend
 	if idToken == "" {
 		return nil, errors.New("the token response has no id_token")
 	}
-	claims, err := verifier.Verify(ctx, claimtoken.FormatIDToken, idToken, nil)
+	claims, err := verifier.Verify(ctx, claimtoken.FormatIDToken, idToken, o.cfg.ClientID)
 	if err != nil {
 		return nil, fmt.Errorf("verifying the ID token: %w", err)
 	}
