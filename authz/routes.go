@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -149,9 +151,46 @@ func (s *Server) answer(h handler) http.Handler {
 func (s *Server) writeError(w http.ResponseWriter, err error) {
 	e := oauth.AsError(err)
 	if e.Cause() != nil {
-		s.log.Error(e.Description, zap.String("code", string(e.Code)), zap.Error(e.Cause()))
+		s.faults.log(s.log, e)
 	}
 	oauth.WriteError(w, e)
+}
+
+// faultLogInterval is how often one kind of server fault is logged: a
+// fault that lasts (a store or an issuer down) answers every request, and
+// would otherwise log every one.
+const faultLogInterval = 10 * time.Second
+
+// faultLog logs server faults, each description at most once per
+// faultLogInterval, with the number of answers left unlogged since.
+type faultLog struct {
+	now func() time.Time
+
+	mu   sync.Mutex
+	last map[string]faultSeen
+}
+
+type faultSeen struct {
+	at         time.Time
+	suppressed int
+}
+
+func (f *faultLog) log(log *zap.Logger, e *oauth.Error) {
+	now := f.now()
+	f.mu.Lock()
+	seen := f.last[e.Description]
+	if !seen.at.IsZero() && now.Sub(seen.at) < faultLogInterval {
+		seen.suppressed++
+		f.last[e.Description] = seen
+		f.mu.Unlock()
+		return
+	}
+	if f.last == nil || len(f.last) > 1000 {
+		f.last = map[string]faultSeen{}
+	}
+	f.last[e.Description] = faultSeen{at: now}
+	f.mu.Unlock()
+	log.Error(e.Description, zap.String("code", string(e.Code)), zap.Error(e.Cause()), zap.Int("suppressed", seen.suppressed))
 }
 
 // RelativePath returns a request path relative to the issuer's path, and
