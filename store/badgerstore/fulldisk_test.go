@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -30,37 +29,6 @@ const (
 	fullDiskSize = 32 << 20
 	fullDiskMin  = 8 << 20
 )
-
-// fillDisk writes a filler file of about n bytes into dir; with n < 0 it
-// writes until the disk is full (ENOSPC). It returns the file's path.
-func fillDisk(dir string, n int64) (string, error) {
-	path := filepath.Join(dir, "filler")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	chunk := make([]byte, 1<<20)
-	for written := int64(0); n < 0 || written < n; {
-		part := chunk
-		if n >= 0 && n-written < int64(len(part)) {
-			part = part[:n-written]
-		}
-		k, err := f.Write(part)
-		written += int64(k)
-		if errors.Is(err, syscall.ENOSPC) && n < 0 {
-			if len(chunk) == 1 {
-				return path, nil
-			}
-			chunk = chunk[:len(chunk)/2] // fill the last pages too
-			continue
-		}
-		if err != nil {
-			return path, err
-		}
-	}
-	return path, nil
-}
 
 func mustFree(t *testing.T, dir string) uint64 {
 	t.Helper()
@@ -108,7 +76,7 @@ func TestFullDiskChild(t *testing.T) {
 	fmt.Printf("figure free after open: %d\n", mustFree(t, dir))
 
 	// A filler leaves 1 MiB more than the minimum; 4 KiB writes fill it.
-	filler, err := fillDisk(dir, int64(mustFree(t, dir))-fullDiskMin-1<<20)
+	filler, err := storetest.FillDisk(dir, int64(mustFree(t, dir))-fullDiskMin-1<<20)
 	must(t, "filler", err)
 	fmt.Printf("figure free after the filler: %d\n", mustFree(t, dir))
 	// The store sees space taken by others at its next measure, at most
@@ -130,7 +98,7 @@ func TestFullDiskChild(t *testing.T) {
 	}
 
 	// Now take the rest of the disk, as another process would.
-	_, err = fillDisk(dir, -1)
+	_, err = storetest.FillDisk(dir, -1)
 	must(t, "filling the disk", err)
 	fmt.Printf("figure free when full: %d\n", mustFree(t, dir))
 	writes := map[string]func() error{
@@ -191,7 +159,7 @@ func TestFullDiskChild(t *testing.T) {
 
 	// Full again, and Close: Badger's Close would write the memtable into
 	// the full disk, so the store leaves the database open.
-	_, err = fillDisk(dir, -1)
+	_, err = storetest.FillDisk(dir, -1)
 	must(t, "filling the disk again", err)
 	if err := s.Close(); !errors.Is(err, store.ErrNoSpace) {
 		t.Fatalf("Close on a full disk = %v, want ErrNoSpace", err)
