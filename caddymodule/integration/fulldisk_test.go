@@ -81,13 +81,14 @@ func TestFullDisk(t *testing.T) {
 			inst.alive()
 			t.Fatalf("token request %d on a full disk: no answer: %v", i, err)
 		}
-		if status < 300 {
-			t.Fatalf("token request %d on a full disk = %d %s, want an error (nothing can be stored)", i, status, body)
-		}
-		if i == 0 {
+		switch {
+		case status < 300:
+			t.Errorf("token request %d on a full disk = %d, want an error (nothing can be stored)", i, status)
+		case i == 0:
 			t.Logf("token request on a full disk: %d %s", status, body)
 		}
 	}
+	inst.alive()
 	if _, err := registerResource(issuer, pat); err == nil {
 		t.Error("registering a resource on a full disk succeeded")
 	}

@@ -95,6 +95,14 @@ const spaceMargin = 16 << 20
 // Values above Badger's value threshold go to the value log, and are
 // counted by the guard as they are written; value-log garbage collection
 // checks the space it needs before each run (see collectGarbage).
+//
+// While writes are refused Badger starts nothing new: a flush starts when
+// a write fills the memtable (or at Close, see Store.Close), a compaction
+// when a flush or an earlier compaction makes a level exceed its target,
+// and its other background work (size updates, cache metrics, compactors
+// that find nothing to do) does not write. What can still run is the flush
+// and the compactions that the last admitted writes started: the terms
+// above.
 func minFreeSpace(o badger.Options) uint64 {
 	flush := o.MemTableSize
 	compaction := int64(o.NumLevelZeroTables)*o.MemTableSize + o.BaseLevelSize
