@@ -113,6 +113,16 @@ func minFreeSpace(o badger.Options) uint64 {
 // small files alone could run out of space.
 const minSetMinFreeSpace = 1 << 20
 
+// checkMinFreeSpace refuses an Options.MinFreeSpace below 1 MiB (zero is
+// the default).
+func checkMinFreeSpace(n int64) error {
+	if n != 0 && n < minSetMinFreeSpace {
+		return fmt.Errorf("badgerstore: MinFreeSpace %d is below the smallest safe minimum, %d bytes (1 MiB)",
+			n, minSetMinFreeSpace)
+	}
+	return nil
+}
+
 // ErrLocked means that the database directory is locked by another open
 // store, in this process or in another one. Badger allows one open per
 // directory: share the open *Store instead of opening the directory again.
@@ -185,9 +195,8 @@ func Open(opts Options) (*Store, error) {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	if opts.MinFreeSpace != 0 && opts.MinFreeSpace < minSetMinFreeSpace {
-		return nil, fmt.Errorf("badgerstore: MinFreeSpace %d is below the smallest safe minimum, %d bytes (1 MiB)",
-			opts.MinFreeSpace, minSetMinFreeSpace)
+	if err := checkMinFreeSpace(opts.MinFreeSpace); err != nil {
+		return nil, err
 	}
 
 	bopts := badgerOptions(opts)
@@ -255,9 +264,8 @@ func badgerOptions(opts Options) badger.Options {
 // Options.MinFreeSpace; zero means DefaultMinFreeSpace). The next write is
 // judged against it. It does nothing in memory.
 func (s *Store) SetMinFreeSpace(n int64) error {
-	if n != 0 && n < minSetMinFreeSpace {
-		return fmt.Errorf("badgerstore: MinFreeSpace %d is below the smallest safe minimum, %d bytes (1 MiB)",
-			n, minSetMinFreeSpace)
+	if err := checkMinFreeSpace(n); err != nil {
+		return err
 	}
 	if s.space == nil {
 		return nil

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -179,17 +178,7 @@ func TestFullDisk(t *testing.T) {
 		t.Skip("runs a child process")
 	}
 	dir := storetest.Tmpfs(t, fullDiskSize)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestFullDiskChild$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), fullDirEnv+"="+dir)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, stdout, stderr := startChild(t, "TestFullDiskChild", fullDirEnv+"="+dir)
 	acked := map[string]bool{}
 	var taken []string
 	var output strings.Builder
@@ -214,7 +203,7 @@ func TestFullDisk(t *testing.T) {
 		}
 	}
 	_, _ = io.Copy(io.Discard, stdout)
-	err = cmd.Wait()
+	err := cmd.Wait()
 	// Go's runtime turns the SIGBUS of a fault in mapped memory into a
 	// fatal error ("unexpected fault address", exit status 2).
 	if crash := stderr.String(); strings.Contains(crash, "SIGBUS") || strings.Contains(crash, "fatal error") {

@@ -122,46 +122,35 @@ func (g *spaceGuard) start() error {
 
 // admit accounts for a write of n bytes, or refuses it with an error
 // matching store.ErrNoSpace.
-func (g *spaceGuard) admit(n uint64) error {
-	if g == nil {
-		return nil
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.measureIfStaleLocked()
-	if !g.known {
-		return nil
-	}
-	if !g.low && !g.fitsLocked(n) {
-		g.low = true
-		g.logger.Error("badgerstore: free disk space is below the minimum: refusing writes until space is freed",
-			zap.String("dir", g.dir), zap.Uint64("free_bytes", g.free), zap.Uint64("min_free_bytes", g.minFree))
-	}
-	if g.low {
-		return g.errLocked()
-	}
-	g.free -= n
-	return nil
-}
+func (g *spaceGuard) admit(n uint64) error { return g.take(n, true) }
 
 // reserve accounts for n bytes of background work (value-log garbage
 // collection) if they fit, and reports whether they did. Unlike admit, a
 // refusal does not change the state: the work is just skipped.
-func (g *spaceGuard) reserve(n uint64) bool {
+func (g *spaceGuard) reserve(n uint64) bool { return g.take(n, false) == nil }
+
+// take accounts for n bytes if they fit in the free space above the
+// minimum. A write that does not fit enters the low state.
+func (g *spaceGuard) take(n uint64, write bool) error {
 	if g == nil {
-		return true
+		return nil
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.measureIfStaleLocked()
 	if !g.known {
-		return true
+		return nil
+	}
+	if write && !g.low && !g.fitsLocked(n) {
+		g.low = true
+		g.logger.Error("badgerstore: free disk space is below the minimum: refusing writes until space is freed",
+			zap.String("dir", g.dir), zap.Uint64("free_bytes", g.free), zap.Uint64("min_free_bytes", g.minFree))
 	}
 	if g.low || !g.fitsLocked(n) {
-		return false
+		return g.errLocked()
 	}
 	g.free -= n
-	return true
+	return nil
 }
 
 // fitsNow measures the free space now and reports whether n bytes fit in
