@@ -7,11 +7,9 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/rsa"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/big"
 	"slices"
 	"sort"
 	"strings"
@@ -22,6 +20,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jwt"
 
+	"github.com/caddy-uma/caddy-uma/authz/jwsform"
 	"github.com/caddy-uma/caddy-uma/store"
 )
 
@@ -261,37 +260,7 @@ func (kr *keyRing) sign(ctx context.Context, tok jwt.Token) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("signing a token: %w", err)
 	}
-	return lowS(string(b), k.alg), nil
-}
-
-// lowS returns a compact JWS signed with ECDSA with its signature in low-S
-// form. (r, s) and (r, n-s) verify alike, and jwx, like crypto/ecdsa, signs
-// with either; enforcement points accept only s <= n/2, so that an RPT has
-// one spelling. Other tokens are returned as they are.
-func lowS(token string, alg jwa.SignatureAlgorithm) string {
-	var curve elliptic.Curve
-	switch alg {
-	case jwa.ES256():
-		curve = elliptic.P256()
-	case jwa.ES384():
-		curve = elliptic.P384()
-	case jwa.ES512():
-		curve = elliptic.P521()
-	default:
-		return token
-	}
-	i := strings.LastIndexByte(token, '.')
-	sig, err := base64.RawURLEncoding.DecodeString(token[i+1:])
-	if i < 0 || err != nil || len(sig)%2 != 0 {
-		return token
-	}
-	n := curve.Params().N
-	s := new(big.Int).SetBytes(sig[len(sig)/2:])
-	if s.Cmp(new(big.Int).Rsh(n, 1)) <= 0 {
-		return token
-	}
-	s.Sub(n, s).FillBytes(sig[len(sig)/2:])
-	return token[:i+1] + base64.RawURLEncoding.EncodeToString(sig)
+	return jwsform.LowS(string(b), k.alg.String()), nil
 }
 
 // errBadSignature reports a token not signed by one of the published keys.

@@ -48,6 +48,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/caddy-uma/caddy-uma/authz/jwsform"
 	"github.com/caddy-uma/caddy-uma/authz/oauth"
 )
 
@@ -834,8 +835,8 @@ func (e *Enforcer) rpt(ctx context.Context, token string, now time.Time) (*RPT, 
 	}
 	// Only the exact token the AS issued: the cache key is the token's
 	// bytes, so a copy spelled otherwise comes here and is refused.
-	if err := checkCanonical(token); err != nil {
-		if errors.Is(err, errHighS) {
+	if err := jwsform.Check(token); err != nil {
+		if errors.Is(err, jwsform.ErrHighS) {
 			if n, ok := e.limit.allow("rpt_high_s"); ok {
 				e.log.Warn("refused an RPT whose ECDSA signature is not in low-S form: it was altered, or the AS does not normalise S (then sign RPTs with RS256, PS256 or EdDSA)",
 					zap.Int("suppressed", n))
