@@ -114,6 +114,8 @@ type Server struct {
 	registration *Registration
 	// dynamicClients caches clients registered dynamically, by id.
 	dynamicClients sync.Map
+	// faults logs server faults, rate-limited.
+	faults faultLog
 	// anonymous bounds how often refusals of unidentified parties reach
 	// the owners' histories.
 	anonymous anonymousDecisions
@@ -222,6 +224,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		}
 	}
 	s.anonymous.now = s.now
+	s.faults.now = s.now
 	s.mux = s.routes()
 	return s, nil
 }

@@ -24,6 +24,8 @@ type config struct {
 	AdminAddr string // host:port of the admin API
 	Port      int    // the site's port; the issuer is http://127.0.0.1:Port
 	Storage   string // the Badger directory
+	// MinFreeSpace is the storage's min_free_space; empty: the default.
+	MinFreeSpace string
 	// Postgres, if set, is the DSN of a storage postgres line, in place of
 	// Badger, such as {env.UMA_PG_DSN}.
 	Postgres string
@@ -45,6 +47,10 @@ var caddyfileTemplate = template.Must(template.New("Caddyfile").Parse(`{
 		storage postgres {{.Postgres}}
 {{- else}}
 		storage badger {{.Storage}}
+{{- if .MinFreeSpace}} {
+			min_free_space {{.MinFreeSpace}}
+		}
+{{- end}}
 {{- end}}
 		pat_ttl {{.PATTTL}}
 		client rs-api {

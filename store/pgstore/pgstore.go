@@ -299,8 +299,11 @@ const (
 	codeDiskFull        = "53100"
 )
 
-// mapError maps PostgreSQL's errors onto the store's sentinels, keeping
-// the original error in the chain.
+// mapError maps PostgreSQL's errors of a write onto the store's sentinels,
+// keeping the original error in the chain: a unique violation is
+// store.ErrExists, a full disk (the server could not extend a file; the
+// transaction wrote nothing) store.ErrNoSpace. The reads leave their errors
+// as they are: store.ErrNoSpace is for writes only.
 func mapError(err error) error {
 	var pgErr *pgconn.PgError
 	if !errors.As(err, &pgErr) {
@@ -310,9 +313,7 @@ func mapError(err error) error {
 	case codeUniqueViolation:
 		return fmt.Errorf("%w: %w", store.ErrExists, err)
 	case codeDiskFull:
-		// TODO(store.ErrNoSpace): wrap store.ErrNoSpace here once package
-		// store defines it, as the Badger backend's full-disk guard does.
-		return err
+		return fmt.Errorf("%w: %w", store.ErrNoSpace, err)
 	}
 	return err
 }

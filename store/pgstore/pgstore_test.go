@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/caddy-uma/caddy-uma/store"
 	"github.com/caddy-uma/caddy-uma/store/pgstore/pgtest"
@@ -602,5 +603,28 @@ func TestPrefixSuccessor(t *testing.T) {
 		if got != tt.want || ok != tt.ok {
 			t.Errorf("prefixSuccessor(%q) = %q, %v; want %q, %v", tt.in, got, ok, tt.want, tt.ok)
 		}
+	}
+}
+
+// TestMapError checks the PostgreSQL errors of writes that are store
+// errors; a full disk cannot be had on the test server.
+func TestMapError(t *testing.T) {
+	tests := []struct {
+		code string
+		want error
+	}{
+		{codeUniqueViolation, store.ErrExists},
+		{codeDiskFull, store.ErrNoSpace},
+	}
+	for _, tt := range tests {
+		pgErr := &pgconn.PgError{Code: tt.code, Message: "from the server"}
+		err := mapError(fmt.Errorf("wrapped: %w", pgErr))
+		if !errors.Is(err, tt.want) || !errors.Is(err, pgErr) {
+			t.Errorf("mapError(%s) = %v, want %v with the server's error", tt.code, err, tt.want)
+		}
+	}
+	other := &pgconn.PgError{Code: "42P01"}
+	if err := mapError(other); err != other {
+		t.Errorf("mapError(42P01) = %v, want it unchanged", err)
 	}
 }

@@ -129,7 +129,7 @@ func (s *Store) Insert(ctx context.Context, namespace, key string, value []byte,
 
 // Get returns the live value under (namespace, key), or store.ErrNotFound.
 func (s *Store) Get(ctx context.Context, namespace, key string) ([]byte, error) {
-	return s.readOne(ctx, "getting record",
+	return s.readOne(ctx, "getting record", false,
 		`SELECT value FROM records WHERE namespace = $1 AND key = $2 AND `+live, namespace, key)
 }
 
@@ -138,13 +138,13 @@ func (s *Store) Get(ctx context.Context, namespace, key string) ([]byte, error) 
 // on any nodes, exactly one gets the value: the others wait for its delete
 // and then find nothing.
 func (s *Store) Take(ctx context.Context, namespace, key string) ([]byte, error) {
-	return s.readOne(ctx, "taking record",
+	return s.readOne(ctx, "taking record", true,
 		`DELETE FROM records WHERE namespace = $1 AND key = $2 AND `+live+` RETURNING value`, namespace, key)
 }
 
 // readOne runs query, which returns the value of the live record (namespace,
-// key) at the clock $3, or no row.
-func (s *Store) readOne(ctx context.Context, op, query, namespace, key string) ([]byte, error) {
+// key) at the clock $3, or no row; write tells whether it changes rows.
+func (s *Store) readOne(ctx context.Context, op string, write bool, query, namespace, key string) ([]byte, error) {
 	if err := checkRecord(namespace, key); err != nil {
 		return nil, wrap(op, err)
 	}
@@ -155,11 +155,14 @@ func (s *Store) readOne(ctx context.Context, op, query, namespace, key string) (
 	defer leave()
 	var value []byte
 	err = s.pool.QueryRow(ctx, query, namespace, key, s.readTime()).Scan(&value)
-	if errors.Is(err, pgx.ErrNoRows) {
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
 		err = store.ErrNotFound
+	case err != nil && write:
+		err = mapError(err)
 	}
 	if err != nil {
-		return nil, wrap(op, fmt.Errorf("namespace %q: %w", namespace, mapError(err)))
+		return nil, wrap(op, fmt.Errorf("namespace %q: %w", namespace, err))
 	}
 	return value, nil
 }
@@ -215,7 +218,7 @@ func (s *Store) List(ctx context.Context, namespace, prefix string, limit int) (
 			ORDER BY key LIMIT $4`, namespace, prefix, s.readTime(), lim)
 	}
 	if err != nil {
-		return nil, wrap(op, fmt.Errorf("namespace %q: %w", namespace, mapError(err)))
+		return nil, wrap(op, fmt.Errorf("namespace %q: %w", namespace, err))
 	}
 	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Record, error) {
 		var r store.Record
@@ -229,7 +232,7 @@ func (s *Store) List(ctx context.Context, namespace, prefix string, limit int) (
 		return r, nil
 	})
 	if err != nil {
-		return nil, wrap(op, fmt.Errorf("namespace %q: %w", namespace, mapError(err)))
+		return nil, wrap(op, fmt.Errorf("namespace %q: %w", namespace, err))
 	}
 	return list, nil
 }

@@ -85,7 +85,7 @@ func (s *Store) GetResource(ctx context.Context, id string) (store.Resource, err
 	if errors.Is(err, pgx.ErrNoRows) {
 		err = store.ErrNotFound
 	}
-	return store.Resource{}, wrap(op, fmt.Errorf("%q: %w", id, mapError(err)))
+	return store.Resource{}, wrap(op, fmt.Errorf("%q: %w", id, err))
 }
 
 // UpdateResource replaces the resource with r.ID, or returns
@@ -140,11 +140,11 @@ func (s *Store) ListResources(ctx context.Context, q store.ResourceQuery) ([]sto
 	}
 	rows, err := s.pool.Query(ctx, `SELECT `+resourceColumns+` FROM resources `+where+` ORDER BY id`, args...)
 	if err != nil {
-		return nil, wrap(op, mapError(err))
+		return nil, wrap(op, err)
 	}
 	list, err := pgx.CollectRows(rows, scanResource)
 	if err != nil {
-		return nil, wrap(op, mapError(err))
+		return nil, wrap(op, err)
 	}
 	if len(list) == 0 {
 		return nil, nil

@@ -63,17 +63,7 @@ func RunCrash(t *testing.T, open func(t *testing.T, dir string) store.Store, whi
 	// owns (and cleans up) what open creates.
 	must(t, "Close", open(t, dir).Close())
 
-	cmd := exec.Command(os.Args[0], "-test.run="+runPattern(t.Name()), "-test.count=1")
-	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
+	cmd, stdout, stderr := StartChild(t, t.Name(), crashDirEnv+"="+dir)
 	killed := false
 	defer func() {
 		if !killed {
@@ -127,7 +117,7 @@ func RunCrash(t *testing.T, open func(t *testing.T, dir string) store.Store, whi
 		}
 	}
 	_, _ = io.Copy(io.Discard, stdout)
-	err = cmd.Wait()
+	err := cmd.Wait()
 	killed = true
 	var exitErr *exec.ExitError
 	if !errors.As(err, &exitErr) || exitErr.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
@@ -147,6 +137,26 @@ func RunCrash(t *testing.T, open func(t *testing.T, dir string) store.Store, whi
 	s := open(t, dir)
 	defer s.Close()
 	checkCrashWrites(t, s, last)
+}
+
+// StartChild runs the test binary again, running only the test (or
+// subtest) named name, with env added to its environment, and returns the
+// started process, its standard output, and its standard error as it
+// collects.
+func StartChild(t *testing.T, name, env string) (cmd *exec.Cmd, stdout io.ReadCloser, stderr *bytes.Buffer) {
+	t.Helper()
+	cmd = exec.Command(os.Args[0], "-test.run="+runPattern(name), "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), env)
+	stderr = new(bytes.Buffer)
+	cmd.Stderr = stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, stdout, stderr
 }
 
 // runPattern is the -test.run pattern that selects exactly the test name.
