@@ -41,6 +41,10 @@ const (
 	OutcomePartly  = "partly granted"
 	OutcomeRefused = "refused"
 	OutcomeError   = "failed"
+	// OutcomeAsked is the usual first step of a requester not identified
+	// yet (or of rules that want more claims): nothing was granted, and
+	// the answer was need_info, which asks who is requesting.
+	OutcomeAsked = "asked who is requesting"
 )
 
 // DecisionRecord is one access decision on one resource.
@@ -190,6 +194,23 @@ func newDecisionRecord(p requestedPermission, clientID string, proc process, ev 
 		rec.Reasons = append(rec.Reasons, "Your rules asked for more information about the requester.")
 	}
 	return rec
+}
+
+// markAskedForClaims marks the decisions of a request that was answered
+// need_info: nothing is decided until the requester answers.
+func markAskedForClaims(decisions []ownedDecision) {
+	for i := range decisions {
+		rec := &decisions[i].rec
+		if rec.Outcome != OutcomeRefused {
+			continue
+		}
+		rec.Outcome = OutcomeAsked
+		if rec.Subject == "" || rec.Subject == rec.ClientID {
+			rec.Reasons = []string{"The requester was not identified yet, so they were asked who they are; nothing is decided until they answer."}
+		} else {
+			rec.Reasons = []string{"Your rules asked for more information about the requester; nothing is decided until they answer."}
+		}
+	}
 }
 
 // shareWho names the person of a share.
