@@ -326,15 +326,22 @@ func hash(t *testing.T, pw string) string {
 // startConsoleCaddy runs Caddy with the console configuration.
 func startConsoleCaddy(t *testing.T, callback, upstream string, apiPort int) *instance {
 	t.Helper()
-	cfg := newConfig(t)
-	dir := t.TempDir()
-	var buf bytes.Buffer
-	err := consoleCaddyfile.Execute(&buf, map[string]any{
-		"AdminAddr": cfg.AdminAddr, "Port": cfg.Port, "Storage": cfg.Storage,
+	return startCaddyfile(t, consoleCaddyfile, map[string]any{
 		"AliceHash": hash(t, alicePassword), "BobHash": hash(t, bobPassword), "Callback": callback,
 		"APIPort": apiPort, "Upstream": upstream,
 	})
-	if err != nil {
+}
+
+// startCaddyfile runs Caddy with a Caddyfile template, executed with data
+// and the new config's AdminAddr, Port and Storage, and waits until it
+// answers.
+func startCaddyfile(t *testing.T, tmpl *template.Template, data map[string]any) *instance {
+	t.Helper()
+	cfg := newConfig(t)
+	dir := t.TempDir()
+	data["AdminAddr"], data["Port"], data["Storage"] = cfg.AdminAddr, cfg.Port, cfg.Storage
+	var buf bytes.Buffer
+	if err := tmpl.Execute(&buf, data); err != nil {
 		t.Fatal(err)
 	}
 	inst := &instance{t: t, dir: dir, caddyfile: filepath.Join(dir, "Caddyfile"), cfg: cfg, log: new(syncBuffer), exited: make(chan struct{})}

@@ -3,14 +3,11 @@
 package integration
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -54,23 +51,8 @@ func TestLoginThrottleClientAddress(t *testing.T) {
 	skipShort(t)
 	for _, trust := range []bool{true, false} {
 		t.Run(fmt.Sprintf("trusted_proxies=%v", trust), func(t *testing.T) {
-			cfg := newConfig(t)
-			dir := t.TempDir()
-			var buf bytes.Buffer
-			if err := throttleCaddyfile.Execute(&buf, map[string]any{
-				"AdminAddr": cfg.AdminAddr, "Port": cfg.Port, "Storage": cfg.Storage,
-				"AliceHash": hash(t, alicePassword), "TrustProxy": trust,
-			}); err != nil {
-				t.Fatal(err)
-			}
-			inst := &instance{t: t, dir: dir, caddyfile: filepath.Join(dir, "Caddyfile"), cfg: cfg, log: new(syncBuffer), exited: make(chan struct{})}
-			if err := os.WriteFile(inst.caddyfile, buf.Bytes(), 0o600); err != nil {
-				t.Fatal(err)
-			}
-			inst.run(t, nil, "")
-			if err := inst.waitReady(30 * time.Second); err != nil {
-				t.Fatalf("caddy did not start: %v", err)
-			}
+			inst := startCaddyfile(t, throttleCaddyfile, map[string]any{"AliceHash": hash(t, alicePassword), "TrustProxy": trust})
+			cfg := inst.cfg
 
 			jar, _ := cookiejar.New(nil)
 			c := &http.Client{Jar: jar, Timeout: 10 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
