@@ -71,9 +71,7 @@ func (s *Site) serveLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	u := s.users[name]
-	matched := s.checkPassword(u, password)
-	s.throttle.done(attempt, matched, s.now())
-	if !matched {
+	if !s.tryPassword(attempt, u, password) {
 		if u == nil || password == "" {
 			s.log.Info("login failed", zap.String("reason", "unknown user or empty password"))
 		} else {
@@ -87,6 +85,14 @@ func (s *Site) serveLogin(w http.ResponseWriter, r *http.Request) {
 		Groups: u.Groups, Method: "password", AuthTime: s.now().Unix(),
 	}
 	s.loginAs(w, r, sess, p, next)
+}
+
+// tryPassword checks password for an attempt the throttle let through, and
+// tells the throttle how it went, whatever happens (an attempt never left
+// in flight would hold its name and address to one at a time for good).
+func (s *Site) tryPassword(a loginAttempt, u *localUser, password string) (matched bool) {
+	defer func() { s.throttle.done(a, matched, s.now()) }()
+	return s.checkPassword(u, password)
 }
 
 // checkPassword reports whether password is u's; u is nil for an unknown
