@@ -40,7 +40,7 @@ http://127.0.0.1:{{.Port}} {
 }
 `))
 
-var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+var loginCSRFField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
 
 // TestLoginThrottleClientAddress: the real Caddy counts failed logins per
 // client address, Caddy's client_ip: behind a proxy listed in
@@ -62,7 +62,7 @@ func TestLoginThrottleClientAddress(t *testing.T) {
 			}
 			page, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			m := csrfField.FindSubmatch(page)
+			m := loginCSRFField.FindSubmatch(page)
 			if m == nil {
 				t.Fatalf("no CSRF token in the login page: %s", page)
 			}
