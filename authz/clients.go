@@ -139,6 +139,16 @@ func (s *Server) Client(ctx context.Context, id string) (Client, bool) {
 	return out, true
 }
 
+// ClientIDs returns the ids of the configured clients, sorted.
+func (s *Server) ClientIDs() []string {
+	out := make([]string, 0, len(s.clients))
+	for id := range s.clients {
+		out = append(out, id)
+	}
+	slices.Sort(out)
+	return out
+}
+
 // RequestingPartyClients returns the ids of the configured clients that
 // are not resource servers, sorted: the clients an owner may restrict a
 // share to.

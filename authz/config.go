@@ -66,7 +66,13 @@ type Config struct {
 	PolicyPollInterval time.Duration
 	// PolicyTimeout bounds one evaluation of rules (default 250ms).
 	PolicyTimeout time.Duration
-	// TrustedIssuers are the issuers whose claim tokens are accepted.
+	// TrustedIssuers are the issuers whose claim tokens are accepted. A
+	// claim token counts only for the client it was issued to (its aud
+	// names the pushing client, and so does its azp if it has one), unless
+	// its issuer has AnyClientAudience; see package claimtoken. When an
+	// issuer's keys cannot be fetched, the UMA grant answers 503
+	// temporarily_unavailable with Retry-After and leaves the ticket
+	// unspent.
 	TrustedIssuers []claimtoken.Issuer
 	// HTTPClient fetches trusted issuers' keys; nil means a client with a
 	// 10s timeout.

@@ -77,5 +77,5 @@ func (s *Server) IssuePAT(ctx context.Context, clientID, owner string) (string, 
 	if !ValidSubject(owner) {
 		return "", fmt.Errorf("invalid owner")
 	}
-	return s.issueToken(ctx, tokenRecord{Kind: kindAccess, ClientID: clientID, Subject: owner, Scopes: []string{ScopeProtection}}, s.patTTL)
+	return s.issueToken(ctx, tokenRecord{Kind: kindAccess, Grant: GrantTypeAuthorizationCode, ClientID: clientID, Subject: owner, Scopes: []string{ScopeProtection}}, s.patTTL)
 }

@@ -43,6 +43,7 @@ func (s *Server) grantClientCredentials(w http.ResponseWriter, t *tokenRequest) 
 	}
 	tok, err := s.issueToken(t.r.Context(), tokenRecord{
 		Kind:     kindAccess,
+		Grant:    GrantTypeClientCredentials,
 		ClientID: c.ID,
 		Subject:  c.ID,
 		Scopes:   scopes,

@@ -400,7 +400,9 @@ func TestKeycloakExtensions(t *testing.T) {
 	// Without claims there is no ticket to rotate for need_info: access_denied.
 	authztest.ExpectError(t, f.Grant(url.Values{"audience": {"rs-a"}, "permission": {"labs#read"}}), 403, "access_denied")
 	authztest.ExpectError(t, f.Grant(url.Values{"audience": {"rs-a"}, "permission": {"labs"}, "response_mode": {"nope"}}), 400, "invalid_request")
-	authztest.ExpectError(t, f.Grant(url.Values{"audience": {"rs-a"}, "permission": {"nothing#read"}}), 400, "invalid_resource")
+	// A name that matches nothing is answered as a refusal is: the answer
+	// tells nothing about which resources exist.
+	authztest.ExpectError(t, f.Grant(url.Values{"audience": {"rs-a"}, "permission": {"nothing#read"}}), 403, "access_denied")
 	authztest.ExpectError(t, f.Grant(url.Values{"audience": {"app"}, "permission": {"photos"}}), 400, "invalid_request")
 }
 

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -93,14 +94,30 @@ func (s *Server) grantUMATicket(w http.ResponseWriter, t *tokenRequest) error {
 	}
 
 	// The permissions asked for: a ticket, or Keycloak's ticketless form.
-	var perms []requestedPermission
+	raw := t.form.Get("ticket")
+	var tk ticket
 	var err error
-	if raw := t.form.Get("ticket"); raw != "" {
-		perms, err = s.redeemTicket(ctx, g, raw)
-	} else if len(t.form["permission"]) > 0 || t.form.Get("audience") != "" {
-		perms, err = s.ticketlessPermissions(ctx, g)
+	switch {
+	case raw != "":
+		if tk, err = s.openGrantTicket(g.client.ID, raw); err != nil {
+			return err
+		}
+	case len(t.form["permission"]) > 0 || t.form.Get("audience") != "":
+	default:
+		return oauth.ErrInvalidRequest("ticket is required")
+	}
+	// A pushed claim token is verified before the ticket is consumed: when
+	// its issuer's keys cannot be had, the answer is 503 and the client
+	// retries with the same ticket.
+	pushed, err := s.verifyClaimToken(ctx, g)
+	if err != nil {
+		return err
+	}
+	var perms []requestedPermission
+	if raw != "" {
+		perms, err = s.redeemTicket(ctx, g, tk)
 	} else {
-		err = oauth.ErrInvalidRequest("ticket is required")
+		perms, err = s.ticketlessPermissions(ctx, g)
 	}
 	if err != nil {
 		return err
@@ -110,7 +127,7 @@ func (s *Server) grantUMATicket(w http.ResponseWriter, t *tokenRequest) error {
 	}
 
 	// Claims: the process's, a PCT's, a pushed claim token's.
-	if err := s.gatherClaims(ctx, g); err != nil {
+	if err := s.gatherClaims(ctx, g, pushed); err != nil {
 		var ne *needInfo
 		if errors.As(err, &ne) {
 			return s.needInfo(ctx, g, ne.description, nil)
@@ -151,6 +168,11 @@ func (s *Server) grantUMATicket(w http.ResponseWriter, t *tokenRequest) error {
 	}
 
 	if len(outcome.granted) == 0 {
+		if g.ticket.ResourceServer == "" {
+			// Ticketless: Keycloak's one answer, whatever the reason, so
+			// that it tells nothing about what exists.
+			return errNotAuthorized("")
+		}
 		return s.refusal(ctx, g, outcome)
 	}
 	return s.issueGrant(w, g, outcome.granted, previous, previousJTI)
@@ -171,15 +193,25 @@ func (s *Server) upgradable(ctx context.Context, g *grantState) ([]Permission, s
 	return livePermissions(rec.Permissions, s.now()), jti
 }
 
-// redeemTicket opens and consumes a ticket and loads its process.
-func (s *Server) redeemTicket(ctx context.Context, g *grantState, raw string) ([]requestedPermission, error) {
-	invalidGrant := func(desc string) error { return oauth.New(oauth.InvalidGrant).WithDescription(desc) }
-	t, err := s.takeTicket(ctx, g.client.ID, raw)
+func invalidGrant(desc string) error { return oauth.New(oauth.InvalidGrant).WithDescription(desc) }
+
+// openGrantTicket opens a ticket presented by clientID, without consuming
+// it.
+func (s *Server) openGrantTicket(clientID, raw string) (ticket, error) {
+	t, err := s.openTicket(raw)
 	switch {
-	case errors.Is(err, ErrTicketInvalid):
-		return nil, invalidGrant("the ticket is invalid or has expired")
-	case errors.Is(err, ErrTicketOtherClient):
-		return nil, invalidGrant("the ticket belongs to another client")
+	case err != nil:
+		return t, invalidGrant("the ticket is invalid or has expired")
+	case t.Client != "" && t.Client != clientID:
+		return t, invalidGrant("the ticket belongs to another client")
+	}
+	return t, nil
+}
+
+// redeemTicket consumes an opened ticket and loads its process.
+func (s *Server) redeemTicket(ctx context.Context, g *grantState, t ticket) ([]requestedPermission, error) {
+	err := s.consumeTicket(ctx, t)
+	switch {
 	case errors.Is(err, ErrTicketUsed):
 		return nil, invalidGrant("the ticket was already used")
 	case err != nil:
@@ -245,7 +277,10 @@ func (s *Server) loadProcess(ctx context.Context, clientID, id string) (process,
 // ticketlessPermissions reads Keycloak's permission=RESOURCE#SCOPE,SCOPE
 // parameters (resource by id or name) at the audience resource server
 // (default: the client itself). Without permission parameters, every
-// resource of the audience is asked for.
+// resource of the audience is asked for. A name that matches no resource,
+// or a scope a resource does not offer, is left out rather than refused:
+// an error would tell any client which resources exist, across all owners;
+// what is left out is simply not granted.
 func (s *Server) ticketlessPermissions(ctx context.Context, g *grantState) ([]requestedPermission, error) {
 	g.rs = g.form.Get("audience")
 	if g.rs == "" {
@@ -282,7 +317,6 @@ func (s *Server) ticketlessPermissions(ctx context.Context, g *grantState) ([]re
 				scopes = append(scopes, sc)
 			}
 		}
-		matched := false
 		for _, res := range all {
 			if name != "" && res.ID != name && res.Name != name {
 				continue
@@ -293,24 +327,17 @@ func (s *Server) ticketlessPermissions(ctx context.Context, g *grantState) ([]re
 					have = append(have, sc)
 				}
 			}
-			if name == "" && len(have) == 0 {
-				continue // #SCOPE: only resources offering the scope
+			if len(scopes) > 0 && len(have) == 0 {
+				continue // offers none of the scopes asked for
 			}
-			if name != "" && len(have) < len(scopes) {
-				return nil, oauth.New(oauth.InvalidScope).WithDescription("a requested scope is not available on resource " + oauth.Quote(name))
-			}
-			matched = true
 			add(res, have)
-		}
-		if !matched {
-			return nil, oauth.New(oauth.InvalidResource).WithDescription("no resource " + oauth.Quote(name) + " at the audience")
 		}
 	}
 	if len(perms) > maxTicketlessResources {
 		return nil, oauth.ErrInvalidRequest("at most %d resources per request", maxTicketlessResources)
 	}
 	if len(perms) == 0 {
-		return nil, oauth.New(oauth.InvalidResource).WithDescription("no resources at the audience")
+		return nil, errNotAuthorized("")
 	}
 	return perms, nil
 }
@@ -349,9 +376,43 @@ type needInfo struct{ description string }
 
 func (e *needInfo) Error() string { return e.description }
 
+// pushedToken is the outcome of verifying a pushed claim token: its claims,
+// or why it was refused.
+type pushedToken struct {
+	claims  claimtoken.Claims
+	refused *needInfo
+}
+
+// verifyClaimToken verifies the pushed claim token, if any (nil when none
+// was pushed). A token that is refused is not an error here: its refusal
+// is answered need_info once the ticket is redeemed. When its issuer's keys
+// cannot be fetched, the error is 503 temporarily_unavailable: the token
+// may well be good, and the client should send it again, with the same
+// ticket, after Retry-After.
+func (s *Server) verifyClaimToken(ctx context.Context, g *grantState) (*pushedToken, error) {
+	token := strings.TrimSpace(g.form.Get("claim_token"))
+	if token == "" {
+		return nil, nil
+	}
+	if s.claimTokens == nil {
+		return &pushedToken{refused: &needInfo{"claim tokens are not accepted: this authorization server trusts no issuer"}}, nil
+	}
+	claims, err := s.claimTokens.Verify(ctx, g.form.Get("claim_token_format"), token, g.client.ID)
+	if errors.Is(err, claimtoken.ErrKeysUnavailable) {
+		s.log.Debug("claim token issuer's keys unavailable", clientField(g.client.ID), zap.String("reason", err.Error()))
+		retryAfter := int(math.Ceil(claimtoken.KeysRetryInterval.Seconds()))
+		return nil, oauth.ErrUnavailable("the signing keys of the claim token's issuer cannot be fetched now; send the same request again", retryAfter, err)
+	}
+	if err != nil {
+		s.log.Info("claim token refused", clientField(g.client.ID), zap.String("reason", err.Error()))
+		return &pushedToken{refused: &needInfo{"the claim token was not accepted: " + err.Error()}}, nil
+	}
+	return &pushedToken{claims: claims}, nil
+}
+
 // gatherClaims merges the claims of a PCT and of a pushed claim token into
 // the process's.
-func (s *Server) gatherClaims(ctx context.Context, g *grantState) error {
+func (s *Server) gatherClaims(ctx context.Context, g *grantState, pushed *pushedToken) error {
 	if raw := g.form.Get("pct"); raw != "" {
 		rec, err := s.lookupToken(ctx, raw)
 		switch {
@@ -367,18 +428,13 @@ func (s *Server) gatherClaims(ctx context.Context, g *grantState) error {
 			s.log.Info("ignored a PCT that is unknown or belongs to another client", clientField(g.client.ID))
 		}
 	}
-	token := strings.TrimSpace(g.form.Get("claim_token"))
-	if token == "" {
+	if pushed == nil {
 		return nil
 	}
-	if s.claimTokens == nil {
-		return &needInfo{"claim tokens are not accepted: this authorization server trusts no issuer"}
+	if pushed.refused != nil {
+		return pushed.refused
 	}
-	claims, err := s.claimTokens.Verify(ctx, g.form.Get("claim_token_format"), token, []string{g.client.ID, s.issuer})
-	if err != nil {
-		s.log.Info("claim token refused", clientField(g.client.ID), zap.String("reason", err.Error()))
-		return &needInfo{"the claim token was not accepted: " + err.Error()}
-	}
+	claims := pushed.claims
 	if g.proc.Subject != "" && (g.proc.Subject != claims.Subject || g.proc.RqPIssuer != claims.Issuer) {
 		g.proc.Claims = nil // another requesting party: start over
 	}
@@ -493,7 +549,9 @@ func (s *Server) needInfo(ctx context.Context, g *grantState, desc string, hints
 }
 
 // rotateTicket saves the process and issues its next ticket, bound to the
-// client.
+// client. The ticket and the process outlive the polling interval that
+// request_submitted announces by a whole ticket_ttl (Grant section 3.3.6:
+// the client polls after the interval, with this ticket).
 func (s *Server) rotateTicket(ctx context.Context, g *grantState) (string, error) {
 	if g.procID == "" {
 		g.procID = secret.New(16)
@@ -502,13 +560,13 @@ func (s *Server) rotateTicket(ctx context.Context, g *grantState) (string, error
 	if err != nil {
 		return "", err
 	}
-	exp := s.now().Add(s.ticketTTL + s.requestInterval)
-	if err := s.store.Put(ctx, nsProcess, g.procID, val, exp); err != nil {
+	ttl := s.ticketTTL + s.requestInterval
+	if err := s.store.Put(ctx, nsProcess, g.procID, val, s.now().Add(ttl)); err != nil {
 		return "", fmt.Errorf("storing a process: %w", err)
 	}
 	next := g.ticket
 	next.Process, next.Client = g.procID, g.client.ID
-	return s.sealTicket(next)
+	return s.sealTicketFor(next, ttl)
 }
 
 func dedupeClaims(in []policies.RequiredClaim) []policies.RequiredClaim {

@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddy-uma/caddy-uma/authz/secret"
@@ -96,6 +97,7 @@ type ownedDecision struct {
 // histories, in one commit. Failing to record is logged, never an error of
 // the grant.
 func (s *Server) recordDecisions(ctx context.Context, decisions []ownedDecision) {
+	decisions = s.anonymous.keep(decisions)
 	if len(decisions) == 0 {
 		return
 	}
@@ -119,6 +121,50 @@ func (s *Server) recordDecisions(ctx context.Context, decisions []ownedDecision)
 			s.pruneDecisions(ctx, d.owner)
 		}
 	}
+}
+
+// Anyone can make the AS refuse an unidentified requesting party (an
+// anonymous request at an enforcement point gives a ticket; any client may
+// ask ticketless): such refusals would flood the owners' histories and push
+// the real entries out. Each one is recorded once per anonymousWindow for
+// the same owner, resource, client and outcome.
+const (
+	anonymousWindow  = 10 * time.Minute
+	maxAnonymousKeys = 10000
+)
+
+// anonymousDecisions remembers which refusals of unidentified parties were
+// recorded lately.
+type anonymousDecisions struct {
+	now func() time.Time
+
+	mu   sync.Mutex
+	seen map[string]time.Time
+}
+
+// keep returns the decisions to record: all but the refusals of
+// unidentified parties recorded within the window.
+func (a *anonymousDecisions) keep(decisions []ownedDecision) []ownedDecision {
+	now := a.now()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := decisions[:0:0]
+	for _, d := range decisions {
+		if identified := d.rec.Subject != "" && d.rec.Subject != d.rec.ClientID; identified || d.rec.Outcome != OutcomeRefused {
+			out = append(out, d)
+			continue
+		}
+		key := d.owner + sep + d.rec.ResourceID + sep + d.rec.ClientID + sep + d.rec.Outcome
+		if at, ok := a.seen[key]; ok && now.Sub(at) < anonymousWindow {
+			continue
+		}
+		if a.seen == nil || len(a.seen) >= maxAnonymousKeys {
+			a.seen = map[string]time.Time{} // bounded; the worst case is a few more records
+		}
+		a.seen[key] = now
+		out = append(out, d)
+	}
+	return out
 }
 
 // pruneDecisions keeps the newest maxDecisionsPerOwner records of owner.

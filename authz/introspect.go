@@ -6,9 +6,8 @@ import (
 	"net/http"
 	"strings"
 
-	"go.uber.org/zap"
-
 	"github.com/caddy-uma/caddy-uma/authz/oauth"
+	"github.com/caddy-uma/caddy-uma/store"
 )
 
 // introspectionResponse is an RFC 7662 response with the UMA permissions
@@ -54,31 +53,35 @@ func (s *Server) serveIntrospect(w http.ResponseWriter, r *http.Request) error {
 			return oauth.New(oauth.UnauthorizedClient).WithStatus(http.StatusForbidden).
 				WithDescription("only resource servers may introspect tokens")
 		}
-		caller = protectionCaller{ClientID: c.ID, Subject: c.ID}
+		caller = protectionCaller{ClientID: c.ID, Subject: c.ID, ForItself: true}
 	}
 	token := form.Get("token")
 	if token == "" {
 		return oauth.ErrInvalidRequest("token is required")
 	}
-	oauth.WriteJSON(w, http.StatusOK, s.introspect(r.Context(), caller, token))
+	resp, err := s.introspect(r.Context(), caller, token)
+	if err != nil {
+		return oauth.ErrServer("could not introspect the token", err)
+	}
+	oauth.WriteJSON(w, http.StatusOK, resp)
 	return nil
 }
 
 // introspect describes token to caller. Tokens the caller may not see are
-// inactive, as RFC 7662 section 2.2 allows.
-func (s *Server) introspect(ctx context.Context, caller protectionCaller, token string) introspectionResponse {
+// inactive, as RFC 7662 section 2.2 allows. An error is the store's.
+func (s *Server) introspect(ctx context.Context, caller protectionCaller, token string) (introspectionResponse, error) {
 	if strings.Count(token, ".") == 2 {
 		return s.introspectRPT(ctx, caller, token)
 	}
 	rec, err := s.lookupToken(ctx, token)
+	if errors.Is(err, errUnknownToken) {
+		return inactive, nil
+	}
 	if err != nil {
-		if !errors.Is(err, errUnknownToken) {
-			s.log.Error("introspecting a token", zap.Error(err))
-		}
-		return inactive
+		return inactive, err
 	}
 	if rec.Kind != kindAccess || rec.ClientID != caller.ClientID {
-		return inactive
+		return inactive, nil
 	}
 	return introspectionResponse{
 		Active:    true,
@@ -89,35 +92,38 @@ func (s *Server) introspect(ctx context.Context, caller protectionCaller, token 
 		ExpiresAt: rec.Expires,
 		IssuedAt:  rec.IssuedAt,
 		TokenType: "Bearer",
-	}
+	}, nil
 }
 
 // introspectRPT describes an RPT to the resource server that calls, with
-// the permissions on its own resources; it is inactive for a token that is
-// not a live RPT of this AS for this caller.
-func (s *Server) introspectRPT(ctx context.Context, caller protectionCaller, token string) introspectionResponse {
+// the permissions on its own live resources; it is inactive for a token
+// that is not a live RPT of this AS for this caller.
+func (s *Server) introspectRPT(ctx context.Context, caller protectionCaller, token string) (introspectionResponse, error) {
 	jti, rec, err := s.parseRPT(ctx, token)
+	if errors.Is(err, errInvalidRPT) {
+		return inactive, nil
+	}
 	if err != nil {
-		if !errors.Is(err, errInvalidRPT) {
-			s.log.Error("introspecting an RPT", zap.Error(err))
-		}
-		return inactive
+		return inactive, err
 	}
 	if s.now().Unix() >= rec.Expires || rec.ResourceServer != caller.ClientID {
-		return inactive
+		return inactive, nil
 	}
 	perms := make([]Permission, 0, len(rec.Permissions))
 	for _, p := range rec.Permissions {
-		if !caller.actsForAnyOwner() {
-			res, err := s.store.GetResource(ctx, p.ResourceID)
-			if err != nil || !caller.mayManage(res) {
-				continue
-			}
+		// Only live resources within the caller's reach: a deregistered
+		// resource is no longer in any RPT, whoever asks.
+		res, err := s.store.GetResource(ctx, p.ResourceID)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return inactive, err
+		}
+		if err != nil || !caller.mayManage(res) {
+			continue
 		}
 		perms = append(perms, Permission{ResourceID: p.ResourceID, ResourceScopes: nonNil(p.ResourceScopes), ExpiresAt: p.ExpiresAt})
 	}
 	if len(perms) == 0 {
-		return inactive
+		return inactive, nil
 	}
 	return introspectionResponse{
 		Active:      true,
@@ -130,5 +136,5 @@ func (s *Server) introspectRPT(ctx context.Context, caller protectionCaller, tok
 		JTI:         jti,
 		TokenType:   "Bearer",
 		Permissions: perms,
-	}
+	}, nil
 }

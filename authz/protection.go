@@ -17,11 +17,15 @@ type protectionCaller struct {
 	// by an owner's consent, or the resource server itself for a PAT
 	// obtained with client credentials.
 	Subject string
+	// ForItself says that the resource server authenticated as itself
+	// (client credentials), not with a PAT an owner consented to. A person
+	// whose subject happens to equal the client id does not make it so.
+	ForItself bool
 }
 
-// actsForAnyOwner reports whether the caller holds a PAT of its own
-// (client credentials), which may name the owner of what it registers.
-func (c protectionCaller) actsForAnyOwner() bool { return c.Subject == c.ClientID }
+// actsForAnyOwner reports whether the caller acts for itself (client
+// credentials), and may therefore name the owner of what it registers.
+func (c protectionCaller) actsForAnyOwner() bool { return c.ForItself }
 
 // mayManage reports whether res is within the caller's reach: registered by
 // this resource server, and for an owner's PAT, owned by that owner.
@@ -47,7 +51,9 @@ func (s *Server) requirePAT(r *http.Request) (protectionCaller, error) {
 		return protectionCaller{}, oauth.ErrServer("could not check the token", err)
 	}
 	c := s.clients[rec.ClientID]
-	if err != nil || rec.Kind != kindAccess || c == nil {
+	// An access token without a recorded grant predates the record of how
+	// it was obtained: refused, so that its holder obtains a new one.
+	if err != nil || rec.Kind != kindAccess || c == nil || rec.Grant == "" {
 		const desc = "the token is unknown, expired or revoked"
 		return protectionCaller{}, oauth.New(oauth.InvalidToken).WithDescription(desc).
 			WithChallenge(oauth.BearerChallenge(s.issuer, oauth.InvalidToken, desc, ""))
@@ -57,7 +63,7 @@ func (s *Server) requirePAT(r *http.Request) (protectionCaller, error) {
 			WithDescription("the token does not have the uma_protection scope").
 			WithChallenge(oauth.BearerChallenge(s.issuer, oauth.InsufficientScope, "", ScopeProtection))
 	}
-	return protectionCaller{ClientID: rec.ClientID, Subject: rec.Subject}, nil
+	return protectionCaller{ClientID: rec.ClientID, Subject: rec.Subject, ForItself: rec.Grant == GrantTypeClientCredentials}, nil
 }
 
 // withPAT authenticates the caller of a protection or owner API endpoint

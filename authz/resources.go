@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"strings"
 
 	"github.com/caddy-uma/caddy-uma/authz/oauth"
 	"github.com/caddy-uma/caddy-uma/authz/secret"
@@ -87,16 +86,17 @@ func (s *Server) decodeResource(w http.ResponseWriter, r *http.Request, caller p
 		return oauth.ErrInvalidRequest("type or description is longer than %d bytes", maxTextLen)
 	case len(in.URIs) > maxURIs:
 		return oauth.ErrInvalidRequest("more than %d uris", maxURIs)
+	case !validText(in.Name, false) || !validText(in.Type, false):
+		return oauth.ErrInvalidRequest("name and type must be UTF-8 text without control or bidirectional formatting characters")
+	case !validText(in.Description, true):
+		return oauth.ErrInvalidRequest("description must be UTF-8 text without control (but line breaks) or bidirectional formatting characters")
 	}
-	if in.IconURI != "" {
-		u, err := url.Parse(in.IconURI)
-		if err != nil || !u.IsAbs() || len(in.IconURI) > maxURILen {
-			return oauth.ErrInvalidRequest("icon_uri must be an absolute URI")
-		}
+	if in.IconURI != "" && (!webURI(in.IconURI) || len(in.IconURI) > maxURILen) {
+		return oauth.ErrInvalidRequest("icon_uri must be an absolute http or https URI")
 	}
 	for _, u := range in.URIs {
-		if u == "" || len(u) > maxURILen {
-			return oauth.ErrInvalidRequest("uris must be non-empty strings of at most %d bytes", maxURILen)
+		if u == "" || len(u) > maxURILen || !resourceURI(u) {
+			return oauth.ErrInvalidRequest("uris must be paths (/...) or absolute http or https URIs of at most %d bytes", maxURILen)
 		}
 	}
 	owner, err := parseOwner(in.Owner)
@@ -186,8 +186,8 @@ func parseOwner(raw json.RawMessage) (string, error) {
 			owner = obj.Name
 		}
 	}
-	if len(owner) > maxOwnerLen || strings.ContainsRune(owner, 0) {
-		return "", oauth.ErrInvalidRequest("owner is not a valid subject")
+	if owner != "" && !ValidSubject(owner) {
+		return "", oauth.ErrInvalidRequest("owner is not a valid subject: 1 to %d bytes of UTF-8 text without control or bidirectional formatting characters", MaxSubjectLen)
 	}
 	return owner, nil
 }

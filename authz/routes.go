@@ -1,13 +1,17 @@
 package authz
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/caddy-uma/caddy-uma/authz/oauth"
+	"github.com/caddy-uma/caddy-uma/store"
 )
 
 // handler is an endpoint: it decodes the request, does what it asks, and
@@ -148,10 +152,55 @@ func (s *Server) answer(h handler) http.Handler {
 // with its cause, which the answer never shows.
 func (s *Server) writeError(w http.ResponseWriter, err error) {
 	e := oauth.AsError(err)
-	if e.Status >= 500 {
-		s.log.Error(e.Description, zap.String("code", string(e.Code)), zap.Error(e.Cause()))
+	if errors.Is(e.Cause(), store.ErrNoSpace) {
+		// The store refuses writes until disk space returns: the store
+		// logs it, once; the client comes back in a while.
+		e = oauth.ErrUnavailable("the server cannot store anything now", noSpaceRetryAfter, e.Cause())
+	} else if e.Cause() != nil {
+		s.faults.log(s.log, e)
 	}
 	oauth.WriteError(w, e)
+}
+
+// noSpaceRetryAfter is the Retry-After of writes refused for want of disk
+// space, in seconds.
+const noSpaceRetryAfter = 30
+
+// faultLogInterval is how often one kind of server fault is logged: a
+// fault that lasts (a store or an issuer down) answers every request, and
+// would otherwise log every one.
+const faultLogInterval = 10 * time.Second
+
+// faultLog logs server faults, each description at most once per
+// faultLogInterval, with the number of answers left unlogged since.
+type faultLog struct {
+	now func() time.Time
+
+	mu   sync.Mutex
+	last map[string]faultSeen
+}
+
+type faultSeen struct {
+	at         time.Time
+	suppressed int
+}
+
+func (f *faultLog) log(log *zap.Logger, e *oauth.Error) {
+	now := f.now()
+	f.mu.Lock()
+	seen := f.last[e.Description]
+	if !seen.at.IsZero() && now.Sub(seen.at) < faultLogInterval {
+		seen.suppressed++
+		f.last[e.Description] = seen
+		f.mu.Unlock()
+		return
+	}
+	if f.last == nil || len(f.last) > 1000 {
+		f.last = map[string]faultSeen{}
+	}
+	f.last[e.Description] = faultSeen{at: now}
+	f.mu.Unlock()
+	log.Error(e.Description, zap.String("code", string(e.Code)), zap.Error(e.Cause()), zap.Int("suppressed", seen.suppressed))
 }
 
 // RelativePath returns a request path relative to the issuer's path, and

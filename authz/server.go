@@ -114,6 +114,11 @@ type Server struct {
 	registration *Registration
 	// dynamicClients caches clients registered dynamically, by id.
 	dynamicClients sync.Map
+	// faults logs server faults, rate-limited.
+	faults faultLog
+	// anonymous bounds how often refusals of unidentified parties reach
+	// the owners' histories.
+	anonymous anonymousDecisions
 	// decisionWrites counts access decisions recorded, to prune the
 	// history now and then.
 	decisionWrites atomic.Uint64
@@ -218,6 +223,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("loading rules from %s: %w", cfg.PolicyDir, err)
 		}
 	}
+	s.anonymous.now = s.now
+	s.faults.now = s.now
 	s.mux = s.routes()
 	return s, nil
 }

@@ -118,7 +118,7 @@ func (s *Server) AddShare(ctx context.Context, sh Share) (Share, error) {
 	if sh.Owner == "" || sh.ResourceID == "" || (sh.Subject == "" && sh.Email == "") || len(sh.Scopes) == 0 {
 		return sh, fmt.Errorf("a share needs an owner, a resource, a subject or e-mail, and scopes")
 	}
-	if len(sh.Subject) > maxOwnerLen || len(sh.Email) > maxOwnerLen || strings.ContainsRune(sh.Subject+sh.Email+sh.Client, 0) {
+	if (sh.Subject != "" && !ValidSubject(sh.Subject)) || (sh.Email != "" && !ValidSubject(sh.Email)) || (sh.Client != "" && !ValidSubject(sh.Client)) {
 		return sh, fmt.Errorf("the person or client of a share is too long or malformed")
 	}
 	res, err := s.store.GetResource(ctx, sh.ResourceID)
@@ -143,16 +143,6 @@ func (s *Server) AddShare(ctx context.Context, sh Share) (Share, error) {
 		return sh, err
 	}
 	return sh, nil
-}
-
-// MaxSubjectLen is the longest subject (owner, requesting party, user
-// name) accepted, in bytes.
-const MaxSubjectLen = maxOwnerLen
-
-// ValidSubject reports whether s is usable as a subject: an owner, a
-// requesting party, a user's name. It is a component of store keys.
-func ValidSubject(s string) bool {
-	return s != "" && len(s) <= maxOwnerLen && !strings.ContainsRune(s, 0)
 }
 
 // OwnerResource returns one of owner's resources; any other is

@@ -69,12 +69,16 @@ func loadTicketCipher(ctx context.Context, st store.Records) (cipher.AEAD, error
 	return cipher.NewGCM(block)
 }
 
-// sealTicket fills in the ticket's id and times and returns its string.
-func (s *Server) sealTicket(t ticket) (string, error) {
+// sealTicket fills in the ticket's id and times (ticket_ttl) and returns
+// its string.
+func (s *Server) sealTicket(t ticket) (string, error) { return s.sealTicketFor(t, s.ticketTTL) }
+
+// sealTicketFor is sealTicket with the ticket living ttl.
+func (s *Server) sealTicketFor(t ticket, ttl time.Duration) (string, error) {
 	now := s.now()
 	t.ID = secret.New(16)
 	t.IssuedAt = now.Unix()
-	t.Expires = now.Add(s.ticketTTL).Unix()
+	t.Expires = now.Add(ttl).Unix()
 	return s.seal(t, ticketAAD)
 }
 

@@ -32,7 +32,11 @@ type tokenRecord struct {
 	ClientID string   `json:"client_id"`
 	Subject  string   `json:"sub"`
 	Scopes   []string `json:"scopes,omitempty"`
-	IssuedAt int64    `json:"iat"`
+	// Grant is how an access token was obtained: GrantTypeClientCredentials
+	// (the client for itself) or GrantTypeAuthorizationCode (an owner's
+	// consent). Only the former may act for any owner.
+	Grant    string `json:"grant,omitempty"`
+	IssuedAt int64  `json:"iat"`
 	Expires  int64    `json:"exp"`
 	// RqPIssuer and Claims are the requesting party's issuer and gathered
 	// claims (PCTs and refresh tokens).

@@ -176,9 +176,19 @@ type TrustedIssuer struct {
 	// JWKSURI is where its keys are; empty means OpenID Connect discovery
 	// at Issuer + "/.well-known/openid-configuration".
 	JWKSURI string `json:"jwks_uri,omitempty"`
-	// Audiences are the accepted "aud" values; empty means the pushing
-	// client's id or the AS's issuer.
+	// Audiences are the accepted "aud" values: a claim token must carry
+	// one of them. Empty means any. Either way, a token counts only for
+	// the client it was issued to: its "aud" must contain the id of the
+	// client that pushes it, a token with several audiences needs an "azp"
+	// claim, and "azp" must be that client's id (OpenID Connect Core 1.0
+	// section 3.1.3.7). A token whose audience is only the AS's issuer is
+	// issued to no client and does not count, unless AnyClientAudience.
 	Audiences []string `json:"audiences,omitempty"`
+	// AnyClientAudience drops the client check: a token carrying one of
+	// Audiences counts for every client, so clients can push each other's
+	// tokens. For identity providers whose tokens name a shared audience
+	// (the AS's issuer, an API). It requires Audiences.
+	AnyClientAudience bool `json:"any_client_audience,omitempty"`
 	// Algorithms are the accepted JWS algorithms; empty means the
 	// asymmetric ones (never none, never HS*).
 	Algorithms []string `json:"algorithms,omitempty"`
@@ -309,7 +319,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 			// errOnEmpty: a secret whose variable is unset must not turn
 			// the client into a public one.
 			if secret, err = repl.ReplaceOrErr(secret, true, true); err != nil {
-				return fmt.Errorf("client %q: expanding secret: %w", c.ID, err)
+				return fmt.Errorf("client %q: expanding secret: %w; set the variable or file its placeholder names (a public client has no secret at all)", c.ID, err)
 			}
 		}
 		a.clients = append(a.clients, authz.Client{
@@ -367,7 +377,16 @@ func (a *App) Validate() error {
 	if err := authz.CheckClients(a.clients); err != nil {
 		return err
 	}
-	if err := people.CheckUsers(a.users()); err != nil {
+	for _, ti := range a.trustedIssuers() {
+		if err := claimtoken.CheckIssuer(ti); err != nil {
+			return fmt.Errorf("trust_issuer: %w", err)
+		}
+	}
+	clientIDs := make([]string, 0, len(a.clients))
+	for _, c := range a.clients {
+		clientIDs = append(clientIDs, c.ID)
+	}
+	if err := people.CheckUsers(a.users(), clientIDs); err != nil {
 		return err
 	}
 	if o := a.loginOIDC; o != nil && (o.Issuer == "" || o.ClientID == "") {
@@ -515,7 +534,7 @@ var (
 func (a *App) trustedIssuers() []claimtoken.Issuer {
 	out := make([]claimtoken.Issuer, 0, len(a.TrustedIssuers))
 	for _, ti := range a.TrustedIssuers {
-		out = append(out, claimtoken.Issuer{Issuer: ti.Issuer, JWKSURI: ti.JWKSURI, Audiences: ti.Audiences, Algorithms: ti.Algorithms})
+		out = append(out, claimtoken.Issuer{Issuer: ti.Issuer, JWKSURI: ti.JWKSURI, Audiences: ti.Audiences, AnyClientAudience: ti.AnyClientAudience, Algorithms: ti.Algorithms})
 	}
 	return out
 }

@@ -181,6 +181,22 @@ func TestAppProvisionValidate(t *testing.T) {
 			cfg:     `{"issuer": "https://as.example", "clients": [{"id": "a", "redirect_uris": ["/cb"]}]}`,
 			wantErr: "redirect URI",
 		},
+		"user named like a client": {
+			cfg: `{"issuer": "https://as.example", "clients": [{"id": "rs-api", "resource_server": true, "secret": "s"}],
+				"users": [{"name": "rs-api", "password_hash": "$2a$14$Zkx19XLiW6VYouLHR5NmfOFU0z2GTNmpkT/5qqR7hx4IjWJPDhjvG"}]}`,
+			wantErr: `user "rs-api": a client has the same id`,
+		},
+		"trusted issuer with any_client_audience": {
+			cfg: `{"issuer": "https://as.example", "trusted_issuers": [{"issuer": "https://idp.example", "audiences": ["api"], "any_client_audience": true}]}`,
+		},
+		"any_client_audience without audiences": {
+			cfg:     `{"issuer": "https://as.example", "trusted_issuers": [{"issuer": "https://idp.example", "any_client_audience": true}]}`,
+			wantErr: `trust_issuer: issuer "https://idp.example": any_client_audience needs the audiences it accepts from every client: add audience`,
+		},
+		"trusted issuer with a bad algorithm": {
+			cfg:     `{"issuer": "https://as.example", "trusted_issuers": [{"issuer": "https://idp.example", "algorithms": ["HS256"]}]}`,
+			wantErr: `trust_issuer: issuer "https://idp.example": signing algorithm "HS256" is not allowed`,
+		},
 		"claims redirect URI with fragment": {
 			cfg:     `{"issuer": "https://as.example", "clients": [{"id": "a", "claims_redirect_uris": ["https://a/cb#x"]}]}`,
 			wantErr: "redirect URI",
@@ -236,7 +252,7 @@ func useCountingBackend(t *testing.T) *countingBackend {
 	return b
 }
 
-func (b *countingBackend) openStore(dir string, _ *zap.Logger) (store.Store, error) {
+func (b *countingBackend) openStore(dir string, _ int64, _ *zap.Logger) (store.Store, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.fail != nil {

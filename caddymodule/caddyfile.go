@@ -60,6 +60,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existingVal any) (any, error) {
 //	    trust_issuer <issuer> {
 //	        jwks_uri   <url>
 //	        audience   <aud...>
+//	        any_client_audience
 //	        algorithms <alg...>
 //	    }
 //	    client <id> {
@@ -101,8 +102,13 @@ func parseGlobalOption(d *caddyfile.Dispenser, existingVal any) (any, error) {
 // system rules; changes apply without restart. Each trust_issuer block
 // trusts the claim tokens of one issuer: its keys come from jwks_uri, or
 // from OpenID Connect discovery at <issuer>/.well-known/openid-configuration;
-// audience lists the accepted aud values (default: the pushing client's id
-// or the AS's issuer).
+// audience lists the accepted aud values (default: any). A claim token
+// counts only for the client it was issued to: its aud must contain the id
+// of the client that pushes it, and its azp, if any (required with several
+// audiences), must be that id; a token whose only audience is the AS's
+// issuer counts for no client. any_client_audience drops that check, so
+// that a token carrying one of the listed audiences counts for every
+// client (clients can then push each other's tokens); it needs audience.
 //
 // Each client block registers one OAuth client; ids must be unique. A
 // client without secret is public. secret takes a bcrypt hash from `caddy
@@ -308,6 +314,11 @@ func parseTrustIssuer(d *caddyfile.Dispenser) (TrustedIssuer, error) {
 			if err := appendArgs(d, &ti.Audiences); err != nil {
 				return ti, err
 			}
+		case "any_client_audience":
+			if d.NextArg() {
+				return ti, d.ArgErr()
+			}
+			ti.AnyClientAudience = true
 		case "algorithms":
 			if err := appendArgs(d, &ti.Algorithms); err != nil {
 				return ti, err

@@ -99,6 +99,21 @@ func TestParseGlobalOption(t *testing.T) {
 				},
 			},
 		},
+		"trust_issuer with any_client_audience": {
+			input: `uma {
+				trust_issuer https://idp.example.com {
+					audience https://as.example.com api
+					any_client_audience
+				}
+			}`,
+			want: App{TrustedIssuers: []TrustedIssuer{
+				{Issuer: "https://idp.example.com", Audiences: []string{"https://as.example.com", "api"}, AnyClientAudience: true},
+			}},
+		},
+		"any_client_audience with an argument": {
+			input:   "uma {\n trust_issuer https://a {\n any_client_audience yes\n }\n}",
+			wantErr: "wrong argument count",
+		},
 		"duplicate trust_issuer": {
 			input:   "uma {\n trust_issuer https://a\n trust_issuer https://a\n}",
 			wantErr: "more than once",

@@ -2,6 +2,7 @@ package caddymodule
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"time"
@@ -54,11 +55,10 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 
 // Provision looks up the uma app of the config.
 func (h *Handler) Provision(ctx caddy.Context) error {
-	val, err := ctx.AppIfConfigured("uma")
+	app, err := umaApp(ctx, "uma_server")
 	if err != nil {
-		return fmt.Errorf("uma_server needs the uma app (the uma global option in a Caddyfile): %w", err)
+		return err
 	}
-	app := val.(*App)
 	h.live = func(ctx context.Context) endpoints {
 		// Return a nil interface, not a typed nil value.
 		if srv := app.awaitRunning(ctx, startWait); srv != nil {
@@ -85,6 +85,19 @@ func (h Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhtt
 	}
 	srv.ServeHTTP(w, r)
 	return nil
+}
+
+// umaApp returns the uma app of the config for the module named who. An
+// app that is configured but failed to load gives its own error, first.
+func umaApp(ctx caddy.Context, who string) (*App, error) {
+	val, err := ctx.AppIfConfigured("uma")
+	if errors.Is(err, caddy.ErrNotConfigured) {
+		return nil, fmt.Errorf("%s needs the uma app: add the uma global option (Caddyfile) or apps.uma (JSON): %w", who, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return val.(*App), nil
 }
 
 // Interface guards

@@ -239,3 +239,25 @@ var (
 	_ endpoints         = (*fakeEndpoints)(nil)
 	_ caddyhttp.Handler = (*nextRecorder)(nil)
 )
+
+// A uma app that is configured but fails to load is named, with its own
+// error, by the uma_server that needs it: not "needs the uma app".
+func TestHandlerNamesTheAppsOwnError(t *testing.T) {
+	t.Setenv("UMA_TEST_UNSET_SECRET", "")
+	cfg := `{
+		"admin": {"disabled": true},
+		"apps": {
+			"uma": {"issuer": "http://127.0.0.1:9/uma", "clients": [{"id": "rs", "secret": "{env.UMA_TEST_UNSET_SECRET}"}]},
+			"http": {"servers": {"s": {"listen": ["127.0.0.1:0"], "routes": [{"handle": [{"handler": "uma_server"}]}]}}}
+		}
+	}`
+	err := caddy.Load([]byte(cfg), false)
+	if err == nil {
+		_ = caddy.Stop()
+		t.Fatal("a config with an empty secret loaded")
+	}
+	msg := err.Error()
+	if !strings.Contains(msg, `client "rs": expanding secret`) || strings.Contains(msg, "needs the uma app") {
+		t.Fatalf("error = %v", err)
+	}
+}

@@ -21,11 +21,35 @@
 // header's algorithm equal to the key's "alg" when the key has one (when it
 // has none, the key type must fit the algorithm), a valid signature, iss
 // equal to the configured issuer byte for byte, exp present and not past,
-// nbf and iat not in the future, each with Options.Leeway, and an aud
-// holding at least one accepted audience. ID tokens must also carry iat and
-// sub, as OpenID Connect requires. A token without kid is accepted when the
-// issuer publishes exactly one signing key. Header members that point at
-// keys (jku, x5u, jwk) are ignored, and a "crit" header is refused.
+// nbf and iat not in the future, each with Options.Leeway, an aud holding
+// at least one of the issuer's Audiences (when it has any), and a token
+// issued to the client that presents it (see below). ID tokens must also
+// carry iat and sub, as OpenID Connect requires. A token without kid is
+// accepted when the issuer publishes exactly one signing key. Header
+// members that point at keys (jku, x5u, jwk) are ignored, and a "crit"
+// header is refused.
+//
+// # The client a token was issued to
+//
+// A claim token stands for the requesting party only in the hands of the
+// client it was issued to: otherwise any client that once saw a person's
+// ID token (another application of the same identity provider, say) could
+// push it and act as that person. Verify therefore applies the checks
+// OpenID Connect Core 1.0 section 3.1.3.7 asks of the client itself, for
+// the client that pushed the token: its aud must contain that client's id;
+// a token with several audiences must have an azp claim; and an azp claim,
+// when present, must be that client's id (section 2: azp is "the party to
+// which the ID Token was issued"). Plain JWTs are held to the same rule.
+// The check fails with ErrNotForClient.
+//
+// A token whose only audience is the authorization server itself is
+// issued to no client, so by default it does not count: any client that
+// obtained it could replay it. An issuer configured with
+// AnyClientAudience drops the client check and accepts a token carrying
+// any of its Audiences from every client: the behaviour for identity
+// providers whose tokens name a shared audience (the AS's issuer URL, an
+// API), where the operator accepts that the clients can use each other's
+// tokens.
 //
 // # Keys
 //
@@ -39,21 +63,28 @@
 // http(s) URLs, https if the issuer is. NewVerifier starts fetching at once
 // but does not wait: an issuer that is down at start makes its tokens fail
 // with ErrKeysUnavailable until a later attempt succeeds. Attempts are
-// made when one of its tokens arrives (after 1 s, doubling up to
-// Options.MinRefreshInterval, while the keys were never fetched) and, once
-// the key set URL is known, also by the cache in the background.
+// made when one of its tokens arrives, at most once per KeysRetryInterval
+// (1 s) after a failed attempt, and, once the key set URL is known, also by
+// the cache in the background: an issuer that comes back is used by the
+// first token that arrives KeysRetryInterval after the last failure.
 //
 // A token whose kid is not in the issuer's key set makes the verifier fetch
 // that key set again and retry, so an identity provider's key rotation is
 // picked up by the first token signed with the new key. Such on-demand
 // fetches happen at most once per Options.MinRefreshInterval for each
-// issuer, measured on Options.Now: a flood of tokens with made-up kids
-// costs the identity provider one request per interval, and concurrent
-// callers share a fetch in progress and its outcome. The keys fetched at
-// start count: a rotation within MinRefreshInterval of the last fetch is
-// seen only after the interval. While the last fetch failed, such tokens
-// fail with ErrKeysUnavailable rather than ErrSignature. (A token without
-// kid that fails to verify does not cause a fetch.)
+// issuer after a successful fetch, measured on Options.Now: a flood of
+// tokens with made-up kids costs the identity provider one request per
+// interval, and concurrent callers share a fetch in progress and its
+// outcome. The keys fetched at start count: a rotation within
+// MinRefreshInterval of the last fetch is seen only after the interval.
+// While the last fetch failed, such tokens fail with ErrKeysUnavailable
+// rather than ErrSignature, and the next fetch may start KeysRetryInterval
+// after the failed one. (A token without kid that fails to verify does not
+// cause a fetch.)
+//
+// ErrKeysUnavailable is a fault of the issuer, not of the token: callers
+// should answer "try again later" (the UMA grant answers 503 with
+// Retry-After), not that the claims were wrong.
 //
 // # Errors
 //
@@ -84,6 +115,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwt"
 	"go.uber.org/zap"
 
+	"github.com/caddy-uma/caddy-uma/authz/jwks"
 	"github.com/caddy-uma/caddy-uma/authz/urlcheck"
 )
 
@@ -113,8 +145,14 @@ var (
 	ErrExpired           = errors.New("claim token has expired")
 	ErrNotYetValid       = errors.New("claim token is not valid yet")
 	ErrAudience          = errors.New("claim token is not meant for this authorization server")
+	ErrNotForClient      = errors.New("claim token was not issued to the client that presented it")
 	ErrKeysUnavailable   = errors.New("signing keys of the claim token issuer are unavailable")
 )
+
+// KeysRetryInterval is the least time between two fetches of an issuer's
+// keys after a failed one: a caller that got ErrKeysUnavailable may try
+// again after it.
+const KeysRetryInterval = jwks.DefaultRetryInterval
 
 // defaultAlgorithms are the JWS algorithms accepted from an issuer whose
 // Algorithms list is empty.
@@ -134,9 +172,15 @@ type Issuer struct {
 	// from the jwks_uri member of Issuer + "/.well-known/openid-configuration".
 	JWKSURI string
 	// Audiences are the aud values accepted from this issuer: a token must
-	// carry at least one. When empty, the defaultAudiences passed to
-	// Verify apply.
+	// carry at least one. When empty, any aud passes this check (the
+	// client check still applies).
 	Audiences []string
+	// AnyClientAudience accepts a token carrying one of Audiences from
+	// every client, whether or not it was issued to the client that
+	// presents it: clients can then push each other's tokens. It requires
+	// Audiences. Off by default: a token must be issued to the client that
+	// presents it (see the package documentation).
+	AnyClientAudience bool
 	// Algorithms are the JWS algorithms accepted from this issuer, by
 	// their JWA names. Empty means RS256, RS384, RS512, PS256, PS384,
 	// PS512, ES256, ES384, ES512, EdDSA and Ed25519. "none" and the HMAC
@@ -156,8 +200,8 @@ type Options struct {
 	// 30 s; a negative value means none.
 	Leeway time.Duration
 	// MinRefreshInterval is the least time between two on-demand fetches
-	// of one issuer's keys (unknown kid, or no keys yet). The default is
-	// 30 s.
+	// of one issuer's keys (for an unknown kid) after a successful fetch;
+	// after a failed one it is KeysRetryInterval. The default is 30 s.
 	MinRefreshInterval time.Duration
 	// RefreshInterval is how often each key set is fetched again in the
 	// background. The default is 15 min.
@@ -280,14 +324,23 @@ func (o Options) withDefaults() Options {
 
 // issuerConfig is an Issuer checked and with defaults applied.
 type issuerConfig struct {
-	Issuer     string
-	JWKSURI    string
-	Audiences  []string
-	Algorithms map[string]bool
+	Issuer            string
+	JWKSURI           string
+	Audiences         []string
+	AnyClientAudience bool
+	Algorithms        map[string]bool
+}
+
+// CheckIssuer reports what NewVerifier would refuse in iss: an invalid
+// URL or algorithm, an empty audience, AnyClientAudience without
+// Audiences. It fetches nothing.
+func CheckIssuer(iss Issuer) error {
+	_, err := normalizeIssuer(iss)
+	return err
 }
 
 func normalizeIssuer(iss Issuer) (issuerConfig, error) {
-	cfg := issuerConfig{Issuer: iss.Issuer, JWKSURI: iss.JWKSURI, Algorithms: map[string]bool{}}
+	cfg := issuerConfig{Issuer: iss.Issuer, JWKSURI: iss.JWKSURI, AnyClientAudience: iss.AnyClientAudience, Algorithms: map[string]bool{}}
 	if err := urlcheck.Absolute(iss.Issuer, false); err != nil {
 		return cfg, fmt.Errorf("issuer %q: %w", iss.Issuer, err)
 	}
@@ -301,6 +354,9 @@ func normalizeIssuer(iss Issuer) (issuerConfig, error) {
 			return cfg, fmt.Errorf("issuer %q: empty audience", iss.Issuer)
 		}
 		cfg.Audiences = append(cfg.Audiences, a)
+	}
+	if cfg.AnyClientAudience && len(cfg.Audiences) == 0 {
+		return cfg, fmt.Errorf("issuer %q: any_client_audience needs the audiences it accepts from every client: add audience <aud...>", iss.Issuer)
 	}
 	algs := iss.Algorithms
 	if len(algs) == 0 {
@@ -319,12 +375,13 @@ func normalizeIssuer(iss Issuer) (issuerConfig, error) {
 	return cfg, nil
 }
 
-// Verify checks token, a claim token of the given format, and returns its
-// claims. defaultAudiences are the audiences accepted from an issuer that
-// has none configured (typically the authorization server's issuer URL and
-// client id). The error matches one of the Err* sentinels, or ctx's error
-// if ctx ends while keys are being fetched.
-func (v *Verifier) Verify(ctx context.Context, format, token string, defaultAudiences []string) (Claims, error) {
+// Verify checks token, a claim token of the given format presented by the
+// client whose id is client, and returns its claims. The token must have
+// been issued to that client (see the package documentation), unless its
+// issuer has AnyClientAudience. The error matches one of the Err*
+// sentinels; when ctx ends while keys are being fetched, it matches
+// ErrKeysUnavailable and wraps ctx's error.
+func (v *Verifier) Verify(ctx context.Context, format, token, client string) (Claims, error) {
 	idToken := false
 	switch format {
 	case FormatIDToken, formatIDTokenHTTPS:
@@ -388,21 +445,38 @@ func (v *Verifier) Verify(ctx context.Context, format, token string, defaultAudi
 		return Claims{}, validationError(err, parsed, iss)
 	}
 
-	accepted := ik.cfg.Audiences
-	if len(accepted) == 0 {
-		accepted = defaultAudiences
-	}
-	if len(accepted) == 0 {
-		return Claims{}, fmt.Errorf("%w: no audience is configured for issuer %q", ErrAudience, iss)
-	}
 	aud, _ := parsed.Audience()
-	if !slices.ContainsFunc(aud, func(a string) bool { return slices.Contains(accepted, a) }) {
-		return Claims{}, fmt.Errorf("%w: its audience does not include any accepted for issuer %q", ErrAudience, iss)
+	if accepted := ik.cfg.Audiences; len(accepted) > 0 && !slices.ContainsFunc(aud, func(a string) bool { return slices.Contains(accepted, a) }) {
+		return Claims{}, fmt.Errorf("%w: its aud does not include any audience accepted for issuer %q", ErrAudience, iss)
+	}
+	if !ik.cfg.AnyClientAudience {
+		if err := issuedTo(aud, tok.claims, client); err != nil {
+			return Claims{}, err
+		}
 	}
 
 	sub, _ := parsed.Subject()
 	exp, _ := parsed.Expiration()
 	return Claims{Issuer: ik.cfg.Issuer, Subject: sub, Expiry: exp, Values: tok.claims}, nil
+}
+
+// issuedTo checks that a token with audiences aud and claims was issued to
+// client, as OpenID Connect Core 1.0 section 3.1.3.7 steps 3 to 5 ask.
+func issuedTo(aud []string, claims map[string]any, client string) error {
+	if client == "" || !slices.Contains(aud, client) {
+		return fmt.Errorf("%w: its aud does not include the client %s", ErrNotForClient, quote(client))
+	}
+	azp, has := claims["azp"]
+	if !has {
+		if len(aud) > 1 {
+			return fmt.Errorf("%w: it has several audiences and no azp naming the client %s", ErrNotForClient, quote(client))
+		}
+		return nil
+	}
+	if s, _ := azp.(string); s != client {
+		return fmt.Errorf("%w: its azp names another party than the client %s", ErrNotForClient, quote(client))
+	}
+	return nil
 }
 
 // validationError maps a jwt.Validate error onto the sentinels.

@@ -22,14 +22,14 @@ func BenchmarkVerify(b *testing.B) {
 		"name":   "Jane Doe",
 		"groups": []string{"staff", "admins"},
 	})
-	if _, err := v.Verify(b.Context(), FormatIDToken, token, nil); err != nil {
+	if _, err := v.Verify(b.Context(), FormatIDToken, token, "as"); err != nil {
 		b.Fatal(err)
 	}
 
 	b.Run("serial", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := v.Verify(b.Context(), FormatIDToken, token, nil); err != nil {
+			if _, err := v.Verify(b.Context(), FormatIDToken, token, "as"); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -38,7 +38,7 @@ func BenchmarkVerify(b *testing.B) {
 		b.ReportAllocs()
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				if _, err := v.Verify(b.Context(), FormatIDToken, token, nil); err != nil {
+				if _, err := v.Verify(b.Context(), FormatIDToken, token, "as"); err != nil {
 					b.Error(err)
 					return
 				}
@@ -50,7 +50,7 @@ func BenchmarkVerify(b *testing.B) {
 		bad := u.Sign(b, map[string]any{"sub": "x", "aud": "as"})
 		b.ReportAllocs()
 		for b.Loop() {
-			if _, err := v.Verify(b.Context(), FormatIDToken, bad, nil); err == nil {
+			if _, err := v.Verify(b.Context(), FormatIDToken, bad, "as"); err == nil {
 				b.Fatal("verified")
 			}
 		}

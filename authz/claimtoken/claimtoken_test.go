@@ -62,16 +62,17 @@ func newTestVerifier(t *testing.T, clock *testClock, issuers ...Issuer) *Verifie
 
 func TestVerify(t *testing.T) {
 	p := claimtokentest.NewProvider(t) // trusted, discovered, audience "as"
-	q := claimtokentest.NewProvider(t) // trusted, explicit jwks_uri, default audiences
+	q := claimtokentest.NewProvider(t) // trusted, explicit jwks_uri, no audiences
 	r := claimtokentest.NewProvider(t) // trusted, RS256 only
 	u := claimtokentest.NewProvider(t) // not trusted
+	w := claimtokentest.NewProvider(t) // trusted, any_client_audience
 	clock := &testClock{}
 	v := newTestVerifier(t, clock,
 		Issuer{Issuer: p.Issuer(), Audiences: []string{"as", "as-client"}},
 		Issuer{Issuer: q.Issuer(), JWKSURI: q.JWKSURI()},
 		Issuer{Issuer: r.Issuer(), Audiences: []string{"as"}, Algorithms: []string{"RS256"}},
+		Issuer{Issuer: w.Issuer(), Audiences: []string{"as", "as-client"}, AnyClientAudience: true},
 	)
-	defaults := []string{"as-default"}
 	now := time.Now()
 
 	valid := p.Sign(t, map[string]any{"sub": "alice", "aud": "as", "email": "alice@example.com", "groups": []string{"a", "b"}})
@@ -79,19 +80,23 @@ func TestVerify(t *testing.T) {
 	other := strings.Split(p.Sign(t, map[string]any{"sub": "mallory", "aud": "as"}), ".")
 
 	tests := []struct {
-		name     string
-		format   string
-		token    string
-		defaults []string
-		wantErr  error
-		wantSub  string
+		name    string
+		format  string
+		token   string
+		client  string // the presenting client; "" means "as"
+		wantErr error
+		wantSub string
 	}{
 		{name: "ID token", format: FormatIDToken, token: valid, wantSub: "alice"},
 		{name: "ID token, https alias", format: formatIDTokenHTTPS, token: valid, wantSub: "alice"},
-		{name: "plain JWT without sub", format: FormatJWT, token: p.Sign(t, map[string]any{"aud": []string{"x", "as-client"}})},
+		{name: "plain JWT without sub", format: FormatJWT, token: p.Sign(t, map[string]any{"aud": []string{"x", "as-client"}, "azp": "as-client"}), client: "as-client"},
 		{name: "surrounding whitespace", format: FormatIDToken, token: " \n" + valid + "\r\n", wantSub: "alice"},
 		{name: "no kid, one key", format: FormatIDToken, token: p.SignWith(t, map[string]any{"sub": "alice", "aud": "as"}, claimtokentest.WithoutKeyID()), wantSub: "alice"},
-		{name: "default audience", format: FormatJWT, token: q.Sign(t, map[string]any{"sub": "bob", "aud": "as-default"}), defaults: defaults, wantSub: "bob"},
+		{name: "no audiences configured: the client's", format: FormatJWT, token: q.Sign(t, map[string]any{"sub": "bob", "aud": "app"}), client: "app", wantSub: "bob"},
+		{name: "azp the client", format: FormatIDToken, token: p.Sign(t, map[string]any{"sub": "alice", "aud": "as", "azp": "as"}), wantSub: "alice"},
+		{name: "several audiences, azp the client", format: FormatIDToken, token: p.Sign(t, map[string]any{"sub": "alice", "aud": []string{"as-client", "as"}, "azp": "as"}), wantSub: "alice"},
+		{name: "any_client_audience: another client's token", format: FormatIDToken, token: w.Sign(t, map[string]any{"sub": "alice", "aud": "as-client"}), wantSub: "alice"},
+		{name: "any_client_audience: azp another client", format: FormatIDToken, token: w.Sign(t, map[string]any{"sub": "alice", "aud": []string{"as", "as-client"}, "azp": "as-client"}), wantSub: "alice"},
 		{name: "expired within leeway", format: FormatJWT, token: p.Sign(t, map[string]any{"aud": "as", "exp": now.Add(-10 * time.Second).Unix()})},
 		{name: "nbf within leeway", format: FormatJWT, token: p.Sign(t, map[string]any{"aud": "as", "nbf": now.Add(10 * time.Second).Unix()})},
 
@@ -132,12 +137,25 @@ func TestVerify(t *testing.T) {
 		{name: "iat in the future", format: FormatIDToken, token: p.Sign(t, map[string]any{"sub": "alice", "aud": "as", "iat": now.Add(5 * time.Minute).Unix()}), wantErr: ErrNotYetValid},
 		{name: "wrong audience", format: FormatIDToken, token: p.Sign(t, map[string]any{"sub": "alice", "aud": "another-as"}), wantErr: ErrAudience},
 		{name: "no audience", format: FormatIDToken, token: p.Sign(t, map[string]any{"sub": "alice"}), wantErr: ErrAudience},
-		{name: "defaults do not apply to an issuer with audiences", format: FormatIDToken, token: p.Sign(t, map[string]any{"sub": "alice", "aud": "as-default"}), defaults: defaults, wantErr: ErrAudience},
-		{name: "no audience configured", format: FormatJWT, token: q.Sign(t, map[string]any{"aud": "as-default"}), wantErr: ErrAudience},
+		{name: "the client, but not among the issuer's audiences", format: FormatIDToken, token: p.Sign(t, map[string]any{"sub": "alice", "aud": "app"}), client: "app", wantErr: ErrAudience},
+		{name: "any_client_audience: not among the issuer's audiences", format: FormatIDToken, token: w.Sign(t, map[string]any{"sub": "alice", "aud": "app"}), client: "app", wantErr: ErrAudience},
+
+		{name: "issued to another accepted audience", format: FormatIDToken, token: p.Sign(t, map[string]any{"sub": "alice", "aud": "as-client"}), wantErr: ErrNotForClient},
+		{name: "no audiences configured: another client's", format: FormatJWT, token: q.Sign(t, map[string]any{"aud": "app-2"}), client: "app", wantErr: ErrNotForClient},
+		{name: "several audiences, no azp", format: FormatIDToken, token: p.Sign(t, map[string]any{"sub": "alice", "aud": []string{"as", "as-client"}}), wantErr: ErrNotForClient},
+		{name: "several audiences, azp another client", format: FormatIDToken, token: p.Sign(t, map[string]any{"sub": "alice", "aud": []string{"as", "as-client"}, "azp": "as-client"}), wantErr: ErrNotForClient},
+		{name: "one audience, azp another client", format: FormatIDToken, token: p.Sign(t, map[string]any{"sub": "alice", "aud": "as", "azp": "as-client"}), wantErr: ErrNotForClient},
+		{name: "azp the client, aud without it", format: FormatJWT, token: p.Sign(t, map[string]any{"aud": "as-client", "azp": "as"}), wantErr: ErrNotForClient},
+		{name: "azp not a string", format: FormatIDToken, token: p.Sign(t, map[string]any{"sub": "alice", "aud": "as", "azp": []string{"as"}}), wantErr: ErrNotForClient},
+		{name: "JWT format: several audiences, no azp", format: FormatJWT, token: q.Sign(t, map[string]any{"aud": []string{"app", "api"}}), client: "app", wantErr: ErrNotForClient},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			claims, err := v.Verify(t.Context(), tt.format, tt.token, tt.defaults)
+			client := tt.client
+			if client == "" {
+				client = "as"
+			}
+			claims, err := v.Verify(t.Context(), tt.format, tt.token, client)
 			if tt.wantErr != nil {
 				if !errors.Is(err, tt.wantErr) {
 					t.Fatalf("Verify error = %v, want %v", err, tt.wantErr)
@@ -167,8 +185,14 @@ func TestVerify(t *testing.T) {
 		})
 	}
 
+	t.Run("no client", func(t *testing.T) {
+		if _, err := v.Verify(t.Context(), FormatJWT, q.Sign(t, map[string]any{"aud": ""}), ""); !errors.Is(err, ErrNotForClient) {
+			t.Fatalf("Verify with no client: err = %v, want ErrNotForClient", err)
+		}
+	})
+
 	t.Run("claims surfaced", func(t *testing.T) {
-		claims, err := v.Verify(t.Context(), FormatIDToken, valid, nil)
+		claims, err := v.Verify(t.Context(), FormatIDToken, valid, "as")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -194,7 +218,7 @@ func TestKeyRotation(t *testing.T) {
 	claims := map[string]any{"sub": "alice", "aud": "as"}
 	ctx := t.Context()
 
-	if _, err := v.Verify(ctx, FormatIDToken, p.Sign(t, claims), nil); err != nil {
+	if _, err := v.Verify(ctx, FormatIDToken, p.Sign(t, claims), "as"); err != nil {
 		t.Fatalf("before rotation: %v", err)
 	}
 	if n := p.JWKSRequests(); n != 1 {
@@ -205,7 +229,7 @@ func TestKeyRotation(t *testing.T) {
 	// worth a request.
 	p.Rotate(t)
 	rotated := p.Sign(t, claims)
-	if _, err := v.Verify(ctx, FormatIDToken, rotated, nil); !errors.Is(err, ErrSignature) {
+	if _, err := v.Verify(ctx, FormatIDToken, rotated, "as"); !errors.Is(err, ErrSignature) {
 		t.Fatalf("new kid right after start: err = %v, want ErrSignature", err)
 	}
 	if n := p.JWKSRequests(); n != 1 {
@@ -213,14 +237,14 @@ func TestKeyRotation(t *testing.T) {
 	}
 
 	clock.Advance(31 * time.Second)
-	if _, err := v.Verify(ctx, FormatIDToken, rotated, nil); err != nil {
+	if _, err := v.Verify(ctx, FormatIDToken, rotated, "as"); err != nil {
 		t.Fatalf("after rotation: %v", err)
 	}
 	if n := p.JWKSRequests(); n != 2 {
 		t.Fatalf("JWKS requests after rotation = %d, want 2", n)
 	}
 	for range 10 {
-		if _, err := v.Verify(ctx, FormatIDToken, p.Sign(t, claims), nil); err != nil {
+		if _, err := v.Verify(ctx, FormatIDToken, p.Sign(t, claims), "as"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -236,7 +260,7 @@ func TestKeyRotation(t *testing.T) {
 		wg.Go(func() {
 			for range 25 {
 				tok := p.SignWith(t, claims, claimtokentest.WithUnknownKey())
-				if _, err := v.Verify(ctx, FormatIDToken, tok, nil); !errors.Is(err, ErrSignature) {
+				if _, err := v.Verify(ctx, FormatIDToken, tok, "as"); !errors.Is(err, ErrSignature) {
 					t.Errorf("made-up kid: err = %v, want ErrSignature", err)
 				}
 			}
@@ -250,7 +274,7 @@ func TestKeyRotation(t *testing.T) {
 	// The old key is gone from the key set.
 	clock.Advance(31 * time.Second)
 	old := p.SignWith(t, claims, claimtokentest.WithKeyID("gone"), claimtokentest.WithUnknownKey())
-	if _, err := v.Verify(ctx, FormatIDToken, old, nil); !errors.Is(err, ErrSignature) {
+	if _, err := v.Verify(ctx, FormatIDToken, old, "as"); !errors.Is(err, ErrSignature) {
 		t.Fatalf("old key: err = %v, want ErrSignature", err)
 	}
 }
@@ -266,7 +290,7 @@ func TestKeysWithoutAlg(t *testing.T) {
 		"kid":    p.Sign(t, claims),
 		"no kid": p.SignWith(t, claims, claimtokentest.WithoutKeyID()),
 	} {
-		if _, err := v.Verify(t.Context(), FormatIDToken, tok, nil); err != nil {
+		if _, err := v.Verify(t.Context(), FormatIDToken, tok, "as"); err != nil {
 			t.Errorf("%s: %v", name, err)
 		}
 	}
@@ -276,7 +300,7 @@ func TestKeysWithoutAlg(t *testing.T) {
 		"RS256, no kid":                p.SignWith(t, claims, claimtokentest.WithRSAKey(), claimtokentest.WithoutKeyID()),
 		"HS256":                        p.SignWith(t, claims, claimtokentest.WithHS256([]byte("secret"))),
 	} {
-		if _, err := v.Verify(t.Context(), FormatIDToken, tok, nil); !errors.Is(err, ErrSignature) {
+		if _, err := v.Verify(t.Context(), FormatIDToken, tok, "as"); !errors.Is(err, ErrSignature) {
 			t.Errorf("%s: err = %v, want ErrSignature", name, err)
 		}
 	}
@@ -291,30 +315,50 @@ func TestIssuerDownAtStart(t *testing.T) {
 				iss.JWKSURI = p.JWKSURI()
 			}
 			token := p.Sign(t, map[string]any{"sub": "alice", "aud": "as"})
-			p.Close()
+			p.Fail(http.StatusServiceUnavailable)
+			requests := func() int { return p.JWKSRequests() + p.DiscoveryRequests() }
 
 			clock := &testClock{}
 			v := newTestVerifier(t, clock, iss)
-			if _, err := v.Verify(t.Context(), FormatIDToken, token, nil); !errors.Is(err, ErrKeysUnavailable) {
+			if n := requests(); n != 1 {
+				t.Fatalf("requests at start = %d, want 1", n)
+			}
+			verify := func() error {
+				_, err := v.Verify(t.Context(), FormatIDToken, token, "as")
+				return err
+			}
+			if err := verify(); !errors.Is(err, ErrKeysUnavailable) {
 				t.Fatalf("issuer down: err = %v, want ErrKeysUnavailable", err)
 			}
+			// While it stays down: one attempt per KeysRetryInterval,
+			// however many tokens arrive, and no backoff.
+			for i := range 5 {
+				clock.Advance(KeysRetryInterval)
+				for range 3 {
+					if err := verify(); !errors.Is(err, ErrKeysUnavailable) {
+						t.Fatalf("issuer down: err = %v, want ErrKeysUnavailable", err)
+					}
+				}
+				if n := requests(); n != 2+i {
+					t.Fatalf("%v after start: %d requests, want %d", time.Duration(i+1)*KeysRetryInterval, n, 2+i)
+				}
+			}
 
-			p.Reopen(t)
-			// Still within the retry interval: no new attempt.
-			if _, err := v.Verify(t.Context(), FormatIDToken, token, nil); !errors.Is(err, ErrKeysUnavailable) {
-				t.Fatalf("before retry interval: err = %v, want ErrKeysUnavailable", err)
+			p.Fail(0)
+			before := requests()
+			if err := verify(); !errors.Is(err, ErrKeysUnavailable) {
+				t.Fatalf("back up within KeysRetryInterval of the failure: err = %v, want ErrKeysUnavailable", err)
 			}
-			if n := p.JWKSRequests() + p.DiscoveryRequests(); n != 0 {
-				t.Fatalf("requests before retry interval = %d, want 0", n)
+			clock.Advance(KeysRetryInterval)
+			if err := verify(); err != nil {
+				t.Fatalf("back up, KeysRetryInterval later: %v", err)
 			}
-			// No key set was ever fetched: retries come after 1s, doubling,
-			// well before MinRefreshInterval (30s).
-			clock.Advance(2 * time.Second)
-			if _, err := v.Verify(t.Context(), FormatIDToken, token, nil); err != nil {
-				t.Fatalf("issuer back up: %v", err)
+			want := 1 // the key set
+			if discovery {
+				want = 2 // and the discovery document
 			}
-			if n := p.JWKSRequests(); n != 1 {
-				t.Errorf("JWKS requests = %d, want 1", n)
+			if n := requests() - before; n != want {
+				t.Errorf("requests after recovery = %d, want %d", n, want)
 			}
 		})
 	}
@@ -326,15 +370,15 @@ func TestKeysKeptWhileIssuerDown(t *testing.T) {
 	v := newTestVerifier(t, clock, Issuer{Issuer: p.Issuer(), Audiences: []string{"as"}})
 	token := p.Sign(t, map[string]any{"sub": "alice", "aud": "as"})
 	p.Close()
-	if _, err := v.Verify(t.Context(), FormatIDToken, token, nil); err != nil {
+	if _, err := v.Verify(t.Context(), FormatIDToken, token, "as"); err != nil {
 		t.Fatalf("cached keys: %v", err)
 	}
 	clock.Advance(31 * time.Second)
 	unknown := p.SignWith(t, map[string]any{"sub": "alice", "aud": "as"}, claimtokentest.WithUnknownKey())
-	if _, err := v.Verify(t.Context(), FormatIDToken, unknown, nil); !errors.Is(err, ErrKeysUnavailable) {
+	if _, err := v.Verify(t.Context(), FormatIDToken, unknown, "as"); !errors.Is(err, ErrKeysUnavailable) {
 		t.Fatalf("unknown kid, issuer down: err = %v, want ErrKeysUnavailable", err)
 	}
-	if _, err := v.Verify(t.Context(), FormatIDToken, token, nil); err != nil {
+	if _, err := v.Verify(t.Context(), FormatIDToken, token, "as"); err != nil {
 		t.Fatalf("cached keys after failed refresh: %v", err)
 	}
 }
@@ -345,7 +389,7 @@ func TestDiscoveryIssuerMismatch(t *testing.T) {
 	v := newTestVerifier(t, clock, Issuer{Issuer: p.Issuer(), Audiences: []string{"as"}})
 	token := p.Sign(t, map[string]any{"sub": "alice", "aud": "as"})
 	for range 2 {
-		if _, err := v.Verify(t.Context(), FormatIDToken, token, nil); !errors.Is(err, ErrKeysUnavailable) {
+		if _, err := v.Verify(t.Context(), FormatIDToken, token, "as"); !errors.Is(err, ErrKeysUnavailable) {
 			t.Fatalf("err = %v, want ErrKeysUnavailable", err)
 		}
 		clock.Advance(31 * time.Second)
@@ -367,7 +411,7 @@ func TestCanceledContext(t *testing.T) {
 	clock.Advance(time.Minute)
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
-	_, err := v.Verify(ctx, FormatIDToken, token, nil)
+	_, err := v.Verify(ctx, FormatIDToken, token, "as")
 	if !errors.Is(err, ErrKeysUnavailable) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("err = %v, want ErrKeysUnavailable and context.Canceled", err)
 	}
@@ -392,6 +436,8 @@ func TestNewVerifier(t *testing.T) {
 		{name: "alg HS256", issuers: []Issuer{{Issuer: "https://idp.example", Algorithms: []string{"HS256"}}}, wantErr: "not allowed"},
 		{name: "unknown alg", issuers: []Issuer{{Issuer: "https://idp.example", Algorithms: []string{"XS999"}}}, wantErr: "unknown signing algorithm"},
 		{name: "empty audience", issuers: []Issuer{{Issuer: "https://idp.example", Audiences: []string{""}}}, wantErr: "empty audience"},
+		{name: "any_client_audience without audiences", issuers: []Issuer{{Issuer: "https://idp.example", AnyClientAudience: true}}, wantErr: "any_client_audience needs the audiences"},
+		{name: "any_client_audience", issuers: []Issuer{{Issuer: "https://idp.example", Audiences: []string{"api"}, AnyClientAudience: true}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -423,20 +469,20 @@ func TestVerifyAfterClose(t *testing.T) {
 	clock := &testClock{}
 	v := newTestVerifier(t, clock, Issuer{Issuer: p.Issuer(), Audiences: []string{"as"}})
 	claims := map[string]any{"sub": "alice", "aud": "as"}
-	if _, err := v.Verify(t.Context(), FormatIDToken, p.Sign(t, claims), nil); err != nil {
+	if _, err := v.Verify(t.Context(), FormatIDToken, p.Sign(t, claims), "as"); err != nil {
 		t.Fatal(err)
 	}
 	if err := v.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := v.Verify(t.Context(), FormatIDToken, p.Sign(t, claims), nil); err != nil {
+	if _, err := v.Verify(t.Context(), FormatIDToken, p.Sign(t, claims), "as"); err != nil {
 		t.Fatalf("keys fetched before Close: %v", err)
 	}
 	clock.Advance(time.Minute)
 	p.Rotate(t)
 	done := make(chan error, 1)
 	go func() {
-		_, err := v.Verify(t.Context(), FormatIDToken, p.Sign(t, claims), nil)
+		_, err := v.Verify(t.Context(), FormatIDToken, p.Sign(t, claims), "as")
 		done <- err
 	}()
 	select {
@@ -464,18 +510,18 @@ func TestConcurrentVerify(t *testing.T) {
 			for j := range 30 {
 				switch (i + j) % 4 {
 				case 0:
-					if _, err := v.Verify(t.Context(), FormatIDToken, p.Sign(t, claims), nil); err != nil && !errors.Is(err, ErrSignature) {
+					if _, err := v.Verify(t.Context(), FormatIDToken, p.Sign(t, claims), "as"); err != nil && !errors.Is(err, ErrSignature) {
 						// ErrSignature: signed just before a rotation whose
 						// refresh is rate-limited.
 						t.Errorf("p: %v", err)
 					}
 				case 1:
-					if _, err := v.Verify(t.Context(), FormatJWT, q.Sign(t, claims), nil); err != nil {
+					if _, err := v.Verify(t.Context(), FormatJWT, q.Sign(t, claims), "as"); err != nil {
 						t.Errorf("q: %v", err)
 					}
 				case 2:
 					tok := p.SignWith(t, claims, claimtokentest.WithUnknownKey())
-					if _, err := v.Verify(t.Context(), FormatIDToken, tok, nil); !errors.Is(err, ErrSignature) {
+					if _, err := v.Verify(t.Context(), FormatIDToken, tok, "as"); !errors.Is(err, ErrSignature) {
 						t.Errorf("unknown key: %v", err)
 					}
 				case 3:
@@ -502,16 +548,16 @@ func TestUnknownKidWhileLastFetchFailed(t *testing.T) {
 	// callers with unknown kids share that outcome: the keys are
 	// unavailable, not the signature wrong.
 	for range 3 {
-		if _, err := v.Verify(t.Context(), FormatIDToken, unknown(), nil); !errors.Is(err, ErrKeysUnavailable) {
+		if _, err := v.Verify(t.Context(), FormatIDToken, unknown(), "as"); !errors.Is(err, ErrKeysUnavailable) {
 			t.Fatalf("unknown kid, issuer down: err = %v, want ErrKeysUnavailable", err)
 		}
 	}
 	p.Reopen(t)
-	if _, err := v.Verify(t.Context(), FormatIDToken, unknown(), nil); !errors.Is(err, ErrKeysUnavailable) {
-		t.Fatalf("unknown kid within MinRefreshInterval of the failed fetch: err = %v, want ErrKeysUnavailable", err)
+	if _, err := v.Verify(t.Context(), FormatIDToken, unknown(), "as"); !errors.Is(err, ErrKeysUnavailable) {
+		t.Fatalf("unknown kid within KeysRetryInterval of the failed fetch: err = %v, want ErrKeysUnavailable", err)
 	}
-	clock.Advance(31 * time.Second)
-	if _, err := v.Verify(t.Context(), FormatIDToken, unknown(), nil); !errors.Is(err, ErrSignature) {
+	clock.Advance(KeysRetryInterval)
+	if _, err := v.Verify(t.Context(), FormatIDToken, unknown(), "as"); !errors.Is(err, ErrSignature) {
 		t.Fatalf("unknown kid, issuer back: err = %v, want ErrSignature", err)
 	}
 	if n := p.JWKSRequests(); n != 2 {
@@ -537,7 +583,7 @@ func TestKeyErrorMessages(t *testing.T) {
 			want:  fmt.Sprintf(`claim token signature is not valid: key %q is for algorithm "ES256", not "ES384"`, p.KeyID()),
 		},
 	} {
-		_, err := v.Verify(t.Context(), FormatIDToken, tt.token, nil)
+		_, err := v.Verify(t.Context(), FormatIDToken, tt.token, "as")
 		if err == nil || err.Error() != tt.want {
 			t.Errorf("%s: error %v, want %q", tt.name, err, tt.want)
 		}

@@ -12,9 +12,17 @@
 // token signed with the new key. Such on-demand fetches happen at most once
 // per Config.MinRefresh, measured on Config.Now: a flood of tokens with
 // made-up kids costs the key set's server one request per interval.
-// Concurrent callers share a fetch in progress and its outcome. Until the
-// set was ever fetched (its server was down at start), failed fetches are
-// retried sooner: after 1 s, doubling up to MinRefresh.
+// Concurrent callers share a fetch in progress and its outcome.
+//
+// After a failed fetch (the server was down at start, or is down now and a
+// token names a kid the set lacks), the next on-demand fetch may start
+// Config.RetryInterval (1 s) later instead: callers get ErrUnavailable
+// until then, and the first caller after it fetches again, so a set whose
+// server comes back is usable within about a second of the next token,
+// at the cost of at most one request per second to a server that is
+// failing anyway. The first successful fetch brings back MinRefresh. The
+// first failure in a row is logged as a warning, the others at debug
+// level, and the recovery at info level.
 //
 // A fetch, once started, is not interrupted by the caller that started it:
 // a caller whose context ends stops waiting, and the fetch goes on for the
@@ -53,6 +61,7 @@ import (
 const (
 	DefaultRefreshInterval = 15 * time.Minute
 	DefaultMinRefresh      = 30 * time.Second
+	DefaultRetryInterval   = time.Second
 	defaultHTTPTimeout     = 10 * time.Second
 )
 
@@ -102,13 +111,17 @@ type Config struct {
 	// RefreshInterval is how often the set is fetched in the background
 	// (default DefaultRefreshInterval). It is measured on the real clock.
 	RefreshInterval time.Duration
-	// MinRefresh is the least time between two on-demand fetches (default
-	// DefaultMinRefresh).
+	// MinRefresh is the least time between two on-demand fetches after a
+	// successful one (default DefaultMinRefresh).
 	MinRefresh time.Duration
+	// RetryInterval is the least time between two on-demand fetches after
+	// a failed one (default DefaultRetryInterval, at most MinRefresh).
+	RetryInterval time.Duration
 	// Now is the clock of the on-demand rate limit; nil means time.Now.
 	Now func() time.Time
-	// Logger receives fetch failures (warnings) and fetches (debug); nil
-	// means none. Give it fields that name the set's owner.
+	// Logger receives the first failed fetch of a run (warning), the
+	// others (debug), the recovery (info) and fetches (debug); nil means
+	// none. Give it fields that name the set's owner.
 	Logger *zap.Logger
 }
 
@@ -164,6 +177,7 @@ type Set struct {
 	http            *http.Client
 	refreshInterval time.Duration
 	minRefresh      time.Duration
+	retryInterval   time.Duration
 	now             func() time.Time
 	log             *zap.Logger
 
@@ -202,6 +216,7 @@ func New(ctx context.Context, cfg Config) (*Set, error) {
 		http:             cfg.HTTPClient,
 		refreshInterval:  cfg.RefreshInterval,
 		minRefresh:       cfg.MinRefresh,
+		retryInterval:    cfg.RetryInterval,
 		now:              cfg.Now,
 		log:              cfg.Logger,
 		backgroundFailed: make(chan error, 1),
@@ -215,6 +230,10 @@ func New(ctx context.Context, cfg Config) (*Set, error) {
 	if s.minRefresh <= 0 {
 		s.minRefresh = DefaultMinRefresh
 	}
+	if s.retryInterval <= 0 {
+		s.retryInterval = DefaultRetryInterval
+	}
+	s.retryInterval = min(s.retryInterval, s.minRefresh)
 	if s.now == nil {
 		s.now = time.Now
 	}
@@ -283,9 +302,8 @@ func (s *Set) Key(ctx context.Context, h Header) (jwk.Key, error) {
 }
 
 // Refresh fetches the set now, unless a fetch started less than
-// MinRefresh ago (or sooner, while the set was never fetched): then it
-// returns the outcome of that fetch, sharing it if it is still in
-// progress. An error matches ErrUnavailable; when ctx ends first, it also
+// MinRefresh ago (RetryInterval, if that fetch failed): then it returns
+// the outcome of that fetch, sharing it if it is still in progress. An error matches ErrUnavailable; when ctx ends first, it also
 // wraps ctx's error.
 func (s *Set) Refresh(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
@@ -309,7 +327,7 @@ func (s *Set) fetch() error {
 		return fmt.Errorf("%w: %w", ErrUnavailable, errClosed)
 	}
 	now := s.now()
-	if !s.lastAttempt.IsZero() && now.Sub(s.lastAttempt) < s.retryInterval() {
+	if !s.lastAttempt.IsZero() && now.Sub(s.lastAttempt) < s.nextFetchAfter() {
 		err := s.lastErr
 		s.mu.Unlock()
 		return err
@@ -327,26 +345,34 @@ func (s *Set) fetch() error {
 	defer s.mu.Unlock()
 	if err != nil {
 		s.failures++
-		if !logged {
-			s.log.Warn("fetching the key set failed", zap.String("jwks_uri", u), zap.Error(err))
+		switch {
+		case logged:
+		case s.failures == 1:
+			s.log.Warn("fetching the key set failed; retrying on demand", zap.String("jwks_uri", u), zap.Error(err))
+		default:
+			s.log.Debug("fetching the key set failed again", zap.String("jwks_uri", u), zap.Int("failures", s.failures), zap.Error(err))
 		}
 		s.lastErr = fmt.Errorf("%w: %w", ErrUnavailable, err)
 		return s.lastErr
 	}
+	if s.failures > 0 {
+		s.log.Info("fetched the key set again", zap.String("jwks_uri", u), zap.Int("failures", s.failures))
+	} else {
+		s.log.Debug("fetched the key set", zap.String("jwks_uri", u))
+	}
 	s.failures = 0
 	s.lastErr = nil
-	s.log.Debug("fetched the key set", zap.String("jwks_uri", u))
 	return nil
 }
 
-// retryInterval is how long after a fetch another may start: MinRefresh,
-// or while no set was ever fetched, 1 s doubling with each failure up to
-// MinRefresh. It is called with mu held.
-func (s *Set) retryInterval() time.Duration {
-	if s.current() != nil {
-		return s.minRefresh
+// nextFetchAfter is how long after the last fetch started another may:
+// RetryInterval if it failed, MinRefresh if it succeeded. It is called
+// with mu held.
+func (s *Set) nextFetchAfter() time.Duration {
+	if s.lastErr != nil {
+		return s.retryInterval
 	}
-	return min(time.Second<<min(s.failures, 10), s.minRefresh)
+	return s.minRefresh
 }
 
 // sync fetches the set. The first time, it resolves the URL if needed,

@@ -177,11 +177,15 @@ func ErrInvalidRequest(format string, args ...any) *Error {
 	return New(InvalidRequest).WithDescription(fmt.Sprintf(format, args...))
 }
 
-// ErrServer is a 500 server_error: a fault of the server, not of the
-// request. cause is logged, never sent.
+// ErrServer is the answer to a fault of the server, not of the request: a
+// 503 temporarily_unavailable with Retry-After, so that the client tries
+// again instead of changing what it sent. cause is logged, never sent.
 func ErrServer(desc string, cause error) *Error {
-	return New(ServerError).WithDescription(desc).WithCause(cause)
+	return ErrUnavailable(desc, serverRetryAfter, cause)
 }
+
+// serverRetryAfter is the Retry-After of ErrServer, in seconds.
+const serverRetryAfter = 1
 
 // ErrUnavailable is a 503 temporarily_unavailable with Retry-After: the
 // server cannot answer now, and the client should try again later rather
@@ -217,7 +221,7 @@ func AsError(err error) *Error {
 }
 
 // WriteError writes err as an error answer (AsError), with its headers
-// and no caching.
+// and no caching. A server fault is never answered 500.
 func WriteError(w http.ResponseWriter, err error) {
 	e := AsError(err)
 	h := w.Header()

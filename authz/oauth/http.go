@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"unicode/utf8"
 )
 
 // MaxBodyBytes bounds every request body read by ReadForm and ReadJSON.
@@ -25,7 +26,8 @@ func NoStore(h http.Header) {
 func WriteJSON(w http.ResponseWriter, status int, v any) {
 	body, err := json.Marshal(v)
 	if err != nil {
-		status, body = http.StatusInternalServerError, []byte(`{"error":"server_error"}`)
+		status, body = http.StatusServiceUnavailable, []byte(`{"error":"temporarily_unavailable"}`)
+		w.Header().Set("Retry-After", "1")
 	}
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
@@ -92,6 +94,11 @@ func ReadJSON(w http.ResponseWriter, r *http.Request, v any) error {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
 	if err != nil {
 		return ErrInvalidRequest("the body is too large or unreadable")
+	}
+	if !utf8.Valid(body) {
+		// RFC 8259 section 8.1; encoding/json would turn the bad bytes
+		// into U+FFFD silently.
+		return ErrInvalidRequest("the body is not valid UTF-8")
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		return ErrInvalidRequest("the body is not valid JSON for this endpoint: %s", jsonProblem(err))

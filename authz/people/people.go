@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -130,13 +131,17 @@ type Site struct {
 }
 
 // CheckUsers reports the first thing wrong with the local users: a name
-// that is empty, too long, has spaces or is repeated, a password hash that
-// is not a valid bcrypt hash. The Caddy configuration checks users with it
-// at load, and New again.
-func CheckUsers(users []User) error {
+// that is empty, too long, has spaces, is repeated or is the id of one of
+// clientIDs, a password hash that is not a valid bcrypt hash. The Caddy
+// configuration checks users with it at load, and New again.
+func CheckUsers(users []User, clientIDs []string) error {
 	seen := make(map[string]bool, len(users))
 	for _, u := range users {
 		switch {
+		case slices.Contains(clientIDs, u.Name):
+			// A person named like a client would be taken for it where
+			// subjects and client ids meet (a PAT's subject, the history).
+			return fmt.Errorf("user %q: a client has the same id; give the user another name", u.Name)
 		case !authz.ValidSubject(u.Name) || strings.ContainsAny(u.Name, " \t\r\n"):
 			return fmt.Errorf("user %q: a user name is 1 to %d characters without spaces", u.Name, authz.MaxSubjectLen)
 		case seen[u.Name]:
@@ -166,7 +171,7 @@ func New(ctx context.Context, as *authz.Server, st store.Records, cfg Config) (*
 	if !secure && !urlcheck.Loopback(u.Hostname()) {
 		return nil, errors.New("login needs an https issuer (plain http only on a loopback host): passwords and session cookies would travel in clear text")
 	}
-	if err := CheckUsers(cfg.Users); err != nil {
+	if err := CheckUsers(cfg.Users, as.ClientIDs()); err != nil {
 		return nil, err
 	}
 	s := &Site{

@@ -10,7 +10,8 @@
 // over plain HTTP on the loopback interface. Tokens are signed with the
 // current key; Rotate replaces it. Close takes the provider off the network
 // (connections are refused) and Reopen brings it back at the same address,
-// so the issuer URL stays valid.
+// so the issuer URL stays valid; Fail makes it answer an error status while
+// it stays reachable.
 package claimtokentest
 
 import (
@@ -45,6 +46,7 @@ type Provider struct {
 	issuer string
 	key    *signingKey
 
+	failStatus        atomic.Int64 // non-zero: every request answers it
 	jwksRequests      atomic.Int64
 	discoveryRequests atomic.Int64
 }
@@ -139,6 +141,10 @@ func (p *Provider) Close() {
 		srv.Close()
 	}
 }
+
+// Fail makes the provider answer every request (discovery and key set)
+// with status, counting them as usual; Fail(0) makes it serve again.
+func (p *Provider) Fail(status int) { p.failStatus.Store(int64(status)) }
 
 // Reopen brings a closed provider back at the same address.
 func (p *Provider) Reopen(t testing.TB) {
@@ -333,8 +339,19 @@ func (p *Provider) SignWith(t testing.TB, claims map[string]any, opts ...SignOpt
 
 func (p *Provider) handler() http.Handler {
 	mux := http.NewServeMux()
+	failing := func(w http.ResponseWriter) bool {
+		status := int(p.failStatus.Load())
+		if status == 0 {
+			return false
+		}
+		http.Error(w, http.StatusText(status), status)
+		return true
+	}
 	mux.HandleFunc("GET /.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
 		p.discoveryRequests.Add(1)
+		if failing(w) {
+			return
+		}
 		iss := p.issuer
 		if p.discoveryIssuer != "" {
 			iss = p.discoveryIssuer
@@ -349,6 +366,9 @@ func (p *Provider) handler() http.Handler {
 	})
 	mux.HandleFunc("GET /jwks", func(w http.ResponseWriter, r *http.Request) {
 		p.jwksRequests.Add(1)
+		if failing(w) {
+			return
+		}
 		p.mu.Lock()
 		key := p.key
 		p.mu.Unlock()
