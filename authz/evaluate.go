@@ -135,6 +135,9 @@ func (s *Server) assess(ctx context.Context, g *grantState, perms []requestedPer
 			out.askOwner = append(out.askOwner, requestedPermission{res: p.res, scopes: ask})
 		}
 	}
+	if s.asksForClaims(g, out) {
+		markAskedForClaims(history)
+	}
 	return out, nil
 }
 

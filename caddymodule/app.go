@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"path/filepath"
 	"slices"
@@ -21,6 +22,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-uma/caddy-uma/authz"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
@@ -437,7 +439,10 @@ func (a *App) Start() error {
 			Users:      a.users(),
 			OIDC:       a.loginOIDC,
 			SessionTTL: time.Duration(a.SessionTTL),
-			Logger:     a.logger,
+			// Failed logins are counted per client: Caddy's client_ip, the
+			// real client behind the server's trusted_proxies.
+			ClientAddress: clientIP,
+			Logger:        a.logger,
 		})
 		if err != nil {
 			_ = srv.Close()
@@ -553,4 +558,12 @@ func (a *App) registration() *authz.Registration {
 		return nil
 	}
 	return &authz.Registration{InitialAccessToken: a.dcrToken}
+}
+
+// clientIP is the client address Caddy established for a request: the
+// connection's peer, or, from a proxy listed in the server's
+// trusted_proxies, the client its headers name. Empty outside Caddy.
+func clientIP(r *http.Request) string {
+	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	return ip
 }
