@@ -1,6 +1,7 @@
 // Package store defines everything caddy-uma persists, independent of the
-// database that holds it. Backends live in sub-packages (store/badgerstore)
-// and are checked by the backend-independent suite in store/storetest.
+// database that holds it. Backends live in sub-packages (store/badgerstore,
+// store/pgstore) and are checked by the backend-independent suite in
+// store/storetest.
 //
 // Two shapes of data are stored:
 //
@@ -18,11 +19,20 @@
 // A store whose disk is (nearly) full refuses writes with ErrNoSpace instead
 // of failing in a way that takes the process down, keeps answering reads,
 // and accepts writes again by itself once space is freed. The write methods
-// are Put, Insert, PutAll, Take, Delete, CreateResource, UpdateResource and
-// DeleteResource: each may return ErrNoSpace when it would have written
-// something, and then wrote nothing. A call that would write nothing answers
-// as usual (Take of a missing key ErrNotFound, Insert over a live record
-// ErrExists, ...). Get, List, GetResource and ListResources never return it.
+// are Put, Insert, PutAll, Swap, Take, Delete, CreateResource,
+// UpdateResource, SwapResource and DeleteResource: each may return
+// ErrNoSpace when it would have written something, and then wrote nothing.
+// A call that would write nothing answers as usual (Take of a missing key
+// ErrNotFound, Insert over a live record ErrExists, Swap from a value that
+// is not the live one ErrConflict, ...). Get, List, GetResource,
+// ListResources and Watch never return it.
+//
+// Several stores may share one database (several nodes on PostgreSQL).
+// What one of them writes, every other one reads at once: there is no cache
+// between a method and the database. Conditional writes (Insert, Take, Swap,
+// SwapResource, CreateResource) decide across all of them, and the change
+// feed (Changes) tells each store's watchers what any of them wrote, for the
+// caches of the caller.
 package store
 
 import (
@@ -47,12 +57,29 @@ var (
 	// working meanwhile. Callers should answer "try again later" (a 503 or
 	// 507 with Retry-After), not treat the request as wrong.
 	ErrNoSpace = errors.New("store: not enough free disk space to write")
+	// ErrConflict means that a conditional write (Swap, SwapResource) found
+	// another live value than the one it was told to replace, and wrote
+	// nothing. The caller reads the value again, redoes its change on it
+	// and tries again, or gives up.
+	ErrConflict = errors.New("store: conflict: the value changed")
+	// ErrUnchangedVersion means that SwapResource was given a resource
+	// whose UpdatedAt is not after the version it replaces: a mistake of
+	// the caller, never a race. Nothing was written.
+	ErrUnchangedVersion = errors.New("store: the new UpdatedAt is not after the one it replaces")
 )
+
+// ResourcesNamespace is the namespace that stands for the resources in the
+// change feed (Changes.Watch, Change.Namespace): the change of a resource
+// comes as Change{Namespace: ResourcesNamespace, Key: its ID}. No record
+// can live in it: record namespaces that start with a NUL byte are
+// refused by every backend.
+const ResourcesNamespace = "\x00resources"
 
 // Store is the whole persistence interface of caddy-uma.
 type Store interface {
 	Resources
 	Records
+	Changes
 	// Close releases the database. It is safe to call more than once.
 	Close() error
 }
@@ -98,6 +125,27 @@ type Resources interface {
 	// UpdateResource replaces the resource with r.ID, or returns ErrNotFound.
 	// Changing ResourceServer or Owner moves it between their indexes.
 	UpdateResource(ctx context.Context, r Resource) error
+	// SwapResource replaces the resource with r.ID, as UpdateResource does,
+	// only if the stored resource's UpdatedAt equals prevUpdatedAt: a
+	// compare-and-swap on the last update, for a read-modify-write that no
+	// concurrent writer (on any store of the database) can undo. It returns
+	// ErrNotFound if no resource has that ID, and ErrConflict, writing
+	// nothing, if its UpdatedAt is another.
+	//
+	// Times are compared at the precision the backend keeps (Badger: the
+	// nanosecond; PostgreSQL: the microsecond, dropping the nanoseconds of
+	// both times), so prevUpdatedAt may be the UpdatedAt the caller wrote or
+	// the one it read back. r.UpdatedAt is the new version and must be
+	// after prevUpdatedAt at that precision: set it to the later of now and
+	// prevUpdatedAt plus a microsecond. Otherwise SwapResource fails with
+	// ErrUnchangedVersion without writing: an unchanged version would let a
+	// second writer from the same version win too.
+	//
+	// Of concurrent SwapResource calls from the same prevUpdatedAt, on any
+	// stores of the database, exactly one succeeds and the others return
+	// ErrConflict. UpdateResource and DeleteResource do not check the
+	// version: a caller that needs the check uses SwapResource throughout.
+	SwapResource(ctx context.Context, r Resource, prevUpdatedAt time.Time) error
 	// DeleteResource removes the resource, or returns ErrNotFound.
 	DeleteResource(ctx context.Context, id string) error
 	// ListResources returns the resources matching q, sorted by ID.
@@ -119,12 +167,26 @@ type Write struct {
 	Value     []byte
 	// ExpiresAt is when the record stops being visible; zero means never.
 	ExpiresAt time.Time
+	// Delete makes the write remove the record (Value and ExpiresAt are
+	// ignored). A missing record is not an error: the write then does
+	// nothing.
+	Delete bool
 }
 
 // Records is a namespaced key-value store with expiry. A record whose
 // ExpiresAt has passed is invisible to every method, as if it were deleted,
 // and its space is reclaimed by the backend in the background. Backends
-// may round expiry up to the next whole second, never down.
+// may round expiry up to the next whole second, never down. Whether a
+// record has expired is decided by the store's clock (each backend takes
+// one in its options, time.Now by default): give it the caller's clock, so
+// that both agree.
+//
+// A live record's value, as Get, Take and List return it, is never nil:
+// an empty value is an empty, non-nil slice, so that a value read can be
+// passed back to Swap as the old one.
+//
+// Record namespaces must not start with a NUL byte (see
+// ResourcesNamespace).
 type Records interface {
 	// Put stores value under (namespace, key), replacing any previous value.
 	// A zero expiresAt means the record never expires.
@@ -134,8 +196,24 @@ type Records interface {
 	// key, exactly one succeeds.
 	Insert(ctx context.Context, namespace, key string, value []byte, expiresAt time.Time) error
 	// PutAll stores several records in one durable commit: all of them, or
-	// none if it fails. Each replaces any previous value under its key.
+	// none if it fails. Each replaces any previous value under its key, or,
+	// with Delete, removes it. Writes are applied in order: of two writes
+	// of one key, the later wins.
 	PutAll(ctx context.Context, writes []Write) error
+	// Swap replaces the live value under (namespace, key) with value only
+	// if the live value equals old, byte for byte: a compare-and-swap. A
+	// nil old means that no live record may exist (an expired one counts
+	// as none): Swap then inserts. A nil value deletes the record (an
+	// empty, non-nil value stores an empty value); expiresAt is the new
+	// record's, zero for never. With both nil, Swap writes nothing and
+	// only checks that no live record exists.
+	//
+	// If the live value is another (or a record exists where old is nil,
+	// or none where old is not), Swap writes nothing and returns
+	// ErrConflict: never ErrExists or ErrNotFound. Of concurrent Swaps from
+	// the same old value, on any stores of the database, exactly one
+	// succeeds; the others return ErrConflict.
+	Swap(ctx context.Context, namespace, key string, old, value []byte, expiresAt time.Time) error
 	// Get returns the live value under (namespace, key), or ErrNotFound.
 	Get(ctx context.Context, namespace, key string) ([]byte, error)
 	// Take returns the live value under (namespace, key) and deletes it in
@@ -147,4 +225,74 @@ type Records interface {
 	// List returns the live records of a namespace whose keys start with
 	// prefix, sorted by key, at most limit of them (limit <= 0: all).
 	List(ctx context.Context, namespace, prefix string, limit int) ([]Record, error)
+}
+
+// Changes is the change feed of a store: it tells callers that cache what
+// the store holds which records and resources changed, whoever changed
+// them.
+type Changes interface {
+	// Watch calls fn with every change of a record in one of namespaces,
+	// and of a resource when namespaces holds ResourcesNamespace, made
+	// through any store on the same database (on PostgreSQL: by every
+	// process and node that shares it), this one included, until ctx ends
+	// or the store is closed.
+	//
+	// A change is a committed write of a record or resource: Put, Insert,
+	// Swap, Take, Delete, every write of PutAll (deletes too),
+	// CreateResource, UpdateResource, SwapResource and DeleteResource. A
+	// call that fails (ErrExists, ErrConflict, ErrNotFound, ErrNoSpace,
+	// ...) wrote nothing and is not reported. Expiry is not a change: a
+	// record that expires is not reported, nor is the backend's removal
+	// of expired records. A change may be reported that left the value as
+	// it was (a Put of the same value, a PutAll delete of a missing
+	// record), and a key written several times in one commit may be
+	// reported once. Change carries no value: the watcher reads it.
+	//
+	// Watch returns once the subscription is established, so that every
+	// change committed after Watch returns is delivered, or else fn gets a
+	// Resync after that change was committed. It returns an error, and fn
+	// is never called, if the subscription cannot be established: ctx
+	// ended, the store is closed, the database cannot be reached within the
+	// store's query timeout, or namespaces is empty.
+	//
+	// Delivery: fn is called from one goroutine per Watch, one call at a
+	// time, with each change after it is visible to reads on every store of
+	// the database (a Get made in fn sees it or something later), in commit
+	// order for each key. Changes wait for fn in a queue of at most
+	// FeedQueueSize: fn must not block for long (it may read the store;
+	// hand anything slower to another goroutine). A queue that overflows is
+	// emptied and replaced by one Resync, so that writers never wait for
+	// watchers. fn is not called after ctx has ended (a call in progress
+	// finishes).
+	//
+	// Resync means that changes may have been missed (the queue overflowed,
+	// or the connection to the database was lost and is back): reload
+	// everything cached from the watched namespaces. A reload that starts
+	// after fn got the Resync sees every change committed before it, and
+	// every change committed after the Resync was queued is delivered
+	// after it. A Resync may come without a cause the watcher can see
+	// (pgstore sends one a minute after the first Watch of a namespace on
+	// a database): it is always safe to follow.
+	//
+	// Interrupted means that the feed has stopped (the connection to the
+	// database is lost): changes committed from then on are not delivered
+	// until a Resync comes. A cache that must bound its staleness counts it
+	// from the moment of the Interrupted, less the time the backend takes
+	// to notice the loss (pgstore: 2 × Options.FeedCheckInterval). A
+	// backend in one process (Badger) is never interrupted.
+	Watch(ctx context.Context, fn func(Change), namespaces ...string) error
+}
+
+// Change is one event of the change feed (see Changes.Watch): a change of
+// the record (Namespace, Key) or of the resource Key (Namespace is
+// ResourcesNamespace), or, with an empty Namespace and Key, a Resync or an
+// Interrupted.
+type Change struct {
+	Namespace string
+	Key       string
+	// Resync means that changes may have been missed: reload everything
+	// cached from the watched namespaces.
+	Resync bool
+	// Interrupted means that the feed has stopped until a Resync comes.
+	Interrupted bool
 }

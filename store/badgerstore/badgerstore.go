@@ -6,7 +6,12 @@
 // (by resource server, by owner, by both) written in the same transaction
 // as the resource. Records expire through Badger's TTL, rounded up to whole
 // seconds, and through a check of their exact expiry on every read, so a
-// record is never visible once its ExpiresAt has passed.
+// record is never visible once its ExpiresAt has passed by the store's
+// clock (Options.Now).
+//
+// The change feed (Watch) is in-process: the directory lock keeps every
+// other process out, so each write method publishes its changes to the
+// store's watchers once its transaction has committed.
 //
 // Badger takes an exclusive lock on its directory, even within one process:
 // open a directory once and share the *Store (Open returns ErrLocked for a
@@ -150,6 +155,12 @@ type Options struct {
 	// It is ignored in memory. A smaller minimum suits a small database (the
 	// writes Badger defers are at most about the size of the database).
 	MinFreeSpace int64
+	// Now is the clock that expiry is compared with: the authorization
+	// server's. Nil means time.Now. Badger drops expired entries by the
+	// real clock; with a clock behind it, the store moves each record's
+	// Badger TTL later by the difference at the time of the write, so that
+	// Badger never drops what this clock still sees live.
+	Now func() time.Time
 }
 
 // Store is a store.Store on Badger. Its methods are safe for concurrent use.
@@ -163,6 +174,11 @@ type Store struct {
 	// valueLogGC runs one value-log garbage collection (db.RunValueLogGC;
 	// tests count the runs).
 	valueLogGC func(discardRatio float64) error
+	// now is the clock of expiry; ownClock is set when it is not time.Now.
+	now      func() time.Time
+	ownClock bool
+	// feed delivers the committed changes to the watchers.
+	feed store.Feed
 
 	// resourceLocks serialize the writes of one resource id, so that
 	// concurrent writers of a resource wait for each other instead of
@@ -233,6 +249,11 @@ func Open(opts Options) (*Store, error) {
 		space:        space,
 		valueLogGC:   db.RunValueLogGC,
 		lockSeed:     maphash.MakeSeed(),
+		now:          opts.Now,
+		ownClock:     opts.Now != nil,
+	}
+	if s.now == nil {
+		s.now = time.Now
 	}
 	if opts.InMemory {
 		s.maxValueSize = maxValueSizeInMemory
@@ -304,9 +325,9 @@ func checkFormat(db *badger.DB) error {
 	})
 }
 
-// Close stops the garbage collection, waits for the calls in flight and
-// closes the database. Later calls of any method return store.ErrClosed;
-// later calls of Close return nil.
+// Close stops the garbage collection, waits for the calls in flight, ends
+// the watchers and closes the database. Later calls of any method return
+// store.ErrClosed; later calls of Close return nil.
 //
 // Badger's Close writes the memtable into a table file. If the disk has no
 // room for it, Close leaves the database open instead (a write into a full
@@ -318,6 +339,7 @@ func (s *Store) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
 		s.gate.Close()
+		s.feed.Close()
 		if s.stopGC != nil {
 			close(s.stopGC)
 			<-s.gcDone
@@ -357,6 +379,23 @@ func (s *Store) update(fn func(txn *badger.Txn) error) error {
 		// Spread the retries of colliding writers.
 		time.Sleep(time.Duration(rand.Int64N(int64(attempt) * int64(time.Millisecond))))
 	}
+}
+
+// Watch calls fn with the changes of the records of namespaces, and of the
+// resources for store.ResourcesNamespace, that this store commits, until
+// ctx ends or the store is closed (see store.Changes). It is established
+// when it returns; the feed is never interrupted, and a Resync comes only
+// when fn falls store.FeedQueueSize changes behind.
+func (s *Store) Watch(ctx context.Context, fn func(store.Change), namespaces ...string) error {
+	const op = "watching changes"
+	if err := s.enter(ctx); err != nil {
+		return wrap(op, err)
+	}
+	defer s.leave()
+	if _, err := s.feed.Add(ctx, fn, namespaces); err != nil {
+		return wrap(op, err)
+	}
+	return nil
 }
 
 // lockResource locks the writes of resource id and returns the unlock

@@ -51,6 +51,19 @@ func TestDurability(t *testing.T) {
 	})
 }
 
+// TestClock checks that expiry is decided by Options.Now, to the
+// nanosecond, even when it runs long behind the real clock by which Badger
+// drops entries.
+func TestClock(t *testing.T) {
+	storetest.RunClock(t, func(t *testing.T, now func() time.Time) store.Store {
+		s, err := Open(Options{Dir: t.TempDir(), Now: now})
+		if err != nil {
+			t.Fatalf("Open: %v", err)
+		}
+		return s
+	})
+}
+
 func TestOpenOptions(t *testing.T) {
 	tests := []struct {
 		name string

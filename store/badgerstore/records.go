@@ -1,9 +1,11 @@
 package badgerstore
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -19,14 +21,14 @@ func (s *Store) Put(ctx context.Context, namespace, key string, value []byte, ex
 		return wrap(op, err)
 	}
 	defer s.leave()
-	e := newRecordEntry(namespace, key, value, expiresAt)
-	if err := s.checkSize(e.Key, e.Value); err != nil {
+	e, err := s.newRecordEntry(namespace, key, value, expiresAt)
+	if err != nil {
 		return wrap(op, fmt.Errorf("namespace %q: %w", namespace, err))
 	}
 	if err := s.space.admit(logBytes(len(e.Key) + len(e.Value))); err != nil {
 		return wrap(op, fmt.Errorf("namespace %q: %w", namespace, err))
 	}
-	err := s.update(func(txn *badger.Txn) error {
+	err = s.update(func(txn *badger.Txn) error {
 		// SetEntry keeps e; give each attempt its own copy.
 		ec := *e
 		return txn.SetEntry(&ec)
@@ -34,10 +36,13 @@ func (s *Store) Put(ctx context.Context, namespace, key string, value []byte, ex
 	if err != nil {
 		return wrap(op, fmt.Errorf("namespace %q: %w", namespace, err))
 	}
+	s.feed.Publish(store.Change{Namespace: namespace, Key: key})
 	return nil
 }
 
-// PutAll stores several records in one synced transaction: all or none.
+// PutAll stores and deletes several records in one synced transaction: all
+// or none. A delete of a missing record writes a tombstone (and is
+// reported to the watchers).
 func (s *Store) PutAll(ctx context.Context, writes []store.Write) error {
 	const op = "putting records"
 	if err := s.enter(ctx); err != nil {
@@ -47,21 +52,39 @@ func (s *Store) PutAll(ctx context.Context, writes []store.Write) error {
 	if len(writes) == 0 {
 		return nil
 	}
-	entries := make([]*badger.Entry, 0, len(writes))
+	// entries[i] is nil for a delete of keys[i].
+	entries := make([]*badger.Entry, len(writes))
+	keys := make([][]byte, len(writes))
 	sizes := make([]int, 0, len(writes))
-	for _, w := range writes {
-		e := newRecordEntry(w.Namespace, w.Key, w.Value, w.ExpiresAt)
-		if err := s.checkSize(e.Key, e.Value); err != nil {
+	changes := make([]store.Change, len(writes))
+	for i, w := range writes {
+		changes[i] = store.Change{Namespace: w.Namespace, Key: w.Key}
+		if w.Delete {
+			keys[i] = recordKey(w.Namespace, w.Key)
+			if err := s.checkSize(keys[i], nil); err != nil {
+				return wrap(op, fmt.Errorf("namespace %q: %w", w.Namespace, err))
+			}
+			sizes = append(sizes, len(keys[i]))
+			continue
+		}
+		e, err := s.newRecordEntry(w.Namespace, w.Key, w.Value, w.ExpiresAt)
+		if err != nil {
 			return wrap(op, fmt.Errorf("namespace %q: %w", w.Namespace, err))
 		}
-		entries = append(entries, e)
+		entries[i] = e
 		sizes = append(sizes, len(e.Key)+len(e.Value))
 	}
 	if err := s.space.admit(logBytes(sizes...)); err != nil {
 		return wrap(op, err)
 	}
 	err := s.update(func(txn *badger.Txn) error {
-		for _, e := range entries {
+		for i, e := range entries {
+			if e == nil {
+				if err := txn.Delete(keys[i]); err != nil {
+					return err
+				}
+				continue
+			}
 			// SetEntry keeps e; give each attempt its own copy.
 			ec := *e
 			if err := txn.SetEntry(&ec); err != nil {
@@ -72,6 +95,71 @@ func (s *Store) PutAll(ctx context.Context, writes []store.Write) error {
 	})
 	if err != nil {
 		return wrap(op, err)
+	}
+	s.feed.Publish(changes...)
+	return nil
+}
+
+// Swap replaces the live value under (namespace, key) with value only if
+// the live value equals old (nil: none may be live), and returns
+// store.ErrConflict otherwise; a nil value deletes. The read and the write
+// are one transaction: a concurrent writer of the key makes Badger abort
+// it, and the retry reads again, so a Swap that lost the race returns
+// store.ErrConflict.
+func (s *Store) Swap(ctx context.Context, namespace, key string, old, value []byte, expiresAt time.Time) error {
+	const op = "swapping record"
+	if err := s.enter(ctx); err != nil {
+		return wrap(op, err)
+	}
+	defer s.leave()
+	k := recordKey(namespace, key)
+	var e *badger.Entry // nil: delete
+	if value != nil {
+		var err error
+		if e, err = s.newRecordEntry(namespace, key, value, expiresAt); err != nil {
+			return wrap(op, fmt.Errorf("namespace %q: %w", namespace, err))
+		}
+	}
+	var wrote bool
+	err := s.update(func(txn *badger.Txn) error {
+		wrote = false
+		cur, err := getLive(txn, k, s.now())
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			if old != nil {
+				return store.ErrConflict
+			}
+			if e == nil {
+				return nil // nothing to delete: a check only
+			}
+		case err != nil:
+			return err
+		case old == nil || !bytes.Equal(cur, old):
+			return store.ErrConflict
+		}
+		if e == nil {
+			if err := s.space.admit(logBytes(len(k))); err != nil {
+				return err
+			}
+			wrote = true
+			return txn.Delete(k)
+		}
+		if err := s.space.admit(logBytes(len(e.Key) + len(e.Value))); err != nil {
+			return err
+		}
+		ec := *e
+		wrote = true
+		return txn.SetEntry(&ec)
+	})
+	if errors.Is(err, badger.ErrConflict) {
+		// Still colliding after the retries: the value keeps changing.
+		err = fmt.Errorf("%w: %w", store.ErrConflict, err)
+	}
+	if err != nil {
+		return wrap(op, fmt.Errorf("namespace %q: %w", namespace, err))
+	}
+	if wrote {
+		s.feed.Publish(store.Change{Namespace: namespace, Key: key})
 	}
 	return nil
 }
@@ -86,12 +174,12 @@ func (s *Store) Insert(ctx context.Context, namespace, key string, value []byte,
 		return wrap(op, err)
 	}
 	defer s.leave()
-	e := newRecordEntry(namespace, key, value, expiresAt)
-	if err := s.checkSize(e.Key, e.Value); err != nil {
+	e, err := s.newRecordEntry(namespace, key, value, expiresAt)
+	if err != nil {
 		return wrap(op, fmt.Errorf("namespace %q: %w", namespace, err))
 	}
-	err := s.db.Update(func(txn *badger.Txn) error {
-		_, err := getLive(txn, e.Key, time.Now())
+	err = s.db.Update(func(txn *badger.Txn) error {
+		_, err := getLive(txn, e.Key, s.now())
 		if err == nil {
 			return store.ErrExists
 		}
@@ -109,6 +197,7 @@ func (s *Store) Insert(ctx context.Context, namespace, key string, value []byte,
 	if err != nil {
 		return wrap(op, fmt.Errorf("namespace %q: %w", namespace, err))
 	}
+	s.feed.Publish(store.Change{Namespace: namespace, Key: key})
 	return nil
 }
 
@@ -122,7 +211,7 @@ func (s *Store) Get(ctx context.Context, namespace, key string) ([]byte, error) 
 	var value []byte
 	err := s.db.View(func(txn *badger.Txn) error {
 		var err error
-		value, err = getLive(txn, recordKey(namespace, key), time.Now())
+		value, err = getLive(txn, recordKey(namespace, key), s.now())
 		return err
 	})
 	if err != nil {
@@ -145,7 +234,7 @@ func (s *Store) Take(ctx context.Context, namespace, key string) ([]byte, error)
 	var value []byte
 	err := s.db.Update(func(txn *badger.Txn) error {
 		var err error
-		value, err = getLive(txn, k, time.Now())
+		value, err = getLive(txn, k, s.now())
 		if err != nil {
 			return err
 		}
@@ -160,6 +249,7 @@ func (s *Store) Take(ctx context.Context, namespace, key string) ([]byte, error)
 	if err != nil {
 		return nil, wrap(op, fmt.Errorf("namespace %q: %w", namespace, err))
 	}
+	s.feed.Publish(store.Change{Namespace: namespace, Key: key})
 	return value, nil
 }
 
@@ -172,7 +262,7 @@ func (s *Store) Delete(ctx context.Context, namespace, key string) error {
 	defer s.leave()
 	k := recordKey(namespace, key)
 	err := s.update(func(txn *badger.Txn) error {
-		if _, err := getLive(txn, k, time.Now()); err != nil {
+		if _, err := getLive(txn, k, s.now()); err != nil {
 			return err
 		}
 		if err := s.space.admit(logBytes(len(k))); err != nil {
@@ -183,6 +273,7 @@ func (s *Store) Delete(ctx context.Context, namespace, key string) error {
 	if err != nil {
 		return wrap(op, fmt.Errorf("namespace %q: %w", namespace, err))
 	}
+	s.feed.Publish(store.Change{Namespace: namespace, Key: key})
 	return nil
 }
 
@@ -197,7 +288,7 @@ func (s *Store) List(ctx context.Context, namespace, prefix string, limit int) (
 	defer s.leave()
 	scan := recordKey(namespace, prefix)
 	keyStart := len(scan) - len(prefix)
-	now := time.Now()
+	now := s.now()
 	var list []store.Record
 	err := s.db.View(func(txn *badger.Txn) error {
 		opts := badger.DefaultIteratorOptions
@@ -237,11 +328,35 @@ func (s *Store) List(ctx context.Context, namespace, prefix string, limit int) (
 	return list, nil
 }
 
-// newRecordEntry builds the Badger entry of a record. The value is copied.
-func newRecordEntry(namespace, key string, value []byte, expiresAt time.Time) *badger.Entry {
+// errReservedNamespace refuses a record namespace that starts with NUL,
+// such as store.ResourcesNamespace.
+var errReservedNamespace = errors.New("record namespaces must not start with a NUL byte")
+
+// newRecordEntry builds the Badger entry of a record written now, checking
+// its namespace and size. The value is copied.
+func (s *Store) newRecordEntry(namespace, key string, value []byte, expiresAt time.Time) (*badger.Entry, error) {
+	if strings.HasPrefix(namespace, "\x00") {
+		return nil, errReservedNamespace
+	}
 	e := badger.NewEntry(recordKey(namespace, key), encodeRecord(value, expiresAt))
-	e.ExpiresAt = badgerExpiry(expiresAt)
-	return e
+	if err := s.checkSize(e.Key, e.Value); err != nil {
+		return nil, err
+	}
+	e.ExpiresAt = badgerExpiry(s.ttlExpiry(expiresAt))
+	return e, nil
+}
+
+// ttlExpiry is when Badger may drop a record that expires at expiresAt by
+// the store's clock: expiresAt, moved later by how far a clock of its own
+// runs behind the real one, by which Badger drops entries.
+func (s *Store) ttlExpiry(expiresAt time.Time) time.Time {
+	if !s.ownClock || expiresAt.IsZero() {
+		return expiresAt
+	}
+	if lag := time.Since(s.now()); lag > 0 {
+		return expiresAt.Add(lag)
+	}
+	return expiresAt
 }
 
 // getLive reads the record under k and returns a copy of its value, or

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -43,6 +44,7 @@ func (s *Store) CreateResource(ctx context.Context, r store.Resource) error {
 	if err != nil {
 		return wrap(op, fmt.Errorf("%q: %w", r.ID, err))
 	}
+	s.publishResource(r.ID)
 	return nil
 }
 
@@ -68,7 +70,29 @@ func (s *Store) GetResource(ctx context.Context, id string) (store.Resource, err
 // UpdateResource replaces the resource with r.ID, moving its index entries
 // if its resource server or owner changed, or returns store.ErrNotFound.
 func (s *Store) UpdateResource(ctx context.Context, r store.Resource) error {
-	const op = "updating resource"
+	return s.replaceResource(ctx, "updating resource", r, nil)
+}
+
+// SwapResource replaces the resource with r.ID as UpdateResource does, only
+// if its stored UpdatedAt equals prevUpdatedAt to the nanosecond (the
+// store keeps the nanoseconds), and returns store.ErrConflict otherwise.
+// r.UpdatedAt must be after prevUpdatedAt.
+func (s *Store) SwapResource(ctx context.Context, r store.Resource, prevUpdatedAt time.Time) error {
+	const op = "swapping resource"
+	if !r.UpdatedAt.After(prevUpdatedAt) {
+		return wrap(op, fmt.Errorf("%q: %w", r.ID, store.ErrUnchangedVersion))
+	}
+	return s.replaceResource(ctx, op, r, func(old store.Resource) error {
+		if !old.UpdatedAt.Equal(prevUpdatedAt) {
+			return store.ErrConflict
+		}
+		return nil
+	})
+}
+
+// replaceResource replaces the resource with r.ID if check, when not nil,
+// accepts the stored one, or returns store.ErrNotFound.
+func (s *Store) replaceResource(ctx context.Context, op string, r store.Resource, check func(old store.Resource) error) error {
 	if err := s.enter(ctx); err != nil {
 		return wrap(op, err)
 	}
@@ -82,6 +106,11 @@ func (s *Store) UpdateResource(ctx context.Context, r store.Resource) error {
 		old, err := getResource(txn, r.ID)
 		if err != nil {
 			return err
+		}
+		if check != nil {
+			if err := check(old); err != nil {
+				return err
+			}
 		}
 		changed := []store.Resource{r}
 		moved := old.ResourceServer != r.ResourceServer || old.Owner != r.Owner
@@ -101,6 +130,7 @@ func (s *Store) UpdateResource(ctx context.Context, r store.Resource) error {
 	if err != nil {
 		return wrap(op, fmt.Errorf("%q: %w", r.ID, err))
 	}
+	s.publishResource(r.ID)
 	return nil
 }
 
@@ -129,7 +159,14 @@ func (s *Store) DeleteResource(ctx context.Context, id string) error {
 	if err != nil {
 		return wrap(op, fmt.Errorf("%q: %w", id, err))
 	}
+	s.publishResource(id)
 	return nil
+}
+
+// publishResource tells the watchers of store.ResourcesNamespace that the
+// resource id changed.
+func (s *Store) publishResource(id string) {
+	s.feed.Publish(store.Change{Namespace: store.ResourcesNamespace, Key: id})
 }
 
 // ListResources returns the resources matching q, sorted by ID in byte

@@ -15,9 +15,15 @@
 //     expiry is rounded up to the next microsecond, never down. Expired
 //     rows are invisible at once and purged in the background a minute
 //     after their expiry (purgeDelay), in bounded batches, by every node.
-//   - PutAll is one transaction.
+//   - PutAll is one transaction. Swap and SwapResource are one statement
+//     each, whose WHERE compares the value or the version: of concurrent
+//     calls from one value, on any nodes, the first to commit wins.
 //   - Orders are byte orders: keys, ids and namespaces are stored with the
 //     "C" collation.
+//   - The change feed (Watch) hears every node: triggers NOTIFY each change
+//     in the transaction of its write, and each store LISTENs on one
+//     connection of its own, outside the pool, opened at its first Watch
+//     (see feed.go).
 //
 // PostgreSQL text holds no NUL bytes and only valid UTF-8, so ids, keys,
 // namespaces and the text of resources must be valid UTF-8 without NUL; a
@@ -44,6 +50,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.uber.org/zap"
@@ -86,8 +93,14 @@ type Options struct {
 	// repeats statements until it finds fewer. Zero means
 	// DefaultPurgeBatch.
 	PurgeBatch int
-	// Logger receives the warnings of the background purge. Nil means
-	// silent.
+	// FeedCheckInterval is how long the change feed's connection may stay
+	// silent before it is checked with a ping, which must answer within the
+	// same time: a lost connection is noticed within twice this, then
+	// watchers get a store.Change with Interrupted. Zero means
+	// DefaultFeedCheckInterval.
+	FeedCheckInterval time.Duration
+	// Logger receives the warnings of the background purge and of the
+	// change feed. Nil means silent.
 	Logger *zap.Logger
 }
 
@@ -100,6 +113,12 @@ type Store struct {
 	queryTimeout time.Duration
 	purgeBatch   int
 	logger       *zap.Logger
+
+	// feed delivers the changes that listener hears to the watchers.
+	feed     store.Feed
+	listener listener
+	// registrationGrace is feedRegistrationGrace (tests shorten it).
+	registrationGrace time.Duration
 
 	// gate makes Close wait for the calls in flight and later calls fail.
 	gate store.Gate
@@ -124,6 +143,8 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 		purgeBatch:   opts.PurgeBatch,
 		logger:       opts.Logger,
 		purgeDone:    make(chan struct{}),
+
+		registrationGrace: feedRegistrationGrace,
 	}
 	if s.now == nil {
 		s.now = time.Now
@@ -137,6 +158,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if s.logger == nil {
 		s.logger = zap.NewNop()
 	}
+	s.listener.init(s, cfg.ConnConfig, opts.FeedCheckInterval)
 
 	s.pool, err = pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -167,14 +189,18 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	return s, nil
 }
 
-// Close stops the purge, waits for the calls in flight and closes the
-// connections, waiting for that at most the query timeout. Later calls of any method return store.ErrClosed; later
-// calls of Close return nil.
+// Close stops the purge, waits for the calls in flight, ends the watchers
+// and closes the connections, waiting for that at most the query timeout.
+// Later calls of any method return store.ErrClosed; later calls of Close
+// return nil.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
 		s.stopPurge()
 		<-s.purgeDone
+		// A Watch waiting for the listening connection ends now.
+		s.listener.stop()
 		s.gate.Close()
+		s.feed.Close()
 		// pgx gives each connection up to 15 s to say goodbye to a server
 		// that does not answer; the store waits at most the query timeout
 		// and lets the rest finish in the background.
@@ -280,17 +306,27 @@ func (s *Store) purge(ctx context.Context) (int64, error) {
 	}
 }
 
+// purgeBatchOnce runs purgeQuery once, in a transaction that tells the
+// change feed's trigger to keep quiet: expiry is not a change.
 func (s *Store) purgeBatchOnce(ctx context.Context) (int64, error) {
 	ctx, leave, err := s.enter(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer leave()
-	tag, err := s.pool.Exec(ctx, purgeQuery, s.readTime().Add(-purgeDelay), s.purgeBatch)
+	var n int64
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT set_config('caddy_uma.purging', 'on', true)"); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, purgeQuery, s.readTime().Add(-purgeDelay), s.purgeBatch)
+		n = tag.RowsAffected()
+		return err
+	})
 	if err != nil {
 		return 0, mapError(err)
 	}
-	return tag.RowsAffected(), nil
+	return n, nil
 }
 
 // PostgreSQL error codes that map onto the store's errors.

@@ -70,67 +70,9 @@ func TestNodes(t *testing.T) {
 // TestClock checks that expiry is decided by Options.Now, not by the
 // database server's clock, to the microsecond.
 func TestClock(t *testing.T) {
-	var mu sync.Mutex
-	clock := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC) // long before the server's now()
-	now := func() time.Time {
-		mu.Lock()
-		defer mu.Unlock()
-		return clock
-	}
-	set := func(t time.Time) {
-		mu.Lock()
-		clock = t
-		mu.Unlock()
-	}
-	s := openDSN(t, pgtest.DSN(t), Options{Now: now, PurgeInterval: -1})
-	defer s.Close()
-	ctx := t.Context()
-	start := now()
-	exp := start.Add(time.Second)
-	for _, k := range []string{"get", "list", "take", "delete", "insert"} {
-		if err := s.Put(ctx, "n", k, []byte("v"), exp); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Live a microsecond before its expiry, in 2001.
-	set(exp.Add(-time.Microsecond))
-	if _, err := s.Get(ctx, "n", "get"); err != nil {
-		t.Fatalf("Get a microsecond before expiry: %v", err)
-	}
-	if err := s.Insert(ctx, "n", "insert", []byte("new"), time.Time{}); !errors.Is(err, store.ErrExists) {
-		t.Errorf("Insert over the live record: %v, want ErrExists", err)
-	}
-	// Dead at its expiry.
-	set(exp)
-	if _, err := s.Get(ctx, "n", "get"); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("Get at expiry: %v, want ErrNotFound", err)
-	}
-	if list, err := s.List(ctx, "n", "", 0); err != nil || len(list) != 0 {
-		t.Errorf("List at expiry = %d records, %v; want none", len(list), err)
-	}
-	if _, err := s.Take(ctx, "n", "take"); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("Take at expiry: %v, want ErrNotFound", err)
-	}
-	if err := s.Delete(ctx, "n", "delete"); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("Delete at expiry: %v, want ErrNotFound", err)
-	}
-	if err := s.Insert(ctx, "n", "insert", []byte("new"), time.Time{}); err != nil {
-		t.Errorf("Insert over the expired record: %v", err)
-	}
-
-	// An expiry between two microseconds is rounded up, never down.
-	sub := start.Add(time.Hour + 500*time.Nanosecond)
-	if err := s.Put(ctx, "n", "sub", []byte("v"), sub); err != nil {
-		t.Fatal(err)
-	}
-	set(sub.Add(-time.Nanosecond))
-	if _, err := s.Get(ctx, "n", "sub"); err != nil {
-		t.Errorf("Get 1 ns before a sub-microsecond expiry: %v", err)
-	}
-	set(sub.Truncate(time.Microsecond).Add(time.Microsecond))
-	if _, err := s.Get(ctx, "n", "sub"); !errors.Is(err, store.ErrNotFound) {
-		t.Errorf("Get at the rounded expiry: %v, want ErrNotFound", err)
-	}
+	storetest.RunClock(t, func(t *testing.T, now func() time.Time) store.Store {
+		return openDSN(t, pgtest.DSN(t), Options{Now: now, PurgeInterval: -1})
+	})
 }
 
 // rowCount counts the rows of a table in s's schema.
@@ -366,6 +308,14 @@ func stallingServer(t *testing.T, dsn string) string {
 func (p *proxy) stall() {
 	p.mu.Lock()
 	p.stalled = true
+	p.mu.Unlock()
+}
+
+// unstall forwards again, on new connections; the streams of the
+// connections that lost data while stalled are broken.
+func (p *proxy) unstall() {
+	p.mu.Lock()
+	p.stalled = false
 	p.mu.Unlock()
 }
 

@@ -83,7 +83,11 @@ func (s *Store) Put(ctx context.Context, namespace, key string, value []byte, ex
 	return s.execRecord(ctx, "putting record", nil, putQuery, namespace, key, valueParam(value), expiryParam(expiresAt))
 }
 
-// PutAll stores several records in one transaction: all or none.
+// deleteQuery deletes a record, live or not.
+const deleteQuery = `DELETE FROM records WHERE namespace = $1 AND key = $2`
+
+// PutAll stores and deletes several records in one transaction: all or
+// none.
 func (s *Store) PutAll(ctx context.Context, writes []store.Write) error {
 	const op = "putting records"
 	for _, w := range writes {
@@ -102,6 +106,10 @@ func (s *Store) PutAll(ctx context.Context, writes []store.Write) error {
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var batch pgx.Batch
 		for _, w := range writes {
+			if w.Delete {
+				batch.Queue(deleteQuery, w.Namespace, w.Key)
+				continue
+			}
 			batch.Queue(putQuery, w.Namespace, w.Key, valueParam(w.Value), expiryParam(w.ExpiresAt))
 		}
 		return tx.SendBatch(ctx, &batch).Close()
@@ -125,6 +133,41 @@ const insertQuery = `INSERT INTO records AS r (namespace, key, value, expires_at
 func (s *Store) Insert(ctx context.Context, namespace, key string, value []byte, expiresAt time.Time) error {
 	return s.execRecord(ctx, "inserting record", store.ErrExists, insertQuery, namespace, key,
 		valueParam(value), expiryParam(expiresAt), s.readTime())
+}
+
+// Swap replaces the live value under (namespace, key) with value only if
+// the live value equals old (nil: none may be live), and returns
+// store.ErrConflict otherwise; a nil value deletes. Each case is one
+// statement (an insert as Insert's, an UPDATE or a DELETE that compares
+// the value in its WHERE), so of concurrent Swaps from one value, on any
+// nodes, the first to commit wins: the others wait for its row lock, find
+// the new value and change nothing.
+func (s *Store) Swap(ctx context.Context, namespace, key string, old, value []byte, expiresAt time.Time) error {
+	const op = "swapping record"
+	switch {
+	case old == nil && value == nil:
+		_, err := s.readOne(ctx, op, false,
+			`SELECT NULL::bytea FROM records WHERE namespace = $1 AND key = $2 AND `+live, namespace, key)
+		switch {
+		case err == nil:
+			return wrap(op, fmt.Errorf("namespace %q: %w", namespace, store.ErrConflict))
+		case errors.Is(err, store.ErrNotFound):
+			return nil
+		}
+		return err
+	case old == nil:
+		return s.execRecord(ctx, op, store.ErrConflict, insertQuery, namespace, key,
+			value, expiryParam(expiresAt), s.readTime())
+	case value == nil:
+		return s.execRecord(ctx, op, store.ErrConflict,
+			`DELETE FROM records WHERE namespace = $1 AND key = $2 AND `+live+` AND value = $4`,
+			namespace, key, s.readTime(), old)
+	default:
+		return s.execRecord(ctx, op, store.ErrConflict,
+			`UPDATE records SET value = $4, expires_at = $5
+			WHERE namespace = $1 AND key = $2 AND `+live+` AND value = $6`,
+			namespace, key, s.readTime(), value, expiryParam(expiresAt), old)
+	}
 }
 
 // Get returns the live value under (namespace, key), or store.ErrNotFound.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -88,13 +89,56 @@ func (s *Store) GetResource(ctx context.Context, id string) (store.Resource, err
 	return store.Resource{}, wrap(op, fmt.Errorf("%q: %w", id, err))
 }
 
+// updateResource is the UPDATE of a resource with the parameters of
+// resourceArgs.
+const updateResource = `UPDATE resources SET
+	resource_server = $2, owner = $3, name = $4, type = $5, description = $6, icon_uri = $7,
+	scopes = $8, uris = $9, created_at = $10, updated_at = $11
+	WHERE id = $1`
+
 // UpdateResource replaces the resource with r.ID, or returns
 // store.ErrNotFound. The indexes follow the row.
 func (s *Store) UpdateResource(ctx context.Context, r store.Resource) error {
-	return s.execResource(ctx, "updating resource", r.ID, checkResource(r), `UPDATE resources SET
-		resource_server = $2, owner = $3, name = $4, type = $5, description = $6, icon_uri = $7,
-		scopes = $8, uris = $9, created_at = $10, updated_at = $11
-		WHERE id = $1`, resourceArgs(r)...)
+	return s.execResource(ctx, "updating resource", r.ID, checkResource(r), updateResource, resourceArgs(r)...)
+}
+
+// SwapResource replaces the resource with r.ID as UpdateResource does, only
+// if its stored updated_at equals prevUpdatedAt, and returns
+// store.ErrConflict otherwise, or store.ErrNotFound. PostgreSQL keeps
+// microseconds: both times lose their nanoseconds (pgx truncates a
+// time.Time to the microsecond), and r.UpdatedAt must be after
+// prevUpdatedAt at that precision. One statement: the UPDATE compares the
+// version in its WHERE, so of concurrent swaps from one version, on any
+// nodes, the first to commit wins and the others find the new version.
+func (s *Store) SwapResource(ctx context.Context, r store.Resource, prevUpdatedAt time.Time) error {
+	const op = "swapping resource"
+	if err := checkResource(r); err != nil {
+		return wrap(op, err)
+	}
+	if !r.UpdatedAt.Truncate(time.Microsecond).After(prevUpdatedAt.Truncate(time.Microsecond)) {
+		return wrap(op, fmt.Errorf("%q: %w", r.ID, store.ErrUnchangedVersion))
+	}
+	ctx, leave, err := s.enter(ctx)
+	if err != nil {
+		return wrap(op, err)
+	}
+	defer leave()
+	var swapped, exists bool
+	err = s.pool.QueryRow(ctx, `WITH swapped AS (`+updateResource+` AND updated_at = $12 RETURNING 1)
+		SELECT EXISTS (SELECT 1 FROM swapped), EXISTS (SELECT 1 FROM resources WHERE id = $1)`,
+		append(resourceArgs(r), prevUpdatedAt)...).Scan(&swapped, &exists)
+	switch {
+	case err != nil:
+		err = mapError(err)
+	case !exists:
+		err = store.ErrNotFound
+	case !swapped:
+		err = store.ErrConflict
+	}
+	if err != nil {
+		return wrap(op, fmt.Errorf("%q: %w", r.ID, err))
+	}
+	return nil
 }
 
 // DeleteResource removes the resource, or returns store.ErrNotFound.

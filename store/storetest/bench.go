@@ -28,6 +28,13 @@ func Bench(b *testing.B, open func(b *testing.B) store.Store) {
 	}
 	b.Run("Put", func(b *testing.B) { benchPut(b, newStore(b)) })
 	b.Run("PutParallel", func(b *testing.B) { benchPutParallel(b, newStore(b)) })
+	b.Run("PutParallelWatched", func(b *testing.B) {
+		s := newStore(b)
+		if err := s.Watch(b.Context(), func(store.Change) {}, "bench"); err != nil {
+			b.Fatal(err)
+		}
+		benchPutParallel(b, s)
+	})
 	b.Run("Get", func(b *testing.B) { benchGet(b, newStore(b)) })
 	b.Run("Insert", func(b *testing.B) { benchSingleUse(b, newStore(b), false) })
 	b.Run("InsertTake", func(b *testing.B) { benchSingleUse(b, newStore(b), true) })
@@ -45,7 +52,9 @@ func benchPut(b *testing.B, s store.Store) {
 }
 
 // benchPutParallel is 16 writers per CPU at once: what grouping of commits
-// the backend achieves.
+// the backend achieves. PutParallelWatched runs it with a watcher of the
+// namespace: what the change feed costs the writers (on PostgreSQL, NOTIFY
+// serializes the commits that use it).
 func benchPutParallel(b *testing.B, s store.Store) {
 	ctx := b.Context()
 	var n atomic.Int64

@@ -127,6 +127,23 @@ var fullDiskCalls = []struct {
 	{"DeleteResource", store.ErrNoSpace, func(ctx context.Context, s store.Store) error {
 		return s.DeleteResource(ctx, "r1")
 	}},
+	{"PutAll deleting", store.ErrNoSpace, func(ctx context.Context, s store.Store) error {
+		return s.PutAll(ctx, []store.Write{{Namespace: "n", Key: "k", Delete: true}})
+	}},
+	{"Swap", store.ErrNoSpace, func(ctx context.Context, s store.Store) error {
+		return s.Swap(ctx, "n", "k", []byte("v"), []byte("new"), time.Time{})
+	}},
+	{"Swap from none", store.ErrNoSpace, func(ctx context.Context, s store.Store) error {
+		return s.Swap(ctx, "n", "new", nil, []byte("new"), time.Time{})
+	}},
+	{"Swap deleting", store.ErrNoSpace, func(ctx context.Context, s store.Store) error {
+		return s.Swap(ctx, "n", "k2", []byte("v2"), nil, time.Time{})
+	}},
+	{"SwapResource", store.ErrNoSpace, func(ctx context.Context, s store.Store) error {
+		r := resource("r1", "rs2", "o2")
+		r.UpdatedAt = r.UpdatedAt.Add(time.Minute)
+		return s.SwapResource(ctx, r, resource("r1", "rs", "o").UpdatedAt)
+	}},
 	// Calls that would write nothing answer as usual.
 	{"PutAll of nothing", nil, func(ctx context.Context, s store.Store) error {
 		return s.PutAll(ctx, nil)
@@ -149,6 +166,22 @@ var fullDiskCalls = []struct {
 	}},
 	{"DeleteResource of a missing id", store.ErrNotFound, func(ctx context.Context, s store.Store) error {
 		return s.DeleteResource(ctx, "missing")
+	}},
+	{"Swap from another value", store.ErrConflict, func(ctx context.Context, s store.Store) error {
+		return s.Swap(ctx, "n", "k", []byte("other"), []byte("new"), time.Time{})
+	}},
+	{"Swap checking that none is live", nil, func(ctx context.Context, s store.Store) error {
+		return s.Swap(ctx, "n", "missing", nil, nil, time.Time{})
+	}},
+	{"SwapResource from another version", store.ErrConflict, func(ctx context.Context, s store.Store) error {
+		r := resource("r1", "rs2", "o2")
+		r.UpdatedAt = r.UpdatedAt.Add(time.Minute)
+		return s.SwapResource(ctx, r, r.UpdatedAt.Add(-time.Hour))
+	}},
+	{"SwapResource of a missing id", store.ErrNotFound, func(ctx context.Context, s store.Store) error {
+		r := resource("missing", "rs", "o")
+		r.UpdatedAt = r.UpdatedAt.Add(time.Minute)
+		return s.SwapResource(ctx, r, resource("missing", "rs", "o").UpdatedAt)
 	}},
 	// Reads work.
 	{"Get", nil, func(ctx context.Context, s store.Store) error {
@@ -173,5 +206,8 @@ var fullDiskCalls = []struct {
 	{"ListResources", nil, func(ctx context.Context, s store.Store) error {
 		_, err := s.ListResources(ctx, store.ResourceQuery{Owner: "o"})
 		return err
+	}},
+	{"Watch", nil, func(ctx context.Context, s store.Store) error {
+		return s.Watch(ctx, func(store.Change) {}, "n")
 	}},
 }

@@ -67,6 +67,15 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("PutAll", func(t *testing.T) { testPutAll(t, newStore(t)) })
 	t.Run("Expiry", func(t *testing.T) { testExpiry(t, newStore(t)) })
 	t.Run("Concurrency", func(t *testing.T) { testConcurrency(t, newStore) })
+	t.Run("Swap", func(t *testing.T) { testSwap(t, newStore) })
+	t.Run("ReservedNamespace", func(t *testing.T) { testReservedNamespace(t, newStore(t)) })
+	t.Run("PutAllDeletes", func(t *testing.T) { testPutAllDeletes(t, newStore(t)) })
+	t.Run("SwapResource", func(t *testing.T) { testSwapResource(t, newStore) })
+	t.Run("SwapRace", func(t *testing.T) { testSwapRace(t, []store.Store{newStore(t)}) })
+	t.Run("Watch", func(t *testing.T) {
+		s := newStore(t)
+		testWatch(t, s, s)
+	})
 	t.Run("Closed", func(t *testing.T) { testClosed(t, newStore(t)) })
 	t.Run("CanceledContext", func(t *testing.T) { testCanceled(t, newStore(t)) })
 }
@@ -1003,10 +1012,16 @@ const goroutines = 32
 // race runs fn on goroutines goroutines started together and returns their
 // errors by goroutine.
 func race(fn func(i int) error) []error {
-	errs := make([]error, goroutines)
+	return raceN(goroutines, fn)
+}
+
+// raceN runs fn on n goroutines started together and returns their errors
+// by goroutine.
+func raceN(n int, fn func(i int) error) []error {
+	errs := make([]error, n)
 	start := make(chan struct{})
 	var wg sync.WaitGroup
-	for i := range goroutines {
+	for i := range n {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -1252,6 +1267,17 @@ var calls = []struct {
 	{"List", func(ctx context.Context, s store.Store) error {
 		_, err := s.List(ctx, "n", "", 0)
 		return err
+	}},
+	{"Swap", func(ctx context.Context, s store.Store) error {
+		return s.Swap(ctx, "n", "k", []byte("v"), []byte("new"), time.Time{})
+	}},
+	{"SwapResource", func(ctx context.Context, s store.Store) error {
+		r := resource("r1", "rs2", "o2")
+		r.UpdatedAt = r.UpdatedAt.Add(time.Minute)
+		return s.SwapResource(ctx, r, resource("r1", "rs", "o").UpdatedAt)
+	}},
+	{"Watch", func(ctx context.Context, s store.Store) error {
+		return s.Watch(ctx, func(store.Change) {}, "n")
 	}},
 }
 
