@@ -10,6 +10,7 @@ import (
 
 	"github.com/caddy-uma/caddy-uma/authz"
 	"github.com/caddy-uma/caddy-uma/authz/authztest"
+	"github.com/caddy-uma/caddy-uma/authz/pep/peptest"
 	"github.com/caddy-uma/caddy-uma/authz/secret"
 )
 
@@ -185,6 +186,30 @@ func TestServerFaultsAreTemporarilyUnavailable(t *testing.T) {
 		authztest.ExpectError(t, r, 503, "temporarily_unavailable")
 		if r.Header.Get("Retry-After") == "" {
 			t.Errorf("%s: no Retry-After", name)
+		}
+	}
+}
+
+// Finding 6 at the AS: a malleated copy of an RPT (padding, standard
+// base64, trailing bits, the ECDSA twin signature) is not the RPT,
+// whatever endpoint it is shown to.
+func TestMalleatedRPTsAreNotTheRPT(t *testing.T) {
+	f := authztest.NewGrantFixture(t, nil)
+	doc := f.IDToken(map[string]any{"sub": "doc-1", "email": "doctor@clinic.example"})
+	own := []string{"Authorization", authztest.Bearer(f.PAT("rs-a", "secret-a"))}
+	for range 4 { // an ECDSA signer picks s or n-s at random
+		rpt := f.Grant(authztest.WithClaims(f.LabsTicket("read"), doc)).JSON(t)["access_token"].(string)
+		for name, tok := range peptest.Malleated(rpt) {
+			if m := f.Do("POST", authz.PathIntrospect, url.Values{"token": {tok}}, own...).JSON(t); m["active"] != false {
+				t.Errorf("%s introspects active", name)
+			}
+			if _, err := f.Server.VerifyRPT(t.Context(), tok, "rs-a"); err == nil {
+				t.Errorf("%s verifies", name)
+			}
+			f.Do("POST", authz.PathRevoke, url.Values{"token": {tok}}, "Authorization", authztest.BasicAuth("app", authztest.AppSecret))
+		}
+		if m := f.Do("POST", authz.PathIntrospect, url.Values{"token": {rpt}}, own...).JSON(t); m["active"] != true {
+			t.Fatalf("a malleated copy revoked the RPT: %v", m)
 		}
 	}
 }

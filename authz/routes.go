@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"errors"
 	"net/http"
 	"net/url"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-uma/caddy-uma/authz/oauth"
+	"github.com/caddy-uma/caddy-uma/store"
 )
 
 // handler is an endpoint: it decodes the request, does what it asks, and
@@ -150,11 +152,19 @@ func (s *Server) answer(h handler) http.Handler {
 // with its cause, which the answer never shows.
 func (s *Server) writeError(w http.ResponseWriter, err error) {
 	e := oauth.AsError(err)
-	if e.Cause() != nil {
+	if errors.Is(e.Cause(), store.ErrNoSpace) {
+		// The store refuses writes until disk space returns: the store
+		// logs it, once; the client comes back in a while.
+		e = oauth.ErrUnavailable("the server cannot store anything now", noSpaceRetryAfter, e.Cause())
+	} else if e.Cause() != nil {
 		s.faults.log(s.log, e)
 	}
 	oauth.WriteError(w, e)
 }
+
+// noSpaceRetryAfter is the Retry-After of writes refused for want of disk
+// space, in seconds.
+const noSpaceRetryAfter = 30
 
 // faultLogInterval is how often one kind of server fault is logged: a
 // fault that lasts (a store or an issuer down) answers every request, and

@@ -10,6 +10,7 @@ import (
 
 	"github.com/lestrrat-go/jwx/v3/jwt"
 
+	"github.com/caddy-uma/caddy-uma/authz/jwsform"
 	"github.com/caddy-uma/caddy-uma/authz/secret"
 	"github.com/caddy-uma/caddy-uma/store"
 )
@@ -161,7 +162,8 @@ var errInvalidRPT = errors.New("not a valid RPT of this authorization server")
 // our RPTs or was revoked.
 func (s *Server) parseRPT(ctx context.Context, token string) (string, rptRecord, error) {
 	var rec rptRecord
-	if len(token) > 16<<10 {
+	if len(token) > 16<<10 || jwsform.Check(token) != nil {
+		// Only the token as issued: no other spelling of it.
 		return "", rec, errInvalidRPT
 	}
 	tok, err := s.keys.verify(token)

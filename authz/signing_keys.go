@@ -20,6 +20,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jwt"
 
+	"github.com/caddy-uma/caddy-uma/authz/jwsform"
 	"github.com/caddy-uma/caddy-uma/store"
 )
 
@@ -259,7 +260,7 @@ func (kr *keyRing) sign(ctx context.Context, tok jwt.Token) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("signing a token: %w", err)
 	}
-	return string(b), nil
+	return jwsform.LowS(string(b), k.alg.String()), nil
 }
 
 // errBadSignature reports a token not signed by one of the published keys.

@@ -252,7 +252,7 @@ func useCountingBackend(t *testing.T) *countingBackend {
 	return b
 }
 
-func (b *countingBackend) openStore(dir string, _ *zap.Logger) (store.Store, error) {
+func (b *countingBackend) openStore(dir string, _ int64, _ *zap.Logger) (store.Store, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.fail != nil {

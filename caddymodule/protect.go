@@ -1,6 +1,7 @@
 package caddymodule
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -50,11 +52,17 @@ func init() {
 // user_id). {http.auth.uma.decision} names the outcome of every request
 // (authorized, passed, no_token, invalid_token, insufficient_scope,
 // unmatched, method_not_mapped, no_owner, scope_not_registered,
-// as_unavailable, ambiguous_path, disabled).
+// as_unavailable, registration_limited, ambiguous_path, ambiguous_method,
+// disabled).
 //
-// Refusals are returned as handler errors (401, 403, or 400 for ambiguous
-// paths such as /a/../b), with their headers already set, so that
-// handle_errors can shape the body. Tokens are never logged.
+// Refusals are returned as handler errors (401, 403, 503 when too many new
+// resources are registered at once, or 400 for ambiguous paths such as
+// /a/../b and for method overrides that disagree), with their headers
+// already set, so that handle_errors can shape the body. Refusals that
+// point at a configuration mistake or an outage (no_owner, unmatched,
+// method_not_mapped, scope_not_registered, registration_limited,
+// as_unavailable) are logged at warn, at most one line per reason every
+// 10 seconds. Tokens are never logged.
 type Protect struct {
 	// AS is the issuer URL of a remote authorization server; its discovery
 	// document is at AS + "/.well-known/uma2-configuration" and must name
@@ -98,6 +106,16 @@ type Protect struct {
 	// before the next handler, so that the upstream never sees the RPT.
 	StripAuthorization bool `json:"strip_authorization,omitempty"`
 
+	// MethodOverride is what happens to the headers X-HTTP-Method-Override,
+	// X-HTTP-Method and X-Method-Override and the query parameter _method,
+	// with which a client asks an upstream to run another method than the
+	// request's: "strip" (the default) removes them before the next handler,
+	// so that a read-only RPT cannot make an upstream that honours them run
+	// a DELETE; "keep" passes them on, and the overriding method then
+	// decides the scopes (overrides that name different methods get 400).
+	// Not looked at in disabled mode.
+	MethodOverride string `json:"method_override,omitempty"`
+
 	// RPTCacheSize bounds the cache of verified RPTs (keyed by the SHA-256
 	// of the token, never kept beyond the RPT's expiry). Default: 10000.
 	RPTCacheSize int `json:"rpt_cache_size,omitempty"`
@@ -118,7 +136,10 @@ type Protect struct {
 	RegisteredURIs caddy.Duration `json:"registered_uris,omitempty"`
 
 	// Timeout bounds the calls to the authorization server made for one
-	// request. Default: 5s.
+	// request. Default: 5s. Remote, after three calls in a row fail (time
+	// out, cannot connect, or get 502, 503 or 504), requests are refused at
+	// once (403 with the Warning) and one request probes the authorization
+	// server every 5 seconds until it answers.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 
 	// Methods maps request methods to the scopes they need, for resources
@@ -154,7 +175,10 @@ type ProtectedResource struct {
 	// Owner is the resource owner (required): a value with the path's
 	// parameters ({owner}) and Caddy placeholders
 	// ({http.request.header.X-Owner}). A request whose owner expands to
-	// nothing is refused with 403.
+	// nothing is refused with 403. In Owner, Name, Type and Context, a
+	// placeholder that is neither a parameter of Path nor one of Caddy's
+	// (http.request.*, http.vars.*, http.regexp.*, http.auth.*, env.*, ...)
+	// is refused when the config loads.
 	Owner string `json:"owner,omitempty"`
 
 	// Name is the resource's name, unique per owner: what the owner sees
@@ -212,9 +236,17 @@ func (p *Protect) Provision(ctx caddy.Context) error {
 	p.logger = ctx.Logger()
 	repl := caddy.NewReplacer()
 
-	rs := repl.ReplaceKnown(p.ResourceServer, "")
-	if rs == "" {
-		return errors.New("resource_server (the client id of this resource server) is required")
+	if p.ResourceServer == "" {
+		return errors.New("resource_server is missing: name this resource server's client id at the authorization server (resource_server <client_id>)")
+	}
+	rs, err := expandSetting(repl, "resource_server", p.ResourceServer, false)
+	if err != nil {
+		return err
+	}
+	switch p.MethodOverride {
+	case "", string(pep.MethodOverrideStrip), string(pep.MethodOverrideKeep):
+	default:
+		return fmt.Errorf("method_override %q: want strip or keep", p.MethodOverride)
 	}
 	realm := p.Realm
 	if realm == "" {
@@ -255,10 +287,16 @@ func (p *Protect) Provision(ctx caddy.Context) error {
 			uriRefresh = coHostedURIRefresh
 		}
 	case p.AS != "":
-		issuer := repl.ReplaceKnown(p.AS, "")
-		secret, err := repl.ReplaceOrErr(p.ClientSecret, true, true)
-		if err != nil || secret == "" {
-			return fmt.Errorf("client_secret is required with a remote authorization server: %v", err)
+		issuer, err := expandSetting(repl, "as", p.AS, false)
+		if err != nil {
+			return err
+		}
+		if p.ClientSecret == "" {
+			return fmt.Errorf("client_secret is missing: uma_protect with as %s needs this resource server's client secret to obtain PATs; add client_secret {env.RS_SECRET} (or the secret itself)", p.AS)
+		}
+		secret, err := expandSetting(repl, "client_secret", p.ClientSecret, true)
+		if err != nil {
+			return err
 		}
 		remote, key, err := p.loadRemote(issuer, rs, secret)
 		if err != nil {
@@ -284,7 +322,9 @@ func (p *Protect) Provision(ctx caddy.Context) error {
 		RPTCacheSize:       p.RPTCacheSize,
 		Timeout:            time.Duration(p.Timeout),
 		StripAuthorization: p.StripAuthorization,
+		MethodOverride:     pep.MethodOverride(p.MethodOverride),
 		Expand:             expandPlaceholders,
+		KnownPlaceholder:   knownPlaceholder,
 		Logger:             p.logger,
 	}
 	for _, res := range p.Resources {
@@ -339,9 +379,7 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 		return caddyhttp.Error(d.Status, err)
 	}
-	if p.StripAuthorization {
-		r.Header.Del("Authorization")
-	}
+	p.enforcer.PrepareForward(r)
 	return next.ServeHTTP(w, r)
 }
 
@@ -384,6 +422,107 @@ func (p *Protect) loadRemote(issuer, clientID, secret string) (*pep.Remote, stri
 		return nil, "", fmt.Errorf("authorization server %s: %w", issuer, err)
 	}
 	return val.(sharedRemote).Remote, key, nil
+}
+
+// expandSetting expands the placeholders ({env.*}, {file.*}) of a setting
+// when the config loads. Each must be known and expand to something: an
+// unset variable would otherwise leave an empty secret or issuer, and the
+// message names the directive, the value and the fix. A secret's value is
+// never shown, only the placeholder at fault.
+func expandSetting(repl *caddy.Replacer, directive, value string, secret bool) (string, error) {
+	var err error
+	out := pep.ExpandWith(value, func(key string) (string, bool) {
+		v, ok := repl.Get(key)
+		s := caddy.ToString(v)
+		if err != nil || (ok && s != "") {
+			return s, ok
+		}
+		shown := value
+		if secret {
+			shown = "{" + key + "}"
+		}
+		switch {
+		case !ok:
+			err = fmt.Errorf("%s %s: unknown placeholder {%s}: use {env.NAME} or {file.PATH}, or write the value itself", directive, shown, key)
+		case strings.HasPrefix(key, "env."):
+			err = fmt.Errorf("%s %s expands to nothing: set the environment variable %s for Caddy", directive, shown, strings.TrimPrefix(key, "env."))
+		case strings.HasPrefix(key, "file."):
+			err = fmt.Errorf("%s %s expands to nothing: the file %s is missing, unreadable or empty", directive, shown, strings.TrimPrefix(key, "file."))
+		default:
+			err = fmt.Errorf("%s %s: {%s} expands to nothing when the config loads: use {env.NAME} or {file.PATH}", directive, shown, key)
+		}
+		return s, ok
+	})
+	if err != nil {
+		return "", err
+	}
+	return out, nil
+}
+
+// Placeholders a template value may use besides its path parameters:
+// those of Caddy's replacer (caddy and modules/caddyhttp, v2.11) known
+// before the next handler runs. Response, reverse_proxy and error
+// placeholders are not: they expand to nothing at uma_protect.
+var (
+	// requestPlaceholders are the fixed names of caddyhttp's replacer.
+	requestPlaceholders = []string{
+		"http.request.method", "http.request.scheme", "http.request.proto", "http.request.proto_name",
+		"http.request.host", "http.request.port", "http.request.hostport",
+		"http.request.local", "http.request.local.host", "http.request.local.port",
+		"http.request.remote", "http.request.remote.host", "http.request.remote.port",
+		"http.request.uri", "http.request.uri_escaped", "http.request.uri.path", "http.request.uri.path_escaped",
+		"http.request.uri.path.file", "http.request.uri.path.dir", "http.request.uri.path.file.base",
+		"http.request.uri.path.file.ext", "http.request.uri.query", "http.request.uri.query_escaped",
+		"http.request.uri.prefixed_query", "http.request.duration", "http.request.duration_ms",
+		"http.request.uuid", "http.request.body", "http.request.body_base64",
+		"http.request.orig_method", "http.request.orig_uri", "http.request.orig_uri.path",
+		"http.request.orig_uri.path.file", "http.request.orig_uri.path.file_escaped",
+		"http.request.orig_uri.path.dir", "http.request.orig_uri.query", "http.request.orig_uri.prefixed_query",
+	}
+	// globalPlaceholders are the fixed names of Caddy's global replacer.
+	globalPlaceholders = []string{
+		"http.shutting_down", "http.time_until_shutdown",
+		"system.hostname", "system.slash", "system.os", "system.wd", "system.arch",
+		"time.now", "time.now.http", "time.now.rfc3339", "time.now.common_log", "time.now.year",
+		"time.now.unix", "time.now.unix_ms",
+	}
+	// placeholderFamilies are prefixes followed by a free name: request
+	// fields, and the values other handlers and matchers set (vars, map,
+	// regular expression and URL pattern matchers, authentication).
+	placeholderFamilies = []string{
+		"http.request.header.", "http.request.cookie.", "http.request.uri.query.", "http.request.tls.",
+		"http.vars.", "http.regexp.", "http.url_pattern.", "http.auth.", "http.matchers.", "env.", "file.",
+	}
+	// indexedPlaceholders are prefixes followed by a number.
+	indexedPlaceholders = []string{"http.request.uri.path.", "http.request.orig_uri.path.", "http.request.host.labels."}
+)
+
+// knownPlaceholder reports whether key is a Caddy placeholder that a
+// uma_protect template may use.
+func knownPlaceholder(key string) bool {
+	if slices.Contains(requestPlaceholders, key) || slices.Contains(globalPlaceholders, key) {
+		return true
+	}
+	for _, f := range placeholderFamilies {
+		if len(key) > len(f) && strings.HasPrefix(key, f) {
+			return true
+		}
+	}
+	for _, f := range indexedPlaceholders {
+		if n, ok := strings.CutPrefix(key, f); ok {
+			if _, err := strconv.ParseUint(n, 10, 16); err == nil {
+				return true
+			}
+		}
+	}
+	// The remote address as a network: {http.request.remote.host/24} or /24,64.
+	if bits, ok := strings.CutPrefix(key, "http.request.remote.host/"); ok {
+		v4, v6, _ := strings.Cut(bits, ",")
+		_, err4 := strconv.ParseUint(v4, 10, 8)
+		_, err6 := strconv.ParseUint(cmp.Or(v6, v4), 10, 8)
+		return err4 == nil && err6 == nil
+	}
+	return false
 }
 
 // expandPlaceholders expands a template value: {name} is a path parameter

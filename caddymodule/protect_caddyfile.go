@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/caddy-uma/caddy-uma/authz/oauth"
+	"github.com/caddy-uma/caddy-uma/authz/pep"
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
@@ -41,6 +42,7 @@ func parseProtect(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //	    mode                enforcing|permissive|disabled
 //	    unmatched           deny|pass
 //	    strip_authorization
+//	    method_override     strip|keep
 //	    rpt_cache_size      <n>
 //	    revocation_check    <duration>|off
 //	    registered_uris     <refresh_interval>|off
@@ -75,7 +77,11 @@ func parseProtect(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 // let everything through) or disabled. unmatched says what happens to
 // requests that map to no resource: deny (default, 403) or pass (they go
 // on unauthenticated). strip_authorization removes the Authorization
-// header before the next handler. rpt_cache_size bounds the cache of
+// header before the next handler. method_override strip (default) removes
+// the headers X-HTTP-Method-Override, X-HTTP-Method and X-Method-Override
+// and the query parameter _method before the next handler, so that a
+// read-only RPT cannot make an upstream that honours them run a DELETE;
+// keep passes them on, and the overriding method decides the scopes. rpt_cache_size bounds the cache of
 // verified RPTs (default 10000). revocation_check (remote only, default
 // 1m) is how long a verified RPT is trusted before it is introspected
 // again; off checks JWT RPTs by signature only. Co-hosted, a revoked RPT
@@ -100,7 +106,9 @@ func parseProtect(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 // /api/records/{owner}/{id}. owner (required), name (default: the request
 // path) and type are values with the pattern's parameters ({owner}) and
 // Caddy placeholders ({http.request.header.X-Owner}); a request whose
-// owner expands to nothing is refused with 403. scopes are the scopes
+// owner expands to nothing is refused with 403, and a placeholder that is
+// neither a parameter of the pattern nor one of Caddy's request, vars,
+// regexp, auth, env, file, time or system placeholders is an error. scopes are the scopes
 // registered on the resource (default: those of the method map). Each
 // context line names a request value sent with the permission ticket,
 // which the owner's rules read as input.request.<name>: context ip
@@ -186,6 +194,13 @@ func (p *Protect) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			p.StripAuthorization = true
+		case "method_override":
+			if !d.AllArgs(&p.MethodOverride) {
+				return d.ArgErr()
+			}
+			if p.MethodOverride != "strip" && p.MethodOverride != "keep" {
+				return d.Errf("unknown method_override %q (want strip or keep)", p.MethodOverride)
+			}
 		case "rpt_cache_size":
 			var s string
 			if !d.AllArgs(&s) {
@@ -294,6 +309,9 @@ func parseProtectedResource(d *caddyfile.Dispenser) (ProtectedResource, error) {
 	}
 	if res.Owner == "" {
 		return res, d.Errf("resource %s needs an owner", res.Path)
+	}
+	if err := pep.CheckTemplate(pep.Template{Path: res.Path, Owner: res.Owner, Name: res.Name, Type: res.Type, Context: res.Context}, knownPlaceholder); err != nil {
+		return res, d.Err(err.Error())
 	}
 	return res, nil
 }

@@ -92,23 +92,56 @@ func TestParseProtect(t *testing.T) {
 			}`,
 			want: Protect{AS: "https://as.example", ResourceServer: "rs", RevocationCheck: -1},
 		},
-		"argument":            {input: `uma_protect co-hosted`, wantErr: "wrong argument count"},
-		"unknown":             {input: `uma_protect { colour blue }`, wantErr: `unknown subdirective "colour"`},
-		"as twice":            {input: `uma_protect { as co-hosted ; as https://a }`, wantErr: "more than once"},
-		"bad mode":            {input: `uma_protect { mode audit }`, wantErr: "unknown mode"},
-		"bad unmatched":       {input: `uma_protect { unmatched allow }`, wantErr: "unknown unmatched"},
-		"bad match":           {input: `uma_protect { match some }`, wantErr: "unknown match"},
-		"bad cache size":      {input: `uma_protect { rpt_cache_size 0 }`, wantErr: "positive"},
-		"zero revocation":     {input: `uma_protect { revocation_check 0s }`, wantErr: "positive, or off"},
-		"bad duration":        {input: `uma_protect { timeout soon }`, wantErr: "bad timeout"},
-		"method without":      {input: `uma_protect { method GET }`, wantErr: "at least one scope"},
-		"method twice":        {input: `uma_protect { method GET a ; method get b }`, wantErr: "mapped more than once"},
-		"bad scope":           {input: `uma_protect { method GET "re ad" }`, wantErr: "not a valid scope"},
-		"resource, no owner":  {input: "uma_protect {\nresource /x {\nname n\n}\n}", wantErr: "needs an owner"},
-		"resource, no path":   {input: "uma_protect {\nresource {\nowner o\n}\n}", wantErr: "wrong argument count"},
-		"resource, unknown":   {input: "uma_protect {\nresource /x {\nowner o\nsize 3\n}\n}", wantErr: `unknown subdirective "size"`},
-		"context twice":       {input: "uma_protect {\nresource /x {\nowner o\ncontext a b\ncontext a c\n}\n}", wantErr: "context a specified more than once"},
-		"strip with argument": {input: `uma_protect { strip_authorization yes }`, wantErr: "wrong argument count"},
+		"method_override keep": {
+			input: `uma_protect {
+				co-hosted
+				resource_server rs
+				method_override keep
+			}`,
+			want: Protect{CoHosted: true, ResourceServer: "rs", MethodOverride: "keep"},
+		},
+		"every placeholder family": {
+			input: `uma_protect {
+				co-hosted
+				resource_server rs
+				resource /api/{owner}/{id} {
+					owner {http.request.header.X-Owner}
+					name "{env.HOME}-{http.vars.v}-{http.regexp.r.1}-{time.now.year}-{system.hostname}-{http.auth.user.id}-{http.request.uri.path.2}-{http.request.host.labels.0}-{id}-{owner}"
+					type {http.request.cookie.c}
+					context ip {http.request.remote.host}
+					context q {http.request.uri.query.q}
+				}
+			}`,
+			want: Protect{CoHosted: true, ResourceServer: "rs", Resources: []ProtectedResource{{
+				Path: "/api/{owner}/{id}", Owner: "{http.request.header.X-Owner}",
+				Name: "{env.HOME}-{http.vars.v}-{http.regexp.r.1}-{time.now.year}-{system.hostname}-{http.auth.user.id}-{http.request.uri.path.2}-{http.request.host.labels.0}-{id}-{owner}",
+				Type: "{http.request.cookie.c}", Context: map[string]string{"ip": "{http.request.remote.host}", "q": "{http.request.uri.query.q}"},
+			}}},
+		},
+		"bad method_override":    {input: `uma_protect { method_override honour }`, wantErr: `unknown method_override "honour" (want strip or keep)`},
+		"mistyped owner":         {input: "uma_protect {\nresource /api/{owner}/{id} {\nowner {ownr}\n}\n}", wantErr: "owner {ownr} of resource /api/{owner}/{id}: {ownr} names neither a parameter of the path ({owner}, {id}) nor a known placeholder; did you mean {owner}?"},
+		"mistyped family":        {input: "uma_protect {\nresource /api/{owner} {\nowner {owner}\nname {http.reqest.uri}\n}\n}", wantErr: "name {http.reqest.uri} of resource /api/{owner}: {http.reqest.uri} names neither"},
+		"unknown request field":  {input: "uma_protect {\nresource /api/{owner} {\nowner {owner}\ntype {http.request.hedaer.X}\n}\n}", wantErr: "type {http.request.hedaer.X} of resource /api/{owner}"},
+		"path part not a number": {input: "uma_protect {\nresource /api/{owner} {\nowner {http.request.uri.path.first}\n}\n}", wantErr: "{http.request.uri.path.first} names neither"},
+		"mistyped context":       {input: "uma_protect {\nresource /api/{owner} {\nowner {owner}\ncontext ip {http.request.remote.hots}\n}\n}", wantErr: "context ip {http.request.remote.hots} of resource /api/{owner}"},
+		"response placeholder":   {input: "uma_protect {\nresource /api/{owner} {\nowner {http.response.header.X}\n}\n}", wantErr: "{http.response.header.X} names neither"},
+		"argument":               {input: `uma_protect co-hosted`, wantErr: "wrong argument count"},
+		"unknown":                {input: `uma_protect { colour blue }`, wantErr: `unknown subdirective "colour"`},
+		"as twice":               {input: `uma_protect { as co-hosted ; as https://a }`, wantErr: "more than once"},
+		"bad mode":               {input: `uma_protect { mode audit }`, wantErr: "unknown mode"},
+		"bad unmatched":          {input: `uma_protect { unmatched allow }`, wantErr: "unknown unmatched"},
+		"bad match":              {input: `uma_protect { match some }`, wantErr: "unknown match"},
+		"bad cache size":         {input: `uma_protect { rpt_cache_size 0 }`, wantErr: "positive"},
+		"zero revocation":        {input: `uma_protect { revocation_check 0s }`, wantErr: "positive, or off"},
+		"bad duration":           {input: `uma_protect { timeout soon }`, wantErr: "bad timeout"},
+		"method without":         {input: `uma_protect { method GET }`, wantErr: "at least one scope"},
+		"method twice":           {input: `uma_protect { method GET a ; method get b }`, wantErr: "mapped more than once"},
+		"bad scope":              {input: `uma_protect { method GET "re ad" }`, wantErr: "not a valid scope"},
+		"resource, no owner":     {input: "uma_protect {\nresource /x {\nname n\n}\n}", wantErr: "needs an owner"},
+		"resource, no path":      {input: "uma_protect {\nresource {\nowner o\n}\n}", wantErr: "wrong argument count"},
+		"resource, unknown":      {input: "uma_protect {\nresource /x {\nowner o\nsize 3\n}\n}", wantErr: `unknown subdirective "size"`},
+		"context twice":          {input: "uma_protect {\nresource /x {\nowner o\ncontext a b\ncontext a c\n}\n}", wantErr: "context a specified more than once"},
+		"strip with argument":    {input: `uma_protect { strip_authorization yes }`, wantErr: "wrong argument count"},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {

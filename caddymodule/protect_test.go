@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -197,8 +199,6 @@ func TestProtectProvisionErrors(t *testing.T) {
 		"co-hosted, no uma app": {Protect{CoHosted: true, ResourceServer: "rs"}, "needs the uma app"},
 		"co-hosted secret":      {Protect{CoHosted: true, ResourceServer: "rs", ClientSecret: "s"}, "co-hosted needs none"},
 		"co-hosted revocation":  {Protect{CoHosted: true, ResourceServer: "rs", RevocationCheck: 1}, "revocation applies at once"},
-		"remote, no secret":     {Protect{AS: "https://as.example", ResourceServer: "rs"}, "client_secret is required"},
-		"remote, unset secret":  {Protect{AS: "https://as.example", ResourceServer: "rs", ClientSecret: "{env.CADDY_UMA_UNSET_VAR}"}, "client_secret is required"},
 		"remote, bad issuer":    {Protect{AS: "as.example", ResourceServer: "rs", ClientSecret: "s"}, "not an http or https URL"},
 		"bad template":          {Protect{AS: "https://as.example", ResourceServer: "rs", ClientSecret: "s", Resources: []ProtectedResource{{Path: "x", Owner: "o"}}}, "must start with /"},
 	}
@@ -210,6 +210,87 @@ func TestProtectProvisionErrors(t *testing.T) {
 			}
 			_ = tt.p.Cleanup()
 		})
+	}
+}
+
+// TestProtectConfigErrorsNameTheFix: a configuration mistake is refused
+// when the config loads, and the message starts with the directive and
+// the value, then says what to do.
+func TestProtectConfigErrorsNameTheFix(t *testing.T) {
+	remote := func(mod func(*Protect)) Protect {
+		p := Protect{AS: "https://as.example", ResourceServer: "rs", ClientSecret: "s"}
+		mod(&p)
+		return p
+	}
+	tests := map[string]struct {
+		p    Protect
+		want string // prefix
+		also []string
+	}{
+		"remote, no secret": {remote(func(p *Protect) { p.ClientSecret = "" }),
+			"client_secret is missing: uma_protect with as https://as.example needs", []string{"client_secret {env."}},
+		"remote, unset secret": {remote(func(p *Protect) { p.ClientSecret = "{env.CADDY_UMA_UNSET_VAR}" }),
+			"client_secret {env.CADDY_UMA_UNSET_VAR} expands to nothing: set the environment variable CADDY_UMA_UNSET_VAR", nil},
+		"remote, unknown placeholder in the secret": {remote(func(p *Protect) { p.ClientSecret = "{secret}" }),
+			"client_secret {secret}: unknown placeholder {secret}", []string{"{env.NAME}", "{file.PATH}"}},
+		"remote, a literal secret with an unknown placeholder": {remote(func(p *Protect) { p.ClientSecret = "s3cr3t{x}" }),
+			"client_secret {x}: unknown placeholder {x}", nil},
+		"remote, unset issuer": {remote(func(p *Protect) { p.AS = "{env.CADDY_UMA_UNSET_VAR}" }),
+			"as {env.CADDY_UMA_UNSET_VAR} expands to nothing: set the environment variable CADDY_UMA_UNSET_VAR", nil},
+		"unset resource server": {remote(func(p *Protect) { p.ResourceServer = "{env.CADDY_UMA_UNSET_VAR}" }),
+			"resource_server {env.CADDY_UMA_UNSET_VAR} expands to nothing: set the environment variable CADDY_UMA_UNSET_VAR", nil},
+		"mistyped owner placeholder": {remote(func(p *Protect) {
+			p.Resources = []ProtectedResource{{Path: "/api/records/{owner}/{id}", Owner: "{ownr}"}}
+		}), "owner {ownr} of resource /api/records/{owner}/{id}: {ownr} names neither a parameter of the path", []string{"did you mean {owner}?"}},
+		"bad method_override": {remote(func(p *Protect) { p.MethodOverride = "honour" }),
+			`method_override "honour": want strip or keep`, nil},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			err := tt.p.Provision(newTestContext(t))
+			_ = tt.p.Cleanup()
+			if err == nil || !strings.HasPrefix(err.Error(), tt.want) || strings.Contains(err.Error(), "<nil>") {
+				t.Fatalf("Provision = %v\nwant a message starting %q", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "s3cr3t") {
+				t.Errorf("the message shows the secret: %v", err)
+			}
+			for _, s := range tt.also {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("%q does not say %q", err, s)
+				}
+			}
+		})
+	}
+}
+
+// TestKnownPlaceholdersAreCaddys: the fixed placeholder names a template
+// may use are ones Caddy's replacer knows, so the list cannot drift from
+// the Caddy it is built with.
+func TestKnownPlaceholdersAreCaddys(t *testing.T) {
+	// What Caddy's server puts in a request's context before handlers run.
+	r := httptest.NewRequest("GET", "/a/b", nil)
+	ctx := context.WithValue(r.Context(), http.LocalAddrContextKey, &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 80})
+	ctx = context.WithValue(ctx, caddyhttp.ExtraLogFieldsCtxKey, new(caddyhttp.ExtraLogFields))
+	ctx = context.WithValue(ctx, caddyhttp.OriginalRequestCtxKey, *r)
+	r = r.WithContext(context.WithValue(ctx, caddyhttp.VarsCtxKey, map[string]any{}))
+	repl := caddyhttp.NewTestReplacer(r)
+	for _, key := range append(slices.Clone(requestPlaceholders), globalPlaceholders...) {
+		if key == "http.shutting_down" || key == "http.time_until_shutdown" {
+			continue // they need a running server
+		}
+		if _, ok := repl.Get(key); !ok {
+			t.Errorf("Caddy does not know {%s}", key)
+		}
+	}
+	for key, want := range map[string]bool{
+		"http.request.uri.path.0": true, "http.request.host.labels.1": true, "http.request.remote.host/24,64": true,
+		"http.request.uri.path.x": false, "http.request.remote.host/x": false, "http.vars.": false, "ownr": false,
+		"http.response.header.X": false, "http.reverse_proxy.upstream.host": false,
+	} {
+		if got := knownPlaceholder(key); got != want {
+			t.Errorf("knownPlaceholder(%q) = %v, want %v", key, got, want)
+		}
 	}
 }
 

@@ -50,6 +50,14 @@ type StorageBackend interface {
 	Open(logger *zap.Logger) (store.Store, error)
 }
 
+// storageReuser is implemented by a StorageBackend whose settings can
+// change without reopening its database: when a config shares a database
+// that a previous config opened, the app passes it to Reuse, so that a
+// reload applies them (the badger backend's min_free_space).
+type storageReuser interface {
+	Reuse(st store.Store)
+}
+
 // storePool shares open databases between the uma apps of successive config
 // loads, keyed by storeKey. A reload starts the new config before it stops
 // the old one, and a database such as Badger locks its directory even
@@ -147,10 +155,15 @@ func (a *App) acquireStore() (store.Store, error) {
 	a.state.storeKey = key
 	a.state.mu.Unlock()
 
+	st := val.(sharedStore).Store
+	if r, ok := a.storage.(storageReuser); ok && loaded {
+		r.Reuse(st)
+	}
+
 	if c := a.logger.Check(zapcore.DebugLevel, "storage opened"); c != nil {
 		c.Write(zap.String("storage", key), zap.Bool("shared_with_previous_config", loaded))
 	}
-	return val.(sharedStore).Store, nil
+	return st, nil
 }
 
 // releaseStore gives back the reference acquireStore took, once; later calls

@@ -3,9 +3,11 @@ package caddymodule
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 
+	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
 
 	"github.com/caddyserver/caddy/v2"
@@ -24,6 +26,14 @@ func init() {
 // to disk before it is acknowledged. Badger locks its directory, so only
 // one process can open it at a time; the uma app shares the open database
 // across config reloads.
+//
+// A write into a full disk would kill the whole Caddy process (Badger's
+// files are memory-mapped: the kernel answers with SIGBUS), so the database
+// refuses writes while its filesystem has less than MinFreeSpace free: the
+// authorization server then answers requests that need a write with an
+// error, keeps answering those that only read, logs once when it starts
+// refusing and once when it stops, and accepts writes again by itself
+// within 100 ms of space coming back.
 type BadgerStorage struct {
 	// Path is the directory of the database, created if missing (mode
 	// 0700: it holds the private signing keys). A relative path is resolved
@@ -32,13 +42,23 @@ type BadgerStorage struct {
 	// directory.
 	Path string `json:"path,omitempty"`
 
+	// MinFreeSpace is the free space, in bytes, that the filesystem of the
+	// database keeps: below it, writes are refused, and the database does
+	// not open. It covers what Badger writes on its own (a memtable flush
+	// and a compaction) besides the writes it is asked for. Default: 410 MiB
+	// (from Badger's default table sizes); at least 1 MiB. A small database
+	// (a few MB) on a small disk can use less, such as 16 MiB: Badger's own
+	// writes are at most about the size of the database. A change applies
+	// on reload.
+	MinFreeSpace int64 `json:"min_free_space,omitempty"`
+
 	// dir is Path with placeholders expanded, absolute and clean.
 	dir string
 }
 
 // openBadger opens the Badger database in dir. Tests replace it.
-var openBadger = func(dir string, logger *zap.Logger) (store.Store, error) {
-	return badgerstore.Open(badgerstore.Options{Dir: dir, Logger: logger})
+var openBadger = func(dir string, minFreeSpace int64, logger *zap.Logger) (store.Store, error) {
+	return badgerstore.Open(badgerstore.Options{Dir: dir, MinFreeSpace: minFreeSpace, Logger: logger})
 }
 
 // CaddyModule returns the Caddy module information.
@@ -67,14 +87,23 @@ func (b *BadgerStorage) Provision(caddy.Context) error {
 	return nil
 }
 
-// Validate refuses a path that exists and is not a directory. A missing
-// directory is fine: Open creates it.
+// Validate refuses a path that exists and is not a directory, and a
+// minimum free space below 1 MiB. A missing directory is fine: Open
+// creates it.
 func (b *BadgerStorage) Validate() error {
 	if fi, err := os.Stat(b.dir); err == nil && !fi.IsDir() {
 		return fmt.Errorf("storage path %s is not a directory", b.dir)
 	}
+	if b.MinFreeSpace < 0 || (b.MinFreeSpace > 0 && b.MinFreeSpace < minMinFreeSpace) {
+		return fmt.Errorf("storage badger: min_free_space %d is too small: use at least 1MiB "+
+			"(Badger writes its own files without asking), or leave it out for the default %s",
+			b.MinFreeSpace, humanize.IBytes(uint64(badgerstore.DefaultMinFreeSpace)))
+	}
 	return nil
 }
+
+// minMinFreeSpace is the smallest min_free_space.
+const minMinFreeSpace = 1 << 20
 
 // PoolKey returns the clean absolute path of the database directory.
 func (b *BadgerStorage) PoolKey() string { return b.dir }
@@ -84,22 +113,41 @@ func (b *BadgerStorage) Open(logger *zap.Logger) (store.Store, error) {
 	if err := os.MkdirAll(b.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("creating storage directory: %w", err)
 	}
-	st, err := openBadger(b.dir, logger)
-	if errors.Is(err, badgerstore.ErrLocked) {
+	st, err := openBadger(b.dir, b.MinFreeSpace, logger)
+	switch {
+	case errors.Is(err, badgerstore.ErrLocked):
 		return nil, fmt.Errorf("%w: another process, usually another running Caddy instance, "+
 			"has the database open; use 'caddy reload' to change the config of a running Caddy", err)
+	case errors.Is(err, store.ErrNoSpace):
+		return nil, fmt.Errorf("%w; free space on the disk of %s, or lower min_free_space "+
+			"(storage badger %s { min_free_space <size> }) if the database is small", err, b.dir, b.dir)
 	}
 	return st, err
+}
+
+// Reuse applies min_free_space to the database that a previous config
+// opened and this one shares, so that a reload changes it.
+func (b *BadgerStorage) Reuse(st store.Store) {
+	if bs, ok := st.(*badgerstore.Store); ok {
+		_ = bs.SetMinFreeSpace(b.MinFreeSpace) // Validate checked it
+	}
 }
 
 // UnmarshalCaddyfile sets up the badger storage from the storage line of the
 // uma global option, starting at the backend's name. Syntax:
 //
-//	storage badger [<dir>]
+//	storage badger [<dir>] {
+//		min_free_space <size>
+//	}
 //
 // <dir> is the database directory, by default "uma" in Caddy's data
 // directory; a relative <dir> is resolved against Caddy's working
 // directory, and {env.*} placeholders are expanded when the config loads.
+//
+// min_free_space is the free space the disk of <dir> keeps: below it,
+// writes are refused (and the database does not open), so that a full disk
+// cannot crash Caddy. A size such as 256MiB or 1GB; default 410MiB, at
+// least 1MiB.
 func (b *BadgerStorage) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume the backend name
 	if d.NextArg() {
@@ -108,8 +156,28 @@ func (b *BadgerStorage) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	if d.NextArg() {
 		return d.ArgErr()
 	}
-	if d.NextBlock(0) {
-		return d.Errf("storage badger takes no block")
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "min_free_space":
+			if !d.NextArg() {
+				return d.ArgErr()
+			}
+			size, err := humanize.ParseBytes(d.Val())
+			if err != nil || size > math.MaxInt64 {
+				return d.Errf("min_free_space %q: want a size such as 256MiB or 1GB", d.Val())
+			}
+			if size < minMinFreeSpace {
+				return d.Errf("min_free_space %s is too small: use at least 1MiB "+
+					"(Badger writes its own files without asking), or leave it out for the default %s",
+					d.Val(), humanize.IBytes(uint64(badgerstore.DefaultMinFreeSpace)))
+			}
+			b.MinFreeSpace = int64(size)
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+		default:
+			return d.Errf("unknown storage badger option %q (known: min_free_space)", d.Val())
+		}
 	}
 	return nil
 }
@@ -117,6 +185,7 @@ func (b *BadgerStorage) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // Interface guards
 var (
 	_ StorageBackend        = (*BadgerStorage)(nil)
+	_ storageReuser         = (*BadgerStorage)(nil)
 	_ caddy.Provisioner     = (*BadgerStorage)(nil)
 	_ caddy.Validator       = (*BadgerStorage)(nil)
 	_ caddyfile.Unmarshaler = (*BadgerStorage)(nil)

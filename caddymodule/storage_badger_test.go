@@ -3,16 +3,19 @@ package caddymodule
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 
+	"github.com/caddy-uma/caddy-uma/store"
 	"github.com/caddy-uma/caddy-uma/store/badgerstore"
 )
 
@@ -22,13 +25,47 @@ func TestBadgerStorageUnmarshalCaddyfile(t *testing.T) {
 		want    BadgerStorage
 		wantErr string // substring; empty means success
 	}{
-		"default directory":   {input: `badger`, want: BadgerStorage{}},
-		"directory":           {input: `badger /var/lib/uma`, want: BadgerStorage{Path: "/var/lib/uma"}},
-		"relative directory":  {input: `badger ./data/uma`, want: BadgerStorage{Path: "./data/uma"}},
-		"placeholder kept":    {input: `badger {env.UMA_DATA}`, want: BadgerStorage{Path: "{env.UMA_DATA}"}},
-		"extra argument":      {input: `badger /a /b`, wantErr: "wrong argument count"},
-		"block":               {input: "badger /a {\n\tpath /b\n}", wantErr: "takes no block"},
-		"block without a dir": {input: "badger {\n\tpath /b\n}", wantErr: "takes no block"},
+		"default directory":  {input: `badger`, want: BadgerStorage{}},
+		"directory":          {input: `badger /var/lib/uma`, want: BadgerStorage{Path: "/var/lib/uma"}},
+		"relative directory": {input: `badger ./data/uma`, want: BadgerStorage{Path: "./data/uma"}},
+		"placeholder kept":   {input: `badger {env.UMA_DATA}`, want: BadgerStorage{Path: "{env.UMA_DATA}"}},
+		"extra argument":     {input: `badger /a /b`, wantErr: "wrong argument count"},
+		"min_free_space": {
+			input: "badger /a {\n\tmin_free_space 16MiB\n}",
+			want:  BadgerStorage{Path: "/a", MinFreeSpace: 16 << 20},
+		},
+		"min_free_space in decimal units, without a dir": {
+			input: "badger {\n\tmin_free_space 1GB\n}",
+			want:  BadgerStorage{MinFreeSpace: 1e9},
+		},
+		"min_free_space in bytes": {
+			input: "badger /a {\n\tmin_free_space 2000000\n}",
+			want:  BadgerStorage{Path: "/a", MinFreeSpace: 2e6},
+		},
+		"min_free_space too small": {
+			input:   "badger /a {\n\tmin_free_space 512KiB\n}",
+			wantErr: "min_free_space 512KiB is too small: use at least 1MiB",
+		},
+		"min_free_space not a size": {
+			input:   "badger /a {\n\tmin_free_space lots\n}",
+			wantErr: `min_free_space "lots": want a size such as 256MiB or 1GB`,
+		},
+		"min_free_space negative": {
+			input:   "badger /a {\n\tmin_free_space -1MiB\n}",
+			wantErr: `min_free_space "-1MiB": want a size`,
+		},
+		"min_free_space without a size": {
+			input:   "badger /a {\n\tmin_free_space\n}",
+			wantErr: "wrong argument count",
+		},
+		"min_free_space with two sizes": {
+			input:   "badger /a {\n\tmin_free_space 1GiB 2GiB\n}",
+			wantErr: "wrong argument count",
+		},
+		"unknown option": {
+			input:   "badger /a {\n\tpath /b\n}",
+			wantErr: `unknown storage badger option "path" (known: min_free_space)`,
+		},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -77,9 +114,13 @@ func TestStorageCaddyfileJSON(t *testing.T) {
 			line:    `storage badger.extra /a`,
 			wantErr: `unknown storage backend "badger.extra"`,
 		},
-		"badger with a block": {
+		"badger with min_free_space": {
+			line:     "storage badger /var/lib/uma {\n\tmin_free_space 64MiB\n}",
+			wantJSON: `{"backend":"badger","min_free_space":67108864,"path":"/var/lib/uma"}`,
+		},
+		"badger with an unknown option": {
 			line:    "storage badger /a {\n\tpath /b\n}",
-			wantErr: "takes no block",
+			wantErr: `unknown storage badger option "path"`,
 		},
 		"storage twice": {
 			line:    "storage badger /a\nstorage badger /b",
@@ -149,6 +190,15 @@ func TestBadgerStorageProvision(t *testing.T) {
 		"unset placeholder":    {json: `{"path": "{env.UMA_TEST_EMPTY}"}`, wantErr: "expanding storage path"},
 		"a file, not a dir":    {json: `{"path": "` + file + `"}`, wantErr: "is not a directory"},
 		"unknown field":        {json: `{"dir": "/var/lib/uma"}`, wantErr: `unknown field "dir"`},
+		"min_free_space":       {json: `{"path": "/var/lib/uma", "min_free_space": 16777216}`, wantDir: "/var/lib/uma"},
+		"min_free_space below 1 MiB": {
+			json:    `{"path": "/var/lib/uma", "min_free_space": 1000}`,
+			wantErr: "storage badger: min_free_space 1000 is too small: use at least 1MiB",
+		},
+		"negative min_free_space": {
+			json:    `{"path": "/var/lib/uma", "min_free_space": -1}`,
+			wantErr: "min_free_space -1 is too small",
+		},
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
@@ -214,6 +264,49 @@ func TestBadgerStorageOpen(t *testing.T) {
 	bad := &BadgerStorage{dir: filepath.Join(parent, "uma")}
 	if _, err := bad.Open(nil); err == nil || !strings.Contains(err.Error(), "creating storage directory") {
 		t.Fatalf("Open under a file = %v, want a directory creation error", err)
+	}
+}
+
+// TestBadgerStorageMinFreeSpace opens real databases with a minimum free
+// space that no disk has: opening fails and says what to do, and a shared
+// database that a reload gives that minimum refuses writes.
+func TestBadgerStorageMinFreeSpace(t *testing.T) {
+	const everything = 1 << 62 // 4 EiB
+	dir := filepath.Join(t.TempDir(), "uma")
+	b, err := loadBadger(t, fmt.Sprintf(`{"path": %q, "min_free_space": %d}`, dir, int64(everything)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.Open(nil)
+	if !errors.Is(err, store.ErrNoSpace) || !strings.Contains(err.Error(), "min_free_space") ||
+		!strings.Contains(err.Error(), dir) {
+		t.Fatalf("Open below min_free_space = %v, want ErrNoSpace naming the directory and min_free_space", err)
+	}
+
+	// The config that opened it has the default; a reload asks for more.
+	first, err := loadBadger(t, fmt.Sprintf(`{"path": %q}`, dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := first.Open(nil)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	defer st.Close()
+	ctx := t.Context()
+	if err := st.Put(ctx, "n", "k", []byte("v"), time.Time{}); err != nil {
+		t.Fatalf("Put with the default minimum: %v", err)
+	}
+	b.Reuse(st)
+	if err := st.Put(ctx, "n", "k", []byte("v2"), time.Time{}); !errors.Is(err, store.ErrNoSpace) {
+		t.Errorf("Put after a reload to min_free_space 4EiB = %v, want ErrNoSpace", err)
+	}
+	if got, err := st.Get(ctx, "n", "k"); err != nil || string(got) != "v" {
+		t.Errorf("Get while writes are refused = %q, %v; want v", got, err)
+	}
+	first.Reuse(st)
+	if err := st.Put(ctx, "n", "k", []byte("v3"), time.Time{}); err != nil {
+		t.Errorf("Put after a reload back to the default: %v", err)
 	}
 }
 

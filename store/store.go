@@ -14,6 +14,15 @@
 //
 // Every write is durable when it returns: an acknowledged write survives a
 // crash of the process.
+//
+// A store whose disk is (nearly) full refuses writes with ErrNoSpace instead
+// of failing in a way that takes the process down, keeps answering reads,
+// and accepts writes again by itself once space is freed. The write methods
+// are Put, Insert, PutAll, Take, Delete, CreateResource, UpdateResource and
+// DeleteResource: each may return ErrNoSpace when it would have written
+// something, and then wrote nothing. A call that would write nothing answers
+// as usual (Take of a missing key ErrNotFound, Insert over a live record
+// ErrExists, ...). Get, List, GetResource and ListResources never return it.
 package store
 
 import (
@@ -31,6 +40,13 @@ var (
 	ErrExists = errors.New("store: already exists")
 	// ErrClosed means that the store was closed.
 	ErrClosed = errors.New("store: closed")
+	// ErrNoSpace means that a write was refused because the disk that holds
+	// the store has less free space than the store needs to write safely.
+	// Nothing was written. It is temporary: the store accepts writes again
+	// by itself once space is freed, without a restart, and reads keep
+	// working meanwhile. Callers should answer "try again later" (a 503 or
+	// 507 with Retry-After), not treat the request as wrong.
+	ErrNoSpace = errors.New("store: not enough free disk space to write")
 )
 
 // Store is the whole persistence interface of caddy-uma.

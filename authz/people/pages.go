@@ -113,7 +113,7 @@ func (s *Site) renderPage(w http.ResponseWriter, status int, name string, p page
 	var buf bytes.Buffer
 	if err := t.ExecuteTemplate(&buf, "layout", p); err != nil {
 		s.log.Error("rendering a page", zap.Error(err))
-		status = http.StatusInternalServerError
+		status = http.StatusServiceUnavailable
 		buf.Reset()
 		buf.WriteString("<!doctype html><title>Error</title><p>The page could not be shown.</p>")
 	}
@@ -155,7 +155,9 @@ func (s *Site) renderError(w http.ResponseWriter, status int, title, message str
 // renderServerError logs err and shows a generic error page.
 func (s *Site) renderServerError(w http.ResponseWriter, what string, err error) {
 	s.log.Error(what, zap.Error(err))
-	s.renderError(w, http.StatusInternalServerError, "Something went wrong",
+	// The server's fault, not the person's: 503 and a moment to wait.
+	w.Header().Set("Retry-After", "1")
+	s.renderError(w, http.StatusServiceUnavailable, "Something went wrong",
 		"The authorization server could not complete this. Try again in a moment.")
 }
 

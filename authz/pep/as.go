@@ -88,6 +88,11 @@ type RPT struct {
 	// the enforcement point's cache TTL bounds it).
 	ExpiresAt   time.Time
 	Permissions []Permission
+
+	// verified is, for an RPT that is a JWT verified by the enforcement
+	// point itself and then introspected, what the JWT said: each recheck
+	// narrows it anew (Remote).
+	verified *RPT
 }
 
 // grantedScopes returns the scopes the RPT grants on resourceID at now,

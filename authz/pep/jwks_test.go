@@ -35,6 +35,10 @@ type keyAS struct {
 	// path.
 	jwksPath    string
 	pathFetches map[string]int
+	// introspection, when set before the first request, answers
+	// introspection requests (given the token) and makes discovery name an
+	// introspection endpoint and a token endpoint that issues PATs.
+	introspection func(token string) map[string]any
 }
 
 func newKeyAS(t *testing.T) *keyAS {
@@ -47,10 +51,19 @@ func newKeyAS(t *testing.T) *keyAS {
 			a.mu.Lock()
 			jwksPath := a.jwksPath
 			a.mu.Unlock()
-			json.NewEncoder(w).Encode(map[string]string{
+			doc := map[string]string{
 				"issuer": a.srv.URL, "token_endpoint": a.srv.URL + "/token", "jwks_uri": a.srv.URL + jwksPath,
 				"permission_endpoint": a.srv.URL + "/perm", "resource_registration_endpoint": a.srv.URL + "/rreg",
-			})
+			}
+			if a.introspection != nil {
+				doc["introspection_endpoint"] = a.srv.URL + "/introspect"
+			}
+			json.NewEncoder(w).Encode(doc)
+		case r.URL.Path == "/token" && a.introspection != nil:
+			json.NewEncoder(w).Encode(map[string]any{"access_token": "pat", "token_type": "Bearer", "expires_in": 300})
+		case r.URL.Path == "/introspect" && a.introspection != nil:
+			r.ParseForm()
+			json.NewEncoder(w).Encode(a.introspection(r.PostForm.Get("token")))
 		case strings.HasPrefix(r.URL.Path, "/jwks"):
 			a.fetches.Add(1)
 			a.mu.Lock()

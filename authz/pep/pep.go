@@ -48,6 +48,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/caddy-uma/caddy-uma/authz/jwsform"
 	"github.com/caddy-uma/caddy-uma/authz/oauth"
 )
 
@@ -187,10 +188,24 @@ type Config struct {
 	// StripAuthorization removes the Authorization header before Handler
 	// passes the request on.
 	StripAuthorization bool
+	// MethodOverride is MethodOverrideStrip (default: method override
+	// headers and ?_method are removed before the protected handler) or
+	// MethodOverrideKeep (they stay, and the overriding method decides the
+	// scopes).
+	MethodOverride MethodOverride
 	// Expand expands template values; nil means ExpandPlain.
 	Expand Expander
-	// Logger receives decisions (debug), permissive refusals (info) and
-	// AS failures (warn); nil means none.
+	// KnownPlaceholder reports whether a template value may name key in
+	// braces when key is no parameter of the template's path pattern: New
+	// refuses a template with any other. nil means the keys of ExpandPlain
+	// when Expand is nil, and any key otherwise.
+	KnownPlaceholder func(key string) bool
+	// Logger receives decisions (debug), permissive refusals (info), and
+	// at warn, at most one line per reason every 10 seconds (with the
+	// number left out since), refusals that point at a configuration
+	// mistake or an outage: no_owner, unmatched, method_not_mapped,
+	// scope_not_registered, registration_limited and as_unavailable; nil
+	// means none.
 	Logger *zap.Logger
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -209,7 +224,9 @@ type Enforcer struct {
 	timeout   time.Duration
 	expand    Expander
 	strip     bool
+	override  MethodOverride
 	log       *zap.Logger
+	limit     *logLimiter
 	now       func() time.Time
 
 	rpts        *lru[[32]byte, cachedRPT]
@@ -252,6 +269,7 @@ func New(cfg Config) (*Enforcer, error) {
 		timeout:   cfg.Timeout,
 		expand:    cfg.Expand,
 		strip:     cfg.StripAuthorization,
+		override:  cfg.MethodOverride,
 		log:       cfg.Logger,
 		now:       cfg.Now,
 	}
@@ -268,6 +286,13 @@ func New(cfg Config) (*Enforcer, error) {
 	case UnmatchedDeny, UnmatchedPass:
 	default:
 		return nil, fmt.Errorf("unknown unmatched handling %q (want %s or %s)", cfg.Unmatched, UnmatchedDeny, UnmatchedPass)
+	}
+	switch e.override {
+	case "":
+		e.override = MethodOverrideStrip
+	case MethodOverrideStrip, MethodOverrideKeep:
+	default:
+		return nil, fmt.Errorf("unknown method override handling %q (want %s or %s)", cfg.MethodOverride, MethodOverrideStrip, MethodOverrideKeep)
 	}
 	var err error
 	if e.anyScope, err = parseMatch(cfg.Match); err != nil {
@@ -295,6 +320,14 @@ func New(cfg Config) (*Enforcer, error) {
 	if e.now == nil {
 		e.now = time.Now
 	}
+	e.limit = newLogLimiter(e.now)
+	known := cfg.KnownPlaceholder
+	if known == nil {
+		known = func(string) bool { return true }
+		if cfg.Expand == nil {
+			known = plainPlaceholder
+		}
+	}
 	size := cfg.RPTCacheSize
 	if size <= 0 {
 		size = DefaultRPTCacheSize
@@ -302,7 +335,7 @@ func New(cfg Config) (*Enforcer, error) {
 	e.rpts = newLRU[[32]byte, cachedRPT](size)
 	e.resourceIDs = newLRU[string, string](maxResourceIDs)
 	for i, t := range cfg.Templates {
-		ct, err := compileTemplate(i, t, e.methods)
+		ct, err := compileTemplate(i, t, e.methods, known)
 		if err != nil {
 			return nil, err
 		}
@@ -346,13 +379,16 @@ func checkMethods(m map[string][]string) error {
 	return nil
 }
 
-func compileTemplate(i int, t Template, defaultMethods map[string][]string) (*template, error) {
+func compileTemplate(i int, t Template, defaultMethods map[string][]string, known func(string) bool) (*template, error) {
 	p, err := compilePattern(t.Path)
 	if err != nil {
 		return nil, fmt.Errorf("resource %d: %w", i+1, err)
 	}
 	if strings.TrimSpace(t.Owner) == "" {
 		return nil, fmt.Errorf("resource %s: an owner is required", t.Path)
+	}
+	if err := checkPlaceholders(t, p, known); err != nil {
+		return nil, err
 	}
 	ct := &template{index: i, pattern: p, owner: t.Owner, name: t.Name, typ: t.Type, methods: t.Methods}
 	if ct.methods == nil {
@@ -413,8 +449,16 @@ const (
 	ReasonUnavailable        Reason = "as_unavailable"       // no ticket could be had (with Warning)
 	ReasonBusy               Reason = "registration_limited" // too many new resources at once: 503, Retry-After
 	// 400.
-	ReasonAmbiguousPath Reason = "ambiguous_path" // dot or empty segments, encoded slashes
+	ReasonAmbiguousPath   Reason = "ambiguous_path"   // dot or empty segments, encoded slashes
+	ReasonAmbiguousMethod Reason = "ambiguous_method" // method overrides that disagree (MethodOverrideKeep)
 )
+
+// warnReasons are the refusals logged at warn (rate-limited): they point
+// at a configuration mistake or an outage, not at a client.
+var warnReasons = map[Reason]bool{
+	ReasonNoOwner: true, ReasonUnmatched: true, ReasonMethodNotMapped: true,
+	ReasonScopeNotRegistered: true, ReasonBusy: true, ReasonUnavailable: true,
+}
 
 // Decision is the outcome of Decide for one request.
 type Decision struct {
@@ -479,9 +523,10 @@ func refuse(status int, reason Reason, err error) Decision {
 }
 
 // Handler returns next behind the enforcement point: refused requests get
-// Decision.Respond; allowed ones go to next, with the Authorization header
-// removed if Config.StripAuthorization, and the decision in their context
-// (see DecisionFrom).
+// Decision.Respond; allowed ones go to next, prepared by PrepareForward
+// (the Authorization header removed if Config.StripAuthorization, method
+// overrides unless kept), with the decision in their context (see
+// DecisionFrom).
 func (e *Enforcer) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		d := e.Decide(r)
@@ -489,9 +534,7 @@ func (e *Enforcer) Handler(next http.Handler) http.Handler {
 			d.Respond(w)
 			return
 		}
-		if e.strip {
-			r.Header.Del("Authorization")
-		}
+		e.PrepareForward(r)
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), decisionKey{}, &d)))
 	})
 }
@@ -522,12 +565,18 @@ func (e *Enforcer) Decide(r *http.Request) Decision {
 		d.Status, d.Challenge, d.Warning = 0, "", ""
 		return d
 	}
-	lvl := zapcore.DebugLevel
-	if d.Reason == ReasonUnavailable {
-		lvl = zapcore.WarnLevel
+	lvl, suppressed := zapcore.DebugLevel, -1
+	if warnReasons[d.Reason] {
+		if n, ok := e.limit.allow(string(d.Reason)); ok {
+			lvl, suppressed = zapcore.WarnLevel, n
+		}
 	}
 	if c := e.log.Check(lvl, "uma decision"); c != nil {
-		c.Write(decisionFields(r, d)...)
+		fields := decisionFields(r, d)
+		if suppressed >= 0 {
+			fields = append(fields, zap.Int("suppressed", suppressed))
+		}
+		c.Write(fields...)
 	}
 	return d
 }
@@ -589,7 +638,9 @@ func (e *Enforcer) decide(ctx context.Context, r *http.Request) Decision {
 		default:
 			// The RPT could not be checked: refuse it, as if invalid.
 			reason, verifyErr = ReasonInvalidToken, err
-			e.log.Warn("could not verify an RPT", zap.Error(err))
+			if n, ok := e.limit.allow("rpt_unverifiable"); ok {
+				e.log.Warn("could not verify an RPT", zap.Error(err), zap.Int("suppressed", n))
+			}
 		}
 	}
 	d = Decision{Reason: reason, ResourceID: t.resourceID, Owner: t.owner, Err: verifyErr}
@@ -615,13 +666,17 @@ func (e *Enforcer) mapRequest(ctx context.Context, r *http.Request) (target, Dec
 	if err != nil {
 		return target{}, refuse(http.StatusBadRequest, ReasonAmbiguousPath, err), false
 	}
+	method, err := e.effectiveMethod(r)
+	if err != nil {
+		return target{}, refuse(http.StatusBadRequest, ReasonAmbiguousMethod, err), false
+	}
 	var params Params
 	for _, tpl := range e.templates {
 		var ok bool
 		if params, ok = tpl.pattern.match(r.Host, segs, params[:0]); !ok {
 			continue
 		}
-		return e.mapTemplate(ctx, r, tpl, params)
+		return e.mapTemplate(ctx, r, method, tpl, params)
 	}
 	if e.uris != nil {
 		res, ok, err := e.uris.match(ctx, r.Host, segs)
@@ -632,7 +687,7 @@ func (e *Enforcer) mapRequest(ctx context.Context, r *http.Request) (target, Dec
 				Warning: WarningUnreachable, Err: err}, false
 		}
 		if ok {
-			return e.mapRegistered(r, res)
+			return e.mapRegistered(method, res)
 		}
 	}
 	if e.unmatched == UnmatchedPass {
@@ -641,8 +696,8 @@ func (e *Enforcer) mapRequest(ctx context.Context, r *http.Request) (target, Dec
 	return target{}, refuse(http.StatusForbidden, ReasonUnmatched, nil), false
 }
 
-func (e *Enforcer) mapTemplate(ctx context.Context, r *http.Request, tpl *template, params Params) (target, Decision, bool) {
-	scopes, ok := tpl.methods[r.Method]
+func (e *Enforcer) mapTemplate(ctx context.Context, r *http.Request, method string, tpl *template, params Params) (target, Decision, bool) {
+	scopes, ok := tpl.methods[method]
 	if !ok {
 		return target{}, refuse(http.StatusForbidden, ReasonMethodNotMapped, nil), false
 	}
@@ -695,15 +750,15 @@ func (e *Enforcer) mapTemplate(ctx context.Context, r *http.Request, tpl *templa
 	}, Decision{}, true
 }
 
-func (e *Enforcer) mapRegistered(r *http.Request, res Resource) (target, Decision, bool) {
-	scopes, ok := e.methods[r.Method]
+func (e *Enforcer) mapRegistered(method string, res Resource) (target, Decision, bool) {
+	scopes, ok := e.methods[method]
 	if !ok {
 		return target{}, refuse(http.StatusForbidden, ReasonMethodNotMapped, nil), false
 	}
 	for _, s := range scopes {
 		if !slices.Contains(res.Scopes, s) {
 			return target{}, refuse(http.StatusForbidden, ReasonScopeNotRegistered,
-				fmt.Errorf("registered resource %s does not offer scope %q that %s needs", res.ID, s, r.Method)), false
+				fmt.Errorf("registered resource %s does not offer scope %q that %s needs", res.ID, s, method)), false
 		}
 	}
 	return target{resourceID: res.ID, owner: res.Owner, scopes: scopes, anyScope: e.anyScope}, Decision{}, true
@@ -777,6 +832,17 @@ func (e *Enforcer) rpt(ctx context.Context, token string, now time.Time) (*RPT, 
 			e.rpts.put(key, cachedRPT{rpt: rpt, checked: now}, rptExpiry(rpt, now))
 		}
 		return rpt, nil
+	}
+	// Only the exact token the AS issued: the cache key is the token's
+	// bytes, so a copy spelled otherwise comes here and is refused.
+	if err := jwsform.Check(token); err != nil {
+		if errors.Is(err, jwsform.ErrHighS) {
+			if n, ok := e.limit.allow("rpt_high_s"); ok {
+				e.log.Warn("refused an RPT whose ECDSA signature is not in low-S form: it was altered, or the AS does not normalise S (then sign RPTs with RS256, PS256 or EdDSA)",
+					zap.Int("suppressed", n))
+			}
+		}
+		return nil, fmt.Errorf("%w: %w", ErrInvalidRPT, err)
 	}
 	rpt, err := e.as.VerifyRPT(ctx, token)
 	if err != nil {

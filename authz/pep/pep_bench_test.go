@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 )
 
 // The cost of an authorized request at the enforcement point, with the
@@ -41,6 +42,31 @@ func BenchmarkNoTokenCoHosted(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		if d := e.Decide(r); d.Status != http.StatusUnauthorized {
+			b.Fatal(d)
+		}
+	}
+}
+
+// BenchmarkRefusedASFrozen is a request while the remote AS is frozen and
+// the breaker open: a 403 with the Warning, without waiting for the AS
+// (before the breaker opens, each such request waits the whole timeout).
+func BenchmarkRefusedASFrozen(b *testing.B) {
+	as := newRealAS(b, nil)
+	e, _ := enforcerFor(b, as, "rs-api", true, func(c *RemoteConfig) {
+		c.HTTPClient = &http.Client{Timeout: 50 * time.Millisecond}
+	})
+	r := request("GET", "/api/records/alice/1", "")
+	if d := e.Decide(r); d.Status != http.StatusUnauthorized {
+		b.Fatal(d)
+	}
+	as.freeze()
+	for range DefaultBreakerThreshold {
+		e.Decide(r) // each waits the timeout; then the breaker opens
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if d := e.Decide(r); d.Status != http.StatusForbidden || d.Warning == "" {
 			b.Fatal(d)
 		}
 	}

@@ -54,9 +54,27 @@ type realAS struct {
 	idp    *claimtokentest.Provider
 	clock  *testClock
 	// patGrants counts client_credentials grants; down makes every
-	// request fail with 503.
-	patGrants atomic.Int64
-	down      atomic.Bool
+	// request fail with 503; while frozen is set, requests are held
+	// unanswered (counted in frozenCalls) until it is closed or the caller
+	// gives up.
+	patGrants   atomic.Int64
+	down        atomic.Bool
+	frozen      atomic.Pointer[chan struct{}]
+	frozenCalls atomic.Int64
+}
+
+// freeze holds every request unanswered, as a stopped process does, until
+// thaw.
+func (as *realAS) freeze() {
+	ch := make(chan struct{})
+	as.frozen.Store(&ch)
+}
+
+// thaw answers again, held requests included.
+func (as *realAS) thaw() {
+	if ch := as.frozen.Swap(nil); ch != nil {
+		close(*ch)
+	}
 }
 
 func newRealAS(t testing.TB, mod func(*authz.Config)) *realAS {
@@ -76,6 +94,14 @@ func newRealAS(t testing.TB, mod func(*authz.Config)) *realAS {
 	}
 	var handler atomic.Pointer[http.Handler]
 	as.http = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ch := as.frozen.Load(); ch != nil {
+			as.frozenCalls.Add(1)
+			select {
+			case <-*ch:
+			case <-r.Context().Done():
+				return
+			}
+		}
 		if as.down.Load() {
 			http.Error(w, "down", http.StatusServiceUnavailable)
 			return
@@ -89,7 +115,10 @@ func newRealAS(t testing.TB, mod func(*authz.Config)) *realAS {
 		}
 		(*handler.Load()).ServeHTTP(w, r)
 	}))
-	t.Cleanup(as.http.Close)
+	t.Cleanup(func() {
+		as.thaw()
+		as.http.Close()
+	})
 	as.issuer = as.http.URL
 	cfg := authz.Config{
 		Issuer: as.issuer,

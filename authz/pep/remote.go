@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/caddy-uma/caddy-uma/authz/jwks"
 	"github.com/caddy-uma/caddy-uma/authz/metadata"
@@ -34,6 +35,8 @@ type RemoteConfig struct {
 	ClientID     string
 	ClientSecret string
 	// HTTPClient makes every call; nil means a client with a 10s timeout.
+	// Its transport is wrapped in the circuit breaker (the client itself
+	// is not changed).
 	HTTPClient *http.Client
 	// RevocationCheck is how long a verified RPT is trusted before it is
 	// introspected again; a revoked RPT is refused at most this long after
@@ -50,6 +53,13 @@ type RemoteConfig struct {
 	// RetryInterval is how long after a failed discovery or PAT request
 	// requests fail fast instead of asking again (default 2s).
 	RetryInterval time.Duration
+	// BreakerThreshold is how many calls to the AS in a row must fail (a
+	// timeout, no connection, or 502, 503, 504) before every call fails at
+	// once (default DefaultBreakerThreshold, 3; negative: no breaker).
+	// BreakerCoolDown is how long it then waits before one call probes the
+	// AS (default DefaultBreakerCoolDown, 5s); the first answer closes it.
+	BreakerThreshold int
+	BreakerCoolDown  time.Duration
 	// Logger receives failures; nil means none.
 	Logger *zap.Logger
 	// Now is the clock; nil means time.Now.
@@ -90,6 +100,7 @@ type Remote struct {
 	log             *zap.Logger
 	now             func() time.Time
 	minKeyRefresh   time.Duration
+	breaker         *breaker // nil when off
 
 	mu               sync.Mutex
 	keys             *jwks.Set // of keysURL, created on first use
@@ -123,15 +134,15 @@ func NewRemote(cfg RemoteConfig) (*Remote, error) {
 		issuer:          cfg.Issuer,
 		clientID:        cfg.ClientID,
 		secret:          cfg.ClientSecret,
-		http:            cfg.HTTPClient,
 		revocationCheck: cfg.RevocationCheck,
 		retry:           cfg.RetryInterval,
 		log:             cfg.Logger,
 		now:             cfg.Now,
 		minKeyRefresh:   cfg.MinKeyRefresh,
 	}
-	if r.http == nil {
-		r.http = &http.Client{Timeout: defaultHTTPTimeout}
+	hc := http.Client{Timeout: defaultHTTPTimeout}
+	if cfg.HTTPClient != nil {
+		hc = *cfg.HTTPClient
 	}
 	if r.revocationCheck == 0 {
 		r.revocationCheck = DefaultRevocationCheck
@@ -148,7 +159,34 @@ func NewRemote(cfg RemoteConfig) (*Remote, error) {
 	if r.minKeyRefresh <= 0 {
 		r.minKeyRefresh = defaultMinKeyRefresh
 	}
+	if cfg.BreakerThreshold >= 0 {
+		next := hc.Transport
+		if next == nil {
+			next = http.DefaultTransport
+		}
+		r.breaker = &breaker{
+			next: next, threshold: cfg.BreakerThreshold, coolDown: cfg.BreakerCoolDown,
+			now: r.now, log: r.log.With(zap.String("issuer", r.issuer)),
+		}
+		if r.breaker.threshold == 0 {
+			r.breaker.threshold = DefaultBreakerThreshold
+		}
+		if r.breaker.coolDown <= 0 {
+			r.breaker.coolDown = DefaultBreakerCoolDown
+		}
+		hc.Transport = r.breaker
+	}
+	r.http = &hc
 	return r, nil
+}
+
+// failureLevel is the level of a failed call's log line: debug while the
+// breaker is open, which logged the outage once.
+func (r *Remote) failureLevel() zapcore.Level {
+	if r.breaker != nil && r.breaker.isOpen() {
+		return zapcore.DebugLevel
+	}
+	return zapcore.WarnLevel
 }
 
 // Close stops the key cache. JWT RPTs are not verified afterwards.
@@ -208,7 +246,7 @@ func (r *Remote) metadata(ctx context.Context) (*metadata.UMAConfiguration, erro
 		defer r.mu.Unlock()
 		if err != nil {
 			r.mdFailed, r.mdErr = r.now(), err
-			r.log.Warn("UMA discovery failed", zap.String("issuer", r.issuer), zap.Error(err))
+			r.log.Log(r.failureLevel(), "UMA discovery failed", zap.String("issuer", r.issuer), zap.Error(err))
 			return nil, err
 		}
 		r.md, r.mdFetched = got, r.now()
@@ -304,7 +342,7 @@ func (r *Remote) protectionToken(ctx context.Context) (string, error) {
 		defer r.mu.Unlock()
 		if err != nil {
 			r.patFailed, r.patErr = r.now(), err
-			r.log.Warn("obtaining a PAT failed", zap.String("issuer", r.issuer), zap.String("client_id", r.clientID), zap.Error(err))
+			r.log.Log(r.failureLevel(), "obtaining a PAT failed", zap.String("issuer", r.issuer), zap.String("client_id", r.clientID), zap.Error(err))
 			return "", err
 		}
 		t := r.now()
@@ -713,8 +751,11 @@ func (r *Remote) RecheckInterval() time.Duration { return r.revocationCheck }
 
 // VerifyRPT checks an RPT. A JWT is first verified locally with the AS's
 // JWKS (signature, iss, aud, exp, nbf); unless revocation checks are off,
-// it is then introspected, which also tells whether it was revoked.
-// Opaque RPTs are introspected.
+// it is then introspected, which also tells whether it was revoked. The
+// introspection answer can only narrow what the JWT says (see narrow): the
+// requesting party and the client stay the JWT's, which matters with
+// Keycloak, whose RPT introspection names neither. Opaque RPTs, and JWTs
+// while the AS's keys cannot be had, are introspected only.
 func (r *Remote) VerifyRPT(ctx context.Context, token string) (*RPT, error) {
 	md, err := r.metadata(ctx)
 	if err != nil {
@@ -729,8 +770,14 @@ func (r *Remote) VerifyRPT(ctx context.Context, token string) (*RPT, error) {
 			return nil, err
 		case err == nil && (r.revocationCheck < 0 || md.IntrospectionEndpoint == ""):
 			return rpt, nil
+		case err == nil:
+			in, err := r.introspect(ctx, md, token)
+			if err != nil {
+				return nil, err
+			}
+			return narrow(rpt, in)
 		}
-		// Keys unavailable, or revocation checks on: introspect.
+		// Keys unavailable: introspect.
 	}
 	if md.IntrospectionEndpoint == "" {
 		return nil, ErrInvalidRPT // an opaque token the AS offers no way to check
@@ -738,7 +785,8 @@ func (r *Remote) VerifyRPT(ctx context.Context, token string) (*RPT, error) {
 	return r.introspect(ctx, md, token)
 }
 
-// Recheck introspects a cached RPT again.
+// Recheck introspects a cached RPT again; a JWT verified locally keeps its
+// identity and is narrowed by the answer.
 func (r *Remote) Recheck(ctx context.Context, token string, rpt *RPT) (*RPT, error) {
 	md, err := r.metadata(ctx)
 	if err != nil {
@@ -747,7 +795,62 @@ func (r *Remote) Recheck(ctx context.Context, token string, rpt *RPT) (*RPT, err
 	if md.IntrospectionEndpoint == "" {
 		return rpt, nil
 	}
-	return r.introspect(ctx, md, token)
+	in, err := r.introspect(ctx, md, token)
+	if err != nil {
+		return nil, err
+	}
+	if rpt.verified != nil {
+		return narrow(rpt.verified, in)
+	}
+	return in, nil
+}
+
+// narrow returns the locally verified JWT RPT v as the introspection
+// answer in allows it: introspection can revoke and narrow, never widen or
+// change who the token is for. The subject, the client and the id stay
+// v's (an answer that names another one revokes the token); each of v's
+// permissions keeps the scopes that an introspected permission on the same
+// resource also grants, within both of their time bounds, and is dropped
+// when the answer has none on its resource; the expiry is the earlier.
+func narrow(v, in *RPT) (*RPT, error) {
+	for _, pair := range [][2]string{{v.Subject, in.Subject}, {v.ClientID, in.ClientID}, {v.ID, in.ID}} {
+		if pair[1] != "" && pair[1] != pair[0] {
+			return nil, fmt.Errorf("%w: introspection describes another token", ErrInvalidRPT)
+		}
+	}
+	out := &RPT{ID: v.ID, Subject: v.Subject, ClientID: v.ClientID, ExpiresAt: earlier(v.ExpiresAt, in.ExpiresAt), verified: v}
+	for _, p := range v.Permissions {
+		for _, q := range in.Permissions {
+			if q.ResourceID != p.ResourceID {
+				continue
+			}
+			var scopes []string
+			for _, s := range p.Scopes {
+				if slices.Contains(q.Scopes, s) {
+					scopes = append(scopes, s)
+				}
+			}
+			if len(scopes) == 0 && len(p.Scopes) > 0 {
+				continue
+			}
+			nbf := p.NotBefore
+			if q.NotBefore.After(nbf) {
+				nbf = q.NotBefore
+			}
+			out.Permissions = append(out.Permissions, Permission{
+				ResourceID: p.ResourceID, Scopes: scopes, ExpiresAt: earlier(p.ExpiresAt, q.ExpiresAt), NotBefore: nbf,
+			})
+		}
+	}
+	return out, nil
+}
+
+// earlier returns the earlier of two bounds, zero meaning none.
+func earlier(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
 }
 
 // rptClaims are the members of a JWT RPT or of an introspection response

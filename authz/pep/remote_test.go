@@ -1,7 +1,6 @@
 package pep
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -10,108 +9,159 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/caddy-uma/caddy-uma/authz/pep/peptest"
 )
 
-// kcLikeAS is an AS that behaves as Keycloak does where it departs from
-// the spec: it refuses the uma_protection scope at the token endpoint,
-// and authenticates introspection callers as clients, not with the PAT.
-// Its RPTs are opaque here.
-type kcLikeAS struct {
-	srv                          *httptest.Server
-	bearerIntrospections, basics atomic.Int64
-	scopeRefusals                atomic.Int64
-}
-
-func newKCLikeAS(t *testing.T) *kcLikeAS {
-	a := &kcLikeAS{}
-	a.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		switch r.URL.Path {
-		case "/.well-known/uma2-configuration":
-			json.NewEncoder(w).Encode(map[string]string{
-				"issuer": a.srv.URL, "token_endpoint": a.srv.URL + "/token",
-				"introspection_endpoint": a.srv.URL + "/introspect",
-				"permission_endpoint":    a.srv.URL + "/perm", "resource_registration_endpoint": a.srv.URL + "/rreg",
-			})
-		case "/token":
-			r.ParseForm()
-			if r.PostForm.Get("scope") != "" {
-				a.scopeRefusals.Add(1)
-				w.WriteHeader(http.StatusBadRequest)
-				json.NewEncoder(w).Encode(map[string]string{"error": "invalid_scope"})
-				return
-			}
-			json.NewEncoder(w).Encode(map[string]any{"access_token": "pat", "token_type": "Bearer", "expires_in": 300})
-		case "/introspect":
-			if strings.HasPrefix(r.Header.Get("Authorization"), "Bearer ") {
-				a.bearerIntrospections.Add(1)
-				w.WriteHeader(http.StatusUnauthorized)
-				return
-			}
-			if id, secret, ok := r.BasicAuth(); !ok || id != "rs" || secret != "s" {
-				w.WriteHeader(http.StatusUnauthorized)
-				return
-			}
-			a.basics.Add(1)
-			r.ParseForm()
-			switch r.PostForm.Get("token") {
-			case "opaque-good":
-				json.NewEncoder(w).Encode(map[string]any{
-					"active": true, "sub": "bob", "azp": "app", "aud": "rs", "iss": a.srv.URL,
-					"exp":         time.Now().Add(time.Minute).Unix(),
-					"permissions": []map[string]any{{"rsid": "r1", "rsname": "x", "scopes": []string{"read"}}},
-				})
-			case "access-token":
-				json.NewEncoder(w).Encode(map[string]any{"active": true, "scope": "openid", "aud": "rs"})
-			case "other-audience":
-				json.NewEncoder(w).Encode(map[string]any{"active": true, "aud": []string{"rs-other"}, "permissions": []any{}})
-			default:
-				json.NewEncoder(w).Encode(map[string]any{"active": false})
-			}
-		default:
-			http.NotFound(w, r)
-		}
-	}))
-	t.Cleanup(a.srv.Close)
-	return a
-}
-
-func TestRemoteIntrospection(t *testing.T) {
-	a := newKCLikeAS(t)
-	rem, err := NewRemote(RemoteConfig{Issuer: a.srv.URL, ClientID: "rs", ClientSecret: "s"})
+// TestRemoteKeycloak runs the enforcement point against an AS that answers
+// as Keycloak does: it refuses the uma_protection scope at the token
+// endpoint, authenticates introspection callers as clients, and its RPT
+// introspection carries neither sub nor azp. The requesting party and the
+// client come from the verified RPT, and introspection still revokes.
+func TestRemoteKeycloak(t *testing.T) {
+	kc := peptest.NewKeycloak(t, "rs", "s")
+	clock := &testClock{t: time.Now()}
+	kc.SetClock(clock.Now)
+	rem, err := NewRemote(RemoteConfig{Issuer: kc.Issuer(), ClientID: "rs", ClientSecret: "s", Now: clock.Now})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer rem.Close()
-	ctx := context.Background()
+	e := newEnforcer(t, rem, clock, nil)
+	const path = "/api/records/alice/1"
 
-	rpt, err := rem.VerifyRPT(ctx, "opaque-good")
-	if err != nil {
-		t.Fatalf("opaque RPT: %v", err)
+	d := e.Decide(request("GET", path, ""))
+	params, ok := parseChallenge(d.Challenge)
+	if d.Status != http.StatusUnauthorized || !ok || params["as_uri"] != kc.Issuer() {
+		t.Fatalf("no token: %+v", d)
 	}
-	if rpt.Subject != "bob" || rpt.ClientID != "app" || len(rpt.Permissions) != 1 ||
-		rpt.Permissions[0].ResourceID != "r1" || rpt.Permissions[0].Scopes[0] != "read" || rpt.ExpiresAt.IsZero() {
-		t.Errorf("RPT = %+v", rpt)
+	rpt := kc.RPTForTicket(t, params["ticket"], "bob-id", "app")
+	d = e.Decide(request("GET", path, rpt))
+	if !d.Allow || d.Subject != "bob-id" || d.ClientID != "app" || strings.Join(d.Scopes, " ") != "read" {
+		t.Fatalf("with Keycloak's RPT (introspected, revocation_check 1m): allow %v, subject %q, client %q, scopes %v",
+			d.Allow, d.Subject, d.ClientID, d.Scopes)
 	}
-	for _, tok := range []string{"revoked", "access-token", "other-audience"} {
-		if _, err := rem.VerifyRPT(ctx, tok); !errors.Is(err, ErrInvalidRPT) {
-			t.Errorf("%s: %v, want ErrInvalidRPT", tok, err)
+	// After the revocation check interval: introspected again, and the
+	// identity stays the RPT's.
+	clock.Advance(DefaultRevocationCheck)
+	if d := e.Decide(request("GET", path, rpt)); !d.Allow || d.Subject != "bob-id" || d.ClientID != "app" {
+		t.Errorf("after a recheck: allow %v, subject %q, client %q", d.Allow, d.Subject, d.ClientID)
+	}
+	kc.Revoke(t, rpt)
+	clock.Advance(DefaultRevocationCheck)
+	if d := e.Decide(request("GET", path, rpt)); d.Allow || d.Reason != ReasonInvalidToken {
+		t.Errorf("revoked at Keycloak: %+v", d)
+	}
+
+	// Keycloak tokens that are not RPTs for this resource server.
+	for name, tok := range map[string]string{
+		"another audience":   kc.RPT(t, "bob-id", "app", "rs-other", peptest.Permission{ResourceID: d.ResourceID, Scopes: []string{"read"}}),
+		"no authorization":   kc.RPT(t, "bob-id", "app", "rs"),
+		"not a token at all": "opaque-token",
+	} {
+		if d := e.Decide(request("GET", path, tok)); d.Allow || d.Reason != ReasonInvalidToken {
+			t.Errorf("%s: %+v", name, d)
 		}
 	}
-	if _, err := rem.Recheck(ctx, "opaque-good", rpt); err != nil {
-		t.Errorf("recheck: %v", err)
+	// The PAT was refused once at introspection (then once more with a new
+	// PAT), and client authentication was used from then on; the scope
+	// uma_protection was refused and the PAT obtained without it.
+	if bearer, basic := kc.Introspections(); bearer != 2 || basic < 3 {
+		t.Errorf("introspections: %d with the PAT (want 2), %d with client authentication (want 3 or more)", bearer, basic)
 	}
-	// The PAT was refused once at introspection (then once more after a
-	// new PAT), and client authentication was used from then on.
-	if n := a.bearerIntrospections.Load(); n != 2 {
-		t.Errorf("%d introspections with the PAT, want 2 (one PAT, then a new one)", n)
-	}
-	if n := a.basics.Load(); n != 5 {
-		t.Errorf("%d introspections with client authentication, want 5", n)
-	}
-	// The scope uma_protection was refused, and the PAT obtained without.
-	if n := a.scopeRefusals.Load(); n < 1 {
+	if kc.ScopeRefusals() < 1 {
 		t.Error("the PAT was never asked with the uma_protection scope")
+	}
+}
+
+// TestRemoteIntrospectionNarrows: a JWT RPT verified with the AS's keys and
+// then introspected keeps the JWT's identity; the introspection answer can
+// revoke it or narrow its permissions and expiry, never widen them. Each
+// recheck narrows the JWT anew.
+func TestRemoteIntrospectionNarrows(t *testing.T) {
+	a := newKeyAS(t)
+	var answer atomic.Pointer[map[string]any]
+	a.introspection = func(string) map[string]any { return *answer.Load() }
+	clock := &testClock{t: time.Unix(1_700_000_000, 0)}
+	rem, err := NewRemote(RemoteConfig{Issuer: a.srv.URL, ClientID: "rs", ClientSecret: "s", Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rem.Close() })
+	now := clock.Now()
+	claims := a.claims(now)
+	claims["permissions"] = []map[string]any{
+		{"resource_id": "r1", "resource_scopes": []string{"read", "write"}},
+		{"resource_id": "r2", "resource_scopes": []string{"read"}},
+	}
+	token := a.sign(claims, "")
+	full := []map[string]any{
+		{"rsid": "r1", "resource_id": "r1", "resource_scopes": []string{"read", "write"}},
+		{"rsid": "r2", "resource_id": "r2", "resource_scopes": []string{"read"}},
+	}
+	keycloak := func(mod func(map[string]any)) map[string]any {
+		// RPTIntrospectionProvider's answer: no sub, azp, iss or client_id.
+		in := map[string]any{"active": true, "jti": "j1", "typ": "Bearer", "aud": "rs", "exp": claims["exp"], "iat": claims["iat"], "permissions": full}
+		if mod != nil {
+			mod(in)
+		}
+		return in
+	}
+	tests := []struct {
+		name   string
+		answer map[string]any
+		perms  string // resource:scopes ..., as granted
+		exp    time.Time
+		err    error
+	}{
+		{name: "Keycloak's answer", answer: keycloak(nil), perms: "r1:read,write r2:read", exp: now.Add(time.Minute)},
+		{name: "narrower scopes", answer: keycloak(func(in map[string]any) {
+			in["permissions"] = []map[string]any{{"resource_id": "r1", "resource_scopes": []string{"read"}}}
+		}), perms: "r1:read", exp: now.Add(time.Minute)},
+		{name: "wider scopes and other resources are ignored", answer: keycloak(func(in map[string]any) {
+			in["permissions"] = append(full, map[string]any{"resource_id": "r3", "resource_scopes": []string{"read"}},
+				map[string]any{"resource_id": "r2", "resource_scopes": []string{"read", "delete"}})
+		}), perms: "r1:read,write r2:read r2:read", exp: now.Add(time.Minute)},
+		{name: "earlier expiry", answer: keycloak(func(in map[string]any) { in["exp"] = now.Add(10 * time.Second).Unix() }),
+			perms: "r1:read,write r2:read", exp: now.Add(10 * time.Second)},
+		{name: "the same subject and client", answer: keycloak(func(in map[string]any) { in["sub"], in["client_id"] = "bob", "app" }),
+			perms: "r1:read,write r2:read", exp: now.Add(time.Minute)},
+		{name: "another subject", answer: keycloak(func(in map[string]any) { in["sub"] = "eve" }), err: ErrInvalidRPT},
+		{name: "another client", answer: keycloak(func(in map[string]any) { in["azp"] = "evil-app" }), err: ErrInvalidRPT},
+		{name: "another token", answer: keycloak(func(in map[string]any) { in["jti"] = "j2" }), err: ErrInvalidRPT},
+		{name: "revoked", answer: map[string]any{"active": false}, err: ErrInvalidRPT},
+	}
+	granted := func(rpt *RPT) string {
+		var out []string
+		for _, p := range rpt.Permissions {
+			out = append(out, p.ResourceID+":"+strings.Join(p.Scopes, ","))
+		}
+		return strings.Join(out, " ")
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			answer.Store(&tt.answer)
+			rpt, err := rem.VerifyRPT(t.Context(), token)
+			if tt.err != nil {
+				if !errors.Is(err, tt.err) {
+					t.Fatalf("VerifyRPT: %v, want %v", err, tt.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rpt.Subject != "bob" || rpt.ClientID != "app" || rpt.ID != "j1" || granted(rpt) != tt.perms || !rpt.ExpiresAt.Equal(tt.exp) {
+				t.Errorf("RPT %s %s %s %q exp %s, want bob app j1 %q exp %s", rpt.Subject, rpt.ClientID, rpt.ID, granted(rpt), rpt.ExpiresAt, tt.perms, tt.exp)
+			}
+			// A recheck narrows the JWT anew, not the previous result.
+			full := keycloak(nil)
+			answer.Store(&full)
+			again, err := rem.Recheck(t.Context(), token, rpt)
+			if err != nil || again.Subject != "bob" || granted(again) != "r1:read,write r2:read" {
+				t.Errorf("recheck: %v %+v", err, again)
+			}
+		})
 	}
 }
 

@@ -24,7 +24,9 @@ type config struct {
 	AdminAddr string // host:port of the admin API
 	Port      int    // the site's port; the issuer is http://127.0.0.1:Port
 	Storage   string // the Badger directory
-	PATTTL    string
+	// MinFreeSpace is the storage's min_free_space; empty: the default.
+	MinFreeSpace string
+	PATTTL       string
 	// ExtraClients are client ids added with the secret "<id>-secret".
 	ExtraClients []string
 }
@@ -37,6 +39,10 @@ var caddyfileTemplate = template.Must(template.New("Caddyfile").Parse(`{
 	uma {
 		issuer http://127.0.0.1:{{.Port}}
 		storage badger {{.Storage}}
+{{- if .MinFreeSpace}} {
+			min_free_space {{.MinFreeSpace}}
+		}
+{{- end}}
 		pat_ttl {{.PATTTL}}
 		client rs-api {
 			secret rs-api-secret

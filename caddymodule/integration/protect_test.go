@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken/claimtokentest"
+	"github.com/caddy-uma/caddy-uma/authz/pep/peptest"
 )
 
 // uma_protect with a real Caddy in front of a real upstream: the
@@ -68,7 +70,10 @@ type protectConfig struct {
 	Upstream  string // host:port of the upstream
 	RemoteAS  string // issuer of a remote AS; empty: co-hosted
 	DeadAS    string // issuer of an AS that does not answer (remote only)
-	RPTTTL    string // default 5s
+	// KeycloakAS is the issuer of an AS that answers as Keycloak does,
+	// for the /kc/ site (remote only).
+	KeycloakAS string
+	RPTTTL     string // default 5s
 	// RevocationCheck is the remote revocation_check; default 1s.
 	RevocationCheck string
 	// Quiet leaves out the debug option (benchmarks).
@@ -169,6 +174,23 @@ http://127.0.0.1:{{.APIPort}} {
 			}
 		}
 		reverse_proxy {{.Upstream}}
+	}
+{{- end}}
+{{- if .KeycloakAS}}
+	handle /kc/* {
+		uma_protect {
+			as {{.KeycloakAS}}
+			client_id rs-kc
+			client_secret kc-secret
+			timeout 1s
+			resource /kc/records/{owner}/{id} {
+				owner {owner}
+			}
+		}
+		reverse_proxy {{.Upstream}} {
+			header_up X-UMA-Subject {http.auth.uma.subject}
+			header_up X-UMA-Client {http.auth.uma.client}
+		}
 	}
 {{- end}}
 	handle /plain/* {
@@ -432,6 +454,35 @@ func enforcementFlow(t *testing.T, api, issuer string, up *recorder, idp *claimt
 		t.Error("the RPT reached the upstream despite strip_authorization")
 	}
 
+	// A read-only RPT with a method override: the upstream sees neither
+	// the override headers nor ?_method, so an upstream that honours them
+	// cannot be made to run a DELETE.
+	resp = send(t, "GET", api+record+"?_method=DELETE&page=2", rpt,
+		"X-HTTP-Method-Override", "DELETE", "X-HTTP-Method", "DELETE", "X-Method-Override", "DELETE")
+	if resp.status != http.StatusOK {
+		t.Fatalf("GET with a read RPT and an override: %d %q", resp.status, resp.body)
+	}
+	seen = up.last()
+	for _, h := range []string{"X-HTTP-Method-Override", "X-HTTP-Method", "X-Method-Override"} {
+		if v := seen.Header.Get(h); v != "" {
+			t.Errorf("the upstream saw %s: %s", h, v)
+		}
+	}
+	if seen.URL.RawQuery != "page=2" {
+		t.Errorf("the upstream saw the query %q, want page=2", seen.URL.RawQuery)
+	}
+
+	// Copies of the RPT that a lenient parser reads as the same token
+	// (padding, standard base64, trailing bits, the ECDSA twin) are not
+	// the token the AS issued: 401 with a fresh ticket.
+	before = up.count()
+	for name, tok := range peptest.Malleated(rpt) {
+		checkChallenge(t, "malleated RPT ("+name+")", send(t, "GET", api+record, tok), issuer)
+	}
+	if up.count() != before {
+		t.Errorf("%d malleated RPTs reached the upstream", up.count()-before)
+	}
+
 	// Wrong scope: a read-only RPT for DELETE gets a new ticket.
 	before = up.count()
 	if tk := checkChallenge(t, "DELETE with a read RPT", send(t, "DELETE", api+record, rpt), issuer); tk == first {
@@ -540,12 +591,14 @@ func TestProtectRemote(t *testing.T) {
 	asInst := startProtectCaddy(t, asCfg, asCfg.ASPort)
 	issuer := fmt.Sprintf("http://127.0.0.1:%d", asCfg.ASPort)
 
+	kc := peptest.NewKeycloak(t, "rs-kc", "kc-secret")
 	pepCfg := protectConfig{
-		AdminAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		APIPort:   freePort(t),
-		Upstream:  up.Listener.Addr().String(),
-		RemoteAS:  issuer,
-		DeadAS:    fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
+		AdminAddr:  fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		APIPort:    freePort(t),
+		Upstream:   up.Listener.Addr().String(),
+		RemoteAS:   issuer,
+		DeadAS:     fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
+		KeycloakAS: kc.Issuer(),
 	}
 	pepInst := startProtectCaddy(t, pepCfg, pepCfg.APIPort, "RS_API_SECRET=rs-api-secret")
 	api := fmt.Sprintf("http://127.0.0.1:%d", pepCfg.APIPort)
@@ -569,5 +622,86 @@ func TestProtectRemote(t *testing.T) {
 	if up.count() != before {
 		t.Error("a request reached the upstream while the AS was unreachable")
 	}
+
+	keycloakFlow(t, api, kc, up, pepInst)
 	pepInst.checkLog()
+}
+
+// keycloakFlow checks uma_protect against an AS that answers as Keycloak
+// does (timeout 1s, revocation_check 1m): the requesting party and the
+// client reach the upstream although Keycloak's RPT introspection names
+// neither; and when that AS freezes, the breaker opens after three timed
+// out calls: later requests are refused at once without calling it, and
+// the outage is logged once.
+func keycloakFlow(t *testing.T, api string, kc *peptest.Keycloak, up *recorder, inst *instance) {
+	const record = "/kc/records/alice/1"
+	r := send(t, "GET", api+record, "")
+	if r.status != http.StatusUnauthorized {
+		t.Fatalf("Keycloak, no token: %d %q", r.status, r.body)
+	}
+	rpt := kc.RPTForTicket(t, challengeParams(t, r.header.Get("WWW-Authenticate"))["ticket"], "bob-id", "app")
+	if r := send(t, "GET", api+record, rpt); r.status != http.StatusOK {
+		t.Fatalf("Keycloak's RPT: %d %q", r.status, r.body)
+	}
+	seen := up.last()
+	if s, c := seen.Header.Get("X-UMA-Subject"), seen.Header.Get("X-UMA-Client"); s != "bob-id" || c != "app" {
+		t.Errorf("with Keycloak's RPT the upstream saw subject %q and client %q, want bob-id and app", s, c)
+	}
+	for name, tok := range peptest.Malleated(rpt) {
+		if r := send(t, "GET", api+record, tok); r.status != http.StatusUnauthorized {
+			t.Errorf("malleated Keycloak RPT (%s): %d", name, r.status)
+		}
+	}
+
+	kc.Freeze()
+	defer kc.Thaw()
+	const requests = 12
+	for i := range requests {
+		r := send(t, "GET", api+record, "")
+		if r.status != http.StatusForbidden || r.header.Get("Warning") != `199 - "UMA Authorization Server Unreachable"` {
+			t.Fatalf("request %d with Keycloak frozen: %d %v", i, r.status, r.header)
+		}
+	}
+	// Three calls time out and open the breaker (a fourth would be the
+	// probe after the 5s cool-down).
+	if n := kc.FrozenCalls(); n < 3 || n > 4 {
+		t.Errorf("the frozen AS got %d calls for %d requests, want 3 (4 with a probe)", n, requests)
+	}
+	if n := inst.countLog(`"level":"warn"`, "uma decision", "as_unavailable", "/kc/"); n > 2 {
+		t.Errorf("%d warn lines for %d requests refused while the AS was frozen, want at most 2", n, requests)
+	}
+}
+
+// TestProtectValidateRefusesAMistypedPlaceholder: a template value whose
+// placeholder names neither a parameter of the path nor a known placeholder
+// ({ownr} for {owner}) would refuse every request with 403; caddy validate
+// refuses it, naming the value and the fix.
+func TestProtectValidateRefusesAMistypedPlaceholder(t *testing.T) {
+	skipShort(t)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "Caddyfile")
+	caddyfile := `http://127.0.0.1:9 {
+	uma_protect {
+		as https://as.example
+		resource_server rs-api
+		client_secret rs-api-secret
+		resource /api/records/{owner}/{id} {
+			owner {ownr}
+		}
+	}
+	respond "upstream"
+}
+`
+	if err := os.WriteFile(path, []byte(caddyfile), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(caddyBin, "validate", "--config", path, "--adapter", "caddyfile")
+	cmd.Dir, cmd.Env = dir, caddyEnv(dir)
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		t.Fatalf("caddy validate accepted owner {ownr}:\n%s", out)
+	}
+	if want := "owner {ownr} of resource /api/records/{owner}/{id}: {ownr} names neither a parameter of the path ({owner}, {id}) nor a known placeholder; did you mean {owner}?"; !strings.Contains(string(out), want) {
+		t.Errorf("validate output does not say %q:\n%s", want, out)
+	}
 }

@@ -11,6 +11,13 @@
 // Badger takes an exclusive lock on its directory, even within one process:
 // open a directory once and share the *Store (Open returns ErrLocked for a
 // second open).
+//
+// Badger's files are sparse and memory-mapped, and a write into a full
+// filesystem kills the process with SIGBUS. The store therefore refuses
+// writes with store.ErrNoSpace while the free space of its filesystem is
+// below Options.MinFreeSpace (see space.go for how it is measured), pauses
+// its value-log garbage collection meanwhile, refuses to open below it, and
+// accepts writes again by itself once space is freed.
 package badgerstore
 
 import (
@@ -19,6 +26,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math/rand/v2"
+	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -57,6 +65,64 @@ const (
 	maxValueSizeOnDisk = 1<<30 - 1
 )
 
+// DefaultMinFreeSpace is the minimum free space, in bytes, of
+// Options.MinFreeSpace zero: what Badger, with the options Open uses, may
+// write on its own once the store refuses writes (see minFreeSpace). It is
+// 410 MiB.
+var DefaultMinFreeSpace = int64(minFreeSpace(badgerOptions(Options{})))
+
+// spaceMargin is the part of the minimum free space that no Badger option
+// sizes: Badger's small files (MANIFEST rewrites, the 1 MiB DISCARD file,
+// KEYREGISTRY), the first pages of each new log file, and what other
+// processes write to the same filesystem within one spaceCheckInterval.
+const spaceMargin = 16 << 20
+
+// minFreeSpace is the free space below which a store on Badger opened with
+// o refuses writes: what Badger may still write after the store's last
+// admitted write, before it deletes what that replaces.
+//
+//   - A flush: a full memtable becomes a level-0 table of up to
+//     MemTableSize bytes, on rotation or at Close, before its write-ahead
+//     log is deleted.
+//   - A compaction of the level-0 tables into the base level, which starts
+//     at NumLevelZeroTables tables (each up to MemTableSize) and merges the
+//     base level (BaseLevelSize) with them: it writes its output before it
+//     deletes its inputs. Compactions of deeper levels move smaller tables
+//     (BaseTableSize, doubling per level) and are covered by the margin on
+//     databases of a few GB; a larger database needs a larger minimum.
+//   - spaceMargin.
+//
+// Values above Badger's value threshold go to the value log, and are
+// counted by the guard as they are written; value-log garbage collection
+// checks the space it needs before each run (see collectGarbage).
+//
+// While writes are refused Badger starts nothing new: a flush starts when
+// a write fills the memtable (or at Close, see Store.Close), a compaction
+// when a flush or an earlier compaction makes a level exceed its target,
+// and its other background work (size updates, cache metrics, compactors
+// that find nothing to do) does not write. What can still run is the flush
+// and the compactions that the last admitted writes started: the terms
+// above.
+func minFreeSpace(o badger.Options) uint64 {
+	flush := o.MemTableSize
+	compaction := int64(o.NumLevelZeroTables)*o.MemTableSize + o.BaseLevelSize
+	return uint64(flush + compaction + spaceMargin)
+}
+
+// minSetMinFreeSpace is the smallest Options.MinFreeSpace: below it, Badger's
+// small files alone could run out of space.
+const minSetMinFreeSpace = 1 << 20
+
+// checkMinFreeSpace refuses an Options.MinFreeSpace below 1 MiB (zero is
+// the default).
+func checkMinFreeSpace(n int64) error {
+	if n != 0 && n < minSetMinFreeSpace {
+		return fmt.Errorf("badgerstore: MinFreeSpace %d is below the smallest safe minimum, %d bytes (1 MiB)",
+			n, minSetMinFreeSpace)
+	}
+	return nil
+}
+
 // ErrLocked means that the database directory is locked by another open
 // store, in this process or in another one. Badger allows one open per
 // directory: share the open *Store instead of opening the directory again.
@@ -75,15 +141,28 @@ type Options struct {
 	// runs in memory.
 	GCInterval time.Duration
 	// Logger receives Badger's warnings and errors (not its informational
-	// messages). Nil means silent.
+	// messages), and the store's: free space falling below MinFreeSpace and
+	// coming back, each logged once. Nil means silent.
 	Logger *zap.Logger
+	// MinFreeSpace is the free space, in bytes, of the database's filesystem
+	// below which writes are refused with store.ErrNoSpace and Open fails.
+	// Zero means DefaultMinFreeSpace; otherwise it must be at least 1 MiB.
+	// It is ignored in memory. A smaller minimum suits a small database (the
+	// writes Badger defers are at most about the size of the database).
+	MinFreeSpace int64
 }
 
 // Store is a store.Store on Badger. Its methods are safe for concurrent use.
 type Store struct {
 	db           *badger.DB
+	dir          string
 	logger       *zap.Logger
 	maxValueSize int
+	// space refuses writes while the disk is nearly full; nil in memory.
+	space *spaceGuard
+	// valueLogGC runs one value-log garbage collection (db.RunValueLogGC;
+	// tests count the runs).
+	valueLogGC func(discardRatio float64) error
 
 	// resourceLocks serialize the writes of one resource id, so that
 	// concurrent writers of a resource wait for each other instead of
@@ -116,12 +195,27 @@ func Open(opts Options) (*Store, error) {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
+	if err := checkMinFreeSpace(opts.MinFreeSpace); err != nil {
+		return nil, err
+	}
 
-	bopts := badger.DefaultOptions(opts.Dir).
-		WithInMemory(opts.InMemory).
-		WithSyncWrites(true).
-		// WithLogger last: WithLoggingLevel would replace it.
-		WithLogger(badgerLogger{logger.Named("badger").Sugar()})
+	bopts := badgerOptions(opts)
+	var space *spaceGuard
+	if !opts.InMemory {
+		minFree := uint64(opts.MinFreeSpace)
+		if minFree == 0 {
+			minFree = minFreeSpace(bopts)
+		}
+		// Badger creates the directory with the same mode.
+		if err := os.MkdirAll(opts.Dir, 0o700); err != nil {
+			return nil, fmt.Errorf("badgerstore: opening %s: %w", opts.Dir, err)
+		}
+		space = newSpaceGuard(opts.Dir, minFree, logger)
+		if err := space.start(); err != nil {
+			return nil, fmt.Errorf("badgerstore: opening %s: %w", opts.Dir, err)
+		}
+	}
+	bopts = bopts.WithLogger(badgerLogger{logger.Named("badger").Sugar()})
 	db, err := badger.Open(bopts)
 	if err != nil {
 		if isLockError(err) {
@@ -134,7 +228,15 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("badgerstore: opening %s: %w", opts.Dir, err)
 	}
 
-	s := &Store{db: db, logger: logger, maxValueSize: maxValueSizeOnDisk, lockSeed: maphash.MakeSeed()}
+	s := &Store{
+		db:           db,
+		dir:          opts.Dir,
+		logger:       logger,
+		maxValueSize: maxValueSizeOnDisk,
+		space:        space,
+		valueLogGC:   db.RunValueLogGC,
+		lockSeed:     maphash.MakeSeed(),
+	}
 	if opts.InMemory {
 		s.maxValueSize = maxValueSizeInMemory
 	}
@@ -148,6 +250,32 @@ func Open(opts Options) (*Store, error) {
 		go s.runGC(interval)
 	}
 	return s, nil
+}
+
+// badgerOptions returns the Badger options of opts, without the logger
+// (WithLogger goes last: WithLoggingLevel would replace it).
+func badgerOptions(opts Options) badger.Options {
+	return badger.DefaultOptions(opts.Dir).
+		WithInMemory(opts.InMemory).
+		WithSyncWrites(true)
+}
+
+// SetMinFreeSpace changes the minimum free space of a running store (see
+// Options.MinFreeSpace; zero means DefaultMinFreeSpace). The next write is
+// judged against it. It does nothing in memory.
+func (s *Store) SetMinFreeSpace(n int64) error {
+	if err := checkMinFreeSpace(n); err != nil {
+		return err
+	}
+	if s.space == nil {
+		return nil
+	}
+	minFree := uint64(n)
+	if minFree == 0 {
+		minFree = uint64(DefaultMinFreeSpace)
+	}
+	s.space.setMin(minFree)
+	return nil
 }
 
 // isLockError recognizes Badger's directory-lock failure, which wraps the
@@ -182,6 +310,13 @@ func checkFormat(db *badger.DB) error {
 // Close stops the garbage collection, waits for the calls in flight and
 // closes the database. Later calls of any method return store.ErrClosed;
 // later calls of Close return nil.
+//
+// Badger's Close writes the memtable into a table file. If the disk has no
+// room for it, Close leaves the database open instead (a write into a full
+// disk would kill the process), logs why, and returns an error matching
+// store.ErrNoSpace: everything acknowledged is in the synced write-ahead
+// log, and the next Open recovers it. The directory stays locked until the
+// process exits.
 func (s *Store) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
@@ -191,6 +326,16 @@ func (s *Store) Close() error {
 		if s.stopGC != nil {
 			close(s.stopGC)
 			<-s.gcDone
+		}
+		if s.space != nil {
+			wal, _ := logFileSizes(s.dir)
+			if free, fits := s.space.fitsNow(wal + closeMargin); !fits {
+				err = fmt.Errorf("badgerstore: closing %s: %w: %s free, closing needs %s; "+
+					"left open, its data is safe in the write-ahead log and recovered at the next open",
+					s.dir, store.ErrNoSpace, formatBytes(free), formatBytes(wal+closeMargin))
+				s.logger.Error("badgerstore: not closing the database: the disk is full", zap.Error(err))
+				return
+			}
 		}
 		if cerr := s.db.Close(); cerr != nil {
 			err = fmt.Errorf("badgerstore: closing: %w", cerr)
@@ -264,23 +409,36 @@ func (s *Store) runGC(interval time.Duration) {
 			return
 		case <-ticker.C:
 		}
-		// Each successful run rewrites one file; repeat until nothing is
-		// left to rewrite.
-		for {
-			select {
-			case <-s.stopGC:
-				return
-			default:
-			}
-			err := s.db.RunValueLogGC(gcDiscardRatio)
-			if err == nil {
-				continue
-			}
-			if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
-				s.logger.Warn("badgerstore: value-log garbage collection failed", zap.Error(err))
-			}
-			break
+		s.collectGarbage()
+	}
+}
+
+// collectGarbage runs the value-log garbage collection until nothing is
+// left to rewrite (each successful run rewrites one file), Close is called,
+// or the disk lacks the space of a run: a run copies the live entries of
+// one value-log file into the newest before it deletes the old file, so
+// each needs the size of the largest file it may pick besides the minimum.
+// It returns the number of runs.
+func (s *Store) collectGarbage() (runs int) {
+	for {
+		select {
+		case <-s.stopGC:
+			return runs
+		default:
 		}
+		_, rewrite := logFileSizes(s.dir)
+		if !s.space.reserve(rewrite) {
+			return runs // paused while the disk is nearly full
+		}
+		runs++
+		err := s.valueLogGC(gcDiscardRatio)
+		if err == nil {
+			continue
+		}
+		if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
+			s.logger.Warn("badgerstore: value-log garbage collection failed", zap.Error(err))
+		}
+		return runs
 	}
 }
 

@@ -87,3 +87,25 @@ func BenchmarkInsertTake(b *testing.B) {
 		i++
 	}
 }
+
+// BenchmarkFreeSpace is one statfs of the database's filesystem, the check
+// that the free-space guard runs at most every spaceCheckInterval.
+func BenchmarkFreeSpace(b *testing.B) {
+	dir := b.TempDir()
+	for b.Loop() {
+		if _, _, err := freeSpace(dir); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkSpaceGuardAdmit is what the guard adds to each write between
+// two measures.
+func BenchmarkSpaceGuardAdmit(b *testing.B) {
+	s := benchStore(b)
+	for b.Loop() {
+		if err := s.space.admit(1); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

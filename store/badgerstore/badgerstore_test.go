@@ -400,16 +400,15 @@ func TestCrashChild(t *testing.T) {
 	os.Exit(3)
 }
 
-func TestKillDuringWrites(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs a child process")
-	}
-	const wantAcks = 300
-	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestCrashChild$", "-test.count=1")
-	cmd.Env = append(os.Environ(), crashDirEnv+"="+dir)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
+// startChild runs the test binary again, running only the test named run
+// with env added to its environment, and returns the started process, its
+// standard output, and its standard error as it collects.
+func startChild(t *testing.T, run, env string) (cmd *exec.Cmd, stdout io.ReadCloser, stderr *bytes.Buffer) {
+	t.Helper()
+	cmd = exec.Command(os.Args[0], "-test.run=^"+run+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), env)
+	stderr = new(bytes.Buffer)
+	cmd.Stderr = stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -417,6 +416,16 @@ func TestKillDuringWrites(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	return cmd, stdout, stderr
+}
+
+func TestKillDuringWrites(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs a child process")
+	}
+	const wantAcks = 300
+	dir := t.TempDir()
+	cmd, stdout, stderr := startChild(t, "TestCrashChild", crashDirEnv+"="+dir)
 	killed := false
 	defer func() {
 		if !killed {
@@ -471,7 +480,7 @@ func TestKillDuringWrites(t *testing.T) {
 		}
 	}
 	_, _ = io.Copy(io.Discard, stdout)
-	err = cmd.Wait()
+	err := cmd.Wait()
 	killed = true
 	var exitErr *exec.ExitError
 	if !errors.As(err, &exitErr) || exitErr.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {

@@ -23,6 +23,9 @@ func (s *Store) Put(ctx context.Context, namespace, key string, value []byte, ex
 	if err := s.checkSize(e.Key, e.Value); err != nil {
 		return wrap(op, fmt.Errorf("namespace %q: %w", namespace, err))
 	}
+	if err := s.space.admit(logBytes(len(e.Key) + len(e.Value))); err != nil {
+		return wrap(op, fmt.Errorf("namespace %q: %w", namespace, err))
+	}
 	err := s.update(func(txn *badger.Txn) error {
 		// SetEntry keeps e; give each attempt its own copy.
 		ec := *e
@@ -45,12 +48,17 @@ func (s *Store) PutAll(ctx context.Context, writes []store.Write) error {
 		return nil
 	}
 	entries := make([]*badger.Entry, 0, len(writes))
+	sizes := make([]int, 0, len(writes))
 	for _, w := range writes {
 		e := newRecordEntry(w.Namespace, w.Key, w.Value, w.ExpiresAt)
 		if err := s.checkSize(e.Key, e.Value); err != nil {
 			return wrap(op, fmt.Errorf("namespace %q: %w", w.Namespace, err))
 		}
 		entries = append(entries, e)
+		sizes = append(sizes, len(e.Key)+len(e.Value))
+	}
+	if err := s.space.admit(logBytes(sizes...)); err != nil {
+		return wrap(op, err)
 	}
 	err := s.update(func(txn *badger.Txn) error {
 		for _, e := range entries {
@@ -88,6 +96,9 @@ func (s *Store) Insert(ctx context.Context, namespace, key string, value []byte,
 			return store.ErrExists
 		}
 		if !errors.Is(err, store.ErrNotFound) {
+			return err
+		}
+		if err := s.space.admit(logBytes(len(e.Key) + len(e.Value))); err != nil {
 			return err
 		}
 		return txn.SetEntry(e)
@@ -138,6 +149,9 @@ func (s *Store) Take(ctx context.Context, namespace, key string) ([]byte, error)
 		if err != nil {
 			return err
 		}
+		if err := s.space.admit(logBytes(len(k))); err != nil {
+			return err
+		}
 		return txn.Delete(k)
 	})
 	if errors.Is(err, badger.ErrConflict) {
@@ -159,6 +173,9 @@ func (s *Store) Delete(ctx context.Context, namespace, key string) error {
 	k := recordKey(namespace, key)
 	err := s.update(func(txn *badger.Txn) error {
 		if _, err := getLive(txn, k, time.Now()); err != nil {
+			return err
+		}
+		if err := s.space.admit(logBytes(len(k))); err != nil {
 			return err
 		}
 		return txn.Delete(k)

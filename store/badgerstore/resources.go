@@ -35,6 +35,9 @@ func (s *Store) CreateResource(ctx context.Context, r store.Resource) error {
 		if !errors.Is(err, badger.ErrKeyNotFound) {
 			return err
 		}
+		if err := s.space.admit(resourceLogBytes(value, r)); err != nil {
+			return err
+		}
 		return putResource(txn, r, value)
 	})
 	if err != nil {
@@ -80,7 +83,15 @@ func (s *Store) UpdateResource(ctx context.Context, r store.Resource) error {
 		if err != nil {
 			return err
 		}
-		if old.ResourceServer != r.ResourceServer || old.Owner != r.Owner {
+		changed := []store.Resource{r}
+		moved := old.ResourceServer != r.ResourceServer || old.Owner != r.Owner
+		if moved {
+			changed = append(changed, old)
+		}
+		if err := s.space.admit(resourceLogBytes(value, changed...)); err != nil {
+			return err
+		}
+		if moved {
 			if err := deleteIndexes(txn, old); err != nil {
 				return err
 			}
@@ -105,6 +116,9 @@ func (s *Store) DeleteResource(ctx context.Context, id string) error {
 	err := s.update(func(txn *badger.Txn) error {
 		old, err := getResource(txn, id)
 		if err != nil {
+			return err
+		}
+		if err := s.space.admit(resourceLogBytes(nil, old)); err != nil {
 			return err
 		}
 		if err := deleteIndexes(txn, old); err != nil {
@@ -199,6 +213,19 @@ func (s *Store) encodeResource(r store.Resource) ([]byte, error) {
 		return nil, fmt.Errorf("%q: %w", r.ID, err)
 	}
 	return value, nil
+}
+
+// resourceLogBytes is what one commit adds to Badger's log that writes (or
+// deletes) a resource's key with value, and writes or deletes the index
+// entries of each of rs (the new and the old version of a moved resource).
+func resourceLogBytes(value []byte, rs ...store.Resource) uint64 {
+	sizes := []int{len(resourceKey(rs[0].ID)) + len(value)}
+	for _, r := range rs {
+		for _, k := range indexKeys(r.ID, r.ResourceServer, r.Owner) {
+			sizes = append(sizes, len(k))
+		}
+	}
+	return logBytes(sizes...)
 }
 
 // getResource reads one resource, or returns store.ErrNotFound.
