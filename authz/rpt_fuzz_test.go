@@ -8,7 +8,8 @@ import (
 
 // FuzzVerifyRPT gives any token and audience to Server.VerifyRPT, what a
 // co-hosted enforcement point calls: no panic, no hang, and whatever it
-// accepts is the one RPT the fixture issued (to app, for rs-a), as issued.
+// accepts is the one RPT the fixture issued (to app, for rs-a), as issued
+// and spelled as issued.
 // Seeds: testdata/fuzz/FuzzVerifyRPT ($RPT is that RPT).
 func FuzzVerifyRPT(f *testing.F) {
 	as := newFuzzAS(f)
@@ -26,8 +27,8 @@ func FuzzVerifyRPT(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if audience != "rs-a" || !reflect.DeepEqual(rpt, issued) {
-			t.Fatalf("accepted for audience %q: %+v; the only RPT issued is %+v for rs-a", audience, rpt, issued)
+		if audience != "rs-a" || token != as.values["$RPT"] || !reflect.DeepEqual(rpt, issued) {
+			t.Fatalf("accepted %q for audience %q: %+v; the only RPT issued is %+v for rs-a, spelled one way", token, audience, rpt, issued)
 		}
 	})
 }

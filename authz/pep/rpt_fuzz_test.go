@@ -16,8 +16,8 @@ import (
 // with introspect, RPTs are also introspected (the default
 // revocation_check), else only their signature is checked. No panic, no
 // hang; a refusal is a 401 with a new ticket; whatever is let through
-// carries exactly what the one RPT the AS issued grants (bob, demo-app,
-// read on alice's record). $RPT in the header is that RPT. Seeds:
+// carries the one RPT the AS issued, spelled as issued, and exactly what
+// it grants (bob, demo-app, read on alice's record). $RPT in the header is that RPT. Seeds:
 // testdata/fuzz/FuzzRemoteRPT.
 func FuzzRemoteRPT(f *testing.F) {
 	const path, limit = "/api/records/alice/1", 10 * time.Second
@@ -44,9 +44,15 @@ func FuzzRemoteRPT(f *testing.F) {
 		case !d.Allow && (d.Status != http.StatusUnauthorized || d.Challenge == ""):
 			t.Fatalf("refused without a ticket: %+v", d)
 		case !d.Allow:
-		case !d.Authorized || d.Subject != "bob-sub" || d.ClientID != "demo-app" || d.Owner != "alice" ||
+		case !d.Authorized || bearer(r) != rpt || d.Subject != "bob-sub" || d.ClientID != "demo-app" || d.Owner != "alice" ||
 			d.ResourceID != first.ResourceID || !slices.Equal(d.Scopes, []string{"read"}):
 			t.Fatalf("let through with what the AS never granted: %+v", d)
 		}
 	})
+}
+
+// bearer is the request's Bearer token, or "".
+func bearer(r *http.Request) string {
+	tok, _ := BearerToken(r)
+	return tok
 }
