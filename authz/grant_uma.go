@@ -456,24 +456,43 @@ func mergeClaims(base, over map[string]any) map[string]any {
 }
 
 // refusal answers a request of which nothing was granted: need_info when
-// the rules ask for claims, request_submitted when they send the request
-// to the owner, request_denied otherwise.
+// the rules ask for claims or the requesting party must say who it is
+// (claimsNeeded), request_submitted when the rules send the request to the
+// owner, request_denied otherwise.
 func (s *Server) refusal(ctx context.Context, g *grantState, a assessment) error {
-	if len(a.requiredClaims) > 0 {
-		return s.needInfo(ctx, g, "more information about the requesting party is needed", dedupeClaims(a.requiredClaims))
+	if desc := s.claimsNeeded(g, a); desc != "" {
+		return s.needInfo(ctx, g, desc, dedupeClaims(a.requiredClaims))
 	}
 	if len(a.askOwner) > 0 {
-		if g.proc.Subject == "" {
-			return s.needInfo(ctx, g, "the owner can only be asked on behalf of an identified requesting party", nil)
-		}
 		return s.askOwner(ctx, g, a.askOwner)
 	}
-	if g.proc.Subject == "" && s.loginPages {
-		// Nobody identified, and people can prove who they are at the
-		// claims interaction endpoint: a share with them may well apply.
-		return s.needInfo(ctx, g, "the requesting party is not identified", nil)
-	}
 	return oauth.New(oauth.RequestDenied).WithDescription("the resource owner's rules do not grant the requested access")
+}
+
+// claimsNeeded says why a request of which nothing was granted is answered
+// need_info, or "" when it is not: the rules ask for claims; or the
+// requesting party is not identified, and the owner would be asked (only
+// on behalf of someone identified), or people can prove who they are at
+// the claims interaction endpoint, where a share with them may well apply.
+func (s *Server) claimsNeeded(g *grantState, a assessment) string {
+	switch {
+	case len(a.requiredClaims) > 0:
+		return "more information about the requesting party is needed"
+	case g.proc.Subject != "":
+		return ""
+	case len(a.askOwner) > 0:
+		return "the owner can only be asked on behalf of an identified requesting party"
+	case s.loginPages:
+		return "the requesting party is not identified"
+	}
+	return ""
+}
+
+// asksForClaims reports whether the answer to a request assessed as a is
+// need_info (a rotated ticket: not a ticketless request, nor one of
+// Keycloak's response modes).
+func (s *Server) asksForClaims(g *grantState, a assessment) bool {
+	return len(a.granted) == 0 && g.mode == "" && g.ticket.ResourceServer != "" && s.claimsNeeded(g, a) != ""
 }
 
 // askOwner files a request with the owner of each permission and answers

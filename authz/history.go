@@ -42,6 +42,10 @@ const (
 	OutcomePartly  = "partly granted"
 	OutcomeRefused = "refused"
 	OutcomeError   = "failed"
+	// OutcomeAsked is the usual first step of a requester not identified
+	// yet (or of rules that want more claims): nothing was granted, and
+	// the answer was need_info, which asks who is requesting.
+	OutcomeAsked = "asked who is requesting"
 )
 
 // DecisionRecord is one access decision on one resource.
@@ -121,9 +125,10 @@ func (s *Server) recordDecisions(ctx context.Context, decisions []ownedDecision)
 
 // Anyone can make the AS refuse an unidentified requesting party (an
 // anonymous request at an enforcement point gives a ticket; any client may
-// ask ticketless): such refusals would flood the owners' histories and push
-// the real entries out. Each one is recorded once per anonymousWindow for
-// the same owner, resource, client and outcome.
+// ask ticketless): such refusals, and the need_info answers that ask who
+// is requesting (OutcomeAsked), would flood the owners' histories and push
+// the real entries out. One of them is recorded per anonymousWindow for
+// the same owner, resource and client.
 const (
 	anonymousWindow  = 10 * time.Minute
 	maxAnonymousKeys = 10000
@@ -139,18 +144,20 @@ type anonymousDecisions struct {
 }
 
 // keep returns the decisions to record: all but the refusals of
-// unidentified parties recorded within the window.
+// unidentified parties, and the need_info answers asking who they are,
+// recorded within the window.
 func (a *anonymousDecisions) keep(decisions []ownedDecision) []ownedDecision {
 	now := a.now()
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	out := decisions[:0:0]
 	for _, d := range decisions {
-		if identified := d.rec.Subject != "" && d.rec.Subject != d.rec.ClientID; identified || d.rec.Outcome != OutcomeRefused {
+		if identified := d.rec.Subject != "" && d.rec.Subject != d.rec.ClientID; identified || d.rec.Outcome != OutcomeRefused && d.rec.Outcome != OutcomeAsked {
 			out = append(out, d)
 			continue
 		}
-		key := d.owner + sep + d.rec.ResourceID + sep + d.rec.ClientID + sep + d.rec.Outcome
+		// Refused or asked who it is: one record per window either way.
+		key := d.owner + sep + d.rec.ResourceID + sep + d.rec.ClientID
 		if at, ok := a.seen[key]; ok && now.Sub(at) < anonymousWindow {
 			continue
 		}
@@ -236,6 +243,23 @@ func newDecisionRecord(p requestedPermission, clientID string, proc process, ev 
 		rec.Reasons = append(rec.Reasons, "Your rules asked for more information about the requester.")
 	}
 	return rec
+}
+
+// markAskedForClaims marks the decisions of a request that was answered
+// need_info: nothing is decided until the requester answers.
+func markAskedForClaims(decisions []ownedDecision) {
+	for i := range decisions {
+		rec := &decisions[i].rec
+		if rec.Outcome != OutcomeRefused {
+			continue
+		}
+		rec.Outcome = OutcomeAsked
+		if rec.Subject == "" || rec.Subject == rec.ClientID {
+			rec.Reasons = []string{"The requester was not identified yet, so they were asked who they are; nothing is decided until they answer."}
+		} else {
+			rec.Reasons = []string{"Your rules asked for more information about the requester; nothing is decided until they answer."}
+		}
+	}
 }
 
 // shareWho names the person of a share.

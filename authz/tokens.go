@@ -37,7 +37,7 @@ type tokenRecord struct {
 	// consent). Only the former may act for any owner.
 	Grant    string `json:"grant,omitempty"`
 	IssuedAt int64  `json:"iat"`
-	Expires  int64    `json:"exp"`
+	Expires  int64  `json:"exp"`
 	// RqPIssuer and Claims are the requesting party's issuer and gathered
 	// claims (PCTs and refresh tokens).
 	RqPIssuer string         `json:"rqp_iss,omitempty"`

@@ -1,8 +1,8 @@
 // Package caddymodule adapts the UMA 2.0 authorization server of package
 // authz to Caddy: the uma app holds the server's configuration and state
 // (one per config load), the http.handlers.uma_server handler serves its
-// endpoints, the modules of the uma.storage namespace (uma.storage.badger)
-// are the databases it can keep its state in, and caddyfile.go parses the
+// endpoints, the modules of the uma.storage namespace (uma.storage.badger,
+// uma.storage.postgres) are the databases it can keep its state in, and caddyfile.go parses the
 // uma global option and the uma_server directive.
 package caddymodule
 
@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"path/filepath"
 	"slices"
@@ -21,11 +22,13 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-uma/caddy-uma/authz"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
 	"github.com/caddy-uma/caddy-uma/authz/people"
 	"github.com/caddy-uma/caddy-uma/authz/urlcheck"
+	"github.com/caddy-uma/caddy-uma/policies"
 )
 
 func init() {
@@ -393,11 +396,34 @@ func (a *App) Validate() error {
 	if a.DynamicRegistration != nil && a.dcrToken == "" {
 		return errors.New("dynamic_registration: initial_access_token is required")
 	}
+	if err := a.checkPolicies(); err != nil {
+		return err
+	}
 	if u, _ := url.Parse(a.issuer); u.Scheme == "http" && !urlcheck.Loopback(u.Hostname()) {
 		a.logger.Warn("issuer is not https: tokens and client secrets travel in clear text",
 			zap.String("issuer", a.issuer))
 	}
 	return nil
+}
+
+// checkPolicies compiles the operator directory of rules, so that `caddy
+// validate` (and a load or reload) names every file that does not compile.
+// While the server runs, the directory's watcher tolerates such files (see
+// package policies); at load, they are a configuration mistake.
+func (a *App) checkPolicies() error {
+	if a.policyDir == "" {
+		return nil
+	}
+	err := policies.CheckDir(a.ctx, a.policyDir, policies.Options{Timeout: time.Duration(a.PolicyTimeout)})
+	var ce policies.CompileErrors
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ce):
+		return fmt.Errorf("policies %s: fix these rule files, or move them out of the directory:\n%w", a.policyDir, err)
+	default:
+		return fmt.Errorf("policies %s: the directory must exist and be readable: %w", a.policyDir, err)
+	}
 }
 
 // Start opens the database (or shares the one a previous config opened) and
@@ -437,7 +463,10 @@ func (a *App) Start() error {
 			Users:      a.users(),
 			OIDC:       a.loginOIDC,
 			SessionTTL: time.Duration(a.SessionTTL),
-			Logger:     a.logger,
+			// Failed logins are counted per client: Caddy's client_ip, the
+			// real client behind the server's trusted_proxies.
+			ClientAddress: clientIP,
+			Logger:        a.logger,
 		})
 		if err != nil {
 			_ = srv.Close()
@@ -553,4 +582,12 @@ func (a *App) registration() *authz.Registration {
 		return nil
 	}
 	return &authz.Registration{InitialAccessToken: a.dcrToken}
+}
+
+// clientIP is the client address Caddy established for a request: the
+// connection's peer, or, from a proxy listed in the server's
+// trusted_proxies, the client its headers name. Empty outside Caddy.
+func clientIP(r *http.Request) string {
+	ip, _ := caddyhttp.GetVar(r.Context(), caddyhttp.ClientIPVarKey).(string)
+	return ip
 }

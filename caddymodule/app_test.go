@@ -153,7 +153,7 @@ func TestAppProvisionValidate(t *testing.T) {
 			cfg: `{"issuer": "https://as.example", "signing_alg": "es256"}`, wantErr: "signing_alg",
 		},
 		"unknown storage backend": {
-			cfg: `{"issuer": "https://as.example", "storage": {"backend": "postgres"}}`, wantErr: "unknown backend",
+			cfg: `{"issuer": "https://as.example", "storage": {"backend": "mysql"}}`, wantErr: "unknown backend",
 		},
 		"negative duration": {
 			cfg: `{"issuer": "https://as.example", "pat_ttl": "-1h"}`, wantErr: "pat_ttl",

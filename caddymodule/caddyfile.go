@@ -45,7 +45,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existingVal any) (any, error) {
 //
 //	uma {
 //	    issuer       <url>
-//	    storage      badger [<dir>]
+//	    storage      badger [<dir>] | postgres <dsn>
 //	    signing_alg  ES256|EdDSA|RS256
 //	    key_rotation <duration>
 //	    pat_ttl      <duration>
@@ -89,7 +89,8 @@ func parseGlobalOption(d *caddyfile.Dispenser, existingVal any) (any, error) {
 // issuer is required: the absolute http(s) URL, without query or fragment,
 // under whose path every endpoint lives. storage names a backend, a module
 // of the uma.storage namespace that parses the rest of its line (see
-// BadgerStorage.UnmarshalCaddyfile); it defaults to badger in the "uma"
+// BadgerStorage.UnmarshalCaddyfile and PostgresStorage.UnmarshalCaddyfile;
+// postgres <dsn> is a PostgreSQL connection string); it defaults to badger in the "uma"
 // folder of Caddy's data directory, and a relative <dir> is resolved
 // against Caddy's working directory. signing_alg defaults to ES256.
 // key_rotation defaults to 0 (never); pat_ttl to 1h; ticket_ttl and rpt_ttl
@@ -132,7 +133,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existingVal any) (any, error) {
 // client registration at {issuer}/register, for requests that carry the
 // given initial access token as a Bearer token; it is off by default.
 //
-// issuer, the storage <dir> and secrets may use {env.*} and {file.*}
+// issuer, the storage <dir> or <dsn> and secrets may use {env.*} and {file.*}
 // placeholders, expanded when the config loads; any value may use {$VAR}
 // environment variables, expanded when the Caddyfile is adapted (and then
 // written into the JSON config).

@@ -102,9 +102,18 @@ func TestStorageCaddyfileJSON(t *testing.T) {
 			line:     `storage badger {env.UMA_DATA}`,
 			wantJSON: `{"backend":"badger","path":"{env.UMA_DATA}"}`,
 		},
+		"postgres with a placeholder": {
+			line:     `storage postgres {env.UMA_PG_DSN}`,
+			wantJSON: `{"backend":"postgres","dsn":"{env.UMA_PG_DSN}"}`,
+		},
+		"postgres with a URL": {
+			line:     `storage postgres "postgres://uma@db:5432/uma?pool_max_conns=8"`,
+			wantJSON: `{"backend":"postgres","dsn":"postgres://uma@db:5432/uma?pool_max_conns=8"}`,
+		},
+		"postgres without a DSN": {line: `storage postgres`, wantErr: "needs a DSN"},
 		"unknown backend names the known ones": {
-			line:    `storage postgres postgres://db`,
-			wantErr: `unknown storage backend "postgres" (known backends: badger)`,
+			line:    `storage mysql mysql://db`,
+			wantErr: `unknown storage backend "mysql" (known backends: badger, postgres)`,
 		},
 		"backend names are case-sensitive": {
 			line:    `storage Badger /a`,
@@ -147,22 +156,28 @@ func TestStorageCaddyfileJSON(t *testing.T) {
 }
 
 func TestAdaptUnknownStorageBackendNamesLine(t *testing.T) {
-	_, _, err := adaptCaddyfile("{\n\tuma {\n\t\tissuer https://a\n\t\tstorage postgres postgres://db\n\t}\n}\n")
+	_, _, err := adaptCaddyfile("{\n\tuma {\n\t\tissuer https://a\n\t\tstorage mysql mysql://db\n\t}\n}\n")
 	if err == nil || !strings.Contains(err.Error(), "Caddyfile:4") ||
-		!strings.Contains(err.Error(), `unknown storage backend "postgres" (known backends: badger)`) {
+		!strings.Contains(err.Error(), `unknown storage backend "mysql" (known backends: badger, postgres)`) {
 		t.Fatalf("error = %v, want the unknown backend, the known ones and the line", err)
 	}
 }
 
-// loadBadger loads and provisions the badger module from its JSON, as the
-// uma app does.
-func loadBadger(t *testing.T, raw string) (*BadgerStorage, error) {
+// loadStorageModule loads and provisions the storage module id from its
+// JSON, as the uma app does.
+func loadStorageModule[T any](t *testing.T, id, raw string) (*T, error) {
 	t.Helper()
-	mod, err := newTestContext(t).LoadModuleByID("uma.storage.badger", json.RawMessage(raw))
+	mod, err := newTestContext(t).LoadModuleByID(id, json.RawMessage(raw))
 	if err != nil {
 		return nil, err
 	}
-	return mod.(*BadgerStorage), nil
+	return mod.(*T), nil
+}
+
+// loadBadger loads the badger module.
+func loadBadger(t *testing.T, raw string) (*BadgerStorage, error) {
+	t.Helper()
+	return loadStorageModule[BadgerStorage](t, "uma.storage.badger", raw)
 }
 
 func TestBadgerStorageProvision(t *testing.T) {
@@ -321,7 +336,7 @@ func TestBadgerStorageModule(t *testing.T) {
 	if got := reflect.TypeOf(mod.New()); got != reflect.TypeOf(new(BadgerStorage)) {
 		t.Errorf("New() = %v, want *BadgerStorage", got)
 	}
-	if got := knownStorageBackends(); got != "badger" {
-		t.Errorf("known backends = %q, want badger", got)
+	if got := knownStorageBackends(); got != "badger, postgres" {
+		t.Errorf("known backends = %q, want badger, postgres", got)
 	}
 }

@@ -33,7 +33,7 @@ func TestAppLoadsStorage(t *testing.T) {
 		"path without backend":  {storage: `{"path": "` + dir + `"}`, wantDir: dir},
 		"empty backend":         {storage: `{"backend": "", "path": "` + dir + `"}`, wantDir: dir},
 		"badger default path":   {storage: `{"backend": "badger"}`, wantDir: defaultDir},
-		"unknown backend":       {storage: `{"backend": "postgres", "dsn": "postgres://db"}`, wantErr: `storage: unknown backend "postgres" (known backends: badger)`},
+		"unknown backend":       {storage: `{"backend": "mysql", "dsn": "mysql://db"}`, wantErr: `storage: unknown backend "mysql" (known backends: badger, postgres)`},
 		"backend not a string":  {storage: `{"backend": 1}`, wantErr: "storage: backend"},
 		"not an object":         {storage: `"badger"`, wantErr: "storage:"},
 		"unknown badger option": {storage: `{"backend": "badger", "dir": "/x"}`, wantErr: `loading storage`},

@@ -97,11 +97,11 @@ for attempt in 1 2 3 4 5 6 7 8 9; do
 		--data-urlencode "claim_token=$id_token" --data-urlencode "claim_token_format=$ID_TOKEN_FORMAT"
 	# Right after Caddy starts, the AS may not have the demo IdP's keys
 	# yet (this Caddy serves them itself, and may not have been listening
-	# when the AS first asked): it then answers need_info. Wait and retry.
-	if [ "$STATUS" = 403 ] && [ "$(member error)" = need_info ] && grep -q 'keys' "$tmp/body" && [ "$attempt" -lt 9 ]; then
-		[ "$attempt" = 1 ] && say "(need_info: the AS has not fetched the demo IdP's signing keys yet; retrying every 5s)"
-		ticket=$(member ticket)
-		sleep 5
+	# when the AS first asked): it then answers 503 temporarily_unavailable
+	# with Retry-After, and the ticket is still good. Wait and retry.
+	if [ "$STATUS" = 503 ] && [ "$(member error)" = temporarily_unavailable ] && [ "$attempt" -lt 9 ]; then
+		[ "$attempt" = 1 ] && say "(503: the AS has not fetched the demo IdP's signing keys yet; retrying as Retry-After says)"
+		sleep 1
 		continue
 	fi
 	break

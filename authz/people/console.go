@@ -1,6 +1,7 @@
 package people
 
 import (
+	"context"
 	"errors"
 	"net/http"
 	"net/url"
@@ -23,7 +24,7 @@ import (
 //
 //	GET  /console                       -> /console/resources
 //	GET  /console/resources             my resources, their scopes and who can do what now
-//	GET  /console/resources/{id}        one resource: its shares, the share form
+//	GET  /console/resources/{id}        one resource: its shares, what my rules grant, the share form
 //	POST /console/shares                share a resource with a person
 //	POST /console/shares/revoke         revoke a share (and the tokens it granted)
 //	GET  /console/shared-with-me        what others share with me
@@ -65,6 +66,7 @@ var flashes = map[string]string{
 type resourceView struct {
 	store.Resource
 	Shares  []authz.Share
+	Access  ruleAccess
 	Pending int
 }
 
@@ -92,9 +94,12 @@ func (s *Site) consoleResources(w http.ResponseWriter, r *http.Request, sess *se
 		s.renderServerError(w, "listing requests", err)
 		return
 	}
-	data := resourcesPage{}
+	actx, cancel := context.WithTimeout(ctx, accessTimeout)
+	defer cancel()
+	access := s.newAccessCheck(actx, owner)
+	data := resourcesPage{HasRules: access.hasRules}
 	for _, res := range list {
-		v := resourceView{Resource: res}
+		v := resourceView{Resource: res, Access: access.of(actx, res)}
 		for _, sh := range shares {
 			if sh.ResourceID == res.ID {
 				v.Shares = append(v.Shares, sh)
@@ -110,9 +115,6 @@ func (s *Site) consoleResources(w http.ResponseWriter, r *http.Request, sess *se
 	sort.SliceStable(data.Resources, func(i, j int) bool {
 		return strings.ToLower(data.Resources[i].Name) < strings.ToLower(data.Resources[j].Name)
 	})
-	if mods, err := s.as.Rules(ctx, owner); err == nil {
-		data.HasRules = len(mods) > 0
-	}
 	s.renderPage(w, http.StatusOK, "resources.html", s.consolePage(r, sess, "resources", "My resources", data))
 }
 
@@ -122,7 +124,7 @@ type resourcePage struct {
 	Shares   []authz.Share
 	Requests []authz.AccessRequest
 	Clients  []string
-	HasRules bool
+	Access   ruleAccess
 	Today    string
 	// Form keeps what was typed when a share was refused.
 	Form shareForm
@@ -185,9 +187,9 @@ func (s *Site) renderResource(w http.ResponseWriter, r *http.Request, sess *sess
 		}
 	}
 	data.Clients = s.as.RequestingPartyClients()
-	if mods, err := s.as.Rules(ctx, owner); err == nil {
-		data.HasRules = len(mods) > 0
-	}
+	actx, cancel := context.WithTimeout(ctx, accessTimeout)
+	defer cancel()
+	data.Access = s.newAccessCheck(actx, owner).of(actx, *res)
 	title := res.Name
 	if title == "" {
 		title = res.ID

@@ -44,8 +44,9 @@ func TestConsoleShareAndRevoke(t *testing.T) {
 	alice := f.Browser()
 	token := alice.Login("alice", authztest.AlicePassword)
 
-	// My resources: alice's two resources, not shared yet.
-	authztest.ExpectPage(t, alice.Get(authz.PathConsole+"/resources"), 200, "labs", "photos", "Not shared with anyone", `aria-current="page"`)
+	// My resources: alice's two resources, not shared yet (but alice's
+	// rules give bob, of her family, read on labs).
+	authztest.ExpectPage(t, alice.Get(authz.PathConsole+"/resources"), 200, "labs", "photos", "No shares, and your rules grant none", "Bob (bob)", `aria-current="page"`)
 	page := alice.Get(authz.PathConsole + "/resources/" + f.Photos)
 	authztest.ExpectPage(t, page, 200, "Who can do what now", `name="scope" value="view"`)
 
@@ -389,4 +390,114 @@ func TestConsoleRules(t *testing.T) {
 		t.Fatalf("delete: %s", l)
 	}
 	authztest.ExpectUMAError(t, f.Grant(authztest.WithClaims(f.ticketFor(f.Photos, "view"), dana)), "request_denied", false)
+}
+
+// expectNot fails if the page contains any of parts.
+func expectNot(t *testing.T, r authztest.Response, parts ...string) {
+	t.Helper()
+	for _, p := range parts {
+		if strings.Contains(string(r.Body), p) {
+			t.Fatalf("page contains %q: %s", p, r.Body)
+		}
+	}
+}
+
+// TestConsoleShowsWhatRulesGrant: a resource that no share names but that
+// the owner's rules grant is never "not shared with anyone": the console
+// evaluates the rules for the requesters it knows of (local users, the
+// people of the owner's history, shares and requests, and someone not
+// identified) and lists what they grant.
+func TestConsoleShowsWhatRulesGrant(t *testing.T) {
+	f := newFixture(t, nil)
+	// The doctor (not a local user) got labs through alice's rules: she is
+	// in alice's history now.
+	doctor := f.IDToken(map[string]any{"sub": "dr-who", "email": "doctor@clinic.example"})
+	if r := f.Grant(authztest.WithClaims(f.LabsTicket("read"), doctor)); r.Status != 200 {
+		t.Fatalf("the doctor's grant: %d %s", r.Status, r.Body)
+	}
+	alice := f.Browser()
+	token := alice.Login("alice", authztest.AlicePassword)
+	labs := authz.PathConsole + "/resources/" + f.Labs
+	photos := authz.PathConsole + "/resources/" + f.Photos
+
+	// Labs: no share, but the rules give bob (family) read and the doctor
+	// read and write.
+	for _, page := range []string{labs, authz.PathConsole + "/resources"} {
+		r := alice.Get(page)
+		authztest.ExpectPage(t, r, 200, "Your rules grant access to:", `Bob (bob): <span class="scope">read</span>`,
+			`doctor@clinic.example: <span class="scope">read</span> <span class="scope">write</span>`, "may grant others too")
+		if page == labs {
+			expectNot(t, r, "Not shared with anyone")
+		}
+	}
+	// Photos: the rules grant none of them; the page says they may grant
+	// others, not that photos are private.
+	r := alice.Get(photos)
+	authztest.ExpectPage(t, r, 200, "No shares, and your rules grant none of the", "may grant others access")
+	expectNot(t, r, "Not shared with anyone", "Your rules grant access to:")
+
+	save := func(name, src string) {
+		t.Helper()
+		r := alice.Post(authz.PathConsole+"/rules", url.Values{"csrf": {token}, "name": {name}, "source": {src}})
+		if r.Status != http.StatusSeeOther {
+			t.Fatalf("saving %s: %d %s", name, r.Status, r.Body)
+		}
+	}
+	for _, tc := range []struct {
+		name, rule, want string
+	}{
+		{"anyone", `allow contains "view" if true`, `anyone, even someone not identified: <span class="scope">view</span>`},
+		{"through a client", `allow contains "view" if input.client.id == "app"`, `<span class="scope">view</span> <span class="meta">(through app only)</span>`},
+	} {
+		save("extra", "package uma.share\n\n"+tc.rule+"\n")
+		r := alice.Get(photos)
+		authztest.ExpectPage(t, r, 200, "Your rules grant access to:", tc.want)
+		expectNot(t, r, "Not shared with anyone")
+	}
+
+	// Without any rules, only shares grant: then "not shared" is true.
+	for _, name := range []string{"extra", "main"} {
+		if r := alice.Post(authz.PathConsole+"/rules", url.Values{"csrf": {token}, "name": {name}, "action": {"delete"}}); r.Status != http.StatusSeeOther {
+			t.Fatalf("deleting %s: %d", name, r.Status)
+		}
+	}
+	authztest.ExpectPage(t, alice.Get(photos), 200, "Not shared with anyone")
+	expectNot(t, alice.Get(labs), "Your rules", "may grant")
+}
+
+// TestHistoryAsksWhoIsRequesting: the usual first step of a requester not
+// identified yet, need_info, is "asked who is requesting" in the history,
+// not a refusal; a real refusal still is one.
+func TestHistoryAsksWhoIsRequesting(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		claims  map[string]any // nil: no claim token
+		code    string
+		outcome string
+		reason  string
+	}{
+		{"nobody identified", nil, "need_info", authz.OutcomeAsked, "they were asked who they are"},
+		{"rules want the e-mail", map[string]any{"sub": "no-mail"}, "need_info", authz.OutcomeAsked, "Your rules asked for more information"},
+		{"refused", map[string]any{"sub": "stranger", "email": "stranger@example.org"}, "request_denied", authz.OutcomeRefused, "no share or rule gives it"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, nil)
+			params := url.Values{"ticket": {f.LabsTicket("read")}}
+			if tc.claims != nil {
+				params = authztest.WithClaims(params.Get("ticket"), f.IDToken(tc.claims))
+			}
+			authztest.ExpectUMAError(t, f.Grant(params), tc.code, tc.code == "need_info")
+			hist, err := f.Server.History(t.Context(), "alice", 10)
+			if err != nil || len(hist) != 1 || hist[0].Outcome != tc.outcome {
+				t.Fatalf("history: %+v %v", hist, err)
+			}
+			alice := f.Browser()
+			alice.Login("alice", authztest.AlicePassword)
+			r := alice.Get(authz.PathConsole + "/history")
+			authztest.ExpectPage(t, r, 200, `<span class="outcome `+tc.outcome+`">`+tc.outcome+`</span>`, tc.reason)
+			if tc.outcome == authz.OutcomeAsked {
+				expectNot(t, r, "refused")
+			}
+		})
+	}
 }

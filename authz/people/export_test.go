@@ -5,6 +5,12 @@ package people
 const (
 	SessionCookie      = sessionCookie
 	NSSession          = nsSession
-	MaxLoginFailures   = maxLoginFailures
-	LoginFailureWindow = loginFailureWindow
+	MaxNameFailures    = maxNameFailures
+	MaxAddressFailures = maxAddressFailures
+	FirstLoginDelay    = firstLoginDelay
+	MaxLoginDelay      = maxLoginDelay
 )
+
+// OnPasswordCheck makes s call f with the bcrypt cost of every password
+// comparison it runs.
+func OnPasswordCheck(s *Site, f func(cost int)) { s.passwordChecked = f }

@@ -1,15 +1,17 @@
 package people
 
 import (
+	"crypto/rand"
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caddy-uma/caddy-uma/authz/oauth"
 	"github.com/caddy-uma/caddy-uma/authz/secret"
 	"go.uber.org/zap"
-	"golang.org/x/crypto/bcrypt"
 )
 
 // People log in at the AS with a local account (name and bcrypt-hashed
@@ -62,37 +64,124 @@ func (s *Site) serveLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	name, password := strings.TrimSpace(form.Get("username")), form.Get("password")
-	if wait := s.throttle.blockedFor(name, s.now()); wait > 0 {
-		s.log.Info("login refused", zap.String("reason", "too many failed attempts"))
-		data := s.loginData(next)
-		data.NameFilled = name
-		s.renderPage(w, http.StatusTooManyRequests, "login.html", page{
-			Title: "Log in", CSRF: sess.CSRF, Data: data,
-			Error: fmt.Sprintf("Too many failed attempts for this name. Try again in %d minutes.", int(wait.Minutes())+1),
-		})
+	attempt, wait := s.throttle.admit(name, addressKey(s.clientAddress(r)), s.now())
+	if wait > 0 {
+		s.log.Info("login refused", zap.String("reason", "too many failed attempts"), zap.Duration("retry_after", wait))
+		s.renderLoginThrottled(w, sess, next, name, wait)
 		return
 	}
 	u := s.users[name]
-	if u == nil || password == "" {
-		s.throttle.fail(name, s.now())
-		// Spend the time a wrong password would.
-		_ = bcrypt.CompareHashAndPassword(s.dummy(), []byte(password))
-		s.log.Info("login failed", zap.String("reason", "unknown user or empty password"))
+	if !s.tryPassword(attempt, u, password) {
+		if u == nil || password == "" {
+			s.log.Info("login failed", zap.String("reason", "unknown user or empty password"))
+		} else {
+			s.log.Info("login failed", zap.String("user", name), zap.String("reason", "wrong password"))
+		}
 		s.renderLoginFailed(w, sess, next, name)
 		return
 	}
-	if !u.hashed.Matches(password) {
-		s.throttle.fail(name, s.now())
-		s.log.Info("login failed", zap.String("user", name), zap.String("reason", "wrong password"))
-		s.renderLoginFailed(w, sess, next, name)
-		return
-	}
-	s.throttle.succeed(name)
 	p := &person{
 		Subject: u.Name, Issuer: s.as.Issuer(), Name: u.DisplayName, Email: u.Email, EmailVerified: u.Email != "",
 		Groups: u.Groups, Method: "password", AuthTime: s.now().Unix(),
 	}
 	s.loginAs(w, r, sess, p, next)
+}
+
+// tryPassword checks password for an attempt the throttle let through, and
+// tells the throttle how it went, whatever happens (an attempt never left
+// in flight would hold its name and address to one at a time for good).
+func (s *Site) tryPassword(a loginAttempt, u *localUser, password string) (matched bool) {
+	defer func() { s.throttle.done(a, matched, s.now()) }()
+	return s.checkPassword(u, password)
+}
+
+// checkPassword reports whether password is u's; u is nil for an unknown
+// name. Every failure costs the same bcrypt work, that of the costliest
+// configured hash, so that the time of the answer does not tell whether
+// the name exists: an unknown name or an empty password is compared with
+// a dummy hash of that cost, and a wrong password of a cheaper hash (cost
+// c) is followed by dummy comparisons at costs c to max-1, since
+// 2^c + 2^c + 2^(c+1) + ... + 2^(max-1) = 2^max.
+func (s *Site) checkPassword(u *localUser, password string) bool {
+	if u == nil || password == "" {
+		s.compare(s.dummies[s.maxCost], password)
+		return false
+	}
+	if s.compare(u.hashed, password) {
+		return true
+	}
+	for c := u.hashed.Cost(); c < s.maxCost; c++ {
+		s.compare(s.dummies[c], password)
+	}
+	return false
+}
+
+// compare compares password with h.
+func (s *Site) compare(h *secret.Hashed, password string) bool {
+	if s.passwordChecked != nil {
+		s.passwordChecked(h.Cost())
+	}
+	return h.Matches(password)
+}
+
+// bcryptAlphabet is the alphabet of bcrypt's salt and hash.
+const bcryptAlphabet = "./ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+// dummyHash returns a well-formed bcrypt hash of the given cost that no
+// password matches (its salt and hash are random): comparing with it
+// costs what comparing with a real hash of that cost does, and making it
+// costs nothing.
+func dummyHash(cost int) *secret.Hashed {
+	h, err := secret.ParseHashed(dummyHashText(cost))
+	if err != nil {
+		panic("a dummy bcrypt hash is malformed: " + err.Error()) // cannot happen: cost is a configured hash's
+	}
+	return h
+}
+
+func dummyHashText(cost int) string {
+	b := make([]byte, 53)
+	_, _ = rand.Read(b) // never fails (crypto/rand crashes the program instead)
+	for i := range b {
+		b[i] = bcryptAlphabet[b[i]&63]
+	}
+	return fmt.Sprintf("$2a$%02d$%s", cost, b)
+}
+
+// clientAddress is the address the throttle counts a request's login
+// attempts under.
+func (s *Site) clientAddress(r *http.Request) string {
+	if s.clientAddr != nil {
+		if a := s.clientAddr(r); a != "" {
+			return a
+		}
+	}
+	return remoteHost(r)
+}
+
+// renderLoginThrottled answers an attempt that must wait: 429 with
+// Retry-After, no password checked.
+func (s *Site) renderLoginThrottled(w http.ResponseWriter, sess *session, next, name string, wait time.Duration) {
+	secs := int((wait + time.Second - 1) / time.Second)
+	w.Header().Set("Retry-After", strconv.Itoa(secs))
+	when := fmt.Sprintf("%d second%s", secs, plural(secs))
+	if secs >= 120 {
+		mins := (secs + 59) / 60
+		when = fmt.Sprintf("%d minute%s", mins, plural(mins))
+	}
+	data := s.loginData(next)
+	data.NameFilled = name
+	s.renderPage(w, http.StatusTooManyRequests, "login.html", page{
+		Title: "Log in", CSRF: sess.CSRF, Data: data,
+		Error: "Too many failed attempts. Try again in " + when + ".",
+	})
+}
+
+func plural(n int) string {
+	if n == 1 {
+		return ""
+	}
+	return "s"
 }
 
 func (s *Site) renderLoginFailed(w http.ResponseWriter, sess *session, next, name string) {
@@ -163,14 +252,6 @@ func (s *Site) serveLogout(w http.ResponseWriter, r *http.Request) {
 	s.redirect(w, r, PathLogin+"?"+q.Encode())
 }
 
-// dummy returns a bcrypt hash to compare against for unknown users.
-func (s *Site) dummy() []byte {
-	s.dummyOnce.Do(func() {
-		s.dummyHash, _ = bcrypt.GenerateFromPassword([]byte(secret.New(16)), bcrypt.DefaultCost)
-	})
-	return s.dummyHash
-}
-
 // requirePerson returns the logged-in session, or sends the browser to the
 // login page (for GET) or answers 403 (otherwise) and returns nil.
 func (s *Site) requirePerson(w http.ResponseWriter, r *http.Request) *session {
@@ -189,4 +270,10 @@ func (s *Site) requirePerson(w http.ResponseWriter, r *http.Request) *session {
 	}
 	s.renderError(w, http.StatusForbidden, "Not logged in", "Your session has ended. Log in again and retry.")
 	return nil
+}
+
+func (s *Site) reportCost(c int) {
+	if s.passwordChecked != nil {
+		s.passwordChecked(c)
+	}
 }

@@ -5,9 +5,13 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/caddy-uma/caddy-uma/authz"
 	"github.com/caddy-uma/caddy-uma/authz/authztest"
@@ -277,22 +281,180 @@ func TestOIDCLogin(t *testing.T) {
 	}
 }
 
-func TestLoginBruteForceIsThrottled(t *testing.T) {
+// loginForm posts the login form of page's session.
+func loginForm(b *authztest.Browser, csrf, name, password string, headers ...string) authztest.Response {
+	b.T.Helper()
+	form := url.Values{"csrf": {csrf}, "username": {name}, "password": {password}}
+	req, err := http.NewRequest(http.MethodPost, b.URL(people.PathLogin), strings.NewReader(form.Encode()))
+	if err != nil {
+		b.T.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	return b.Send(req)
+}
+
+// expectThrottled checks a 429 login page with Retry-After seconds.
+func expectThrottled(t *testing.T, r authztest.Response, seconds int) {
+	t.Helper()
+	authztest.ExpectPage(t, r, http.StatusTooManyRequests, "Too many failed attempts")
+	if got := r.Header.Get("Retry-After"); got != strconv.Itoa(seconds) {
+		t.Fatalf("Retry-After = %q, want %d", got, seconds)
+	}
+}
+
+// TestLoginThrottleDelayGrows: after the free failures of a name, each next
+// attempt waits a delay that doubles with every failure (429 with
+// Retry-After, no password checked meanwhile); after the wait the right
+// password logs in. No hard lock.
+func TestLoginThrottleDelayGrows(t *testing.T) {
 	f := newFixture(t, nil)
+	checks := 0
+	var mu sync.Mutex
+	people.OnPasswordCheck(f.Site, func(int) { mu.Lock(); checks++; mu.Unlock() })
+	checked := func() int { mu.Lock(); defer mu.Unlock(); n := checks; checks = 0; return n }
 	b := f.Browser()
 	token := authztest.CSRF(t, b.Get(people.PathLogin))
-	try := func(password string) authztest.Response {
-		return b.Post(people.PathLogin, url.Values{"csrf": {token}, "username": {"alice"}, "password": {password}})
-	}
-	for range people.MaxLoginFailures {
+	try := func(password string) authztest.Response { return loginForm(b, token, "alice", password) }
+	for range people.MaxNameFailures {
 		authztest.ExpectPage(t, try("guess"), 401, "The name or the password is wrong.")
 	}
-	// Blocked now, even with the right password; other names are not.
-	authztest.ExpectPage(t, try(authztest.AlicePassword), 429, "Too many failed attempts")
-	authztest.ExpectPage(t, b.Post(people.PathLogin, url.Values{"csrf": {token}, "username": {"bob"}, "password": {"guess"}}), 401)
-	// After the window, the right password works and resets the count.
-	f.Clock.Advance(people.LoginFailureWindow)
+	// Each failure past the free ones doubles the wait.
+	for i, wait := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second} {
+		checked()
+		expectThrottled(t, try(authztest.AlicePassword), int(wait.Seconds()))
+		f.Clock.Advance(wait - time.Millisecond)
+		expectThrottled(t, try("guess"), 1)
+		if n := checked(); n != 0 {
+			t.Fatalf("round %d: %d password comparisons while waiting", i, n)
+		}
+		f.Clock.Advance(time.Millisecond)
+		authztest.ExpectPage(t, try("guess"), 401)
+	}
+	// Other names are not delayed.
+	authztest.ExpectPage(t, loginForm(b, token, "bob", "guess"), 401)
+	// After the wait the right password works, and resets the name's count.
+	f.Clock.Advance(16 * time.Second)
 	if r := try(authztest.AlicePassword); r.Status != http.StatusSeeOther {
-		t.Fatalf("login after the window: %d %s", r.Status, r.Body)
+		t.Fatalf("login after the wait: %d %s", r.Status, r.Body)
+	}
+	b = f.Browser()
+	token = authztest.CSRF(t, b.Get(people.PathLogin))
+	for range people.MaxNameFailures {
+		authztest.ExpectPage(t, try("guess"), 401)
+	}
+	expectThrottled(t, try("guess"), 1)
+	// The delay stops growing at its maximum.
+	for range 20 {
+		f.Clock.Advance(people.MaxLoginDelay)
+		token = authztest.CSRF(t, b.Get(people.PathLogin)) // the anonymous session lasts 30 minutes
+		authztest.ExpectPage(t, try("guess"), 401)
+	}
+	expectThrottled(t, try(authztest.AlicePassword), int(people.MaxLoginDelay.Seconds()))
+	authztest.ExpectPage(t, try(authztest.AlicePassword), 429, "Try again in 5 minutes.")
+}
+
+// TestLoginThrottlePerAddress: failed logins are counted per client
+// address across names (by default the request's RemoteAddr; here the
+// configured ClientAddress), an IPv6 address by its /64.
+func TestLoginThrottlePerAddress(t *testing.T) {
+	for _, tc := range []struct {
+		name         string
+		clientHeader bool   // addresses from X-Test-Client through Config.ClientAddress
+		first, same  string // an address, and another in the same bucket
+		other        string // an address in another bucket
+	}{
+		{name: "RemoteAddr"},
+		{name: "IPv4", clientHeader: true, first: "192.0.2.7", same: "192.0.2.7", other: "192.0.2.8"},
+		{name: "IPv6 /64", clientHeader: true, first: "2001:db8:1:2::1", same: "2001:db8:1:2:ffff::9", other: "2001:db8:1:3::1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t, func(_ *authz.Config, p *people.Config) {
+				if tc.clientHeader {
+					p.ClientAddress = func(r *http.Request) string { return r.Header.Get("X-Test-Client") }
+				}
+			})
+			b := f.Browser()
+			token := authztest.CSRF(t, b.Get(people.PathLogin))
+			from := func(addr string) []string {
+				if !tc.clientHeader {
+					return nil
+				}
+				return []string{"X-Test-Client", addr}
+			}
+			// A different name each time: the names' counts stay low.
+			for i := range people.MaxAddressFailures {
+				authztest.ExpectPage(t, loginForm(b, token, "user"+strconv.Itoa(i), "guess", from(tc.first)...), 401)
+			}
+			expectThrottled(t, loginForm(b, token, "someone-else", "guess", from(tc.same)...), 1)
+			expectThrottled(t, loginForm(b, token, "alice", authztest.AlicePassword, from(tc.first)...), 1)
+			if !tc.clientHeader {
+				return
+			}
+			// Another client logs in meanwhile.
+			if r := loginForm(b, token, "alice", authztest.AlicePassword, from(tc.other)...); r.Status != http.StatusSeeOther {
+				t.Fatalf("login from another address: %d %s", r.Status, r.Body)
+			}
+			// The address's count is not reset by that login.
+			b = f.Browser()
+			token = authztest.CSRF(t, b.Get(people.PathLogin))
+			expectThrottled(t, loginForm(b, token, "someone", "guess", from(tc.first)...), 1)
+		})
+	}
+}
+
+// hashAt is a bcrypt hash of password at cost.
+func hashAt(t *testing.T, password string, cost int) string {
+	t.Helper()
+	h, err := bcrypt.GenerateFromPassword([]byte(password), cost)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(h)
+}
+
+// TestLoginFailuresCostTheSame: an unknown name, a wrong password and an
+// empty one make the server do the same bcrypt work (the sum of 2^cost of
+// its comparisons), that of the costliest configured hash, so that the
+// answer's time does not tell which names exist.
+func TestLoginFailuresCostTheSame(t *testing.T) {
+	for _, tc := range []struct {
+		name            string
+		aliceCost, bobC int
+	}{
+		{"same cost", 6, 6},
+		{"mixed costs", 4, 6},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			users := []people.User{
+				{Name: "alice", PasswordHash: hashAt(t, authztest.AlicePassword, tc.aliceCost)},
+				{Name: "bob", PasswordHash: hashAt(t, authztest.BobPassword, tc.bobC)},
+			}
+			f := newFixture(t, func(_ *authz.Config, p *people.Config) { p.Users = users })
+			var mu sync.Mutex
+			var costs []int
+			people.OnPasswordCheck(f.Site, func(c int) { mu.Lock(); costs = append(costs, c); mu.Unlock() })
+			b := f.Browser()
+			token := authztest.CSRF(t, b.Get(people.PathLogin))
+			want := 1 << max(tc.aliceCost, tc.bobC)
+			for _, creds := range [][2]string{{"mallory", "guess"}, {"alice", "guess"}, {"bob", "guess"}, {"alice", ""}, {"", "guess"}} {
+				mu.Lock()
+				costs = nil
+				mu.Unlock()
+				r := b.Post(people.PathLogin, url.Values{"csrf": {token}, "username": {creds[0]}, "password": {creds[1]}})
+				authztest.ExpectPage(t, r, 401, "The name or the password is wrong.")
+				mu.Lock()
+				work := 0
+				for _, c := range costs {
+					work += 1 << c
+				}
+				mu.Unlock()
+				if work != want {
+					t.Errorf("%q with password %q: bcrypt comparisons at costs %v (work %d), want work %d (cost %d)", creds[0], creds[1], costs, work, want, max(tc.aliceCost, tc.bobC))
+				}
+			}
+		})
 	}
 }

@@ -24,7 +24,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -63,6 +62,13 @@ type Config struct {
 	// Logger receives the pages' logs; nil means none. Passwords, tokens
 	// and session ids are never logged.
 	Logger *zap.Logger
+	// ClientAddress returns the address of the client of a request, under
+	// which failed logins are counted; nil, or an empty answer, means the
+	// host of the request's RemoteAddr. Behind a proxy, return the real
+	// client's address as the server has established it from a trusted
+	// proxy's headers (the Caddy module passes Caddy's client_ip, which
+	// the server's trusted_proxies decide); never a header anyone can send.
+	ClientAddress func(*http.Request) string
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -109,13 +115,19 @@ type Site struct {
 	oidc          *oidcClient
 	sessionTTL    time.Duration
 	secureCookies bool
-	throttle      loginThrottle
+	throttle      *loginThrottle
+	clientAddr    func(*http.Request) string
 	log           *zap.Logger
 	now           func() time.Time
 	mux           *http.ServeMux
 
-	dummyOnce sync.Once
-	dummyHash []byte
+	// dummies are hashes no password matches, by cost, from the cheapest
+	// configured hash's cost to maxCost, the costliest's.
+	dummies map[int]*secret.Hashed
+	maxCost int
+	// passwordChecked, when set (by tests), is told the cost of every
+	// password comparison.
+	passwordChecked func(cost int)
 }
 
 // CheckUsers reports the first thing wrong with the local users: a name
@@ -169,8 +181,11 @@ func New(ctx context.Context, as *authz.Server, st store.Records, cfg Config) (*
 		users:         make(map[string]*localUser, len(cfg.Users)),
 		sessionTTL:    cfg.SessionTTL,
 		secureCookies: secure,
+		throttle:      newLoginThrottle(),
+		clientAddr:    cfg.ClientAddress,
 		log:           cfg.Logger,
 		now:           cfg.Now,
+		dummies:       map[int]*secret.Hashed{},
 	}
 	if s.sessionTTL <= 0 {
 		s.sessionTTL = DefaultSessionTTL
@@ -184,6 +199,14 @@ func New(ctx context.Context, as *authz.Server, st store.Records, cfg Config) (*
 	for _, usr := range cfg.Users {
 		hashed, _ := secret.ParseHashed(usr.PasswordHash) // checked above
 		s.users[usr.Name] = &localUser{User: usr, hashed: hashed}
+		s.maxCost = max(s.maxCost, hashed.Cost())
+	}
+	for _, u := range s.users {
+		for c := u.hashed.Cost(); c <= s.maxCost; c++ {
+			if s.dummies[c] == nil {
+				s.dummies[c] = dummyHash(c)
+			}
+		}
 	}
 	if cfg.OIDC != nil {
 		o, err := newOIDCClient(ctx, *cfg.OIDC, as.Endpoint(PathLoginCallback), cfg.HTTPClient, s.now, s.log)

@@ -26,7 +26,12 @@ type config struct {
 	Storage   string // the Badger directory
 	// MinFreeSpace is the storage's min_free_space; empty: the default.
 	MinFreeSpace string
-	PATTTL       string
+	// Postgres, if set, is the DSN of a storage postgres line, in place of
+	// Badger, such as {env.UMA_PG_DSN}.
+	Postgres string
+	// Env is added to the environment of caddy run.
+	Env    []string
+	PATTTL string
 	// ExtraClients are client ids added with the secret "<id>-secret".
 	ExtraClients []string
 }
@@ -38,10 +43,14 @@ var caddyfileTemplate = template.Must(template.New("Caddyfile").Parse(`{
 
 	uma {
 		issuer http://127.0.0.1:{{.Port}}
+{{- if .Postgres}}
+		storage postgres {{.Postgres}}
+{{- else}}
 		storage badger {{.Storage}}
 {{- if .MinFreeSpace}} {
 			min_free_space {{.MinFreeSpace}}
 		}
+{{- end}}
 {{- end}}
 		pat_ttl {{.PATTTL}}
 		client rs-api {
@@ -167,7 +176,7 @@ func launchCaddy(t *testing.T, cfg config) *instance {
 		exited:    make(chan struct{}),
 	}
 	writeCaddyfile(t, inst.caddyfile, cfg)
-	inst.run(t, nil, "")
+	inst.run(t, cfg.Env, "")
 	return inst
 }
 

@@ -170,6 +170,24 @@ func expectText(t *testing.T, ctx context.Context, parts ...string) {
 	}
 }
 
+// widths are the document's scroll width and the viewport's width.
+type widths struct {
+	Scroll   int `json:"scroll"`
+	Viewport int `json:"viewport"`
+}
+
+// pageWidths measures the page the browser shows.
+func pageWidths(t *testing.T, ctx context.Context) widths {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	w, err := chromedp.Run(ctx, chromedp.Evaluate[widths](`({scroll: document.documentElement.scrollWidth, viewport: window.innerWidth})`))
+	if err != nil {
+		t.Fatalf("measuring the page: %v", err)
+	}
+	return w
+}
+
 // screenshot saves a full-page PNG into screenshots/.
 func screenshot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
@@ -308,15 +326,22 @@ func hash(t *testing.T, pw string) string {
 // startConsoleCaddy runs Caddy with the console configuration.
 func startConsoleCaddy(t *testing.T, callback, upstream string, apiPort int) *instance {
 	t.Helper()
-	cfg := newConfig(t)
-	dir := t.TempDir()
-	var buf bytes.Buffer
-	err := consoleCaddyfile.Execute(&buf, map[string]any{
-		"AdminAddr": cfg.AdminAddr, "Port": cfg.Port, "Storage": cfg.Storage,
+	return startCaddyfile(t, consoleCaddyfile, map[string]any{
 		"AliceHash": hash(t, alicePassword), "BobHash": hash(t, bobPassword), "Callback": callback,
 		"APIPort": apiPort, "Upstream": upstream,
 	})
-	if err != nil {
+}
+
+// startCaddyfile runs Caddy with a Caddyfile template, executed with data
+// and the new config's AdminAddr, Port and Storage, and waits until it
+// answers.
+func startCaddyfile(t *testing.T, tmpl *template.Template, data map[string]any) *instance {
+	t.Helper()
+	cfg := newConfig(t)
+	dir := t.TempDir()
+	data["AdminAddr"], data["Port"], data["Storage"] = cfg.AdminAddr, cfg.Port, cfg.Storage
+	var buf bytes.Buffer
+	if err := tmpl.Execute(&buf, data); err != nil {
 		t.Fatal(err)
 	}
 	inst := &instance{t: t, dir: dir, caddyfile: filepath.Join(dir, "Caddyfile"), cfg: cfg, log: new(syncBuffer), exited: make(chan struct{})}
@@ -502,8 +527,25 @@ func TestConsoleInBrowser(t *testing.T) {
 
 	// History tells who got what, and why.
 	browse(t, alice, "history", chromedp.Navigate(issuer+"/console/history"), chromedp.WaitVisible(chromedp.CSS("table.history")))
-	expectText(t, alice, "Bob Builder", "bob-app", "granted", "your share with bob@example.org", "refused")
+	// The first step of bob's client, before bob said who he is, was a
+	// question, not a refusal.
+	expectText(t, alice, "Bob Builder", "bob-app", "granted", "your share with bob@example.org", "refused",
+		"asked who is requesting", "they were asked who they are")
 	screenshot(t, alice, "09-history")
+	// On a narrow screen (a phone, 500 px), nothing is wider than the
+	// viewport: the table scrolls in its own box.
+	browse(t, alice, "narrow history", chromedp.EmulateViewport(500, 900),
+		chromedp.Navigate(issuer+"/console/history"), chromedp.WaitVisible(chromedp.CSS("table.history")))
+	if w := pageWidths(t, alice); w.Scroll > w.Viewport {
+		t.Fatalf("the history page is %d px wide in a %d px viewport", w.Scroll, w.Viewport)
+	}
+	screenshot(t, alice, "09-history-narrow")
+	browse(t, alice, "narrow resource page", chromedp.Navigate(issuer+"/console/resources/"+photos), chromedp.WaitVisible(chromedp.CSS("#person")))
+	if w := pageWidths(t, alice); w.Scroll > w.Viewport {
+		t.Fatalf("the resource page is %d px wide in a %d px viewport", w.Scroll, w.Viewport)
+	}
+	screenshot(t, alice, "09-resource-narrow")
+	browse(t, alice, "wide again", chromedp.EmulateViewport(1280, 900))
 
 	// The rules page and the resource page, for the record.
 	browse(t, alice, "rules page", chromedp.Navigate(issuer+"/console/rules?name=ask-me"), chromedp.WaitVisible(chromedp.CSS("#source")))

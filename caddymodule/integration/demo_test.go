@@ -121,7 +121,7 @@ func checkListModules(t *testing.T, bin string) {
 	if err != nil {
 		t.Fatalf("list-modules: %v\n%s", err, b)
 	}
-	for _, m := range []string{"uma", "uma.storage.badger", "http.handlers.uma_server", "http.handlers.uma_protect", "http.handlers.uma_demo_idp"} {
+	for _, m := range []string{"uma", "uma.storage.badger", "uma.storage.postgres", "http.handlers.uma_server", "http.handlers.uma_protect", "http.handlers.uma_demo_idp"} {
 		if !strings.Contains("\n"+string(b), "\n"+m+"\n") {
 			t.Errorf("module %s is not listed:\n%s", m, b)
 		}

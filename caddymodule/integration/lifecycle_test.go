@@ -108,7 +108,14 @@ func TestReload(t *testing.T) {
 
 func TestRestart(t *testing.T) {
 	skipShort(t)
-	cfg := newConfig(t)
+	checkRestart(t, newConfig(t))
+}
+
+// checkRestart runs Caddy with cfg, registers a resource, stops Caddy and
+// starts it again: the resource and the signing key are still there. It
+// returns the two instances.
+func checkRestart(t *testing.T, cfg config) (first, again *instance) {
+	t.Helper()
 	inst := startCaddy(t, cfg)
 	issuer := cfg.issuer()
 
@@ -128,7 +135,7 @@ func TestRestart(t *testing.T) {
 	}
 
 	// Same ports (same issuer), same storage.
-	again := startCaddy(t, cfg)
+	again = startCaddy(t, cfg)
 	if id != "" {
 		if err := checkWithNewPAT(issuer, id); err != nil {
 			t.Errorf("after the restart: %v", err)
@@ -143,6 +150,7 @@ func TestRestart(t *testing.T) {
 		}
 	}
 	again.checkLog()
+	return inst, again
 }
 
 func TestValidateWhileRunning(t *testing.T) {

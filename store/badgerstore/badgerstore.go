@@ -171,11 +171,8 @@ type Store struct {
 	resourceLocks [resourceLockStripes]sync.Mutex
 	lockSeed      maphash.Seed
 
-	// mu is held for reading by every method call and for writing by Close,
-	// so that Close waits for the calls in flight and later calls see
-	// closed.
-	mu     sync.RWMutex
-	closed bool
+	// gate makes Close wait for the calls in flight and later calls fail.
+	gate store.Gate
 
 	closeOnce sync.Once
 	stopGC    chan struct{}
@@ -320,9 +317,7 @@ func checkFormat(db *badger.DB) error {
 func (s *Store) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
-		s.mu.Lock()
-		s.closed = true
-		s.mu.Unlock()
+		s.gate.Close()
 		if s.stopGC != nil {
 			close(s.stopGC)
 			<-s.gcDone
@@ -345,22 +340,10 @@ func (s *Store) Close() error {
 }
 
 // enter starts a method call: it fails if ctx is done or the store closed,
-// and otherwise holds s.mu for reading until leave.
-func (s *Store) enter(ctx context.Context) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	s.mu.RLock()
-	if s.closed {
-		s.mu.RUnlock()
-		return store.ErrClosed
-	}
-	return nil
-}
+// and otherwise holds the store open until leave.
+func (s *Store) enter(ctx context.Context) error { return s.gate.Enter(ctx) }
 
-func (s *Store) leave() {
-	s.mu.RUnlock()
-}
+func (s *Store) leave() { s.gate.Leave() }
 
 // update runs fn in a read-write transaction and commits it, retrying a
 // bounded number of times when Badger reports a conflict. fn must be

@@ -1,15 +1,10 @@
 package badgerstore
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"os/exec"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -345,196 +340,13 @@ func TestGCLoop(t *testing.T) {
 	}
 }
 
-// Crash test: the test binary runs itself as a child that writes to a
-// store and acknowledges each write on stdout; the parent kills it with
-// SIGKILL and checks that every acknowledged write survived.
-
-const crashDirEnv = "BADGERSTORE_CRASH_DIR"
-
-// Write kinds of the crash child, by i%4.
-const (
-	crashCreate = iota // CreateResource r-i
-	crashPut           // Put rec-i
-	crashInsert        // Insert ins-i, expiring in an hour
-	crashTake          // Take rec-(i-2)
-)
-
-func crashResourceID(i int) string { return fmt.Sprintf("r-%06d", i) }
-func crashKey(prefix string, i int) string {
-	return fmt.Sprintf("%s-%06d", prefix, i)
-}
-
-// TestCrashChild is the child process of TestKillDuringWrites.
-func TestCrashChild(t *testing.T) {
-	dir := os.Getenv(crashDirEnv)
-	if dir == "" {
-		t.Skip("child process of TestKillDuringWrites")
-	}
-	s, err := Open(Options{Dir: dir})
-	if err != nil {
-		fmt.Printf("open failed: %v\n", err)
-		os.Exit(2)
-	}
-	ctx := t.Context()
-	// Bounded, in case the parent dies without killing us.
-	deadline := time.Now().Add(time.Minute)
-	for i := 0; time.Now().Before(deadline); i++ {
-		var err error
-		switch i % 4 {
-		case crashCreate:
-			r := store.Resource{ID: crashResourceID(i), ResourceServer: "rs", Owner: fmt.Sprintf("o-%d", i%3), Scopes: []string{"s"}}
-			err = s.CreateResource(ctx, r)
-		case crashPut:
-			err = s.Put(ctx, "n", crashKey("rec", i), []byte(fmt.Sprint(i)), time.Time{})
-		case crashInsert:
-			err = s.Insert(ctx, "n", crashKey("ins", i), []byte(fmt.Sprint(i)), time.Now().Add(time.Hour))
-		case crashTake:
-			_, err = s.Take(ctx, "n", crashKey("rec", i-2))
-		}
-		if err != nil {
-			fmt.Printf("write %d failed: %v\n", i, err)
-			os.Exit(2)
-		}
-		fmt.Printf("ack %d\n", i)
-	}
-	os.Exit(3)
-}
-
-// startChild runs the test binary again, running only the test named run
-// with env added to its environment, and returns the started process, its
-// standard output, and its standard error as it collects.
-func startChild(t *testing.T, run, env string) (cmd *exec.Cmd, stdout io.ReadCloser, stderr *bytes.Buffer) {
-	t.Helper()
-	cmd = exec.Command(os.Args[0], "-test.run=^"+run+"$", "-test.count=1", "-test.v")
-	cmd.Env = append(os.Environ(), env)
-	stderr = new(bytes.Buffer)
-	cmd.Stderr = stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	return cmd, stdout, stderr
-}
-
+// TestKillDuringWrites kills a writing child process with SIGKILL; while
+// it runs, the directory is locked across processes too.
 func TestKillDuringWrites(t *testing.T) {
-	if testing.Short() {
-		t.Skip("runs a child process")
-	}
-	const wantAcks = 300
-	dir := t.TempDir()
-	cmd, stdout, stderr := startChild(t, "TestCrashChild", crashDirEnv+"="+dir)
-	killed := false
-	defer func() {
-		if !killed {
-			cmd.Process.Kill()
-			cmd.Wait()
+	open := func(t *testing.T, dir string) store.Store { return openDir(t, dir) }
+	storetest.RunCrash(t, open, func(t *testing.T, dir string) {
+		if _, err := Open(Options{Dir: dir}); !errors.Is(err, ErrLocked) {
+			t.Errorf("Open while the child holds the directory: %v, want ErrLocked", err)
 		}
-	}()
-
-	// Read acks until wantAcks, kill, then read the acks still in the pipe.
-	acked := map[int]bool{}
-	lines := make(chan string)
-	go func() {
-		defer close(lines)
-		r := bufio.NewReader(stdout)
-		for {
-			line, err := r.ReadString('\n')
-			if err != nil {
-				// A line cut by the kill has no newline: not an ack.
-				return
-			}
-			lines <- line
-		}
-	}()
-	timeout := time.After(time.Minute)
-	for len(acked) < wantAcks {
-		select {
-		case line, ok := <-lines:
-			if !ok {
-				t.Fatalf("child exited after %d acks; stderr:\n%s", len(acked), stderr.String())
-			}
-			var i int
-			if _, err := fmt.Sscanf(line, "ack %d\n", &i); err == nil {
-				acked[i] = true
-			} else if strings.Contains(line, "failed") {
-				t.Fatalf("child: %s", line)
-			}
-		case <-timeout:
-			t.Fatalf("%d acks in a minute", len(acked))
-		}
-	}
-	// While the child runs, the directory is locked across processes too.
-	if _, err := Open(Options{Dir: dir}); !errors.Is(err, ErrLocked) {
-		t.Errorf("Open while the child holds the directory: %v, want ErrLocked", err)
-	}
-	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	for line := range lines {
-		var i int
-		if _, err := fmt.Sscanf(line, "ack %d\n", &i); err == nil {
-			acked[i] = true
-		}
-	}
-	_, _ = io.Copy(io.Discard, stdout)
-	err := cmd.Wait()
-	killed = true
-	var exitErr *exec.ExitError
-	if !errors.As(err, &exitErr) || exitErr.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
-		t.Fatalf("child did not die of SIGKILL: %v; stderr:\n%s", err, stderr.String())
-	}
-	last := 0
-	for i := range acked {
-		last = max(last, i)
-	}
-	for i := range last + 1 {
-		if !acked[i] {
-			t.Fatalf("ack %d missing (last %d): acks are sequential", i, last)
-		}
-	}
-	t.Logf("child acknowledged %d writes before SIGKILL", len(acked))
-
-	s := openDir(t, dir)
-	defer s.Close()
-	ctx := t.Context()
-	owners := map[string]int{}
-	for i := range last + 1 {
-		switch i % 4 {
-		case crashCreate:
-			owners[fmt.Sprintf("o-%d", i%3)]++
-			r, err := s.GetResource(ctx, crashResourceID(i))
-			if err != nil || r.Owner != fmt.Sprintf("o-%d", i%3) {
-				t.Errorf("acknowledged resource %d: %+v, %v", i, r, err)
-			}
-		case crashPut:
-			got, err := s.Get(ctx, "n", crashKey("rec", i))
-			// Taken by write i+2 if that was acknowledged.
-			if i+2 <= last {
-				if !errors.Is(err, store.ErrNotFound) {
-					t.Errorf("record %d taken by acknowledged write %d: %q, %v", i, i+2, got, err)
-				}
-			} else if err != nil || string(got) != fmt.Sprint(i) {
-				t.Errorf("acknowledged record %d: %q, %v", i, got, err)
-			}
-		case crashInsert:
-			got, err := s.Get(ctx, "n", crashKey("ins", i))
-			if err != nil || string(got) != fmt.Sprint(i) {
-				t.Errorf("acknowledged insert %d: %q, %v", i, got, err)
-			}
-		}
-	}
-	// The indexes hold every acknowledged resource (and perhaps the one
-	// write in flight).
-	for owner, n := range owners {
-		list, err := s.ListResources(ctx, store.ResourceQuery{ResourceServer: "rs", Owner: owner})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(list) != n && len(list) != n+1 {
-			t.Errorf("ListResources(%s) = %d resources, want %d acknowledged", owner, len(list), n)
-		}
-	}
+	})
 }

@@ -178,7 +178,7 @@ func TestFullDisk(t *testing.T) {
 		t.Skip("runs a child process")
 	}
 	dir := storetest.Tmpfs(t, fullDiskSize)
-	cmd, stdout, stderr := startChild(t, "TestFullDiskChild", fullDirEnv+"="+dir)
+	cmd, stdout, stderr := storetest.StartChild(t, "TestFullDiskChild", fullDirEnv+"="+dir)
 	acked := map[string]bool{}
 	var taken []string
 	var output strings.Builder

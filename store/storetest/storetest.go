@@ -7,15 +7,22 @@
 //	func TestDurability(t *testing.T) {
 //		storetest.RunDurability(t, func(t *testing.T, dir string) store.Store { ... })
 //	}
+//	func TestKillDuringWrites(t *testing.T) {
+//		storetest.RunCrash(t, func(t *testing.T, dir string) store.Store { ... }, nil)
+//	}
+//	func BenchmarkStore(b *testing.B) {
+//		storetest.Bench(b, func(b *testing.B) store.Store { ... })
+//	}
 //	func TestNoSpace(t *testing.T) {
 //		storetest.RunNoSpace(t, func(t *testing.T) (store.Store, func(full bool)) { ... })
 //	}
 //
 // The suite checks the documented contract of package store: every method,
 // every documented error, expiry, the single-winner guarantees of Insert
-// and Take under concurrency, Close, persistence across a restart, and
-// (RunNoSpace) writes refused with store.ErrNoSpace on a full disk. Tmpfs
-// mounts a small real disk for a backend's own full-disk test.
+// and Take under concurrency, Close, persistence across a restart, no loss
+// of an acknowledged write when the writing process is killed (RunCrash),
+// and (RunNoSpace) writes refused with store.ErrNoSpace on a full disk.
+// Tmpfs mounts a small real disk for a backend's own full-disk test.
 // Orders are byte orders (Go string comparison); a SQL backend needs a
 // binary collation ("C") to pass. Keys, ids and namespaces used are valid
 // UTF-8 without NUL bytes.

@@ -1,0 +1,630 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/caddy-uma/caddy-uma/store"
+	"github.com/caddy-uma/caddy-uma/store/pgstore/pgtest"
+	"github.com/caddy-uma/caddy-uma/store/storetest"
+)
+
+// The tests run on the PostgreSQL server of pgtest (UMA_PG_DSN, or the
+// server of .ci/postgres), each in a schema of its own; without a server
+// they skip, except under CI=true.
+
+func openDSN(t testing.TB, dsn string, opts Options) *Store {
+	t.Helper()
+	opts.DSN = dsn
+	s, err := Open(t.Context(), opts)
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	return s
+}
+
+func TestSuite(t *testing.T) {
+	storetest.Run(t, func(t *testing.T) store.Store {
+		return openDSN(t, pgtest.DSN(t), Options{})
+	})
+}
+
+func TestDurability(t *testing.T) {
+	storetest.RunDurability(t, func(t *testing.T, dir string) store.Store {
+		return openDSN(t, pgtest.NamedDSN(t, dir), Options{})
+	})
+}
+
+// TestKillDuringWrites kills a child process that writes to the same
+// database; while it writes, this process reads what it acknowledged.
+func TestKillDuringWrites(t *testing.T) {
+	open := func(t *testing.T, dir string) store.Store {
+		return openDSN(t, pgtest.NamedDSN(t, dir), Options{})
+	}
+	storetest.RunCrash(t, open, func(t *testing.T, dir string) {
+		s := open(t, dir)
+		defer s.Close()
+		if _, err := s.GetResource(t.Context(), "r-000000"); err != nil {
+			t.Errorf("the child's first acknowledged write, read here while it runs: %v", err)
+		}
+	})
+}
+
+// TestNodes runs the single-use races across two stores on one schema,
+// each with its own connection pool: two nodes.
+func TestNodes(t *testing.T) {
+	storetest.RunNodes(t, func(t *testing.T, dir string) store.Store {
+		return openDSN(t, pgtest.NamedDSN(t, dir), Options{})
+	})
+}
+
+// TestClock checks that expiry is decided by Options.Now, not by the
+// database server's clock, to the microsecond.
+func TestClock(t *testing.T) {
+	var mu sync.Mutex
+	clock := time.Date(2001, 2, 3, 4, 5, 6, 0, time.UTC) // long before the server's now()
+	now := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return clock
+	}
+	set := func(t time.Time) {
+		mu.Lock()
+		clock = t
+		mu.Unlock()
+	}
+	s := openDSN(t, pgtest.DSN(t), Options{Now: now, PurgeInterval: -1})
+	defer s.Close()
+	ctx := t.Context()
+	start := now()
+	exp := start.Add(time.Second)
+	for _, k := range []string{"get", "list", "take", "delete", "insert"} {
+		if err := s.Put(ctx, "n", k, []byte("v"), exp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Live a microsecond before its expiry, in 2001.
+	set(exp.Add(-time.Microsecond))
+	if _, err := s.Get(ctx, "n", "get"); err != nil {
+		t.Fatalf("Get a microsecond before expiry: %v", err)
+	}
+	if err := s.Insert(ctx, "n", "insert", []byte("new"), time.Time{}); !errors.Is(err, store.ErrExists) {
+		t.Errorf("Insert over the live record: %v, want ErrExists", err)
+	}
+	// Dead at its expiry.
+	set(exp)
+	if _, err := s.Get(ctx, "n", "get"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Get at expiry: %v, want ErrNotFound", err)
+	}
+	if list, err := s.List(ctx, "n", "", 0); err != nil || len(list) != 0 {
+		t.Errorf("List at expiry = %d records, %v; want none", len(list), err)
+	}
+	if _, err := s.Take(ctx, "n", "take"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Take at expiry: %v, want ErrNotFound", err)
+	}
+	if err := s.Delete(ctx, "n", "delete"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Delete at expiry: %v, want ErrNotFound", err)
+	}
+	if err := s.Insert(ctx, "n", "insert", []byte("new"), time.Time{}); err != nil {
+		t.Errorf("Insert over the expired record: %v", err)
+	}
+
+	// An expiry between two microseconds is rounded up, never down.
+	sub := start.Add(time.Hour + 500*time.Nanosecond)
+	if err := s.Put(ctx, "n", "sub", []byte("v"), sub); err != nil {
+		t.Fatal(err)
+	}
+	set(sub.Add(-time.Nanosecond))
+	if _, err := s.Get(ctx, "n", "sub"); err != nil {
+		t.Errorf("Get 1 ns before a sub-microsecond expiry: %v", err)
+	}
+	set(sub.Truncate(time.Microsecond).Add(time.Microsecond))
+	if _, err := s.Get(ctx, "n", "sub"); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Get at the rounded expiry: %v, want ErrNotFound", err)
+	}
+}
+
+// rowCount counts the rows of a table in s's schema.
+func rowCount(t *testing.T, s *Store, table string) int {
+	t.Helper()
+	var n int
+	if err := s.pool.QueryRow(t.Context(), "SELECT count(*) FROM "+table).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestPurge checks that expired rows are deleted once they are purgeDelay
+// past their expiry, in batches, and that live ones stay.
+func TestPurge(t *testing.T) {
+	var mu sync.Mutex
+	clock := time.Now()
+	now := func() time.Time {
+		mu.Lock()
+		defer mu.Unlock()
+		return clock
+	}
+	s := openDSN(t, pgtest.DSN(t), Options{Now: now, PurgeInterval: -1, PurgeBatch: 3})
+	defer s.Close()
+	ctx := t.Context()
+	start := now()
+	var writes []store.Write
+	for i := range 10 {
+		writes = append(writes, store.Write{Namespace: "n", Key: fmt.Sprint("soon-", i), Value: []byte("v"), ExpiresAt: start.Add(time.Second)})
+	}
+	writes = append(writes,
+		store.Write{Namespace: "n", Key: "later", Value: []byte("v"), ExpiresAt: start.Add(time.Hour)},
+		store.Write{Namespace: "n", Key: "never", Value: []byte("v")},
+	)
+	if err := s.PutAll(ctx, writes); err != nil {
+		t.Fatal(err)
+	}
+
+	// Expired, but not purgeDelay ago: invisible, and kept.
+	mu.Lock()
+	clock = start.Add(time.Second + purgeDelay - time.Millisecond)
+	mu.Unlock()
+	if n, err := s.purge(ctx); err != nil || n != 0 {
+		t.Fatalf("purge within the delay = %d, %v; want 0", n, err)
+	}
+	if list, _ := s.List(ctx, "n", "", 0); len(list) != 2 {
+		t.Errorf("List = %d records, want the 2 live ones", len(list))
+	}
+
+	mu.Lock()
+	clock = start.Add(time.Second + purgeDelay + time.Millisecond)
+	mu.Unlock()
+	if n, err := s.purge(ctx); err != nil || n != 10 {
+		t.Fatalf("purge = %d, %v; want the 10 expired records (in batches of 3)", n, err)
+	}
+	if n := rowCount(t, s, "records"); n != 2 {
+		t.Errorf("%d rows left, want the 2 live ones", n)
+	}
+}
+
+// TestPurgeLoop runs the background purge on a short interval and checks
+// that Close stops it.
+func TestPurgeLoop(t *testing.T) {
+	s := openDSN(t, pgtest.DSN(t), Options{
+		Now:           func() time.Time { return time.Now().Add(2 * purgeDelay) },
+		PurgeInterval: time.Millisecond,
+	})
+	ctx := t.Context()
+	if err := s.Put(ctx, "n", "k", []byte("v"), time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	for rowCount(t, s, "records") != 0 {
+		select {
+		case <-ctx.Done():
+			t.Fatal("the expired record was never purged")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	if err := finishes(t, "Close", s.Close); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+}
+
+// TestMigrations opens one schema from several stores at once (nodes
+// starting together), then refuses a schema newer than this code.
+func TestMigrations(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	const nodes = 8
+	errs := make([]error, nodes)
+	stores := make([]*Store, nodes)
+	var wg sync.WaitGroup
+	for i := range nodes {
+		wg.Go(func() {
+			stores[i], errs[i] = Open(t.Context(), Options{DSN: dsn})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("Open %d: %v", i, err)
+		}
+		defer stores[i].Close()
+	}
+	migrations, err := loadMigrations(migrationFiles)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows, err := stores[0].pool.Query(t.Context(), "SELECT version FROM schema_migrations ORDER BY version")
+	if err != nil {
+		t.Fatal(err)
+	}
+	versions, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(versions) != len(migrations) || versions[len(versions)-1] != len(migrations) {
+		t.Errorf("schema_migrations = %v, want 1..%d once each", versions, len(migrations))
+	}
+	// Every store works on the one schema.
+	if err := stores[1].Put(t.Context(), "n", "k", []byte("v"), time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := stores[nodes-1].Get(t.Context(), "n", "k"); err != nil || string(got) != "v" {
+		t.Errorf("Get on another node = %q, %v", got, err)
+	}
+
+	// A schema migrated by a newer version is refused.
+	if _, err := stores[0].pool.Exec(t.Context(), "INSERT INTO schema_migrations (version, name) VALUES ($1, 'future')", len(migrations)+1); err != nil {
+		t.Fatal(err)
+	}
+	openFails(t, dsn, "newer than this caddy-uma knows")
+}
+
+// openFails checks that Open of dsn fails with an error that says want.
+func openFails(t *testing.T, dsn, want string) {
+	t.Helper()
+	s, err := Open(t.Context(), Options{DSN: dsn})
+	if err == nil {
+		s.Close()
+		t.Fatalf("Open succeeded, want an error with %q", want)
+	}
+	if !strings.Contains(err.Error(), want) {
+		t.Errorf("error %q does not say %q", err, want)
+	}
+}
+
+func TestLoadMigrations(t *testing.T) {
+	list, err := loadMigrations(migrationFiles)
+	if err != nil || len(list) == 0 || list[0].version != 1 || list[0].name != "initial" {
+		t.Fatalf("loadMigrations = %+v, %v", list, err)
+	}
+}
+
+func TestOpenWithoutSchema(t *testing.T) {
+	pgtest.Require(t)
+	dsn := pgtest.WithParam(pgtest.BaseDSN(), "search_path", "uma_test_no_such_schema")
+	openFails(t, dsn, "no existing schema")
+}
+
+// proxy forwards TCP connections to target until it is stalled: then it
+// forwards nothing more, as a network partition would.
+type proxy struct {
+	addr    string
+	mu      sync.Mutex
+	stalled bool
+	conns   []net.Conn
+}
+
+func newProxy(t *testing.T, target string) *proxy {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &proxy{addr: l.Addr().String()}
+	copyUnlessStalled := func(dst, src net.Conn) {
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if err != nil {
+				return
+			}
+			p.mu.Lock()
+			stalled := p.stalled
+			p.mu.Unlock()
+			if stalled {
+				continue // dropped
+			}
+			if _, err := dst.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+	}
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, up)
+			p.mu.Unlock()
+			go copyUnlessStalled(up, c)
+			go copyUnlessStalled(c, up)
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		p.mu.Lock()
+		defer p.mu.Unlock()
+		for _, c := range p.conns {
+			c.Close()
+		}
+	})
+	return p
+}
+
+// stallingServer returns the address of a stalled proxy to the test
+// server: it accepts connections and never answers, like a database that is
+// unreachable behind a connection that was accepted.
+func stallingServer(t *testing.T, dsn string) string {
+	t.Helper()
+	p := newProxy(t, hostPortOf(t, dsn))
+	p.stall()
+	return p.addr
+}
+
+func (p *proxy) stall() {
+	p.mu.Lock()
+	p.stalled = true
+	p.mu.Unlock()
+}
+
+// hostPortOf returns the host:port of the test server, or skips if it is
+// not on TCP.
+func hostPortOf(t *testing.T, dsn string) string {
+	t.Helper()
+	cfg, err := poolConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := cfg.ConnConfig
+	if strings.HasPrefix(cc.Host, "/") {
+		t.Skip("the test server is on a Unix socket")
+	}
+	return hostPort(cc.Host, cc.Port)
+}
+
+// withHost returns dsn with host and port replaced by addr.
+func withHost(dsn, addr string) string {
+	host, port, _ := net.SplitHostPort(addr)
+	return pgtest.WithParam(pgtest.WithParam(dsn, "host", host), "port", port)
+}
+
+// finishes fails the test if fn does not return within a minute: it must
+// end on its own deadline, far below that.
+func finishes(t *testing.T, what string, fn func() error) error {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- fn() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(time.Minute):
+		t.Fatalf("%s hangs", what)
+		return nil
+	}
+}
+
+// TestUnreachable checks that a database that does not answer makes calls
+// fail with their deadline, never hang: at Open, and on an open store whose
+// network stalls.
+func TestUnreachable(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	t.Run("open", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+		defer cancel()
+		err := finishes(t, "Open", func() error {
+			s, err := Open(ctx, Options{DSN: withHost(dsn, stallingServer(t, dsn))})
+			if err == nil {
+				s.Close()
+			}
+			return err
+		})
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Open = %v, want the deadline", err)
+		}
+	})
+	t.Run("connect timeout", func(t *testing.T) {
+		// No deadline but the DSN's connect_timeout.
+		err := finishes(t, "Open", func() error {
+			s, err := Open(context.Background(), Options{DSN: pgtest.WithParam(withHost(dsn, stallingServer(t, dsn)), "connect_timeout", "1")})
+			if err == nil {
+				s.Close()
+			}
+			return err
+		})
+		if err == nil || !strings.Contains(err.Error(), "timeout") {
+			t.Errorf("Open = %v, want a timeout", err)
+		}
+	})
+	t.Run("stalled network", func(t *testing.T) {
+		p := newProxy(t, hostPortOf(t, dsn))
+		s := openDSN(t, withHost(dsn, p.addr), Options{QueryTimeout: 300 * time.Millisecond, PurgeInterval: -1})
+		defer s.Close()
+		if err := s.Put(t.Context(), "n", "k", []byte("v"), time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+		p.stall()
+		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+		defer cancel()
+		err := finishes(t, "Get", func() error {
+			_, err := s.Get(ctx, "n", "k")
+			return err
+		})
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Get with a deadline = %v, want the deadline", err)
+		}
+		// Without a deadline of its own, the query timeout ends it.
+		err = finishes(t, "Put", func() error {
+			return s.Put(context.Background(), "n", "k2", []byte("v"), time.Time{})
+		})
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("Put without a deadline = %v, want the query timeout", err)
+		}
+		if err := finishes(t, "Close", s.Close); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+}
+
+func TestParseDSN(t *testing.T) {
+	tests := map[string]struct {
+		dsn     string
+		want    string // Location.String()
+		wantErr string
+	}{
+		"url": {
+			dsn:  "postgres://uma:s3cret@db.example:5433/umadb?sslmode=disable",
+			want: "postgres://uma@db.example:5433/umadb",
+		},
+		"keywords": {
+			dsn:  "host=db.example port=5433 dbname=umadb user=uma password=s3cret search_path=uma",
+			want: "postgres://uma@db.example:5433/umadb?search_path=uma",
+		},
+		"fallback hosts": {
+			dsn:  "postgres://uma:s3cret@db1:5432,db2:5433/umadb?sslmode=disable",
+			want: "postgres://uma@db1:5432,db2:5433/umadb",
+		},
+		"socket": {
+			dsn:  "host=/run/postgresql dbname=umadb user=uma",
+			want: "postgres://uma@/run/postgresql:5432/umadb",
+		},
+		"pool settings": {
+			dsn:  "postgres://uma:s3cret@db/umadb?sslmode=disable&pool_max_conns=20&pool_min_conns=2&pool_health_check_period=30s",
+			want: "postgres://uma@db:5432/umadb",
+		},
+		"empty":               {dsn: " ", wantErr: "the DSN is empty"},
+		"bad pool setting":    {dsn: "postgres://uma:s3cret@db/umadb?pool_max_conns=many", wantErr: "pool_max_conns"},
+		"bad connect timeout": {dsn: "host=db user=uma password=s3cret connect_timeout=soon", wantErr: "connect_timeout"},
+		"bad url":             {dsn: "postgres://uma:s3cret@db:notaport/umadb", wantErr: "invalid DSN"},
+		"bad keywords":        {dsn: "host=db password='s3cret", wantErr: "invalid DSN"},
+		"not durable":         {dsn: "postgres://uma:s3cret@db/umadb?synchronous_commit=off", wantErr: "synchronous_commit=off"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			loc, err := ParseDSN(tt.dsn)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("ParseDSN = %v, want an error with %q", err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), "s3cret") {
+					t.Errorf("error %q holds the password", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := loc.String(); got != tt.want {
+				t.Errorf("Location = %s, want %s", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestPoolDefaults(t *testing.T) {
+	cfg, err := poolConfig("postgres://uma@db/umadb?pool_max_conns=7")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := cfg.ConnConfig
+	if cfg.MaxConns != 7 || cc.ConnectTimeout != DefaultConnectTimeout ||
+		cc.RuntimeParams["synchronous_commit"] != "on" || cc.RuntimeParams["application_name"] != applicationName {
+		t.Errorf("max conns %d, connect timeout %v, params %v", cfg.MaxConns, cc.ConnectTimeout, cc.RuntimeParams)
+	}
+	cfg, err = poolConfig("postgres://uma@db/umadb?connect_timeout=2&synchronous_commit=remote_apply&application_name=node1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc = cfg.ConnConfig
+	if cc.ConnectTimeout != 2*time.Second || cc.RuntimeParams["synchronous_commit"] != "remote_apply" || cc.RuntimeParams["application_name"] != "node1" {
+		t.Errorf("connect timeout %v, params %v: the DSN's own values must win", cc.ConnectTimeout, cc.RuntimeParams)
+	}
+}
+
+// TestLimits checks what PostgreSQL cannot store: refused before it is
+// sent, without quoting it.
+func TestLimits(t *testing.T) {
+	s := openDSN(t, pgtest.DSN(t), Options{})
+	defer s.Close()
+	ctx := t.Context()
+	secret := strings.Repeat("secret", 500) // 3000 bytes
+	tests := []struct {
+		name string
+		call func() error
+		want error
+	}{
+		{"long key", func() error { return s.Put(ctx, "n", secret, nil, time.Time{}) }, errTooLarge},
+		{"long namespace", func() error { return s.Insert(ctx, secret, "k", nil, time.Time{}) }, errTooLarge},
+		{"long owner", func() error {
+			return s.CreateResource(ctx, store.Resource{ID: "r", Owner: secret})
+		}, errTooLarge},
+		{"NUL in key", func() error { _, err := s.Get(ctx, "n", "secret\x00"); return err }, errInvalidText},
+		{"invalid UTF-8 in id", func() error { _, err := s.GetResource(ctx, "secret\xff"); return err }, errInvalidText},
+		{"NUL in a scope", func() error {
+			return s.CreateResource(ctx, store.Resource{ID: "r", Scopes: []string{"secret\x00"}})
+		}, errInvalidText},
+		{"empty id", func() error { return s.CreateResource(ctx, store.Resource{}) }, errEmptyID},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := tt.call()
+			if !errors.Is(err, tt.want) {
+				t.Fatalf("error %v, want %v", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "secret") {
+				t.Errorf("error leaks the data: %.300s", err)
+			}
+		})
+	}
+	// Just below the limit works.
+	key := strings.Repeat("k", maxIndexedSize-1)
+	if err := s.Put(ctx, "n", key, []byte("v"), time.Time{}); err != nil {
+		t.Errorf("Put of a %d-byte key: %v", len(key), err)
+	}
+}
+
+func TestPrefixSuccessor(t *testing.T) {
+	tests := []struct {
+		in, want string
+		ok       bool
+	}{
+		{"", "", false},
+		{"a", "b", true},
+		{"tok/", "tok0", true},
+		{"a\x7f", "a\u0080", true},
+		{"\u00ff", "\u0100", true},
+		{"x\ud7ff", "x\ue000", true},
+		{"x\U0010ffff", "y", true},
+		{"\U0010ffff\U0010ffff", "", false},
+	}
+	for _, tt := range tests {
+		got, ok := prefixSuccessor(tt.in)
+		if got != tt.want || ok != tt.ok {
+			t.Errorf("prefixSuccessor(%q) = %q, %v; want %q, %v", tt.in, got, ok, tt.want, tt.ok)
+		}
+	}
+}
+
+// TestMapError checks the PostgreSQL errors of writes that are store
+// errors; a full disk cannot be had on the test server.
+func TestMapError(t *testing.T) {
+	tests := []struct {
+		code string
+		want error
+	}{
+		{codeUniqueViolation, store.ErrExists},
+		{codeDiskFull, store.ErrNoSpace},
+	}
+	for _, tt := range tests {
+		pgErr := &pgconn.PgError{Code: tt.code, Message: "from the server"}
+		err := mapError(fmt.Errorf("wrapped: %w", pgErr))
+		if !errors.Is(err, tt.want) || !errors.Is(err, pgErr) {
+			t.Errorf("mapError(%s) = %v, want %v with the server's error", tt.code, err, tt.want)
+		}
+	}
+	other := &pgconn.PgError{Code: "42P01"}
+	if err := mapError(other); err != other {
+		t.Errorf("mapError(42P01) = %v, want it unchanged", err)
+	}
+}

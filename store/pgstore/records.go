@@ -1,0 +1,262 @@
+package pgstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/caddy-uma/caddy-uma/store"
+)
+
+// maxIndexedSize bounds the bytes of the columns of one B-tree index entry
+// (a record's namespace and key; a resource's resource server, owner and
+// id): PostgreSQL refuses entries above about 2700 bytes with 8 KiB pages,
+// so longer ones are refused before they are sent.
+const maxIndexedSize = 2600
+
+// Errors of values that PostgreSQL cannot store; they never quote the
+// value.
+var (
+	errTooLarge    = errors.New("too large")
+	errInvalidText = errors.New("not valid UTF-8 or holds a NUL byte")
+)
+
+// checkText checks that PostgreSQL text can hold s.
+func checkText(what, s string) error {
+	if !utf8.ValidString(s) || containsNUL(s) {
+		return fmt.Errorf("%s: %w", what, errInvalidText)
+	}
+	return nil
+}
+
+func containsNUL(s string) bool {
+	for i := range len(s) {
+		if s[i] == 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// checkIndexed checks the texts of one index entry and their total size.
+func checkIndexed(what string, parts ...string) error {
+	n := 0
+	for _, p := range parts {
+		if err := checkText(what, p); err != nil {
+			return err
+		}
+		n += len(p)
+	}
+	if n > maxIndexedSize {
+		return fmt.Errorf("%s of %d bytes: %w (limit %d)", what, n, errTooLarge, maxIndexedSize)
+	}
+	return nil
+}
+
+// checkRecord checks a record's namespace and key (or key prefix).
+func checkRecord(namespace, key string) error {
+	return checkIndexed("namespace and key", namespace, key)
+}
+
+// valueParam is a value as a bytea parameter: pgx sends a nil slice as
+// NULL.
+func valueParam(v []byte) []byte {
+	if v == nil {
+		return []byte{}
+	}
+	return v
+}
+
+// live is the condition of a live record at the clock $3.
+const live = `(expires_at IS NULL OR expires_at > $3)`
+
+const putQuery = `INSERT INTO records (namespace, key, value, expires_at) VALUES ($1, $2, $3, $4)
+	ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at`
+
+// Put stores value under (namespace, key), replacing any previous value.
+// A zero expiresAt means the record never expires.
+func (s *Store) Put(ctx context.Context, namespace, key string, value []byte, expiresAt time.Time) error {
+	return s.execRecord(ctx, "putting record", nil, putQuery, namespace, key, valueParam(value), expiryParam(expiresAt))
+}
+
+// PutAll stores several records in one transaction: all or none.
+func (s *Store) PutAll(ctx context.Context, writes []store.Write) error {
+	const op = "putting records"
+	for _, w := range writes {
+		if err := checkRecord(w.Namespace, w.Key); err != nil {
+			return wrap(op, fmt.Errorf("namespace %q: %w", w.Namespace, err))
+		}
+	}
+	ctx, leave, err := s.enter(ctx)
+	if err != nil {
+		return wrap(op, err)
+	}
+	defer leave()
+	if len(writes) == 0 {
+		return nil
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		var batch pgx.Batch
+		for _, w := range writes {
+			batch.Queue(putQuery, w.Namespace, w.Key, valueParam(w.Value), expiryParam(w.ExpiresAt))
+		}
+		return tx.SendBatch(ctx, &batch).Close()
+	})
+	if err != nil {
+		return wrap(op, mapError(err))
+	}
+	return nil
+}
+
+// insertQuery inserts a record, or replaces an expired one ($5 is the
+// clock). Of concurrent inserts of one key, the first to commit wins; the
+// others then find its row live and change nothing.
+const insertQuery = `INSERT INTO records AS r (namespace, key, value, expires_at) VALUES ($1, $2, $3, $4)
+	ON CONFLICT (namespace, key) DO UPDATE SET value = EXCLUDED.value, expires_at = EXCLUDED.expires_at
+	WHERE r.expires_at <= $5`
+
+// Insert stores value only if no live record exists under (namespace, key),
+// and returns store.ErrExists otherwise. Of concurrent Inserts of one key,
+// on any nodes, exactly one succeeds.
+func (s *Store) Insert(ctx context.Context, namespace, key string, value []byte, expiresAt time.Time) error {
+	return s.execRecord(ctx, "inserting record", store.ErrExists, insertQuery, namespace, key,
+		valueParam(value), expiryParam(expiresAt), s.readTime())
+}
+
+// Get returns the live value under (namespace, key), or store.ErrNotFound.
+func (s *Store) Get(ctx context.Context, namespace, key string) ([]byte, error) {
+	return s.readOne(ctx, "getting record", false,
+		`SELECT value FROM records WHERE namespace = $1 AND key = $2 AND `+live, namespace, key)
+}
+
+// Take returns the live value under (namespace, key) and deletes it in one
+// statement, or returns store.ErrNotFound. Of concurrent Takes of one key,
+// on any nodes, exactly one gets the value: the others wait for its delete
+// and then find nothing.
+func (s *Store) Take(ctx context.Context, namespace, key string) ([]byte, error) {
+	return s.readOne(ctx, "taking record", true,
+		`DELETE FROM records WHERE namespace = $1 AND key = $2 AND `+live+` RETURNING value`, namespace, key)
+}
+
+// readOne runs query, which returns the value of the live record (namespace,
+// key) at the clock $3, or no row; write tells whether it changes rows.
+func (s *Store) readOne(ctx context.Context, op string, write bool, query, namespace, key string) ([]byte, error) {
+	if err := checkRecord(namespace, key); err != nil {
+		return nil, wrap(op, err)
+	}
+	ctx, leave, err := s.enter(ctx)
+	if err != nil {
+		return nil, wrap(op, err)
+	}
+	defer leave()
+	var value []byte
+	err = s.pool.QueryRow(ctx, query, namespace, key, s.readTime()).Scan(&value)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		err = store.ErrNotFound
+	case err != nil && write:
+		err = mapError(err)
+	}
+	if err != nil {
+		return nil, wrap(op, fmt.Errorf("namespace %q: %w", namespace, err))
+	}
+	return value, nil
+}
+
+// Delete removes the record, or returns store.ErrNotFound if none is live.
+func (s *Store) Delete(ctx context.Context, namespace, key string) error {
+	return s.execRecord(ctx, "deleting record", store.ErrNotFound,
+		`DELETE FROM records WHERE namespace = $1 AND key = $2 AND `+live, namespace, key, s.readTime())
+}
+
+// execRecord runs one statement on the record (namespace, key), which are
+// its parameters $1 and $2 before args, and fails with none if it changed
+// no row.
+func (s *Store) execRecord(ctx context.Context, op string, none error, query, namespace, key string, args ...any) error {
+	if err := checkRecord(namespace, key); err != nil {
+		return wrap(op, err)
+	}
+	if err := s.exec(ctx, none, query, append([]any{namespace, key}, args...)...); err != nil {
+		return wrap(op, fmt.Errorf("namespace %q: %w", namespace, err))
+	}
+	return nil
+}
+
+// List returns the live records of a namespace whose keys start with
+// prefix, sorted by key in byte order, at most limit of them (limit <= 0:
+// all). The prefix is a range of the index (key >= prefix AND key < the
+// prefix's successor), not a LIKE pattern, so no character of it is
+// special.
+func (s *Store) List(ctx context.Context, namespace, prefix string, limit int) ([]store.Record, error) {
+	const op = "listing records"
+	if err := checkRecord(namespace, prefix); err != nil {
+		return nil, wrap(op, err)
+	}
+	ctx, leave, err := s.enter(ctx)
+	if err != nil {
+		return nil, wrap(op, err)
+	}
+	defer leave()
+	var lim any // NULL: no limit
+	if limit > 0 {
+		lim = limit
+	}
+	// Two statements, so that each is one range of the primary key in
+	// its plan: with the upper bound, and (no successor) without.
+	var rows pgx.Rows
+	if upper, ok := prefixSuccessor(prefix); ok {
+		rows, err = s.pool.Query(ctx, `SELECT key, value, expires_at FROM records
+			WHERE namespace = $1 AND key >= $2 AND key < $5 AND `+live+`
+			ORDER BY key LIMIT $4`, namespace, prefix, s.readTime(), lim, upper)
+	} else {
+		rows, err = s.pool.Query(ctx, `SELECT key, value, expires_at FROM records
+			WHERE namespace = $1 AND key >= $2 AND `+live+`
+			ORDER BY key LIMIT $4`, namespace, prefix, s.readTime(), lim)
+	}
+	if err != nil {
+		return nil, wrap(op, fmt.Errorf("namespace %q: %w", namespace, err))
+	}
+	list, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (store.Record, error) {
+		var r store.Record
+		var exp *time.Time
+		if err := row.Scan(&r.Key, &r.Value, &exp); err != nil {
+			return r, err
+		}
+		if exp != nil {
+			r.ExpiresAt = *exp
+		}
+		return r, nil
+	})
+	if err != nil {
+		return nil, wrap(op, fmt.Errorf("namespace %q: %w", namespace, err))
+	}
+	return list, nil
+}
+
+// prefixSuccessor returns the least string above every string that starts
+// with prefix, in byte order, and false if there is none (an empty prefix,
+// or one of only U+10FFFF). UTF-8 orders as code points do, so the
+// successor is the prefix with its last code point incremented (skipping
+// the surrogates, which UTF-8 cannot hold), after dropping trailing
+// U+10FFFF: always valid UTF-8, as a text parameter must be.
+func prefixSuccessor(prefix string) (string, bool) {
+	runes := []rune(prefix)
+	for len(runes) > 0 {
+		last := runes[len(runes)-1]
+		if last == utf8.MaxRune {
+			runes = runes[:len(runes)-1]
+			continue
+		}
+		last++
+		if last >= 0xd800 && last <= 0xdfff {
+			last = 0xe000
+		}
+		runes[len(runes)-1] = last
+		return string(runes), true
+	}
+	return "", false
+}

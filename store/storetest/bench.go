@@ -1,0 +1,101 @@
+package storetest
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddy-uma/caddy-uma/store"
+)
+
+// benchValue is the size of a typical record: a token holder.
+var benchValue = []byte(`{"sub":"alice","scopes":["view","edit"],"aud":"rs1"}`)
+
+// Bench runs the benchmarks of the records that the authorization server
+// writes most, as sub-benchmarks of b, on the store that open returns (a
+// new, empty one, as production runs it: durable writes). Run it from every
+// backend, so that one `go test -bench` over the backends' packages
+// compares them:
+//
+//	func BenchmarkStore(b *testing.B) { storetest.Bench(b, open) }
+func Bench(b *testing.B, open func(b *testing.B) store.Store) {
+	newStore := func(b *testing.B) store.Store {
+		b.Helper()
+		s := open(b)
+		b.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+	b.Run("Put", func(b *testing.B) { benchPut(b, newStore(b)) })
+	b.Run("PutParallel", func(b *testing.B) { benchPutParallel(b, newStore(b)) })
+	b.Run("Get", func(b *testing.B) { benchGet(b, newStore(b)) })
+	b.Run("Insert", func(b *testing.B) { benchSingleUse(b, newStore(b), false) })
+	b.Run("InsertTake", func(b *testing.B) { benchSingleUse(b, newStore(b), true) })
+}
+
+func benchPut(b *testing.B, s store.Store) {
+	ctx := b.Context()
+	i := 0
+	for b.Loop() {
+		if err := s.Put(ctx, "bench", fmt.Sprintf("key-%09d", i), benchValue, time.Time{}); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+// benchPutParallel is 16 writers per CPU at once: what grouping of commits
+// the backend achieves.
+func benchPutParallel(b *testing.B, s store.Store) {
+	ctx := b.Context()
+	var n atomic.Int64
+	b.SetParallelism(16)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			k := fmt.Sprintf("key-%09d", n.Add(1))
+			if err := s.Put(ctx, "bench", k, benchValue, time.Time{}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+func benchGet(b *testing.B, s store.Store) {
+	ctx := b.Context()
+	const keys = 1000
+	for i := range keys {
+		if err := s.Put(ctx, "bench", fmt.Sprintf("key-%09d", i), benchValue, time.Time{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	i := 0
+	for b.Loop() {
+		if _, err := s.Get(ctx, "bench", fmt.Sprintf("key-%09d", i%keys)); err != nil {
+			b.Fatal(err)
+		}
+		i++
+	}
+}
+
+// benchSingleUse is one single-use record's life: issued with Insert (the
+// replay record of a redeemed ticket), and, with take, redeemed with Take
+// (an authorization code).
+func benchSingleUse(b *testing.B, s store.Store, take bool) {
+	ctx := b.Context()
+	exp := time.Now().Add(time.Hour)
+	i := 0
+	for b.Loop() {
+		k := fmt.Sprintf("ticket-%09d", i)
+		if err := s.Insert(ctx, "bench", k, benchValue, exp); err != nil {
+			b.Fatal(err)
+		}
+		if take {
+			if _, err := s.Take(ctx, "bench", k); err != nil {
+				b.Fatal(err)
+			}
+		}
+		i++
+	}
+}
