@@ -56,19 +56,22 @@ func (s *Server) evaluateRules(ctx context.Context, res store.Resource, scopes [
 		Shares:   policyShares(ev.shares),
 		Now:      ev.now,
 	}
-	engine := s.rules.engine
 	if trial != nil {
-		engine = policies.NewEngine(policies.Options{Timeout: s.policyTimeout})
-		if err := engine.SetSystemModules(s.rules.engine.SystemModules()); err != nil {
-			return ev, rulesFailed{err}
+		// A draft is compiled as the owner asked: refused when too many
+		// compilations run (policies.ErrBusy), never put in force.
+		ev.dec, err = s.rules.engine.EvaluateDraft(ctx, owner, trial, in)
+	} else {
+		// Rules in force are evaluated at once; only rules not compiled
+		// yet (the first use after a start or a change) wait here.
+		if err := s.ensureRules(ctx, owner); err != nil {
+			return ev, err
 		}
-		if err := engine.SetOwnerModules(owner, trial); err != nil {
-			return ev, rulesFailed{err}
-		}
-	} else if err := s.ensureRules(ctx, owner); err != nil {
-		return ev, err
+		ev.dec, err = s.rules.engine.Evaluate(ctx, owner, in)
 	}
-	if ev.dec, err = engine.Evaluate(ctx, owner, in); err != nil {
+	if err != nil {
+		if compileUnavailable(err) != nil {
+			return ev, err
+		}
 		return ev, rulesFailed{err}
 	}
 	for _, sc := range scopes {
@@ -79,6 +82,28 @@ func (s *Server) evaluateRules(ctx context.Context, res store.Resource, scopes [
 		}
 	}
 	return ev, nil
+}
+
+// compileRetryAfter is the Retry-After, in seconds, of an answer refused
+// because rules could not be compiled now.
+const compileRetryAfter = 1
+
+// compileUnavailable returns the 503 for an error of the rules engine that
+// says that rules could not be compiled now (too many compilations at once,
+// one that ran past its time limit, a caller gone), or nil. It is a
+// refusal about the server's capacity, not the request's content: the
+// answer the OAuth errors have for that is temporarily_unavailable with
+// Retry-After, which clients retry as they are.
+func compileUnavailable(err error) *oauth.Error {
+	switch {
+	case errors.Is(err, policies.ErrBusy):
+		return oauth.ErrUnavailable("too many rules are being compiled at once; try again shortly", compileRetryAfter, err)
+	case errors.Is(err, policies.ErrCompileTimeout):
+		return oauth.ErrUnavailable("the rules could not be compiled within their time limit; try again shortly", compileRetryAfter, err)
+	case errors.Is(err, context.Canceled):
+		return oauth.ErrUnavailable("the request was cancelled", compileRetryAfter, err)
+	}
+	return nil
 }
 
 // assessment is the decision of a grant request over every requested
@@ -101,6 +126,9 @@ func (s *Server) assess(ctx context.Context, g *grantState, perms []requestedPer
 		owner := p.res.Owner
 		ev, err := s.evaluateRules(ctx, p.res, p.scopes, g.client.ID, g.proc, g.request, nil)
 		if err != nil {
+			if e := compileUnavailable(err); e != nil {
+				return out, e
+			}
 			if !errors.As(err, new(rulesFailed)) {
 				return out, oauth.ErrServer("could not assess the request", err)
 			}

@@ -81,6 +81,9 @@ func (s *Server) putRule(w http.ResponseWriter, r *http.Request, caller protecti
 		return err
 	}
 	err = s.PutRule(r.Context(), caller.Subject, name, src)
+	if e := compileUnavailable(err); e != nil {
+		return e
+	}
 	var ce policies.CompileErrors
 	switch {
 	case errors.As(err, &ce):
@@ -96,9 +99,15 @@ func (s *Server) putRule(w http.ResponseWriter, r *http.Request, caller protecti
 
 func (s *Server) deleteRule(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
 	err := s.DeleteRule(r.Context(), caller.Subject, r.PathValue("name"))
+	if e := compileUnavailable(err); e != nil {
+		return e
+	}
+	var ce policies.CompileErrors
 	switch {
 	case errors.Is(err, ErrNoSuchRule):
 		return errNoSuchRule()
+	case errors.As(err, &ce):
+		return errRulesRefused(ce)
 	case err != nil:
 		return oauth.ErrServer("could not delete the rule", err)
 	}
@@ -156,6 +165,9 @@ func (s *Server) serveEvaluate(w http.ResponseWriter, r *http.Request, caller pr
 		Subject: in.RequestingParty.Sub, Issuer: in.RequestingParty.Iss, Claims: in.Claims, Request: in.Request,
 		Rules: in.Rules,
 	})
+	if e := compileUnavailable(err); e != nil {
+		return e
+	}
 	var ce policies.CompileErrors
 	switch {
 	case errors.Is(err, ErrNoSuchResource):

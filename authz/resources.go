@@ -108,9 +108,9 @@ func (s *Server) decodeResource(w http.ResponseWriter, r *http.Request, caller p
 		if res.Owner == "" {
 			res.Owner = caller.Subject
 		}
-	case caller.actsForAnyOwner():
+	case caller.actsForAnyOwner() || owner == caller.Subject:
 		res.Owner = owner
-	case owner != caller.Subject:
+	default:
 		return oauth.ErrInvalidRequest("owner must be the PAT's resource owner")
 	}
 	if res.ID != "" && in.ID != nil && *in.ID != res.ID {

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"maps"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -30,10 +32,18 @@ const dirModulePrefix = "dir/"
 // ruleBook tracks which owners' rules are compiled in the engine.
 type ruleBook struct {
 	engine *policies.Engine
+	// dir is the operator directory, to name its files in messages.
+	dir string
 
 	mu        sync.Mutex
 	dirOwners map[string]map[string]string // from the operator directory
+	dirSystem map[string]string            // the system rules, from the operator directory
+	system    bool                         // the system rules are in the engine
 	loaded    map[string]bool              // owners whose rules are in the engine
+	// degraded are the owners (and "" for the system rules) whose last
+	// load left something out or kept an old version, to say when they
+	// load whole again.
+	degraded map[string]bool
 }
 
 // storedRules returns the rules an owner wrote through the API.
@@ -49,60 +59,177 @@ func (s *Server) storedRules(ctx context.Context, owner string) (map[string]stri
 	return out, nil
 }
 
+// dirRules returns an owner's rules from the operator directory, named
+// "dir/<file>": as on disk, or, with inForce, as in force when some of
+// them do not compile (an old version kept, a file left out).
+func (s *Server) dirRules(owner string, inForce bool) map[string]string {
+	s.rules.mu.Lock()
+	files, degraded := s.rules.dirOwners[owner], s.rules.degraded[owner]
+	s.rules.mu.Unlock()
+	mods := map[string]string{}
+	if inForce && degraded {
+		if cur := s.rules.engine.OwnerModules(owner); cur != nil {
+			for name, src := range cur {
+				if IsDirectoryRule(name) {
+					mods[name] = src
+				}
+			}
+			return mods
+		}
+	}
+	for name, src := range files {
+		mods[dirModulePrefix+name] = src
+	}
+	return mods
+}
+
 // ownerRules returns all of an owner's rules: the directory's and the API's.
 func (s *Server) ownerRules(ctx context.Context, owner string) (map[string]string, error) {
 	mods, err := s.storedRules(ctx, owner)
 	if err != nil {
 		return nil, err
 	}
-	s.rules.mu.Lock()
-	for name, src := range s.rules.dirOwners[owner] {
-		mods[dirModulePrefix+name] = src
-	}
-	s.rules.mu.Unlock()
+	maps.Copy(mods, s.dirRules(owner, false))
 	return mods, nil
 }
 
-// ensureRules puts an owner's rules in force in the engine if they are not
-// yet.
+// ensureRules puts the system rules and an owner's rules in force in the
+// engine if they are not yet. Evaluations of rules in force never wait
+// here.
 func (s *Server) ensureRules(ctx context.Context, owner string) error {
 	s.rules.mu.Lock()
-	done := s.rules.loaded[owner]
+	system, done := s.rules.system, s.rules.loaded[owner]
 	s.rules.mu.Unlock()
+	if !system {
+		if err := s.reloadSystemRules(ctx); err != nil {
+			return err
+		}
+	}
 	if done {
 		return nil
 	}
 	return s.reloadRules(ctx, owner)
 }
 
-// reloadRules recompiles an owner's rules from their sources.
+// reloadRules recompiles an owner's rules from their sources. The rules
+// saved through the API must all compile (they did when saved); a file of
+// the operator directory that does not compile keeps its old version, or
+// is left out if that cannot grant more, or else the owner's rules are
+// broken and refuse everything (policies.LoadOwnerModules). An error means
+// that compiling could not run (too busy, too slow, the caller gone):
+// nothing changed, and the next use tries again.
 func (s *Server) reloadRules(ctx context.Context, owner string) error {
-	mods, err := s.ownerRules(ctx, owner)
+	stored, err := s.storedRules(ctx, owner)
 	if err != nil {
 		return err
 	}
-	err = s.rules.engine.SetOwnerModules(owner, mods)
-	if err != nil && errors.Is(err, policies.ErrCompile) {
-		// Rules that no longer compile (an operator's file): the previous
-		// rules, or none, stay in force. Deny by default.
-		s.log.Warn("an owner's rules do not compile", ownerField(owner), zap.Error(err))
-		err = nil
-	}
+	load, err := s.rules.engine.LoadOwnerModules(ctx, owner, stored, s.dirRules(owner, false))
 	if err != nil {
 		return err
 	}
+	s.reportLoad(owner, load)
 	s.rules.mu.Lock()
 	s.rules.loaded[owner] = true
 	s.rules.mu.Unlock()
 	return nil
 }
 
-// setDirRules takes the operator directory's rules, from the watcher.
-func (s *Server) setDirRules(owners map[string]map[string]string, system map[string]string) {
-	if err := s.rules.engine.SetSystemModules(system); err != nil {
-		s.log.Error("the system rules do not compile; the previous ones stay in force", zap.Error(err))
+// reloadSystemRules recompiles the system rules of the operator directory.
+// A file that does not compile keeps its old version; without one, every
+// request is refused until it compiles: system rules only take away, and
+// none may be dropped.
+func (s *Server) reloadSystemRules(ctx context.Context) error {
+	s.rules.mu.Lock()
+	system := s.rules.dirSystem
+	s.rules.mu.Unlock()
+	load, err := s.rules.engine.LoadSystemModules(ctx, system)
+	if err != nil {
+		return err
+	}
+	s.reportLoad("", load)
+	s.rules.mu.Lock()
+	s.rules.system = true
+	s.rules.mu.Unlock()
+	return nil
+}
+
+// reportLoad logs what a load of rules did, naming the files on disk: an
+// error when something does not compile, and, once everything compiles
+// again, that it does.
+func (s *Server) reportLoad(owner string, l policies.Load) {
+	who := ownerField(owner)
+	if owner == "" {
+		who = zap.String("rules", "system")
 	}
 	s.rules.mu.Lock()
+	was := s.rules.degraded[owner]
+	if len(l.Problems) > 0 {
+		s.rules.degraded[owner] = true
+	} else {
+		delete(s.rules.degraded, owner)
+	}
+	s.rules.mu.Unlock()
+	if len(l.Problems) == 0 {
+		if was {
+			s.log.Info("rules compile again: all of them are in force", who)
+		}
+		return
+	}
+	problems := make(policies.CompileErrors, len(l.Problems))
+	var files []string
+	for i, p := range l.Problems {
+		c := *p
+		c.Module = s.ruleFile(owner, p.Module)
+		problems[i] = &c
+		if c.Module != "" && !slices.Contains(files, c.Module) {
+			files = append(files, c.Module)
+		}
+	}
+	fields := []zap.Field{who, zap.Strings("files", files), zap.String("problems", problems.Error())}
+	var msg string
+	switch {
+	case l.Broken && owner == "":
+		msg = "system rules do not compile and none may be left out: every request is refused until they compile"
+	case l.Broken:
+		msg = "an owner's rules do not compile and cannot safely be left out: every request for this owner's resources is refused until they compile"
+	default:
+		msg = "rules do not compile: the others are in force"
+		fields = append(fields,
+			zap.Strings("old_version_in_force", s.ruleFiles(owner, l.Previous)),
+			zap.Strings("left_out", s.ruleFiles(owner, l.LeftOut)))
+	}
+	s.log.Error(msg, fields...)
+}
+
+// ruleFile names a module of an owner's rules (of the system rules when
+// owner is empty) for the operator: the path of its file in the operator
+// directory, or the name the owner saved it under.
+func (s *Server) ruleFile(owner, module string) string {
+	if owner == "" {
+		if module == "" {
+			return ""
+		}
+		return filepath.Join(s.rules.dir, policies.SystemDir, module)
+	}
+	if name, ok := strings.CutPrefix(module, dirModulePrefix); ok {
+		return filepath.Join(s.rules.dir, owner, name)
+	}
+	return module
+}
+
+func (s *Server) ruleFiles(owner string, modules []string) []string {
+	out := make([]string, len(modules))
+	for i, m := range modules {
+		out[i] = s.ruleFile(owner, m)
+	}
+	return out
+}
+
+// setDirRules takes the operator directory's rules, from the watcher.
+func (s *Server) setDirRules(owners map[string]map[string]string, system map[string]string) {
+	ctx := context.Background()
+	s.rules.mu.Lock()
+	s.rules.dirSystem = maps.Clone(system)
 	changed := map[string]bool{}
 	for o := range s.rules.dirOwners {
 		changed[o] = true
@@ -115,27 +242,33 @@ func (s *Server) setDirRules(owners map[string]map[string]string, system map[str
 		delete(s.rules.loaded, o)
 	}
 	s.rules.mu.Unlock()
-	ctx := context.Background()
+	if err := s.reloadSystemRules(ctx); err != nil {
+		s.rules.mu.Lock()
+		s.rules.system = false // the next request tries again
+		s.rules.mu.Unlock()
+		s.log.Error("loading the system rules; trying again at the next request", zap.Error(err))
+	}
 	for o := range changed {
 		if err := s.reloadRules(ctx, o); err != nil {
-			s.log.Error("loading an owner's rules", ownerField(o), zap.Error(err))
+			s.log.Error("loading an owner's rules; trying again at the next request", ownerField(o), zap.Error(err))
 		}
 	}
 }
 
 // PutRule stores (or replaces) one of an owner's rule modules, after
 // checking that the owner's rules still compile with it. A CompileErrors
-// (matching policies.ErrCompile) says where they do not.
+// (matching policies.ErrCompile) says where they do not; policies.ErrBusy
+// and policies.ErrCompileTimeout that they could not be compiled now.
 func (s *Server) PutRule(ctx context.Context, owner, name, source string) error {
 	if !validRuleName(name) {
 		return fmt.Errorf("%w: rule names are 1 to 64 letters, digits, '.', '-' or '_'", ErrBadRuleName)
 	}
-	mods, err := s.ownerRules(ctx, owner)
+	mods, err := s.storedRules(ctx, owner)
 	if err != nil {
 		return err
 	}
 	mods[name] = source
-	if err := s.rules.engine.Check(owner, mods); err != nil {
+	if err := s.checkRules(ctx, owner, mods); err != nil {
 		return err
 	}
 	if err := s.store.Put(ctx, nsPolicy, owner+sep+name, []byte(source), time.Time{}); err != nil {
@@ -145,8 +278,20 @@ func (s *Server) PutRule(ctx context.Context, owner, name, source string) error 
 	return s.reloadRules(ctx, owner)
 }
 
-// DeleteRule removes one of an owner's rule modules.
+// DeleteRule removes one of an owner's rule modules, after checking that
+// the others still compile without it (the same errors as PutRule).
 func (s *Server) DeleteRule(ctx context.Context, owner, name string) error {
+	mods, err := s.storedRules(ctx, owner)
+	if err != nil {
+		return err
+	}
+	if _, ok := mods[name]; !ok {
+		return ErrNoSuchRule
+	}
+	delete(mods, name)
+	if err := s.checkRules(ctx, owner, mods); err != nil {
+		return err
+	}
 	if err := s.store.Delete(ctx, nsPolicy, owner+sep+name); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
 			return ErrNoSuchRule
@@ -154,6 +299,16 @@ func (s *Server) DeleteRule(ctx context.Context, owner, name string) error {
 		return fmt.Errorf("deleting a rule: %w", err)
 	}
 	return s.reloadRules(ctx, owner)
+}
+
+// checkRules compiles the rules an owner saved through the API, with the
+// directory's rules in force, as the owner asks to change them. It is a
+// compilation an owner asked for: refused with policies.ErrBusy when too
+// many run.
+func (s *Server) checkRules(ctx context.Context, owner string, stored map[string]string) error {
+	mods := maps.Clone(stored)
+	maps.Copy(mods, s.dirRules(owner, true))
+	return s.rules.engine.Check(ctx, owner, mods)
 }
 
 // Rules returns an owner's rule modules, those from the operator directory

@@ -98,7 +98,6 @@ type Server struct {
 	claimTokens       *claimtoken.Verifier
 	trustedIssuers    []string
 	claimsInteraction string
-	policyTimeout     time.Duration
 	// newResources limits registrations on first sight.
 	newResources *rate.Limiter
 	// ensureLocks serialize EnsureResource per name.
@@ -152,11 +151,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		requestInterval:   orDefault(cfg.RequestInterval, DefaultRequestInterval),
 		claimsInteraction: cfg.ClaimsInteractionEndpoint,
 		loginPages:        cfg.LoginPages,
-		policyTimeout:     cfg.PolicyTimeout,
 		rules: &ruleBook{
 			engine:    policies.NewEngine(policies.Options{Timeout: cfg.PolicyTimeout}),
+			dir:       cfg.PolicyDir,
 			dirOwners: map[string]map[string]string{},
+			system:    cfg.PolicyDir == "",
 			loaded:    map[string]bool{},
+			degraded:  map[string]bool{},
 		},
 		log: cfg.Logger,
 		now: cfg.Now,

@@ -28,6 +28,7 @@ import (
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
 	"github.com/caddy-uma/caddy-uma/authz/people"
 	"github.com/caddy-uma/caddy-uma/authz/urlcheck"
+	"github.com/caddy-uma/caddy-uma/policies"
 )
 
 func init() {
@@ -395,11 +396,34 @@ func (a *App) Validate() error {
 	if a.DynamicRegistration != nil && a.dcrToken == "" {
 		return errors.New("dynamic_registration: initial_access_token is required")
 	}
+	if err := a.checkPolicies(); err != nil {
+		return err
+	}
 	if u, _ := url.Parse(a.issuer); u.Scheme == "http" && !urlcheck.Loopback(u.Hostname()) {
 		a.logger.Warn("issuer is not https: tokens and client secrets travel in clear text",
 			zap.String("issuer", a.issuer))
 	}
 	return nil
+}
+
+// checkPolicies compiles the operator directory of rules, so that `caddy
+// validate` (and a load or reload) names every file that does not compile.
+// While the server runs, the directory's watcher tolerates such files (see
+// package policies); at load, they are a configuration mistake.
+func (a *App) checkPolicies() error {
+	if a.policyDir == "" {
+		return nil
+	}
+	err := policies.CheckDir(a.ctx, a.policyDir, policies.Options{Timeout: time.Duration(a.PolicyTimeout)})
+	var ce policies.CompileErrors
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ce):
+		return fmt.Errorf("policies %s: fix these rule files, or move them out of the directory:\n%w", a.policyDir, err)
+	default:
+		return fmt.Errorf("policies %s: the directory must exist and be readable: %w", a.policyDir, err)
+	}
 }
 
 // Start opens the database (or shares the one a previous config opened) and

@@ -420,9 +420,11 @@ func TestAdaptUnknownGlobalSubdirectiveNamesLine(t *testing.T) {
 
 // TestExampleCaddyfile keeps Caddyfile.example valid: it adapts without
 // warnings (it is formatted) and its config provisions and validates (which
-// opens no database).
+// opens no database, and compiles the example rules it names), from the
+// repository's root as its relative paths expect.
 func TestExampleCaddyfile(t *testing.T) {
-	input, err := os.ReadFile("../Caddyfile.example")
+	t.Chdir("..")
+	input, err := os.ReadFile("Caddyfile.example")
 	if err != nil {
 		t.Fatal(err)
 	}

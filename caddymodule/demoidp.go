@@ -182,26 +182,37 @@ func (p *DemoIdP) mint(w http.ResponseWriter, r *http.Request) error {
 	if groups := f["groups"]; len(groups) > 0 {
 		claims["groups"] = groups
 	}
-	payload, err := json.Marshal(claims)
+	tok, err := p.sign(claims)
 	if err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, err)
-	}
-	hdr := jws.NewHeaders()
-	if err := hdr.Set(jws.KeyIDKey, p.key.kid); err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, err)
-	}
-	if err := hdr.Set(jws.TypeKey, "JWT"); err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, err)
-	}
-	tok, err := jws.Sign(payload, jws.WithKey(jwa.ES256(), p.key.private, jws.WithProtectedHeaders(hdr)))
-	if err != nil {
-		return caddyhttp.Error(http.StatusInternalServerError, fmt.Errorf("signing an ID token: %w", err))
+		p.logger.Error("minting a demo ID token", zap.Error(err))
+		oauth.WriteError(w, oauth.ErrServer("could not sign the ID token", err))
+		return nil
 	}
 	p.logger.Info("minted a demo ID token", zap.String("sub", sub), zap.String("aud", aud))
 	oauth.WriteJSON(w, http.StatusOK, map[string]any{
 		"id_token": string(tok), "token_type": "N_A", "expires_in": int(ttl.Seconds()),
 	})
 	return nil
+}
+
+// sign signs claims as an ID token with the provider's key.
+func (p *DemoIdP) sign(claims map[string]any) ([]byte, error) {
+	payload, err := json.Marshal(claims)
+	if err != nil {
+		return nil, err
+	}
+	hdr := jws.NewHeaders()
+	if err := hdr.Set(jws.KeyIDKey, p.key.kid); err != nil {
+		return nil, err
+	}
+	if err := hdr.Set(jws.TypeKey, "JWT"); err != nil {
+		return nil, err
+	}
+	tok, err := jws.Sign(payload, jws.WithKey(jwa.ES256(), p.key.private, jws.WithProtectedHeaders(hdr)))
+	if err != nil {
+		return nil, fmt.Errorf("signing an ID token: %w", err)
+	}
+	return tok, nil
 }
 
 // newDemoKey generates an ES256 key and its JWKS.

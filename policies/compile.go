@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io/fs"
 	"maps"
@@ -211,17 +212,25 @@ func LibraryModules() map[string]string {
 	return out
 }
 
-// limits bound the size of a rule set.
-type limits struct {
-	maxModules     int
-	maxModuleBytes int
-}
-
-// program is a compiled and prepared rule set.
+// program is a compiled and prepared rule set, or the refusal of one.
 type program struct {
 	hash    [sha256.Size]byte
 	modules map[string]string // private copy of the sources
 	query   rego.PreparedEvalQuery
+	// undefined are the rules of the package that the modules refer to
+	// (data.uma.share.x) and none of them defines, sorted.
+	undefined []string
+	// refused, when not nil, is the error (matching ErrBroken) of every
+	// evaluation: the rules could not be put in force.
+	refused error
+}
+
+// sources returns a copy of the modules in force, or nil.
+func (p *program) sources() map[string]string {
+	if p == nil || p.refused != nil {
+		return nil
+	}
+	return maps.Clone(p.modules)
 }
 
 // hashModules returns the SHA-256 of a rule set of kind k, independent of map
@@ -246,23 +255,32 @@ func hashModules(k *ruleKind, modules map[string]string) [sha256.Size]byte {
 
 // compile parses, checks, compiles and prepares a rule set of kind k in a
 // compiler of its own, holding only these modules, the library and the
-// decision module.
-func compile(k *ruleKind, modules map[string]string, lim limits) (*program, error) {
+// decision module. The modules are measured against b once parsed, before
+// the compiler runs. It stops when ctx ends: between two modules, between
+// two stages of the compiler, or while preparing the query.
+func compile(ctx context.Context, k *ruleKind, modules map[string]string, b bounds) (*program, error) {
 	var errs CompileErrors
-	if lim.maxModules > 0 && len(modules) > lim.maxModules {
+	if b.maxModules > 0 && len(modules) > b.maxModules {
 		errs = append(errs, &CompileError{Code: codeLimit,
-			Message: fmt.Sprintf("%d modules, the limit is %d", len(modules), lim.maxModules)})
+			Message: fmt.Sprintf("%d modules, the limit is %d", len(modules), b.maxModules)})
 	}
 	parsed := make(map[string]*ast.Module, len(modules)+4)
+	var count tally
 	for _, name := range slices.Sorted(maps.Keys(modules)) {
+		if err := ctx.Err(); err != nil {
+			return nil, compileStopped(ctx)
+		}
+		if b.maxTerms > 0 && count.terms > b.maxTerms {
+			break // reported already; the other modules cannot help
+		}
 		src := modules[name]
 		if msg := checkModuleName(name); msg != "" {
 			errs = append(errs, &CompileError{Module: name, Code: codeName, Message: msg})
 			continue
 		}
-		if lim.maxModuleBytes > 0 && len(src) > lim.maxModuleBytes {
+		if b.maxModuleBytes > 0 && len(src) > b.maxModuleBytes {
 			errs = append(errs, &CompileError{Module: name, Code: codeLimit,
-				Message: fmt.Sprintf("module is %d bytes, the limit is %d", len(src), lim.maxModuleBytes)})
+				Message: fmt.Sprintf("module is %d bytes, the limit is %d", len(src), b.maxModuleBytes)})
 			continue
 		}
 		mod, err := ast.ParseModuleWithOpts(name, src, parserOptions)
@@ -283,6 +301,10 @@ func compile(k *ruleKind, modules map[string]string, lim limits) (*program, erro
 			errs = append(errs, e...)
 			continue
 		}
+		if e := b.measure(name, mod, &count); len(e) > 0 {
+			errs = append(errs, e...)
+			continue
+		}
 		parsed[userPrefix+name] = mod
 	}
 	if len(errs) > 0 {
@@ -300,7 +322,24 @@ func compile(k *ruleKind, modules map[string]string, lim limits) (*program, erro
 	parsed[decisionModule] = decision
 
 	c := newCompiler()
+	// OPA cannot stop a stage half way; measure keeps each stage short,
+	// and this stops between them.
+	for _, stage := range c.StagesToRun() {
+		c = c.WithStageAfterID(stage, ast.CompilerStageDefinition{
+			Name:       "uma_deadline_" + string(stage),
+			MetricName: "uma_deadline",
+			Stage: func(*ast.Compiler) *ast.Error {
+				if ctx.Err() != nil {
+					return ast.NewError(ast.CompileErr, nil, "compilation stopped")
+				}
+				return nil
+			},
+		})
+	}
 	c.Compile(parsed)
+	if ctx.Err() != nil {
+		return nil, compileStopped(ctx)
+	}
 	if c.Failed() {
 		return nil, sortErrors(fromOPA("", c.Errors))
 	}
@@ -309,15 +348,63 @@ func compile(k *ruleKind, modules map[string]string, lim limits) (*program, erro
 		rego.Query(decisionQuery),
 		// Results stay AST terms: no JSON round trip, sets stay sets.
 		rego.GenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }),
-	).PrepareForEval(context.Background())
+	).PrepareForEval(ctx)
+	if ctx.Err() != nil {
+		return nil, compileStopped(ctx)
+	}
 	if err != nil {
 		return nil, CompileErrors{{Code: "rego_compile_error", Message: err.Error()}}
 	}
-	copied := make(map[string]string, len(modules))
-	for name, src := range modules {
-		copied[name] = src
+	return &program{
+		hash:      hashModules(k, modules),
+		modules:   maps.Clone(modules),
+		query:     query,
+		undefined: undefinedRules(k, c),
+	}, nil
+}
+
+// compileStopped is the error of a compilation that ctx stopped.
+func compileStopped(ctx context.Context) error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("%w: %w", ErrCompileTimeout, context.DeadlineExceeded)
 	}
-	return &program{hash: hashModules(k, modules), modules: copied, query: query}, nil
+	return fmt.Errorf("policies: compilation cancelled: %w", ctx.Err())
+}
+
+// undefinedRules lists the rules of k's package that the compiled user
+// modules refer to and do not define. The compiler has resolved every
+// reference to a full data reference by then.
+func undefinedRules(k *ruleKind, c *ast.Compiler) []string {
+	pkg := ast.MustParseRef("data." + k.pkg)
+	defined, used := map[string]bool{}, map[string]bool{}
+	for name, mod := range c.Modules {
+		if !strings.HasPrefix(name, userPrefix) {
+			continue
+		}
+		for _, rule := range mod.Rules {
+			if ref := rule.Head.Ref(); len(ref) > 0 {
+				if v, ok := ref[0].Value.(ast.Var); ok {
+					defined[string(v)] = true
+				}
+			}
+		}
+		ast.WalkRefs(mod, func(ref ast.Ref) bool {
+			if len(ref) > len(pkg) && ref.HasPrefix(pkg) {
+				if s, ok := ref[len(pkg)].Value.(ast.String); ok {
+					used[string(s)] = true
+				}
+			}
+			return false
+		})
+	}
+	var out []string
+	for name := range used {
+		if !defined[name] {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // checkModuleName returns why name cannot name a module, or "".

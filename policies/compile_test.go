@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"context"
 	"errors"
 	"maps"
 	"os"
@@ -103,8 +104,8 @@ func TestCompileErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := NewEngine(Options{})
-			err := e.Check("alice", tt.modules)
+			e := newTestEngine(Options{})
+			err := e.Check(context.Background(), "alice", tt.modules)
 			var errs CompileErrors
 			if !errors.As(err, &errs) {
 				t.Fatalf("got %v, want CompileErrors", err)
@@ -122,7 +123,7 @@ func TestCompileErrors(t *testing.T) {
 					t.Errorf("error %d = %+v, want %+v", i, *g, w)
 				}
 			}
-			if e.SetOwnerModules("alice", tt.modules) == nil {
+			if e.SetOwnerModules(context.Background(), "alice", tt.modules) == nil {
 				t.Error("SetOwnerModules accepted what Check refused")
 			}
 		})
@@ -158,8 +159,8 @@ func TestCompileErrorFormat(t *testing.T) {
 func TestRefusedPackages(t *testing.T) {
 	for _, pkg := range []string{"uma.lib", "uma.system", "uma.decision", "uma.share.sub", "uma", "policy", "system.authz"} {
 		t.Run(pkg, func(t *testing.T) {
-			e := NewEngine(Options{})
-			err := e.SetOwnerModules("alice", map[string]string{"rules.rego": "package " + pkg + "\n\nallow contains \"read\"\n"})
+			e := newTestEngine(Options{})
+			err := e.SetOwnerModules(context.Background(), "alice", map[string]string{"rules.rego": "package " + pkg + "\n\nallow contains \"read\"\n"})
 			var ce *CompileError
 			if !errors.As(err, &ce) {
 				t.Fatalf("got %v, want a CompileError", err)
@@ -170,16 +171,16 @@ func TestRefusedPackages(t *testing.T) {
 		})
 	}
 	t.Run("system rules must be uma.system", func(t *testing.T) {
-		e := NewEngine(Options{})
-		err := e.SetSystemModules(map[string]string{"sys.rego": "package uma.share\n\ndeny contains \"x\"\n"})
+		e := newTestEngine(Options{})
+		err := e.SetSystemModules(context.Background(), map[string]string{"sys.rego": "package uma.share\n\ndeny contains \"x\"\n"})
 		var ce *CompileError
 		if !errors.As(err, &ce) || ce.Code != codePackage || !strings.Contains(ce.Message, "`package uma.system`") {
 			t.Errorf("got %v", err)
 		}
 	})
 	t.Run("system rules cannot allow", func(t *testing.T) {
-		e := NewEngine(Options{})
-		err := e.SetSystemModules(map[string]string{"sys.rego": "package uma.system\n\nallow contains \"x\"\n"})
+		e := newTestEngine(Options{})
+		err := e.SetSystemModules(context.Background(), map[string]string{"sys.rego": "package uma.system\n\nallow contains \"x\"\n"})
 		var ce *CompileError
 		if !errors.As(err, &ce) || ce.Code != codeRule || ce.Line != 3 || !strings.Contains(ce.Message, "can only deny") {
 			t.Errorf("got %v", err)
@@ -204,9 +205,9 @@ func TestRefusedBuiltins(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.builtin, func(t *testing.T) {
-			e := NewEngine(Options{})
+			e := newTestEngine(Options{})
 			src := "package uma.share\n\nallow contains \"read\" if {\n\t" + tt.call + "\n}\n"
-			err := e.SetOwnerModules("alice", map[string]string{"rules.rego": src})
+			err := e.SetOwnerModules(context.Background(), "alice", map[string]string{"rules.rego": src})
 			var errs CompileErrors
 			if !errors.As(err, &errs) {
 				t.Fatalf("got %v, want CompileErrors", err)
@@ -216,37 +217,37 @@ func TestRefusedBuiltins(t *testing.T) {
 				!strings.Contains(ce.Message, "built-in function "+tt.builtin+" is not allowed") {
 				t.Errorf("got %v", err)
 			}
-			if e.SetSystemModules(map[string]string{"sys.rego": strings.Replace(
+			if e.SetSystemModules(context.Background(), map[string]string{"sys.rego": strings.Replace(
 				strings.Replace(src, "uma.share", "uma.system", 1), "allow", "deny", 1)}) == nil {
 				t.Error("system rules may call it")
 			}
 		})
 	}
 	t.Run("print is a no-op", func(t *testing.T) {
-		e := NewEngine(Options{})
-		if err := e.SetOwnerModules("alice", map[string]string{"rules.rego": "package uma.share\n\nallow contains \"read\" if print(\"hi\")\n"}); err != nil {
+		e := newTestEngine(Options{})
+		if err := e.SetOwnerModules(context.Background(), "alice", map[string]string{"rules.rego": "package uma.share\n\nallow contains \"read\" if print(\"hi\")\n"}); err != nil {
 			t.Fatal(err)
 		}
 	})
 }
 
 func TestLimits(t *testing.T) {
-	e := NewEngine(Options{MaxModules: 2, MaxModuleBytes: 100})
+	e := newTestEngine(Options{MaxModules: 2, MaxModuleBytes: 100})
 	small := "package uma.share\n"
-	err := e.SetOwnerModules("alice", map[string]string{"a.rego": small, "b.rego": small, "c.rego": small})
+	err := e.SetOwnerModules(context.Background(), "alice", map[string]string{"a.rego": small, "b.rego": small, "c.rego": small})
 	var ce *CompileError
 	if !errors.As(err, &ce) || ce.Code != codeLimit || ce.Module != "" || ce.Message != "3 modules, the limit is 2" {
 		t.Errorf("too many modules: got %v", err)
 	}
 	big := small + "# " + strings.Repeat("x", 100) + "\n"
-	err = e.SetOwnerModules("alice", map[string]string{"a.rego": small, "big.rego": big})
+	err = e.SetOwnerModules(context.Background(), "alice", map[string]string{"a.rego": small, "big.rego": big})
 	if !errors.As(err, &ce) || ce.Code != codeLimit || ce.Module != "big.rego" || !strings.Contains(ce.Message, "the limit is 100") {
 		t.Errorf("module too large: got %v", err)
 	}
-	if err := e.SetOwnerModules("alice", map[string]string{"a.rego": small, "b.rego": small}); err != nil {
+	if err := e.SetOwnerModules(context.Background(), "alice", map[string]string{"a.rego": small, "b.rego": small}); err != nil {
 		t.Errorf("within limits: %v", err)
 	}
-	if err := e.SetSystemModules(map[string]string{"big.rego": "package uma.system\n" + big}); !errors.Is(err, ErrCompile) {
+	if err := e.SetSystemModules(context.Background(), map[string]string{"big.rego": "package uma.system\n" + big}); !errors.Is(err, ErrCompile) {
 		t.Errorf("system module too large: got %v", err)
 	}
 }

@@ -19,7 +19,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"maps"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -31,10 +31,21 @@ import (
 
 // Defaults of Options.
 const (
-	DefaultTimeout        = 250 * time.Millisecond
-	DefaultMaxModuleBytes = 64 << 10
-	DefaultMaxModules     = 64
+	DefaultTimeout          = 250 * time.Millisecond
+	DefaultMaxModuleBytes   = 64 << 10
+	DefaultMaxModules       = 64
+	DefaultCompileTimeout   = 2 * time.Second
+	DefaultMaxRules         = 1000
+	DefaultMaxTerms         = 20000
+	DefaultMaxRuleExprs     = 100
+	DefaultMaxDepth         = 32
+	DefaultMaxClosureDepth  = 4
+	DefaultMaxOwnerCompiles = 1
 )
+
+// DefaultMaxCompiles is the default of Options.MaxCompiles: half the CPUs
+// Go may use, at least one, so that compiling leaves CPU to evaluations.
+func DefaultMaxCompiles() int { return max(1, runtime.GOMAXPROCS(0)/2) }
 
 // compiledCacheSize is how many recently compiled rule sets are kept besides
 // those in force, so that Check followed by SetOwnerModules compiles once
@@ -54,6 +65,69 @@ type Options struct {
 	// MaxModules bounds the number of modules of one owner, and of the
 	// system rules; default 64.
 	MaxModules int
+
+	// CompileTimeout bounds one compilation of a rule set; default 2s. A
+	// compilation also stops when its caller's context ends (a client that
+	// went away), between two stages of the compiler.
+	CompileTimeout time.Duration
+	// MaxRules bounds the rules of one rule set, each else counting as one;
+	// default 1000.
+	MaxRules int
+	// MaxTerms bounds the terms (values, variables, references, calls) of
+	// one rule set; default 20,000.
+	MaxTerms int
+	// MaxRuleExprs bounds the expressions of one rule, each function call
+	// in them counting as one more; default 100.
+	MaxRuleExprs int
+	// MaxDepth bounds how deep terms nest (calls in calls, arrays in
+	// arrays, ...); default 32.
+	MaxDepth int
+	// MaxClosureDepth bounds how deep comprehensions and every nest in
+	// each other; default 4.
+	MaxClosureDepth int
+	// MaxCompiles bounds the compilations running at once; default half
+	// the CPUs, at least one. Rules sent to be checked (Check,
+	// EvaluateDraft) are refused with ErrBusy when none is free; rules
+	// put in force wait for one, within CompileTimeout.
+	MaxCompiles int
+	// MaxOwnerCompiles bounds the compilations of one owner's rules running
+	// at once: beyond it, that owner's rules sent to be checked are refused
+	// with ErrBusy; default 1.
+	MaxOwnerCompiles int
+}
+
+// withDefaults returns o with zero values replaced by the defaults.
+func (o Options) withDefaults() Options {
+	orDefault := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.CompileTimeout <= 0 {
+		o.CompileTimeout = DefaultCompileTimeout
+	}
+	orDefault(&o.MaxModuleBytes, DefaultMaxModuleBytes)
+	orDefault(&o.MaxModules, DefaultMaxModules)
+	orDefault(&o.MaxRules, DefaultMaxRules)
+	orDefault(&o.MaxTerms, DefaultMaxTerms)
+	orDefault(&o.MaxRuleExprs, DefaultMaxRuleExprs)
+	orDefault(&o.MaxDepth, DefaultMaxDepth)
+	orDefault(&o.MaxClosureDepth, DefaultMaxClosureDepth)
+	orDefault(&o.MaxCompiles, DefaultMaxCompiles())
+	orDefault(&o.MaxOwnerCompiles, DefaultMaxOwnerCompiles)
+	return o
+}
+
+// bounds are the limits of Options that apply to the parsed modules.
+func (o Options) bounds() bounds {
+	return bounds{
+		maxModules: o.MaxModules, maxModuleBytes: o.MaxModuleBytes,
+		maxRules: o.MaxRules, maxTerms: o.MaxTerms, maxRuleExprs: o.MaxRuleExprs,
+		maxDepth: o.MaxDepth, maxClosureDepth: o.MaxClosureDepth,
+	}
 }
 
 // Engine compiles and evaluates rules. It is safe for concurrent use.
@@ -61,42 +135,56 @@ type Engine struct {
 	opts   Options
 	base   *program // the library alone: for owners without rules
 	owners sync.Map // owner -> *ownerSlot
-	system atomic.Pointer[program]
+	system ownerSlot
 	cache  compiledCache
+	gate   *compileGate
 
 	compiles atomic.Int64 // compilations done, for tests
 }
 
-// ownerSlot holds an owner's rules in force. Its mutex serializes the
-// owner's updates; evaluations only load the pointer.
+// ownerSlot holds an owner's rules in force (or the system rules). Its
+// mutex serializes the updates; evaluations only load the pointer, so they
+// never wait for a compilation.
 type ownerSlot struct {
 	mu   sync.Mutex
 	prog atomic.Pointer[program]
+
+	// last is the hash of the modules last given to Load (guarded by
+	// mu), and lastLoad what came of them: the same modules again are
+	// not compiled again.
+	last     [sha256.Size]byte
+	lastLoad Load
 }
 
 // baseProgram is the library compiled alone, shared by every Engine.
 var baseProgram = sync.OnceValues(func() (*program, error) {
-	return compile(ownerKind, nil, limits{})
+	return compile(context.Background(), ownerKind, nil, bounds{})
 })
 
 // NewEngine returns an Engine with no owner rules and no system rules. It
 // panics if the built-in library does not compile, which the package's tests
 // rule out.
 func NewEngine(opts Options) *Engine {
-	if opts.Timeout <= 0 {
-		opts.Timeout = DefaultTimeout
-	}
-	if opts.MaxModuleBytes <= 0 {
-		opts.MaxModuleBytes = DefaultMaxModuleBytes
-	}
-	if opts.MaxModules <= 0 {
-		opts.MaxModules = DefaultMaxModules
-	}
+	opts = opts.withDefaults()
 	base, err := baseProgram()
 	if err != nil {
 		panic(fmt.Sprintf("policies: built-in library does not compile: %v", err))
 	}
-	return &Engine{opts: opts, base: base, cache: compiledCache{index: map[cacheKey]*list.Element{}}}
+	return &Engine{
+		opts:  opts,
+		base:  base,
+		cache: compiledCache{index: map[cacheKey]*list.Element{}},
+		gate:  newCompileGate(opts.MaxCompiles, opts.MaxOwnerCompiles),
+	}
+}
+
+// slot returns the owner's slot, creating it.
+func (e *Engine) slot(owner string) *ownerSlot {
+	v, ok := e.owners.Load(owner)
+	if !ok {
+		v, _ = e.owners.LoadOrStore(owner, &ownerSlot{})
+	}
+	return v.(*ownerSlot)
 }
 
 // SetOwnerModules puts an owner's rules in force: modules maps module names
@@ -104,73 +192,57 @@ func NewEngine(opts Options) *Engine {
 // they differ from those in force, and replace them atomically: evaluations
 // running meanwhile use either the old or the new rules. If they do not
 // compile the error is a CompileErrors (matching ErrCompile) and the old
-// rules stay in force. A nil or empty map removes the owner's rules (console
-// shares still apply).
-func (e *Engine) SetOwnerModules(owner string, modules map[string]string) error {
+// rules stay in force; if the compilation could not run (ErrBusy,
+// ErrCompileTimeout, ctx ended) nothing changes either. A nil or empty map
+// removes the owner's rules (console shares still apply).
+func (e *Engine) SetOwnerModules(ctx context.Context, owner string, modules map[string]string) error {
 	if owner == "" {
 		return errors.New("policies: empty owner")
 	}
-	if len(modules) == 0 {
-		if v, ok := e.owners.Load(owner); ok {
-			slot := v.(*ownerSlot)
-			slot.mu.Lock()
-			slot.prog.Store(nil)
-			slot.mu.Unlock()
-		}
-		return nil
-	}
-	v, ok := e.owners.Load(owner)
-	if !ok {
-		v, _ = e.owners.LoadOrStore(owner, &ownerSlot{})
-	}
-	slot := v.(*ownerSlot)
-	slot.mu.Lock()
-	defer slot.mu.Unlock()
-	if cur := slot.prog.Load(); cur != nil && cur.hash == hashModules(ownerKind, modules) {
-		return nil
-	}
-	p, err := e.program(ownerKind, modules)
-	if err != nil {
-		return err
-	}
-	slot.prog.Store(p)
-	return nil
+	return e.set(ctx, e.slot(owner), ownerKind, owner, modules)
 }
 
 // SetSystemModules puts the system rules in force: modules maps module names
 // to Rego sources, each `package uma.system`. They apply to every owner and
 // can only take scopes away. Like SetOwnerModules, it compiles only on
 // change, keeps the old rules on error, and a nil or empty map removes them.
-func (e *Engine) SetSystemModules(modules map[string]string) error {
+func (e *Engine) SetSystemModules(ctx context.Context, modules map[string]string) error {
+	return e.set(ctx, &e.system, systemKind, "", modules)
+}
+
+func (e *Engine) set(ctx context.Context, slot *ownerSlot, k *ruleKind, owner string, modules map[string]string) error {
+	slot.mu.Lock()
+	defer slot.mu.Unlock()
+	h := hashModules(k, modules)
 	if len(modules) == 0 {
-		e.system.Store(nil)
-		return nil
+		slot.prog.Store(nil)
+	} else if cur := slot.prog.Load(); cur == nil || cur.hash != h || cur.refused != nil {
+		p, err := e.program(ctx, k, owner, modules, true)
+		if err != nil {
+			return err
+		}
+		slot.prog.Store(p)
 	}
-	if cur := e.system.Load(); cur != nil && cur.hash == hashModules(systemKind, modules) {
-		return nil
-	}
-	p, err := e.program(systemKind, modules)
-	if err != nil {
-		return err
-	}
-	e.system.Store(p)
+	slot.last, slot.lastLoad = h, Load{}
 	return nil
 }
 
 // Check compiles an owner's rules without putting them in force, for an API
-// that answers "does it compile?". It returns nil or a CompileErrors. The
-// compiled rules are kept for a while, so that putting them in force next
-// does not compile them again.
-func (e *Engine) Check(owner string, modules map[string]string) error {
+// that answers "does it compile?". It returns nil, a CompileErrors, or, if
+// the compilation could not run, ErrBusy (too many compilations at once:
+// try again later), ErrCompileTimeout or ctx's error. The compiled rules
+// are kept for a while, so that putting them in force next does not compile
+// them again.
+func (e *Engine) Check(ctx context.Context, owner string, modules map[string]string) error {
 	if len(modules) == 0 {
 		return nil
 	}
 	if v, ok := e.owners.Load(owner); ok {
-		if cur := v.(*ownerSlot).prog.Load(); cur != nil && cur.hash == hashModules(ownerKind, modules) {
+		if cur := v.(*ownerSlot).prog.Load(); cur != nil && cur.refused == nil && cur.hash == hashModules(ownerKind, modules) {
 			return nil
 		}
 	}
-	_, err := e.program(ownerKind, modules)
+	_, err := e.program(ctx, ownerKind, owner, modules, false)
 	return err
 }
 
@@ -180,28 +252,48 @@ func (e *Engine) OwnerModules(owner string) map[string]string {
 	if !ok {
 		return nil
 	}
-	p := v.(*ownerSlot).prog.Load()
-	if p == nil {
-		return nil
-	}
-	return maps.Clone(p.modules)
+	return v.(*ownerSlot).prog.Load().sources()
 }
 
 // SystemModules returns a copy of the system rules in force, or nil.
 func (e *Engine) SystemModules() map[string]string {
-	p := e.system.Load()
-	if p == nil {
-		return nil
-	}
-	return maps.Clone(p.modules)
+	return e.system.prog.Load().sources()
 }
 
 // Evaluate runs the owner's rules, the console shares and the system rules
 // on one resource of the owner. It never runs another owner's rules. On any
 // error the decision is to be treated as a deny: ErrTimeout when the time
 // limit (Options.Timeout or ctx's deadline) passes, ErrEvaluation when the
-// rules fail, or ctx's error when ctx is cancelled.
+// rules fail, ErrBroken when the owner's or the system's rules could not be
+// put in force (see LoadOwnerModules), or ctx's error when ctx is
+// cancelled.
 func (e *Engine) Evaluate(ctx context.Context, owner string, in Input) (Decision, error) {
+	prog := e.base
+	if v, ok := e.owners.Load(owner); ok {
+		if p := v.(*ownerSlot).prog.Load(); p != nil {
+			prog = p
+		}
+	}
+	return e.evaluate(ctx, owner, prog, in)
+}
+
+// EvaluateDraft is Evaluate with modules in place of the owner's rules in
+// force: trying rules before saving them. The draft is compiled (or taken
+// from the cache) like Check does, with the same errors, and not put in
+// force. The system rules in force apply.
+func (e *Engine) EvaluateDraft(ctx context.Context, owner string, modules map[string]string, in Input) (Decision, error) {
+	prog := e.base
+	if len(modules) > 0 && owner != "" {
+		p, err := e.program(ctx, ownerKind, owner, modules, false)
+		if err != nil {
+			return Decision{}, err
+		}
+		prog = p
+	}
+	return e.evaluate(ctx, owner, prog, in)
+}
+
+func (e *Engine) evaluate(ctx context.Context, owner string, prog *program, in Input) (Decision, error) {
 	if owner == "" {
 		return Decision{}, fmt.Errorf("%w: empty owner", ErrEvaluation)
 	}
@@ -209,13 +301,13 @@ func (e *Engine) Evaluate(ctx context.Context, owner string, in Input) (Decision
 		return Decision{}, fmt.Errorf("%w: resource %q belongs to %q, not %q",
 			ErrEvaluation, in.Resource.ID, in.Resource.Owner, owner)
 	}
-	prog := e.base
-	if v, ok := e.owners.Load(owner); ok {
-		if p := v.(*ownerSlot).prog.Load(); p != nil {
-			prog = p
-		}
+	if prog.refused != nil {
+		return Decision{}, prog.refused
 	}
-	sys := e.system.Load()
+	sys := e.system.prog.Load()
+	if sys != nil && sys.refused != nil {
+		return Decision{}, fmt.Errorf("system rules: %w", sys.refused)
+	}
 
 	t := in.Now
 	if t.IsZero() {
@@ -285,14 +377,26 @@ func evalError(ctx, parent context.Context, err error) error {
 }
 
 // program returns the compiled rule set for modules, from the cache or by
-// compiling it.
-func (e *Engine) program(k *ruleKind, modules map[string]string) (*program, error) {
+// compiling it under the gate: wait says whether to wait for a free
+// compilation (rules put in force) or to refuse with ErrBusy (rules sent to
+// be checked). A compilation stops at CompileTimeout or when ctx ends.
+func (e *Engine) program(ctx context.Context, k *ruleKind, owner string, modules map[string]string, wait bool) (*program, error) {
 	key := cacheKey{kind: k, hash: hashModules(k, modules)}
 	if p := e.cache.get(key); p != nil {
 		return p, nil
 	}
+	release, err := e.gate.enter(ctx, owner, wait, e.opts.CompileTimeout)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
+	if p := e.cache.get(key); p != nil { // compiled while we waited
+		return p, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.opts.CompileTimeout)
+	defer cancel()
 	e.compiles.Add(1)
-	p, err := compile(k, modules, limits{maxModules: e.opts.MaxModules, maxModuleBytes: e.opts.MaxModuleBytes})
+	p, err := compile(ctx, k, modules, e.opts.bounds())
 	if err != nil {
 		return nil, err
 	}

@@ -183,11 +183,11 @@ required_claims contains {"name": "member_of", "claim_type": "urn:x", "issuer": 
 	now = func() time.Time { return t0 }
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := NewEngine(Options{})
-			if err := e.SetOwnerModules("alice", tt.owner); err != nil {
+			e := newTestEngine(Options{})
+			if err := e.SetOwnerModules(context.Background(), "alice", tt.owner); err != nil {
 				t.Fatal(err)
 			}
-			if err := e.SetSystemModules(tt.system); err != nil {
+			if err := e.SetSystemModules(context.Background(), tt.system); err != nil {
 				t.Fatal(err)
 			}
 			got, err := e.Evaluate(context.Background(), "alice", tt.in)
@@ -202,8 +202,8 @@ required_claims contains {"name": "member_of", "claim_type": "urn:x", "issuer": 
 }
 
 func TestInputShape(t *testing.T) {
-	e := NewEngine(Options{})
-	err := e.SetOwnerModules("alice", rules(`allow contains "ok" if {
+	e := newTestEngine(Options{})
+	err := e.SetOwnerModules(context.Background(), "alice", rules(`allow contains "ok" if {
 	input.resource == {"id": "photo-1", "name": "Holiday", "type": "photo", "owner": "alice",
 		"scopes": ["view", "download", "edit"], "uris": ["https://rs.example/photos/1"]}
 	input.scopes == ["view"]
@@ -240,7 +240,7 @@ func TestInputShape(t *testing.T) {
 		t.Errorf("the input is not shaped as documented: %+v", d)
 	}
 	// Empty input: every member still present.
-	if err := e.SetOwnerModules("alice", rules(`allow contains "ok" if {
+	if err := e.SetOwnerModules(context.Background(), "alice", rules(`allow contains "ok" if {
 	input.resource == {"id": "", "name": "", "type": "", "owner": "alice", "scopes": [], "uris": []}
 	input.scopes == []
 	input.client == {"id": ""}
@@ -296,8 +296,8 @@ allow contains "view" if level == 1`),
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			e := NewEngine(Options{})
-			if err := e.SetOwnerModules("alice", tt.owner); err != nil {
+			e := newTestEngine(Options{})
+			if err := e.SetOwnerModules(context.Background(), "alice", tt.owner); err != nil {
 				t.Fatal(err)
 			}
 			owner := cmpOr(tt.owner2, "alice")
@@ -320,13 +320,13 @@ func cmpOr(a, b string) string {
 }
 
 func TestIsolation(t *testing.T) {
-	e := NewEngine(Options{})
+	e := newTestEngine(Options{})
 	// Alice keeps a helper rule; she shares nothing with bob.
-	must(t, e.SetOwnerModules("alice", rules(`secret_friends := {"carol"}
+	must(t, e.SetOwnerModules(context.Background(), "alice", rules(`secret_friends := {"carol"}
 
 allow contains "view" if lib.subject in secret_friends`)))
 	// Mallory's rules try to grant on alice's resources, and to read alice's rules.
-	must(t, e.SetOwnerModules("mallory", rules(`allow contains scope if {
+	must(t, e.SetOwnerModules(context.Background(), "mallory", rules(`allow contains scope if {
 	input.resource.owner == "alice"
 	some scope in input.resource.scopes
 }
@@ -375,7 +375,7 @@ func must(t *testing.T, err error) {
 }
 
 func TestRecompileOnlyOnChange(t *testing.T) {
-	e := NewEngine(Options{})
+	e := newTestEngine(Options{})
 	v1 := map[string]string{
 		"a.rego": "package uma.share\n\nallow contains \"view\"\n",
 		"b.rego": "package uma.share\n\nallow contains \"download\"\n",
@@ -389,19 +389,23 @@ func TestRecompileOnlyOnChange(t *testing.T) {
 		compiles int64
 		granted  []string // alice's, after the step
 	}{
-		{"first rules", func() error { return e.SetOwnerModules("alice", v1) }, false, 1, []string{"download", "view"}},
-		{"same rules", func() error { return e.SetOwnerModules("alice", maps.Clone(v1)) }, false, 1, []string{"download", "view"}},
-		{"check the rules in force", func() error { return e.Check("alice", v1) }, false, 1, []string{"download", "view"}},
-		{"check new rules", func() error { return e.Check("alice", v2) }, false, 2, []string{"download", "view"}},
-		{"put the checked rules in force", func() error { return e.SetOwnerModules("alice", v2) }, false, 2, []string{"edit"}},
-		{"back to the first rules", func() error { return e.SetOwnerModules("alice", v1) }, false, 2, []string{"download", "view"}},
-		{"another owner with the same rules", func() error { return e.SetOwnerModules("bob", v2) }, false, 2, []string{"download", "view"}},
-		{"rules that do not compile", func() error { return e.SetOwnerModules("alice", bad) }, true, 3, []string{"download", "view"}},
-		{"the same bad rules again", func() error { return e.SetOwnerModules("alice", bad) }, true, 4, []string{"download", "view"}},
-		{"remove the rules", func() error { return e.SetOwnerModules("alice", nil) }, false, 4, nil},
-		{"rules back", func() error { return e.SetOwnerModules("alice", v1) }, false, 4, []string{"download", "view"}},
-		{"system rules", func() error { return e.SetSystemModules(map[string]string{"s.rego": "package uma.system\n"}) }, false, 5, []string{"download", "view"}},
-		{"same system rules", func() error { return e.SetSystemModules(map[string]string{"s.rego": "package uma.system\n"}) }, false, 5, []string{"download", "view"}},
+		{"first rules", func() error { return e.SetOwnerModules(context.Background(), "alice", v1) }, false, 1, []string{"download", "view"}},
+		{"same rules", func() error { return e.SetOwnerModules(context.Background(), "alice", maps.Clone(v1)) }, false, 1, []string{"download", "view"}},
+		{"check the rules in force", func() error { return e.Check(context.Background(), "alice", v1) }, false, 1, []string{"download", "view"}},
+		{"check new rules", func() error { return e.Check(context.Background(), "alice", v2) }, false, 2, []string{"download", "view"}},
+		{"put the checked rules in force", func() error { return e.SetOwnerModules(context.Background(), "alice", v2) }, false, 2, []string{"edit"}},
+		{"back to the first rules", func() error { return e.SetOwnerModules(context.Background(), "alice", v1) }, false, 2, []string{"download", "view"}},
+		{"another owner with the same rules", func() error { return e.SetOwnerModules(context.Background(), "bob", v2) }, false, 2, []string{"download", "view"}},
+		{"rules that do not compile", func() error { return e.SetOwnerModules(context.Background(), "alice", bad) }, true, 3, []string{"download", "view"}},
+		{"the same bad rules again", func() error { return e.SetOwnerModules(context.Background(), "alice", bad) }, true, 4, []string{"download", "view"}},
+		{"remove the rules", func() error { return e.SetOwnerModules(context.Background(), "alice", nil) }, false, 4, nil},
+		{"rules back", func() error { return e.SetOwnerModules(context.Background(), "alice", v1) }, false, 4, []string{"download", "view"}},
+		{"system rules", func() error {
+			return e.SetSystemModules(context.Background(), map[string]string{"s.rego": "package uma.system\n"})
+		}, false, 5, []string{"download", "view"}},
+		{"same system rules", func() error {
+			return e.SetSystemModules(context.Background(), map[string]string{"s.rego": "package uma.system\n"})
+		}, false, 5, []string{"download", "view"}},
 	}
 	for _, s := range steps {
 		err := s.do()
@@ -431,9 +435,9 @@ func TestRecompileOnlyOnChange(t *testing.T) {
 }
 
 func TestCompiledCacheIsBounded(t *testing.T) {
-	e := NewEngine(Options{})
+	e := newTestEngine(Options{})
 	for i := range compiledCacheSize + 10 {
-		must(t, e.Check("alice", rules(fmt.Sprintf("allow contains \"s%d\"\n", i))))
+		must(t, e.Check(context.Background(), "alice", rules(fmt.Sprintf("allow contains \"s%d\"\n", i))))
 	}
 	if n := e.cache.order.Len(); n != compiledCacheSize || len(e.cache.index) != compiledCacheSize {
 		t.Errorf("cache holds %d (%d), want %d", n, len(e.cache.index), compiledCacheSize)
@@ -451,9 +455,9 @@ const runaway = `allow contains "view" if {
 
 func TestTimeout(t *testing.T) {
 	const limit = 200 * time.Millisecond
-	e := NewEngine(Options{Timeout: limit})
-	must(t, e.SetOwnerModules("mallory", rules(runaway)))
-	must(t, e.SetOwnerModules("alice", rules(`allow contains "view" if lib.is_subject("bob")`)))
+	e := newTestEngine(Options{Timeout: limit})
+	must(t, e.SetOwnerModules(context.Background(), "mallory", rules(runaway)))
+	must(t, e.SetOwnerModules(context.Background(), "alice", rules(`allow contains "view" if lib.is_subject("bob")`)))
 
 	type result struct {
 		err     error
@@ -490,8 +494,8 @@ func TestTimeout(t *testing.T) {
 }
 
 func TestCallerDeadlineAndCancel(t *testing.T) {
-	e := NewEngine(Options{Timeout: time.Minute})
-	must(t, e.SetOwnerModules("mallory", rules(runaway)))
+	e := newTestEngine(Options{Timeout: time.Minute})
+	must(t, e.SetOwnerModules(context.Background(), "mallory", rules(runaway)))
 	in := Input{Resource: Resource{Scopes: []string{"view"}}, Now: t0}
 
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -510,7 +514,7 @@ func TestCallerDeadlineAndCancel(t *testing.T) {
 
 func TestConcurrency(t *testing.T) {
 	// Compilations hog the CPU here; this test is not about time limits.
-	e := NewEngine(Options{Timeout: time.Minute})
+	e := newTestEngine(Options{Timeout: time.Minute})
 	versions := []map[string]string{
 		rules(`allow contains "view" if lib.is_subject("bob")`),
 		rules(`allow contains "download" if lib.is_subject("bob")`),
@@ -521,7 +525,7 @@ func TestConcurrency(t *testing.T) {
 	}
 	owners := []string{"alice", "carol", "dave"}
 	for _, o := range owners {
-		must(t, e.SetOwnerModules(o, versions[0]))
+		must(t, e.SetOwnerModules(context.Background(), o, versions[0]))
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
@@ -529,17 +533,17 @@ func TestConcurrency(t *testing.T) {
 	for i, o := range owners {
 		wg.Go(func() {
 			for n := 0; ctx.Err() == nil; n++ {
-				if err := e.SetOwnerModules(o, versions[n%2]); err != nil {
+				if err := e.SetOwnerModules(context.Background(), o, versions[n%2]); err != nil {
 					t.Error(err)
 					return
 				}
 				if i == 0 {
-					if err := e.SetSystemModules(system[n%2]); err != nil {
+					if err := e.SetSystemModules(context.Background(), system[n%2]); err != nil {
 						t.Error(err)
 						return
 					}
 				}
-				_ = e.Check(o, versions[(n+1)%2])
+				_ = e.Check(context.Background(), o, versions[(n+1)%2])
 				_ = e.OwnerModules(o)
 			}
 		})
@@ -571,4 +575,17 @@ func TestConcurrency(t *testing.T) {
 	evals.Wait()
 	cancel()
 	wg.Wait()
+}
+
+// newTestEngine is NewEngine with a minute for each evaluation and each
+// compilation unless opts says otherwise: tests that are not about time
+// limits must not trip them on a busy machine or under the race detector.
+func newTestEngine(opts Options) *Engine {
+	if opts.Timeout == 0 {
+		opts.Timeout = time.Minute
+	}
+	if opts.CompileTimeout == 0 {
+		opts.CompileTimeout = time.Minute
+	}
+	return NewEngine(opts)
 }

@@ -21,6 +21,20 @@ var (
 	// conflict between complete rules, an output of the wrong type, or input
 	// that cannot be converted. The decision must be treated as a deny.
 	ErrEvaluation = errors.New("policies: evaluation failed")
+	// ErrBroken means that an owner's rules (or the system rules) do not
+	// compile and could not safely be left out (see LoadOwnerModules):
+	// every evaluation for that owner (for the system rules, for every
+	// owner) fails with it until they compile. The error also holds the
+	// CompileErrors.
+	ErrBroken = errors.New("policies: rules broken")
+	// ErrBusy means that a compilation was refused because too many run
+	// already: one of the owner's (Options.MaxOwnerCompiles) or in all
+	// (Options.MaxCompiles). Nothing was compiled; try again shortly.
+	ErrBusy = errors.New("policies: too many compilations at once")
+	// ErrCompileTimeout means that a compilation ran past
+	// Options.CompileTimeout or the caller's deadline, and was stopped.
+	// It also matches context.DeadlineExceeded.
+	ErrCompileTimeout = errors.New("policies: compilation timed out")
 )
 
 // Codes of the CompileErrors found by this package. OPA's own codes
@@ -28,7 +42,7 @@ var (
 // rego_unsafe_var_error, rego_recursion_error, ...) pass through unchanged.
 const (
 	codeName    = "uma_module_name_error" // a module name is empty or unprintable
-	codeLimit   = "uma_limit_error"       // too many modules or a module too large
+	codeLimit   = "uma_limit_error"       // too many modules, a module too large, too many rules or terms, too deep
 	codePackage = "uma_package_error"     // a module declares the wrong package
 	codeRule    = "uma_rule_error"        // an output rule has the wrong shape
 	codeSandbox = "uma_sandbox_error"     // a refused built-in function is called

@@ -187,15 +187,15 @@ func TestExamples(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			e := NewEngine(Options{})
+			e := newTestEngine(Options{})
 			modules := map[string]string{"policy.rego": string(src)}
 			if name == "_system" {
-				err = e.SetSystemModules(modules)
+				err = e.SetSystemModules(context.Background(), modules)
 				if err == nil {
-					err = e.SetOwnerModules("alice", map[string]string{"all.rego": allowAll})
+					err = e.SetOwnerModules(context.Background(), "alice", map[string]string{"all.rego": allowAll})
 				}
 			} else {
-				err = e.SetOwnerModules("alice", modules)
+				err = e.SetOwnerModules(context.Background(), "alice", modules)
 			}
 			if err != nil {
 				t.Fatal(err)

@@ -62,6 +62,47 @@ func LoadDir(dir string) (owners map[string]map[string]string, system map[string
 	return owners, system, nil
 }
 
+// CheckDir compiles the rules of an operator directory (see LoadDir) as
+// they are on disk, each owner's and the system's in a compiler of their
+// own, with the limits of opts, and puts nothing in force: the check of a
+// configuration. It returns nil, LoadDir's error, ctx's, or a
+// CompileErrors whose modules are the paths of the files.
+func CheckDir(ctx context.Context, dir string, opts Options) error {
+	owners, system, err := LoadDir(dir)
+	if err != nil {
+		return err
+	}
+	e := NewEngine(opts)
+	var all CompileErrors
+	check := func(k *ruleKind, owner, sub string, modules map[string]string) error {
+		_, err := e.program(ctx, k, owner, modules, true)
+		var ce CompileErrors
+		if !errors.As(err, &ce) {
+			return err
+		}
+		for _, c := range ce {
+			named := *c
+			named.Module = filepath.Join(dir, sub, c.Module)
+			all = append(all, &named)
+		}
+		return nil
+	}
+	if len(system) > 0 {
+		if err := check(systemKind, "", SystemDir, system); err != nil {
+			return err
+		}
+	}
+	for _, owner := range slices.Sorted(maps.Keys(owners)) {
+		if err := check(ownerKind, owner, owner, owners[owner]); err != nil {
+			return err
+		}
+	}
+	if len(all) > 0 {
+		return sortErrors(all)
+	}
+	return nil
+}
+
 // loadModules reads the rule files of one directory, or returns nil.
 func loadModules(dir string) (map[string]string, error) {
 	files, err := ruleFiles(dir)

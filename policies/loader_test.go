@@ -2,9 +2,11 @@ package policies
 
 import (
 	"context"
+	"errors"
 	"maps"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -79,16 +81,16 @@ func TestLoadDirExamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := NewEngine(Options{})
+	e := newTestEngine(Options{})
 	for owner, modules := range owners {
 		if _, ok := modules["policy_test.rego"]; ok {
 			t.Errorf("%s: test file loaded", owner)
 		}
-		if err := e.SetOwnerModules(owner, modules); err != nil {
+		if err := e.SetOwnerModules(context.Background(), owner, modules); err != nil {
 			t.Errorf("%s: %v", owner, err)
 		}
 	}
-	if err := e.SetSystemModules(system); err != nil || len(system) == 0 {
+	if err := e.SetSystemModules(context.Background(), system); err != nil || len(system) == 0 {
 		t.Errorf("system: %v, %v", system, err)
 	}
 }
@@ -167,12 +169,12 @@ func btoi(b bool) int {
 func TestWatcherStartStop(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "alice", "share.rego"), aliceRules)
-	e := NewEngine(Options{})
+	e := newTestEngine(Options{})
 	changes := make(chan struct{}, 10)
 	errs := make(chan error, 10)
 	w := NewWatcher(dir, 10*time.Millisecond, func(owners map[string]map[string]string, system map[string]string) {
 		for owner, modules := range owners {
-			if err := e.SetOwnerModules(owner, modules); err != nil {
+			if err := e.SetOwnerModules(context.Background(), owner, modules); err != nil {
 				errs <- err
 				return
 			}
@@ -235,4 +237,39 @@ func TestWatcherStartFails(t *testing.T) {
 		t.Error("Start on a missing directory succeeded")
 	}
 	w.Stop()
+}
+
+// TestCheckDir shows the check of a configuration: every file that does not
+// compile, named by its path on disk, with line and column.
+func TestCheckDir(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "alice", "share.rego"), aliceRules)
+	writeFile(t, filepath.Join(dir, "bob", "share.rego"), aliceRules)
+	writeFile(t, filepath.Join(dir, "bob", "broken.rego"), "package uma.share\n\n# notes\n\nallow contains \"view\" if {\n\tinput.x ==\n}\n")
+	writeFile(t, filepath.Join(dir, "_system", "sys.rego"), "package uma.system\n\nallow contains \"x\"\n")
+	if err := CheckDir(t.Context(), filepath.Join(dir, "missing"), Options{}); err == nil || errors.Is(err, ErrCompile) {
+		t.Errorf("missing directory: %v", err)
+	}
+	err := CheckDir(t.Context(), dir, Options{})
+	var ce CompileErrors
+	if !errors.As(err, &ce) {
+		t.Fatalf("got %v, want CompileErrors", err)
+	}
+	want := []string{
+		filepath.Join(dir, "_system", "sys.rego") + ":3:1: uma_rule_error: system rules can only deny",
+		filepath.Join(dir, "bob", "broken.rego") + ":7:1: rego_parse_error: ",
+	}
+	if len(ce) != len(want) {
+		t.Fatalf("got\n%v\nwant %d problems", err, len(want))
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(ce[i].Error(), w) {
+			t.Errorf("problem %d = %q, want it to start with %q", i, ce[i].Error(), w)
+		}
+	}
+	os.Remove(filepath.Join(dir, "bob", "broken.rego"))
+	os.Remove(filepath.Join(dir, "_system", "sys.rego"))
+	if err := CheckDir(t.Context(), dir, Options{}); err != nil {
+		t.Errorf("fixed: %v", err)
+	}
 }

@@ -62,12 +62,12 @@ func indexedPolicy(n int) string {
 }
 
 func benchmarkEvaluate(b *testing.B, src string, system bool) {
-	e := NewEngine(Options{})
-	if err := e.SetOwnerModules("alice", map[string]string{"rules.rego": src}); err != nil {
+	e := newTestEngine(Options{})
+	if err := e.SetOwnerModules(context.Background(), "alice", map[string]string{"rules.rego": src}); err != nil {
 		b.Fatal(err)
 	}
 	if system {
-		if err := e.SetSystemModules(map[string]string{"sys.rego": "package uma.system\n\ndeny contains \"admin\"\n"}); err != nil {
+		if err := e.SetSystemModules(context.Background(), map[string]string{"sys.rego": "package uma.system\n\ndeny contains \"admin\"\n"}); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -110,7 +110,7 @@ func BenchmarkEvaluate200IndexedRules(b *testing.B) {
 
 func BenchmarkCompileSmall(b *testing.B) {
 	for b.Loop() {
-		if _, err := compile(ownerKind, map[string]string{"rules.rego": smallPolicy}, limits{}); err != nil {
+		if _, err := compile(context.Background(), ownerKind, map[string]string{"rules.rego": smallPolicy}, Options{}.withDefaults().bounds()); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -119,7 +119,7 @@ func BenchmarkCompileSmall(b *testing.B) {
 func BenchmarkCompile200Rules(b *testing.B) {
 	src := largePolicy(200)
 	for b.Loop() {
-		if _, err := compile(ownerKind, map[string]string{"rules.rego": src}, limits{}); err != nil {
+		if _, err := compile(context.Background(), ownerKind, map[string]string{"rules.rego": src}, Options{}.withDefaults().bounds()); err != nil {
 			b.Fatal(err)
 		}
 	}

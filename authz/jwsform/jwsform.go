@@ -33,8 +33,10 @@ var (
 
 // LooksLikeJWS reports whether token has the shape of a compact JWS: three
 // dot-separated parts of which the first, however it is encoded, is a JSON
-// object (the JOSE header).
+// object (the JOSE header), with or without white space around them.
 func LooksLikeJWS(token string) bool {
+	// jwx reads a token with white space around it as the token.
+	token = strings.TrimSpace(token)
 	if strings.Count(token, ".") != 2 {
 		return false
 	}

@@ -94,9 +94,24 @@ func (s *Site) consoleSaveRule(w http.ResponseWriter, r *http.Request, sess *ses
 	name := strings.TrimSpace(form.Get("name"))
 	if form.Get("action") == "delete" {
 		err := s.as.DeleteRule(ctx, owner, name)
+		var ce policies.CompileErrors
 		switch {
 		case errors.Is(err, authz.ErrNoSuchRule):
 			s.notFound(w, "rule module")
+		case errors.As(err, &ce), compileBusy(err):
+			msg := "The module was not deleted: your other rules do not compile without it (" + ce.Error() + ")."
+			status := http.StatusBadRequest
+			if compileBusy(err) {
+				msg, status = busyMessage, http.StatusServiceUnavailable
+			}
+			data, lerr := s.rulesData(r, owner, name)
+			if lerr != nil {
+				s.renderServerError(w, "reading rules", lerr)
+				return
+			}
+			p := s.consolePage(r, sess, "rules", "Rules", data)
+			p.Error = msg
+			s.renderPage(w, status, "rules.html", p)
 		case err != nil:
 			s.renderServerError(w, "deleting a rule", err)
 		default:
@@ -118,8 +133,11 @@ func (s *Site) consoleSaveRule(w http.ResponseWriter, r *http.Request, sess *ses
 	_, exists := findRule(data.Modules, name)
 	data.Name, data.Source, data.IsNew = name, src, !exists
 	p := s.consolePage(r, sess, "rules", "Rules", data)
+	status := http.StatusBadRequest
 	var ce policies.CompileErrors
 	switch {
+	case compileBusy(err):
+		p.Error, status = busyMessage, http.StatusServiceUnavailable
 	case errors.As(err, &ce):
 		data.Errors = ce
 		data.Listing = annotate(src, name, ce)
@@ -131,7 +149,16 @@ func (s *Site) consoleSaveRule(w http.ResponseWriter, r *http.Request, sess *ses
 		s.renderServerError(w, "saving a rule", err)
 		return
 	}
-	s.renderPage(w, http.StatusBadRequest, "rules.html", p)
+	s.renderPage(w, status, "rules.html", p)
+}
+
+// busyMessage says that rules could not be compiled now.
+const busyMessage = "Too many rules are being compiled right now: nothing was changed. Try again in a moment."
+
+// compileBusy reports whether err says that rules could not be compiled now
+// (too many compilations at once, or one past its time limit).
+func compileBusy(err error) bool {
+	return errors.Is(err, policies.ErrBusy) || errors.Is(err, policies.ErrCompileTimeout)
 }
 
 // rulesData reads an owner's modules and the one to edit (a new one when
@@ -242,8 +269,11 @@ func (s *Site) consoleTry(w http.ResponseWriter, r *http.Request, sess *session,
 	})
 	if err != nil {
 		msg := "Your rules failed on this request: " + err.Error()
-		if errors.Is(err, policies.ErrTimeout) {
+		switch {
+		case errors.Is(err, policies.ErrTimeout):
 			msg = "Your rules did not finish within their time limit."
+		case compileBusy(err):
+			msg = busyMessage
 		}
 		fail(msg)
 		return

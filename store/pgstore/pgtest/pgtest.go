@@ -158,6 +158,23 @@ func withConn(ctx context.Context, fn func(*pgx.Conn) error) error {
 	return admin.pool.AcquireFunc(ctx, func(c *pgxpool.Conn) error { return fn(c.Conn()) })
 }
 
+// Tests are the tests of a package that uses pgtest, for a TestMain that
+// checks that no goroutine outlives them:
+// goleak.VerifyTestMain(pgtest.Tests{M: m}). Run runs them, then closes
+// the connections that create and drop schemas, which otherwise stay open
+// as long as the process.
+type Tests struct{ M *testing.M }
+
+// Run runs the tests and closes pgtest's connections.
+func (t Tests) Run() int {
+	defer func() {
+		if admin.pool != nil {
+			admin.pool.Close()
+		}
+	}()
+	return t.M.Run()
+}
+
 // redacted is dsn without its password, for messages.
 func redacted(dsn string) string {
 	if u, err := url.Parse(dsn); err == nil && u.User != nil {

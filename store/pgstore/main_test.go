@@ -1,0 +1,14 @@
+package pgstore
+
+import (
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/caddy-uma/caddy-uma/store/pgstore/pgtest"
+)
+
+// TestMain fails the package's tests when a goroutine outlives them.
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(pgtest.Tests{M: m})
+}
