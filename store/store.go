@@ -24,8 +24,8 @@
 // ErrNoSpace when it would have written something, and then wrote nothing.
 // A call that would write nothing answers as usual (Take of a missing key
 // ErrNotFound, Insert over a live record ErrExists, Swap from a value that
-// is not the live one ErrConflict, ...). Get, List, GetResource,
-// ListResources and Watch never return it.
+// is not the live one ErrConflict, ...). Get, List, GetResource and
+// ListResources never return it.
 //
 // Several stores may share one database (several nodes on PostgreSQL).
 // What one of them writes, every other one reads at once: there is no cache
