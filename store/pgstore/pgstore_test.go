@@ -578,3 +578,55 @@ func TestMapError(t *testing.T) {
 		t.Errorf("mapError(42P01) = %v, want it unchanged", err)
 	}
 }
+
+// TestScanTimeout checks the bounds of Scan: the time spent in its
+// callbacks does not count against the query timeout, and a database that
+// stops answering in the middle of a Scan makes it fail with the deadline
+// soon after the query timeout.
+func TestScanTimeout(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	p := newProxy(t, hostPortOf(t, dsn))
+	const timeout = 300 * time.Millisecond
+	s := openDSN(t, withHost(dsn, p.addr), Options{QueryTimeout: timeout, PurgeInterval: -1})
+	defer s.Close()
+	ctx := t.Context()
+	if err := s.CreateResource(ctx, store.Resource{ID: "r1", ResourceServer: "rs", Owner: "o"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		if err := s.Put(ctx, "n", fmt.Sprint(i), []byte("v"), time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	start := time.Now()
+	n := 0
+	err := s.Scan(ctx, nil, func(string, store.Record) error {
+		n++
+		time.Sleep(timeout / 2)
+		return nil
+	})
+	if err != nil || n != 4 {
+		t.Fatalf("a Scan slower than the query timeout in its callbacks: %d records, %v", n, err)
+	}
+	if took := time.Since(start); took < 2*timeout {
+		t.Fatalf("the Scan took %s: the callbacks did not outlast the query timeout", took)
+	}
+
+	start = time.Now()
+	err = finishes(t, "Scan", func() error {
+		return s.Scan(ctx, func(store.Resource) error {
+			p.stall()
+			return nil
+		}, func(string, store.Record) error {
+			t.Error("a record arrived through a stalled network")
+			return nil
+		})
+	})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Scan on a stalled network = %v, want the deadline", err)
+	}
+	if took := time.Since(start); took > 10*timeout {
+		t.Errorf("Scan on a stalled network took %s, query timeout %s", took, timeout)
+	}
+}
