@@ -97,6 +97,11 @@ type Config struct {
 	// (registration on first sight at a co-hosted enforcement point) may
 	// create, with bursts of ten times as many; zero means 20 per second.
 	NewResourceRate float64
+	// FeedStaleness is how long the answers the AS keeps in memory (RPT
+	// liveness for co-hosted enforcement points) are trusted while the
+	// store's change feed is interrupted (default 5s); past it, each
+	// answer is read from the store again.
+	FeedStaleness time.Duration
 	// Logger receives the AS's logs; nil means no logs. Tokens and secrets
 	// are never logged.
 	Logger *zap.Logger

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"slices"
 	"time"
 
@@ -58,58 +57,101 @@ func (s *Server) RequestTicket(ctx context.Context, resourceServer string, perms
 
 // EnsureResource returns the resource that resourceServer registered for
 // res.Owner under res.Name, registering res if there is none. Concurrent
-// calls for one name create one resource (the store is used by one process,
-// so a lock per name is enough). Scopes missing from an existing resource
-// are added.
+// calls for one name, on every node of the store, end with one resource:
+// each creates its resource, then claims the name with a conditional
+// write, and a caller that loses the claim deletes its own and takes the
+// winner's. Scopes missing from an existing resource are added.
 func (s *Server) EnsureResource(ctx context.Context, resourceServer string, res store.Resource) (store.Resource, error) {
 	if res.Name == "" || !ValidSubject(res.Owner) {
 		return res, errors.New("a resource needs a name and an owner")
 	}
 	key := resourceServer + sep + res.Owner + sep + res.Name
-	h := fnv.New32a()
-	h.Write([]byte(key))
-	mu := &s.ensureLocks[h.Sum32()%uint32(len(s.ensureLocks))]
-	mu.Lock()
-	defer mu.Unlock()
+	for range maxNameClaims {
+		existing, found, err := s.namedResource(ctx, key)
+		if err != nil {
+			return res, err
+		}
+		if found {
+			out, err := s.addScopes(ctx, existing, res.Scopes)
+			if errors.Is(err, store.ErrNotFound) {
+				continue
+			}
+			return out, err
+		}
+		// Registered through the protection API under that name, or new.
+		existing, found, err = s.findByName(ctx, resourceServer, res.Owner, res.Name)
+		if err != nil {
+			return res, err
+		}
+		if !found {
+			// Anonymous requests at an enforcement point lead here: bound
+			// how fast they can add resources to the store.
+			if !s.newResources.Allow() {
+				return res, ErrTooManyNewResources
+			}
+			now := s.now().UTC()
+			existing = res
+			existing.ID, existing.ResourceServer, existing.CreatedAt, existing.UpdatedAt = randomID(), resourceServer, now, now
+			if err := s.store.CreateResource(ctx, existing); err != nil {
+				return res, err
+			}
+		}
+		err = s.store.Swap(ctx, nsResourceName, key, nil, []byte(existing.ID), time.Time{})
+		if errors.Is(err, store.ErrConflict) {
+			// Another caller claimed the name first, perhaps for this very
+			// resource (it found it by name): if not, ours goes.
+			claimed, gerr := s.store.Get(ctx, nsResourceName, key)
+			switch {
+			case gerr == nil && string(claimed) == existing.ID:
+				err = nil
+			case !found:
+				if err := s.store.DeleteResource(ctx, existing.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+					return res, err
+				}
+			}
+		}
+		if errors.Is(err, store.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return res, err
+		}
+		if !found {
+			s.log.Info("resource registered on first sight", clientField(resourceServer), ownerField(res.Owner), resourceField(existing.ID))
+		}
+		out, err := s.addScopes(ctx, existing, res.Scopes)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // deregistered meanwhile: the name is forgotten next time round
+		}
+		return out, err
+	}
+	return res, fmt.Errorf("the name of resource %q keeps changing; try again", res.Name)
+}
 
-	if val, err := s.store.Get(ctx, nsResourceName, key); err == nil {
-		existing, err := s.store.GetResource(ctx, string(val))
-		if err == nil {
-			return s.addScopes(ctx, existing, res.Scopes)
-		}
-		if !errors.Is(err, store.ErrNotFound) {
-			return res, err
-		}
-		// Deregistered through the protection API: forget the name.
-		if err := s.store.Delete(ctx, nsResourceName, key); err != nil && !errors.Is(err, store.ErrNotFound) {
-			return res, err
-		}
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return res, err
+// maxNameClaims bounds the attempts of EnsureResource to claim a name.
+const maxNameClaims = 4
+
+// namedResource returns the resource a name maps to. A name whose
+// resource was deregistered (through the protection API) is forgotten.
+func (s *Server) namedResource(ctx context.Context, key string) (store.Resource, bool, error) {
+	val, err := s.store.Get(ctx, nsResourceName, key)
+	if errors.Is(err, store.ErrNotFound) {
+		return store.Resource{}, false, nil
 	}
-	// Registered through the protection API under that name?
-	existing, ok, err := s.findByName(ctx, resourceServer, res.Owner, res.Name)
 	if err != nil {
-		return res, err
+		return store.Resource{}, false, err
 	}
-	if !ok {
-		// Anonymous requests at an enforcement point lead here: bound how
-		// fast they can add resources to the store.
-		if !s.newResources.Allow() {
-			return res, ErrTooManyNewResources
-		}
-		now := s.now().UTC()
-		res.ID, res.ResourceServer, res.CreatedAt, res.UpdatedAt = randomID(), resourceServer, now, now
-		if err := s.store.CreateResource(ctx, res); err != nil {
-			return res, err
-		}
-		s.log.Info("resource registered on first sight", clientField(resourceServer), ownerField(res.Owner), resourceField(res.ID))
-		existing = res
+	res, err := s.store.GetResource(ctx, string(val))
+	if err == nil {
+		return res, true, nil
 	}
-	if err := s.store.Put(ctx, nsResourceName, key, []byte(existing.ID), time.Time{}); err != nil {
-		return res, err
+	if !errors.Is(err, store.ErrNotFound) {
+		return res, false, err
 	}
-	return s.addScopes(ctx, existing, res.Scopes)
+	if err := s.store.Swap(ctx, nsResourceName, key, val, nil, time.Time{}); err != nil && !errors.Is(err, store.ErrConflict) {
+		return res, false, err
+	}
+	return store.Resource{}, false, nil
 }
 
 // findByName looks for a resource by name among those a resource server
@@ -127,34 +169,42 @@ func (s *Server) findByName(ctx context.Context, resourceServer, owner, name str
 	return store.Resource{}, false, nil
 }
 
+// addScopes adds the scopes res lacks with a compare-and-swap on its last
+// update, so that a concurrent change (on any node) is not undone.
 func (s *Server) addScopes(ctx context.Context, res store.Resource, scopes []string) (store.Resource, error) {
-	changed := false
-	for _, sc := range scopes {
-		if !slices.Contains(res.Scopes, sc) {
-			res.Scopes = append(res.Scopes, sc)
-			changed = true
+	for attempt := 0; ; attempt++ {
+		next := res
+		next.Scopes = appendNew(slices.Clone(res.Scopes), scopes...)
+		if len(next.Scopes) == len(res.Scopes) {
+			return res, nil
+		}
+		next.UpdatedAt = nextVersion(s.now(), res.UpdatedAt)
+		err := s.store.SwapResource(ctx, next, res.UpdatedAt)
+		if err == nil {
+			return next, nil
+		}
+		if !errors.Is(err, store.ErrConflict) || attempt == maxNameClaims {
+			return res, err
+		}
+		if res, err = s.store.GetResource(ctx, res.ID); err != nil {
+			return res, err
 		}
 	}
-	if !changed {
-		return res, nil
+}
+
+// nextVersion is the UpdatedAt of a resource changed at now whose last
+// version is prev: now, or just after prev if the clock has not moved
+// past it.
+func nextVersion(now, prev time.Time) time.Time {
+	now = now.UTC()
+	if min := prev.Add(time.Microsecond); now.Before(min) {
+		return min.UTC()
 	}
-	res.UpdatedAt = s.now().UTC()
-	return res, s.store.UpdateResource(ctx, res)
+	return now
 }
 
 // ResourcesOf returns the resources a resource server registered, for
 // mapping requests by their uris.
 func (s *Server) ResourcesOf(ctx context.Context, resourceServer string) ([]store.Resource, error) {
 	return s.store.ListResources(ctx, store.ResourceQuery{ResourceServer: resourceServer})
-}
-
-// RPTLive reports whether the RPT with id jti is still live: not revoked
-// and not expired. A co-hosted enforcement point that caches verified RPTs
-// asks this on each request, so that a revocation applies at once.
-func (s *Server) RPTLive(ctx context.Context, jti string) (bool, error) {
-	_, err := s.store.Get(ctx, nsRPT, jti)
-	if errors.Is(err, store.ErrNotFound) {
-		return false, nil
-	}
-	return err == nil, err
 }

@@ -41,7 +41,9 @@ func (s *Server) Sign(ctx context.Context, tok jwt.Token) (string, error) {
 }
 
 // VerifySignature checks a token's signature with the published keys.
-func (s *Server) VerifySignature(token string) (jwt.Token, error) { return s.keys.verify(token) }
+func (s *Server) VerifySignature(token string) (jwt.Token, error) {
+	return s.keys.verify(context.Background(), token)
+}
 
 // ReloadKeys reads the signing keys from the store again.
 func (s *Server) ReloadKeys(ctx context.Context) error { return s.keys.load(ctx) }

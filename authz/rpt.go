@@ -166,7 +166,7 @@ func (s *Server) parseRPT(ctx context.Context, token string) (string, rptRecord,
 		// Only the token as issued: no other spelling of it.
 		return "", rec, errInvalidRPT
 	}
-	tok, err := s.keys.verify(token)
+	tok, err := s.keys.verify(ctx, token)
 	if err != nil {
 		return "", rec, errInvalidRPT
 	}

@@ -100,10 +100,8 @@ type Server struct {
 	claimsInteraction string
 	// newResources limits registrations on first sight.
 	newResources *rate.Limiter
-	// ensureLocks serialize EnsureResource per name.
-	ensureLocks [64]sync.Mutex
-	log         *zap.Logger
-	now         func() time.Time
+	log          *zap.Logger
+	now          func() time.Time
 
 	// loginPages says that people log in at the AS (Config.LoginPages).
 	loginPages bool
@@ -113,6 +111,12 @@ type Server struct {
 	registration *Registration
 	// dynamicClients caches clients registered dynamically, by id.
 	dynamicClients sync.Map
+	// feed is the state of the store's change feed; stopWatching ends
+	// the subscription.
+	feed         feedState
+	stopWatching context.CancelFunc
+	// liveRPTs caches RPT liveness for co-hosted enforcement points.
+	liveRPTs liveRPTs
 	// faults logs server faults, rate-limited.
 	faults faultLog
 	// anonymous bounds how often refusals of unidentified parties reach
@@ -224,6 +228,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("loading rules from %s: %w", cfg.PolicyDir, err)
 		}
 	}
+	s.feed = feedState{now: s.now, staleness: orDefault(cfg.FeedStaleness, DefaultFeedStaleness)}
+	watch, stop := context.WithCancel(context.Background())
+	s.stopWatching = stop
+	if err := s.watchChanges(watch); err != nil {
+		s.Close()
+		return nil, fmt.Errorf("subscribing to the store's changes: %w", err)
+	}
 	s.anonymous.now = s.now
 	s.faults.now = s.now
 	s.mux = s.routes()
@@ -260,6 +271,9 @@ func (s *Server) Endpoint(path string) string { return s.issuer + path }
 
 // Close stops the server's background work. It does not close the store.
 func (s *Server) Close() error {
+	if s.stopWatching != nil {
+		s.stopWatching()
+	}
 	if s.watcher != nil {
 		s.watcher.Stop()
 	}

@@ -136,11 +136,13 @@ func (s *Server) AddShare(ctx context.Context, sh Share) (Share, error) {
 	if err != nil {
 		return sh, err
 	}
-	if err := s.store.Put(ctx, nsShare, shareKey(sh.Owner, sh.ResourceID, sh.ID), val, sh.ExpiresAt); err != nil {
-		return sh, fmt.Errorf("storing a share: %w", err)
+	// The share and its index by person, in one commit.
+	writes := []store.Write{{Namespace: nsShare, Key: shareKey(sh.Owner, sh.ResourceID, sh.ID), Value: val, ExpiresAt: sh.ExpiresAt}}
+	for _, k := range shareToKeys(sh) {
+		writes = append(writes, store.Write{Namespace: nsShareTo, Key: k, Value: val, ExpiresAt: sh.ExpiresAt})
 	}
-	if err := s.indexShare(ctx, sh, val); err != nil {
-		return sh, err
+	if err := s.store.PutAll(ctx, writes); err != nil {
+		return sh, fmt.Errorf("storing a share: %w", err)
 	}
 	return sh, nil
 }
@@ -188,16 +190,6 @@ func shareToKeys(sh Share) []string {
 	return keys
 }
 
-// indexShare adds a share to the person index.
-func (s *Server) indexShare(ctx context.Context, sh Share, val []byte) error {
-	for _, k := range shareToKeys(sh) {
-		if err := s.store.Put(ctx, nsShareTo, k, val, sh.ExpiresAt); err != nil {
-			return fmt.Errorf("indexing a share: %w", err)
-		}
-	}
-	return nil
-}
-
 // SharedWith returns the live shares naming a person, by subject or by
 // verified e-mail address (either may be empty), newest first.
 func (s *Server) SharedWith(ctx context.Context, subject, email string) ([]Share, error) {
@@ -241,35 +233,43 @@ func (s *Server) RevokeShare(ctx context.Context, owner, resourceID, id string) 
 	if !ValidSubject(owner) || resourceID == "" || id == "" {
 		return sh, 0, ErrNoSuchShare
 	}
-	val, err := s.store.Take(ctx, nsShare, shareKey(owner, resourceID, id))
+	key := shareKey(owner, resourceID, id)
+	val, err := s.store.Get(ctx, nsShare, key)
 	if errors.Is(err, store.ErrNotFound) {
 		return sh, 0, ErrNoSuchShare
 	}
 	if err != nil {
-		return sh, 0, fmt.Errorf("deleting a share: %w", err)
+		return sh, 0, fmt.Errorf("reading a share: %w", err)
 	}
 	if err := json.Unmarshal(val, &sh); err != nil {
 		return sh, 0, fmt.Errorf("decoding a share: %w", err)
 	}
+	// The share, its index and the tokens it may have granted go in one
+	// commit: no node sees the share gone and its tokens still live.
+	writes := []store.Write{{Namespace: nsShare, Key: key, Delete: true}}
 	for _, k := range shareToKeys(sh) {
-		if err := s.store.Delete(ctx, nsShareTo, k); err != nil && !errors.Is(err, store.ErrNotFound) {
-			s.log.Warn("unindexing a share", zap.Error(err))
-		}
+		writes = append(writes, store.Write{Namespace: nsShareTo, Key: k, Delete: true})
 	}
-	n, err := s.revokeHolders(ctx, sh)
+	revocations, n, err := s.holdersOf(ctx, sh)
+	if err != nil {
+		return sh, 0, err
+	}
+	if err := s.store.PutAll(ctx, append(writes, revocations...)); err != nil {
+		return sh, 0, fmt.Errorf("revoking a share: %w", err)
+	}
 	s.log.Info("share revoked", ownerField(owner), resourceField(resourceID), zap.Int("tokens_revoked", n))
-	return sh, n, err
+	return sh, n, nil
 }
 
-// revokeHolders revokes the tokens on the share's resource held by the
-// person the share names.
-func (s *Server) revokeHolders(ctx context.Context, sh Share) (int, error) {
+// holdersOf returns the deletes that revoke the tokens on the share's
+// resource held by the person the share names (for each holder its RPT
+// record, the holder record and its refresh token), and how many holders.
+func (s *Server) holdersOf(ctx context.Context, sh Share) (writes []store.Write, holders int, err error) {
 	recs, err := s.store.List(ctx, nsTokenHolder, sh.ResourceID+sep, 0)
 	if err != nil {
-		return 0, fmt.Errorf("listing token holders: %w", err)
+		return nil, 0, fmt.Errorf("listing token holders: %w", err)
 	}
 	email := NormalizeEmail(sh.Email)
-	n := 0
 	for _, r := range recs {
 		var h tokenHolder
 		if err := json.Unmarshal(r.Value, &h); err != nil {
@@ -281,18 +281,14 @@ func (s *Server) revokeHolders(ctx context.Context, sh Share) (int, error) {
 		if !(sh.Subject != "" && h.Subject == sh.Subject) && !(email != "" && h.Email == email) {
 			continue
 		}
-		if err := s.revokeRPT(ctx, h.RPT); err != nil {
-			return n, err
-		}
+		writes = append(writes, store.Write{Namespace: nsRPT, Key: h.RPT, Delete: true},
+			store.Write{Namespace: nsTokenHolder, Key: r.Key, Delete: true})
 		if h.Refresh != "" {
-			if err := s.store.Delete(ctx, nsTokens, h.Refresh); err != nil && !errors.Is(err, store.ErrNotFound) {
-				return n, fmt.Errorf("revoking a refresh token: %w", err)
-			}
+			writes = append(writes, store.Write{Namespace: nsTokens, Key: h.Refresh, Delete: true})
 		}
-		_ = s.store.Delete(ctx, nsTokenHolder, r.Key)
-		n++
+		holders++
 	}
-	return n, nil
+	return writes, holders, nil
 }
 
 // holderWrites returns the index records of who holds a new RPT (and

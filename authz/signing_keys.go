@@ -69,12 +69,25 @@ type keyRing struct {
 	retention time.Duration
 	now       func() time.Time
 
-	mu      sync.RWMutex
-	current *signingKey
-	keys    []*signingKey // current and retired, newest first
-	public  jwk.Set
-	jwks    []byte
+	mu       sync.RWMutex
+	current  *signingKey
+	keys     []*signingKey // current and retired, newest first
+	public   jwk.Set
+	jwks     []byte
+	loadedAt time.Time
 }
+
+// The current signing key is one record (nsSigningKeys, currentKeyName)
+// that every node reads: it holds the key itself. A node that finds none,
+// or finds it due for rotation, generates a key in memory and makes it
+// current with a compare-and-swap: of nodes racing, one wins, and the
+// others take the winner's key (theirs was never written). The winner then
+// keeps its key under its kid too, and marks the previous current key
+// retired there: it stays published while tokens it signed may live.
+
+// currentKeyName is the key, in nsSigningKeys, of the current signing key.
+// No key id can be it (kids are base64url).
+const currentKeyName = "~current"
 
 // load reads the keys from the store and makes sure a current key of the
 // configured algorithm exists, generating one on first start or when the
@@ -86,37 +99,48 @@ func (kr *keyRing) load(ctx context.Context) error {
 }
 
 func (kr *keyRing) loadLocked(ctx context.Context) error {
-	recs, err := kr.store.List(ctx, nsSigningKeys, "", 0)
-	if err != nil {
-		return fmt.Errorf("listing signing keys: %w", err)
-	}
-	var keys []*signingKey
-	for _, r := range recs {
-		var rec keyRecord
-		if err := json.Unmarshal(r.Value, &rec); err != nil {
-			return fmt.Errorf("decoding signing key %q: %w", r.Key, err)
-		}
-		k, err := parseKeyRecord(rec)
+	for attempt := 0; ; attempt++ {
+		keys, stored, current, err := kr.read(ctx)
 		if err != nil {
 			return err
 		}
-		keys = append(keys, k)
-	}
-	sort.Slice(keys, func(i, j int) bool { return keys[i].rec.CreatedAt.After(keys[j].rec.CreatedAt) })
-	now := kr.now()
-	var current *signingKey
-	for _, k := range keys {
-		if k.rec.RetiredAt.IsZero() && k.rec.Alg == kr.alg {
-			current = k
-			break
+		now := kr.now()
+		if current != nil && current.rec.Alg == kr.alg && (kr.rotation <= 0 || now.Sub(current.rec.CreatedAt) < kr.rotation) {
+			if stored == nil {
+				// A store written before the current key had its record:
+				// give it one (one node wins; the others read it).
+				val, err := json.Marshal(current.rec)
+				if err != nil {
+					return err
+				}
+				if err := kr.store.Swap(ctx, nsSigningKeys, currentKeyName, nil, val, time.Time{}); err != nil && !errors.Is(err, store.ErrConflict) {
+					return fmt.Errorf("recording the current signing key: %w", err)
+				}
+			}
+			return kr.publish(keys, current, now)
 		}
-	}
-	if current == nil || (kr.rotation > 0 && now.Sub(current.rec.CreatedAt) >= kr.rotation) {
-		fresh, err := kr.generate(ctx, now)
+		if attempt > 0 {
+			return errors.New("the current signing key keeps changing")
+		}
+		fresh, err := kr.generate(now)
 		if err != nil {
 			return err
 		}
-		// Retire every other active key.
+		val, err := json.Marshal(fresh.rec)
+		if err != nil {
+			return err
+		}
+		err = kr.store.Swap(ctx, nsSigningKeys, currentKeyName, stored, val, time.Time{})
+		if errors.Is(err, store.ErrConflict) {
+			continue // another node made its key current first: take it
+		}
+		if err != nil {
+			return fmt.Errorf("storing the new signing key: %w", err)
+		}
+		// The new key under its kid, and every other active key retired.
+		if err := kr.put(ctx, fresh.rec); err != nil {
+			return err
+		}
 		for _, k := range keys {
 			if k.rec.RetiredAt.IsZero() {
 				k.rec.RetiredAt = now
@@ -125,13 +149,76 @@ func (kr *keyRing) loadLocked(ctx context.Context) error {
 				}
 			}
 		}
-		keys = append([]*signingKey{fresh}, keys...)
-		current = fresh
+		return kr.publish(append([]*signingKey{fresh}, keys...), fresh, now)
 	}
-	set := jwk.NewSet()
-	var live []*signingKey
+}
+
+// read returns the keys kept under their kids, newest first, the value of
+// the current key's record (nil if none) and the current key (nil if none
+// can be had). Without a current key record, the newest active key of the
+// configured algorithm is taken (a store written before there was one).
+func (kr *keyRing) read(ctx context.Context) (keys []*signingKey, stored []byte, current *signingKey, err error) {
+	recs, err := kr.store.List(ctx, nsSigningKeys, "", 0)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("listing signing keys: %w", err)
+	}
+	for _, r := range recs {
+		var rec keyRecord
+		if err := json.Unmarshal(r.Value, &rec); err != nil {
+			return nil, nil, nil, fmt.Errorf("decoding signing key %q: %w", r.Key, err)
+		}
+		k, err := parseKeyRecord(rec)
+		if err != nil {
+			return nil, nil, nil, err
+		}
+		if r.Key == currentKeyName {
+			stored, current = r.Value, k
+			continue
+		}
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].rec.CreatedAt.After(keys[j].rec.CreatedAt) })
+	if current != nil {
+		// The current key is also kept under its kid (but right after it
+		// became current): one of them.
+		keys = slices.DeleteFunc(keys, func(k *signingKey) bool { return k.rec.ID == current.rec.ID })
+		return keys, stored, current, nil
+	}
 	for _, k := range keys {
-		if !k.rec.RetiredAt.IsZero() && now.After(k.rec.RetiredAt.Add(kr.retention)) {
+		if k.rec.RetiredAt.IsZero() && k.rec.Alg == kr.alg {
+			current = k
+			break
+		}
+	}
+	if current != nil {
+		keys = slices.DeleteFunc(keys, func(k *signingKey) bool { return k == current })
+	}
+	return keys, nil, current, nil
+}
+
+// publish makes current the signing key and publishes it with the other
+// keys whose tokens may still live: retired less than retention ago. A key
+// not marked retired that is older than the current one was current before
+// it (its node stopped before it marked it): it counts as retired when the
+// current key was made.
+func (kr *keyRing) publish(others []*signingKey, current *signingKey, now time.Time) error {
+	set := jwk.NewSet()
+	if err := set.AddKey(current.public); err != nil {
+		return fmt.Errorf("building the JWKS: %w", err)
+	}
+	live := []*signingKey{current}
+	for _, k := range others {
+		if k == current {
+			continue
+		}
+		retired := k.rec.RetiredAt
+		if retired.IsZero() {
+			if !k.rec.CreatedAt.Before(current.rec.CreatedAt) {
+				continue // never current
+			}
+			retired = current.rec.CreatedAt
+		}
+		if now.After(retired.Add(kr.retention)) {
 			continue
 		}
 		live = append(live, k)
@@ -144,6 +231,7 @@ func (kr *keyRing) loadLocked(ctx context.Context) error {
 		return fmt.Errorf("encoding the JWKS: %w", err)
 	}
 	kr.current, kr.keys, kr.public, kr.jwks = current, live, set, jwks
+	kr.loadedAt = now
 	return nil
 }
 
@@ -162,8 +250,8 @@ func (kr *keyRing) put(ctx context.Context, rec keyRecord) error {
 	return nil
 }
 
-// generate creates, stores and returns a new signing key.
-func (kr *keyRing) generate(ctx context.Context, now time.Time) (*signingKey, error) {
+// generate creates a new signing key, in memory.
+func (kr *keyRing) generate(now time.Time) (*signingKey, error) {
 	var raw any
 	var err error
 	switch kr.alg {
@@ -198,15 +286,7 @@ func (kr *keyRing) generate(ctx context.Context, now time.Time) (*signingKey, er
 	if err != nil {
 		return nil, fmt.Errorf("encoding the new key: %w", err)
 	}
-	rec := keyRecord{ID: kid, Alg: kr.alg, JWK: enc, CreatedAt: now}
-	val, err := json.Marshal(rec)
-	if err != nil {
-		return nil, err
-	}
-	if err := kr.store.Insert(ctx, nsSigningKeys, kid, val, time.Time{}); err != nil {
-		return nil, fmt.Errorf("storing the new signing key: %w", err)
-	}
-	return parseKeyRecord(rec)
+	return parseKeyRecord(keyRecord{ID: kid, Alg: kr.alg, JWK: enc, CreatedAt: now})
 }
 
 func parseKeyRecord(rec keyRecord) (*signingKey, error) {
@@ -268,13 +348,38 @@ var errBadSignature = errors.New("token signature does not verify with the AS ke
 
 // verify parses a compact JWS signed by one of the published keys, without
 // validating its claims.
-func (kr *keyRing) verify(token string) (jwt.Token, error) {
+// A token that does not verify may be signed by a key that another node
+// made since the keys were read: they are read again, at most once per
+// keyReloadInterval.
+func (kr *keyRing) verify(ctx context.Context, token string) (jwt.Token, error) {
 	kr.mu.RLock()
-	set := kr.public
+	set, loadedAt := kr.public, kr.loadedAt
 	kr.mu.RUnlock()
 	tok, err := jwt.ParseString(token, jwt.WithKeySet(set), jwt.WithValidate(false))
+	if err != nil && kr.now().Sub(loadedAt) >= keyReloadInterval {
+		if kr.reload(ctx) == nil {
+			kr.mu.RLock()
+			set = kr.public
+			kr.mu.RUnlock()
+			tok, err = jwt.ParseString(token, jwt.WithKeySet(set), jwt.WithValidate(false))
+		}
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errBadSignature, err)
 	}
 	return tok, nil
+}
+
+// keyReloadInterval is the least time between two reads of the keys caused
+// by a token that does not verify.
+const keyReloadInterval = time.Second
+
+// reload reads the keys again (another node may have rotated them).
+func (kr *keyRing) reload(ctx context.Context) error {
+	kr.mu.Lock()
+	defer kr.mu.Unlock()
+	if kr.now().Sub(kr.loadedAt) < keyReloadInterval {
+		return nil // another caller just did
+	}
+	return kr.loadLocked(ctx)
 }

@@ -108,12 +108,38 @@ func New(t *testing.T, mod func(*authz.Config)) *AS {
 // NewWithStore starts an AS on st.
 func NewWithStore(t *testing.T, st store.Store, mod func(*authz.Config)) *AS {
 	t.Helper()
+	return newNode(t, st, "", &Clock{t: time.Now()}, mod)
+}
+
+// NewCluster starts one AS node on each of stores (stores of one
+// database, as several Caddy nodes have), with one issuer (the first
+// node's URL) and one clock. Each node's Do sends to that node.
+func NewCluster(t *testing.T, stores []store.Store, mod func(*authz.Config)) []*AS {
+	t.Helper()
 	clock := &Clock{t: time.Now()}
+	var nodes []*AS
+	issuer := ""
+	for _, st := range stores {
+		n := newNode(t, st, issuer, clock, mod)
+		if issuer == "" {
+			issuer = n.Issuer
+		}
+		nodes = append(nodes, n)
+	}
+	return nodes
+}
+
+// newNode starts an AS on st; an empty issuer means its own URL.
+func newNode(t *testing.T, st store.Store, issuer string, clock *Clock, mod func(*authz.Config)) *AS {
+	t.Helper()
 	as := &AS{T: t, Store: st, Clock: clock, Mux: http.NewServeMux()}
 	as.HTTP = httptest.NewServer(as.Mux)
 	t.Cleanup(as.HTTP.Close)
 	as.Issuer = as.HTTP.URL + "/uma"
-	cfg := authz.Config{Issuer: as.Issuer, Store: st, Clients: Clients, Now: clock.Now}
+	if issuer == "" {
+		issuer = as.Issuer
+	}
+	cfg := authz.Config{Issuer: issuer, Store: st, Clients: Clients, Now: clock.Now}
 	if mod != nil {
 		mod(&cfg)
 	}

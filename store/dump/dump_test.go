@@ -90,6 +90,7 @@ func populate(t *testing.T, s store.Store) {
 		{Namespace: "b", Key: "x", Value: []byte("1")},
 		{Namespace: "aa", Key: "x", Value: []byte("2")},
 		{Namespace: "odd", Key: "a b\t\"c\"\n<>&", Value: []byte("3")},
+		{Namespace: "decision", Key: "alice\x00000f\x01\x00abc", Value: []byte("NUL-separated, as the AS's keys")},
 		{Namespace: "gone", Key: "expired", Value: []byte("x"), ExpiresAt: time.Now().Add(-time.Second)},
 		{Namespace: "gone", Key: "deleted", Value: []byte("x")},
 	}
@@ -105,7 +106,7 @@ func populate(t *testing.T, s store.Store) {
 }
 
 // populatedCounts are the items of populate that a dump holds.
-var populatedCounts = Counts{Resources: 5, Records: 37}
+var populatedCounts = Counts{Resources: 5, Records: 38}
 
 // export returns the dump of s.
 func export(t *testing.T, s store.Store, source string) []byte {
@@ -201,7 +202,7 @@ func sameContent(t *testing.T, a, b store.Store) {
 			t.Errorf("resource %+v, copied as %+v", x, y)
 		}
 	}
-	for _, k := range [][2]string{{"secret", "ticket"}, {"token", "t1"}, {"token", "t2"}, {"odd", "a b\t\"c\"\n<>&"}} {
+	for _, k := range [][2]string{{"secret", "ticket"}, {"token", "t1"}, {"token", "t2"}, {"odd", "a b\t\"c\"\n<>&"}, {"decision", "alice\x00000f\x01\x00abc"}} {
 		va, errA := a.Get(ctx, k[0], k[1])
 		vb, errB := b.Get(ctx, k[0], k[1])
 		if errA != nil || errB != nil || !bytes.Equal(va, vb) {

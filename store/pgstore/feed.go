@@ -355,7 +355,7 @@ func parsePayload(p string) (store.Change, bool) {
 		if !ok || err != nil || n < 0 || n > len(rest) {
 			return store.Change{}, false
 		}
-		return store.Change{Namespace: rest[:n], Key: rest[n:]}, true
+		return store.Change{Namespace: rest[:n], Key: unescapeKey(rest[n:])}, true
 	}
 	return store.Change{}, false
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -509,7 +510,8 @@ func TestLimits(t *testing.T) {
 		{"long owner", func() error {
 			return s.CreateResource(ctx, store.Resource{ID: "r", Owner: secret})
 		}, errTooLarge},
-		{"NUL in key", func() error { _, err := s.Get(ctx, "n", "secret\x00"); return err }, errInvalidText},
+		// Keys may hold NUL (they are escaped); namespaces may not.
+		{"NUL in namespace", func() error { _, err := s.Get(ctx, "n\x00secret", "k"); return err }, errInvalidText},
 		{"invalid UTF-8 in id", func() error { _, err := s.GetResource(ctx, "secret\xff"); return err }, errInvalidText},
 		{"NUL in a scope", func() error {
 			return s.CreateResource(ctx, store.Resource{ID: "r", Scopes: []string{"secret\x00"}})
@@ -628,5 +630,84 @@ func TestScanTimeout(t *testing.T) {
 	}
 	if took := time.Since(start); took > 10*timeout {
 		t.Errorf("Scan on a stalled network took %s, query timeout %s", took, timeout)
+	}
+}
+
+// Keys may hold any byte, NUL and 0x01 included, on PostgreSQL too: the AS
+// separates the parts of its keys with NUL.
+func TestKeysWithControlBytes(t *testing.T) {
+	st := openDSN(t, pgtest.DSN(t), Options{})
+	defer st.Close()
+	ctx := t.Context()
+	keys := []string{"a\x00b", "a\x00b\x00c", "a\x01", "a\x01\x01", "a", "a\x00", "b\x00\x01x"}
+	for _, k := range keys {
+		if err := st.Put(ctx, "n", k, []byte(k), time.Time{}); err != nil {
+			t.Fatalf("Put %q: %v", k, err)
+		}
+	}
+	for _, k := range keys {
+		if v, err := st.Get(ctx, "n", k); err != nil || string(v) != k {
+			t.Fatalf("Get %q: %q %v", k, v, err)
+		}
+	}
+	list, err := st.List(ctx, "n", "a\x00", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, r := range list {
+		got = append(got, r.Key)
+	}
+	if want := []string{"a\x00", "a\x00b", "a\x00b\x00c"}; !slices.Equal(got, want) {
+		t.Fatalf("List(a\\x00) = %q, want %q", got, want)
+	}
+	all, _ := st.List(ctx, "n", "", 0)
+	var order []string
+	for _, r := range all {
+		order = append(order, r.Key)
+	}
+	sorted := slices.Clone(keys)
+	slices.Sort(sorted)
+	if !slices.Equal(order, sorted) {
+		t.Fatalf("byte order: %q, want %q", order, sorted)
+	}
+	if err := st.PutAll(ctx, []store.Write{{Namespace: "n", Key: "a\x00b", Delete: true}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Take(ctx, "n", "a\x01"); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Swap(ctx, "n", "b\x00\x01x", []byte("b\x00\x01x"), []byte("y"), time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestScanKeysWithControlBytes checks that Scan gives back keys with NUL
+// and 0x01 as they were written, in byte order.
+func TestScanKeysWithControlBytes(t *testing.T) {
+	st := openDSN(t, pgtest.DSN(t), Options{})
+	defer st.Close()
+	ctx := t.Context()
+	keys := []string{"a\x00b", "a\x00b\x00c", "a\x01", "a\x01\x01", "a", "a\x00", "b\x00\x01x"}
+	for _, k := range keys {
+		if err := st.Put(ctx, "n", k, []byte(k), time.Time{}); err != nil {
+			t.Fatalf("Put %q: %v", k, err)
+		}
+	}
+	var got []string
+	err := st.Scan(ctx, nil, func(ns string, r store.Record) error {
+		if string(r.Value) != r.Key {
+			t.Errorf("Scan: key %q holds %q", r.Key, r.Value)
+		}
+		got = append(got, r.Key)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := slices.Clone(keys)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("Scan keys = %q, want %q", got, want)
 	}
 }

@@ -80,6 +80,7 @@ const putQuery = `INSERT INTO records (namespace, key, value, expires_at) VALUES
 // Put stores value under (namespace, key), replacing any previous value.
 // A zero expiresAt means the record never expires.
 func (s *Store) Put(ctx context.Context, namespace, key string, value []byte, expiresAt time.Time) error {
+	key = escapeKey(key)
 	return s.execRecord(ctx, "putting record", nil, putQuery, namespace, key, valueParam(value), expiryParam(expiresAt))
 }
 
@@ -90,8 +91,10 @@ const deleteQuery = `DELETE FROM records WHERE namespace = $1 AND key = $2`
 // none.
 func (s *Store) PutAll(ctx context.Context, writes []store.Write) error {
 	const op = "putting records"
-	for _, w := range writes {
-		if err := checkRecord(w.Namespace, w.Key); err != nil {
+	keys := make([]string, len(writes))
+	for i, w := range writes {
+		keys[i] = escapeKey(w.Key)
+		if err := checkRecord(w.Namespace, keys[i]); err != nil {
 			return wrap(op, fmt.Errorf("namespace %q: %w", w.Namespace, err))
 		}
 	}
@@ -105,12 +108,12 @@ func (s *Store) PutAll(ctx context.Context, writes []store.Write) error {
 	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var batch pgx.Batch
-		for _, w := range writes {
+		for i, w := range writes {
 			if w.Delete {
-				batch.Queue(deleteQuery, w.Namespace, w.Key)
+				batch.Queue(deleteQuery, w.Namespace, keys[i])
 				continue
 			}
-			batch.Queue(putQuery, w.Namespace, w.Key, valueParam(w.Value), expiryParam(w.ExpiresAt))
+			batch.Queue(putQuery, w.Namespace, keys[i], valueParam(w.Value), expiryParam(w.ExpiresAt))
 		}
 		return tx.SendBatch(ctx, &batch).Close()
 	})
@@ -131,6 +134,7 @@ const insertQuery = `INSERT INTO records AS r (namespace, key, value, expires_at
 // and returns store.ErrExists otherwise. Of concurrent Inserts of one key,
 // on any nodes, exactly one succeeds.
 func (s *Store) Insert(ctx context.Context, namespace, key string, value []byte, expiresAt time.Time) error {
+	key = escapeKey(key)
 	return s.execRecord(ctx, "inserting record", store.ErrExists, insertQuery, namespace, key,
 		valueParam(value), expiryParam(expiresAt), s.readTime())
 }
@@ -143,6 +147,7 @@ func (s *Store) Insert(ctx context.Context, namespace, key string, value []byte,
 // nodes, the first to commit wins: the others wait for its row lock, find
 // the new value and change nothing.
 func (s *Store) Swap(ctx context.Context, namespace, key string, old, value []byte, expiresAt time.Time) error {
+	key = escapeKey(key)
 	const op = "swapping record"
 	switch {
 	case old == nil && value == nil:
@@ -172,6 +177,7 @@ func (s *Store) Swap(ctx context.Context, namespace, key string, old, value []by
 
 // Get returns the live value under (namespace, key), or store.ErrNotFound.
 func (s *Store) Get(ctx context.Context, namespace, key string) ([]byte, error) {
+	key = escapeKey(key)
 	return s.readOne(ctx, "getting record", false,
 		`SELECT value FROM records WHERE namespace = $1 AND key = $2 AND `+live, namespace, key)
 }
@@ -181,6 +187,7 @@ func (s *Store) Get(ctx context.Context, namespace, key string) ([]byte, error) 
 // on any nodes, exactly one gets the value: the others wait for its delete
 // and then find nothing.
 func (s *Store) Take(ctx context.Context, namespace, key string) ([]byte, error) {
+	key = escapeKey(key)
 	return s.readOne(ctx, "taking record", true,
 		`DELETE FROM records WHERE namespace = $1 AND key = $2 AND `+live+` RETURNING value`, namespace, key)
 }
@@ -212,6 +219,7 @@ func (s *Store) readOne(ctx context.Context, op string, write bool, query, names
 
 // Delete removes the record, or returns store.ErrNotFound if none is live.
 func (s *Store) Delete(ctx context.Context, namespace, key string) error {
+	key = escapeKey(key)
 	return s.execRecord(ctx, "deleting record", store.ErrNotFound,
 		`DELETE FROM records WHERE namespace = $1 AND key = $2 AND `+live, namespace, key, s.readTime())
 }
@@ -235,6 +243,7 @@ func (s *Store) execRecord(ctx context.Context, op string, none error, query, na
 // prefix's successor), not a LIKE pattern, so no character of it is
 // special.
 func (s *Store) List(ctx context.Context, namespace, prefix string, limit int) ([]store.Record, error) {
+	prefix = escapeKey(prefix)
 	const op = "listing records"
 	if err := checkRecord(namespace, prefix); err != nil {
 		return nil, wrap(op, err)
@@ -269,6 +278,7 @@ func (s *Store) List(ctx context.Context, namespace, prefix string, limit int) (
 		if err := row.Scan(&r.Key, &r.Value, &exp); err != nil {
 			return r, err
 		}
+		r.Key = unescapeKey(r.Key)
 		if exp != nil {
 			r.ExpiresAt = *exp
 		}

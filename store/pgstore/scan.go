@@ -15,6 +15,7 @@ import (
 // every live record, sorted by namespace and key, in one REPEATABLE READ,
 // READ ONLY transaction: PostgreSQL's snapshot of its first statement (see
 // store.Snapshots). Rows stream from the server while the callbacks run.
+// Keys come back unescaped (see keys.go); the escape keeps their order.
 //
 // Each wait for the database is bounded by the query timeout (the time in
 // the callbacks does not count), the scan as a whole only by ctx.
@@ -82,6 +83,7 @@ func (s *Store) scan(ctx context.Context, stall *stallTimer, resource func(store
 			if err := row.Scan(&ns, &r.Key, &r.Value, &exp); err != nil {
 				return err
 			}
+			r.Key = unescapeKey(r.Key)
 			if exp != nil {
 				r.ExpiresAt = *exp
 			}

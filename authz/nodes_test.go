@@ -1,0 +1,285 @@
+package authz_test
+
+import (
+	"encoding/json"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddy-uma/caddy-uma/authz"
+	"github.com/caddy-uma/caddy-uma/authz/authztest"
+	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
+	"github.com/caddy-uma/caddy-uma/authz/claimtoken/claimtokentest"
+	"github.com/caddy-uma/caddy-uma/store"
+	"github.com/caddy-uma/caddy-uma/store/pgstore"
+	"github.com/caddy-uma/caddy-uma/store/pgstore/pgtest"
+)
+
+// Several AS nodes on one PostgreSQL database, as several Caddy nodes run:
+// what one node does, the others see, within the change feed's delay.
+
+// cluster is two AS nodes on one database, trusting one provider, with
+// alice's labs registered by rs-a on node 1.
+type cluster struct {
+	nodes    []*authztest.AS
+	idp      *claimtokentest.Provider
+	alicePAT string // rs-a for alice, usable on every node
+	labs     string
+}
+
+func newCluster(t *testing.T, n int) *cluster {
+	t.Helper()
+	dsn := pgtest.DSN(t)
+	var stores []store.Store
+	for range n {
+		st, err := pgstore.Open(t.Context(), pgstore.Options{DSN: dsn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		stores = append(stores, st)
+	}
+	idp := claimtokentest.NewProvider(t)
+	c := &cluster{idp: idp}
+	c.nodes = authztest.NewCluster(t, stores, func(cfg *authz.Config) {
+		cfg.TrustedIssuers = []claimtoken.Issuer{{Issuer: idp.Issuer(), Audiences: []string{"app"}}}
+	})
+	var err error
+	if c.alicePAT, err = c.nodes[0].Server.IssuePAT(t.Context(), "rs-a", "alice"); err != nil {
+		t.Fatal(err)
+	}
+	c.labs = c.nodes[0].Register(c.alicePAT, `{"name":"labs","resource_scopes":["read","write"]}`)
+	return c
+}
+
+func (c *cluster) ticket(t *testing.T, node int) string {
+	t.Helper()
+	r := c.nodes[node].Do("POST", authz.PathPermission, `{"resource_id":"`+c.labs+`","resource_scopes":["read"]}`, "Authorization", authztest.Bearer(c.alicePAT))
+	if r.Status != 201 {
+		t.Fatalf("ticket: %d %s", r.Status, r.Body)
+	}
+	return r.JSON(t)["ticket"].(string)
+}
+
+func (c *cluster) grant(node int, params url.Values) authztest.Response {
+	params.Set("grant_type", authz.GrantTypeUMATicket)
+	return c.nodes[node].Do("POST", authz.PathToken, params, "Authorization", authztest.BasicAuth("app", authztest.AppSecret))
+}
+
+func (c *cluster) idToken(t *testing.T, claims map[string]any) string {
+	claims["aud"] = "app"
+	return c.idp.Sign(t, claims)
+}
+
+// within polls check until it holds, and returns how long that took; it
+// fails the test past limit.
+func within(t *testing.T, what string, limit time.Duration, check func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !check() {
+		if time.Since(start) > limit {
+			t.Fatalf("%s: not within %s", what, limit)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	d := time.Since(start)
+	t.Logf("%s: after %s", what, d)
+	return d
+}
+
+func TestNodesShareTicketsOnce(t *testing.T) {
+	c := newCluster(t, 2)
+	doc := c.idToken(t, map[string]any{"sub": "doc-1", "email": "doc@example.org"})
+	rule := "package uma.share\n\nimport data.uma.lib\n\nallow contains \"read\" if lib.is_email(\"doc@example.org\")\n"
+	c.nodes[0].DoRaw("PUT", authz.PathOwnerRules+"/main", rule, "text/plain", "Authorization", authztest.Bearer(c.alicePAT))
+
+	// A ticket from node 1 redeemed on node 2; a second redemption on node 1 refused.
+	tk := c.ticket(t, 0)
+	within(t, "node 2 decides with the rule saved on node 1", 2*time.Second, func() bool {
+		r := c.grant(1, authztest.WithClaims(c.ticket(t, 0), doc))
+		return r.Status == 200
+	})
+	if r := c.grant(1, authztest.WithClaims(tk, doc)); r.Status != 200 {
+		t.Fatalf("node 2: %d %s", r.Status, r.Body)
+	}
+	authztest.ExpectUMAError(t, c.grant(0, authztest.WithClaims(tk, doc)), "invalid_grant", false)
+
+	// 100 concurrent redemptions of one ticket over both nodes: one RPT.
+	tk = c.ticket(t, 0)
+	var mu sync.Mutex
+	granted := 0
+	var wg sync.WaitGroup
+	for i := range 100 {
+		wg.Go(func() {
+			if r := c.grant(i%2, authztest.WithClaims(tk, doc)); r.Status == 200 {
+				mu.Lock()
+				granted++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if granted != 1 {
+		t.Fatalf("%d of 100 redemptions of one ticket got an RPT", granted)
+	}
+}
+
+func TestNodesSeeRuleChanges(t *testing.T) {
+	c := newCluster(t, 2)
+	bob := c.idToken(t, map[string]any{"sub": "bob", "email": "bob@example.org"})
+	put := func(src string) {
+		if r := c.nodes[0].DoRaw("PUT", authz.PathOwnerRules+"/main", src, "text/plain", "Authorization", authztest.Bearer(c.alicePAT)); r.Status != 200 {
+			t.Fatalf("rule: %d %s", r.Status, r.Body)
+		}
+	}
+	granted := func(node int) bool { return c.grant(node, authztest.WithClaims(c.ticket(t, 0), bob)).Status == 200 }
+	put("package uma.share\n\nallow contains \"read\" if input.requesting_party.sub == \"bob\"\n")
+	if !granted(1) {
+		t.Fatal("node 2 did not grant under the first rule")
+	}
+	// Node 2 compiled alice's rules; node 1 changes them.
+	put("package uma.share\n\nallow contains \"read\" if input.requesting_party.sub == \"carol\"\n")
+	within(t, "node 2 refuses under the rule changed on node 1", time.Second, func() bool { return !granted(1) })
+}
+
+func TestNodesSeeRevocations(t *testing.T) {
+	c := newCluster(t, 2)
+	ctx := t.Context()
+	if _, err := c.nodes[0].Server.AddShare(ctx, authz.Share{Owner: "alice", ResourceID: c.labs, Subject: "bob", Scopes: []string{"read"}}); err != nil {
+		t.Fatal(err)
+	}
+	bob := c.idToken(t, map[string]any{"sub": "bob"})
+	r := c.grant(0, authztest.WithClaims(c.ticket(t, 0), bob))
+	if r.Status != 200 {
+		t.Fatalf("grant: %d %s", r.Status, r.Body)
+	}
+	rpt, err := c.nodes[0].Server.VerifyRPT(ctx, r.JSON(t)["access_token"].(string), "rs-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Node 1's co-hosted enforcement point knows the RPT is live.
+	if live, err := c.nodes[0].Server.RPTLive(ctx, rpt.ID); !live || err != nil {
+		t.Fatalf("live on node 1: %v %v", live, err)
+	}
+	// The share is revoked on node 2.
+	shares, _ := c.nodes[1].Server.ResourceShares(ctx, "alice", c.labs)
+	if _, n, err := c.nodes[1].Server.RevokeShare(ctx, "alice", c.labs, shares[0].ID); err != nil || n != 1 {
+		t.Fatalf("revoke: %d %v", n, err)
+	}
+	within(t, "node 1 refuses the RPT revoked on node 2", time.Second, func() bool {
+		live, err := c.nodes[0].Server.RPTLive(ctx, rpt.ID)
+		return err == nil && !live
+	})
+}
+
+func TestNodesShareKeysAndClients(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	var stores []store.Store
+	for range 3 {
+		st, err := pgstore.Open(t.Context(), pgstore.Options{DSN: dsn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		stores = append(stores, st)
+	}
+	// Three nodes starting together on an empty database make one key.
+	var nodes []*authztest.AS
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := range stores {
+		wg.Go(func() {
+			n := authztest.NewCluster(t, stores[i:i+1], func(c *authz.Config) {
+				c.Issuer = "http://as.example/uma"
+				c.KeyRotation = time.Hour
+				c.Registration = &authz.Registration{InitialAccessToken: "iat"}
+			})
+			mu.Lock()
+			nodes = append(nodes, n[0])
+			mu.Unlock()
+		})
+	}
+	wg.Wait()
+	kids := func(n *authztest.AS) []string {
+		var set struct {
+			Keys []struct {
+				Kid string `json:"kid"`
+			} `json:"keys"`
+		}
+		_ = json.Unmarshal(n.Do("GET", authz.PathJWKS, nil).Body, &set)
+		var out []string
+		for _, k := range set.Keys {
+			out = append(out, k.Kid)
+		}
+		return out
+	}
+	first := kids(nodes[0])
+	for _, n := range nodes {
+		if got := kids(n); len(got) != 1 || got[0] != first[0] {
+			t.Fatalf("nodes started together publish %v and %v, want one key", first, got)
+		}
+	}
+
+	// A key rotated on one node verifies on the others.
+	nodes[0].Clock.Advance(time.Hour + time.Second)
+	signed, err := nodes[0].Server.Sign(t.Context(), newTestJWT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after := kids(nodes[0]); len(after) != 2 || after[0] == first[0] {
+		t.Fatalf("after rotation node 1 publishes %v", after)
+	}
+	for i, n := range nodes[1:] {
+		if _, err := n.Server.VerifySignature(signed); err != nil {
+			t.Fatalf("node %d: a token signed with the rotated key: %v", i+2, err)
+		}
+		within(t, "a node publishes the key rotated on node 1", time.Second, func() bool { return len(kids(n)) == 2 })
+	}
+
+	// A client registered on one node authenticates on the others.
+	reg := nodes[1].Do("POST", authz.PathRegister, `{"client_name":"x"}`, "Authorization", authztest.Bearer("iat")).JSON(t)
+	id, secret := reg["client_id"].(string), reg["client_secret"].(string)
+	for _, n := range []*authztest.AS{nodes[0], nodes[2]} {
+		r := n.Do("POST", authz.PathToken, url.Values{"grant_type": {authz.GrantTypeUMATicket}, "ticket": {"nope"}}, "Authorization", authztest.BasicAuth(id, secret))
+		authztest.ExpectError(t, r, 400, "invalid_grant") // authenticated: the ticket is what is wrong
+	}
+}
+
+func TestNodesRegisterOneResourcePerName(t *testing.T) {
+	c := newCluster(t, 2)
+	ctx := t.Context()
+	var wg sync.WaitGroup
+	ids := make([]string, 20)
+	for i := range ids {
+		wg.Go(func() {
+			res, err := c.nodes[i%2].Server.EnsureResource(ctx, "rs-a", store.Resource{Owner: "alice", Name: "summer", Scopes: []string{"read", []string{"write", "delete"}[i%2]}})
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			ids[i] = res.ID
+		})
+	}
+	wg.Wait()
+	for _, id := range ids[1:] {
+		if id != ids[0] {
+			t.Fatalf("one name, several resources: %v", ids)
+		}
+	}
+	res, err := c.nodes[0].Server.OwnerResource(ctx, "alice", ids[0])
+	if err != nil || !strings.Contains(strings.Join(res.Scopes, " "), "write") || !strings.Contains(strings.Join(res.Scopes, " "), "delete") {
+		t.Fatalf("the scopes of both nodes: %+v %v", res, err)
+	}
+	list, _ := c.nodes[1].Server.OwnerResources(ctx, "alice")
+	n := 0
+	for _, r := range list {
+		if r.Name == "summer" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d resources named summer", n)
+	}
+}
