@@ -26,9 +26,9 @@ func TestMain(m *testing.M) {
 // backends opens a new, empty store of each backend.
 var backends = []struct {
 	name string
-	open func(t *testing.T) store.Store
+	open func(t testing.TB) store.Store
 }{
-	{"badger", func(t *testing.T) store.Store {
+	{"badger", func(t testing.TB) store.Store {
 		s, err := badgerstore.Open(badgerstore.Options{Dir: t.TempDir(), MinFreeSpace: 1 << 20})
 		if err != nil {
 			t.Fatal(err)
@@ -36,7 +36,7 @@ var backends = []struct {
 		t.Cleanup(func() { _ = s.Close() })
 		return s
 	}},
-	{"postgres", func(t *testing.T) store.Store {
+	{"postgres", func(t testing.TB) store.Store {
 		s, err := pgstore.Open(t.Context(), pgstore.Options{DSN: pgtest.DSN(t)})
 		if err != nil {
 			t.Fatal(err)
@@ -46,7 +46,7 @@ var backends = []struct {
 	}},
 }
 
-func openMemory(t *testing.T) store.Store {
+func openMemory(t testing.TB) store.Store {
 	t.Helper()
 	s, err := badgerstore.Open(badgerstore.Options{InMemory: true})
 	if err != nil {
