@@ -346,19 +346,32 @@ func maps2Equal(a, b map[string]string) bool {
 	return true
 }
 
+// withBearer sends a request with the Bearer token and body (of
+// contentType; none when empty), and decodes its answer, of status want,
+// into v (if not nil).
+func withBearer(t *testing.T, method, target, token, contentType, body string, want int, v any) {
+	t.Helper()
+	req, err := http.NewRequest(method, target, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if contentType != "" {
+		req.Header.Set("Content-Type", contentType)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	if err := do(req, want, v); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // registerOwned registers a resource description with the PAT and returns
 // its id.
 func registerOwned(t *testing.T, as, pat, description string) string {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, as+"/resource_set", strings.NewReader(description))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+pat)
 	var created struct {
 		ID string `json:"_id"`
 	}
-	if err := do(req, http.StatusCreated, &created); err != nil {
-		t.Fatal(err)
-	}
+	withBearer(t, http.MethodPost, as+"/resource_set", pat, "application/json", description, http.StatusCreated, &created)
 	return created.ID
 }
 
@@ -392,12 +405,7 @@ func aliceConsents(t *testing.T, as string) (*http.Client, string) {
 // putRule saves an owner's rule through the owner API.
 func putRule(t *testing.T, as, ownerPAT, name, source string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPut, as+"/owner/rules/"+name, strings.NewReader(source))
-	req.Header.Set("Content-Type", "text/plain")
-	req.Header.Set("Authorization", "Bearer "+ownerPAT)
-	if err := do(req, http.StatusOK, nil); err != nil {
-		t.Fatal(err)
-	}
+	withBearer(t, http.MethodPut, as+"/owner/rules/"+name, ownerPAT, "text/plain", source, http.StatusOK, nil)
 }
 
 // shareInConsole shares a resource with a person in the console.
@@ -419,15 +427,10 @@ func shareInConsole(t *testing.T, as string, browser *http.Client, resource, per
 func permissionTicket(t *testing.T, as, pat, resource, scope string) string {
 	t.Helper()
 	body := fmt.Sprintf(`[{"resource_id":%q,"resource_scopes":[%q]}]`, resource, scope)
-	req, _ := http.NewRequest(http.MethodPost, as+"/permission", strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+pat)
 	var tk struct {
 		Ticket string `json:"ticket"`
 	}
-	if err := do(req, http.StatusCreated, &tk); err != nil {
-		t.Fatal(err)
-	}
+	withBearer(t, http.MethodPost, as+"/permission", pat, "application/json", body, http.StatusCreated, &tk)
 	return tk.Ticket
 }
 
@@ -464,19 +467,11 @@ func grant(t *testing.T, as, ticket string, params url.Values) map[string]any {
 func readState(t *testing.T, as, pat, ownerPAT, rpt, resource string) asState {
 	t.Helper()
 	st := asState{resources: map[string]string{}}
-	req, _ := http.NewRequest(http.MethodGet, as+"/resource_set", nil)
-	req.Header.Set("Authorization", "Bearer "+pat)
 	var ids []string
-	if err := do(req, http.StatusOK, &ids); err != nil {
-		t.Fatal(err)
-	}
+	withBearer(t, http.MethodGet, as+"/resource_set", pat, "", "", http.StatusOK, &ids)
 	for _, id := range ids {
-		req, _ := http.NewRequest(http.MethodGet, as+"/resource_set/"+id, nil)
-		req.Header.Set("Authorization", "Bearer "+pat)
 		var desc json.RawMessage
-		if err := do(req, http.StatusOK, &desc); err != nil {
-			t.Fatal(err)
-		}
+		withBearer(t, http.MethodGet, as+"/resource_set/"+id, pat, "", "", http.StatusOK, &desc)
 		st.resources[id] = string(desc)
 	}
 	var err error
@@ -492,13 +487,8 @@ func readState(t *testing.T, as, pat, ownerPAT, rpt, resource string) asState {
 	st.rptPermissions = string(perms)
 
 	body := fmt.Sprintf(`{"resource_id":%q,"scopes":["read","write"],"client_id":"app","requesting_party":{"sub":"carol"},"claims":{"email":"carol@example.org","email_verified":true}}`, resource)
-	req, _ = http.NewRequest(http.MethodPost, as+"/owner/evaluate", strings.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+ownerPAT)
 	var ev json.RawMessage
-	if err := do(req, http.StatusOK, &ev); err != nil {
-		t.Fatal(err)
-	}
+	withBearer(t, http.MethodPost, as+"/owner/evaluate", ownerPAT, "application/json", body, http.StatusOK, &ev)
 	st.evaluation = string(ev)
 	if !strings.Contains(st.evaluation, `"read"`) {
 		t.Fatalf("alice's rule does not grant carol read: %s", ev)

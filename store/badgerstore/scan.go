@@ -143,19 +143,12 @@ func scanNamespace(txn *badger.Txn, ns string, now time.Time, fn func(string, st
 			return err
 		}
 		item := it.Item()
-		raw, err := item.ValueCopy(nil)
-		if err != nil {
-			return err
-		}
-		expiresAt, value, err := decodeRecord(raw)
+		value, expiresAt, live, err := readRecord(item, now)
 		if err != nil {
 			return fmt.Errorf("namespace %q: %w", ns, err)
 		}
-		if expired(expiresAt, now) {
+		if !live {
 			continue
-		}
-		if value == nil {
-			value = []byte{}
 		}
 		if err := fn(ns, store.Record{Key: string(item.Key()[len(prefix):]), Value: value, ExpiresAt: expiresAt}); err != nil {
 			return err
