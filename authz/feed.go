@@ -20,7 +20,8 @@ import (
 //
 // RPT liveness is the one cache a request relies on: a co-hosted
 // enforcement point asks it on every request. A jti is read from the store
-// once, and the answer is kept until a change of that RPT arrives. While
+// once, and the answer is kept until a change of that RPT arrives, or this
+// node revokes it (forgetRevoked: at once, not a feed's delay later). While
 // the feed is interrupted, the answers kept are trusted for at most
 // Config.FeedStaleness (default 5 s); past that every request reads the
 // store, and a store that cannot be read refuses (fail closed).
@@ -115,6 +116,20 @@ func (s *Server) forgetRules(owner string) {
 	s.rules.mu.Lock()
 	delete(s.rules.loaded, owner)
 	s.rules.mu.Unlock()
+}
+
+// forgetRevoked drops the liveness answers of the RPTs whose records
+// writes delete, once the writes have been tried (a write that failed may
+// still have committed). The change feed tells every node, but not at once
+// (on PostgreSQL about a millisecond after the commit, this node included):
+// without this, the node that revoked an RPT could let the next request
+// through its co-hosted enforcement point.
+func (s *Server) forgetRevoked(writes []store.Write) {
+	for _, w := range writes {
+		if w.Namespace == nsRPT && w.Delete {
+			s.liveRPTs.forget(w.Key)
+		}
+	}
 }
 
 // maxLiveRPTs bounds the RPT liveness cache; past it, it starts over.

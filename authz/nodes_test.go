@@ -2,6 +2,7 @@ package authz_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/url"
 	"strings"
 	"sync"
@@ -110,19 +111,23 @@ func TestNodesShareTicketsOnce(t *testing.T) {
 	tk = c.ticket(t, 0)
 	var mu sync.Mutex
 	granted := 0
+	seen := map[string]int{}
 	var wg sync.WaitGroup
 	for i := range 100 {
 		wg.Go(func() {
-			if r := c.grant(i%2, authztest.WithClaims(tk, doc)); r.Status == 200 {
-				mu.Lock()
+			r := c.grant(i%2, authztest.WithClaims(tk, doc))
+			mu.Lock()
+			if r.Status == 200 {
 				granted++
-				mu.Unlock()
+			} else {
+				seen[fmt.Sprintf("%d %s", r.Status, r.Body)]++
 			}
+			mu.Unlock()
 		})
 	}
 	wg.Wait()
 	if granted != 1 {
-		t.Fatalf("%d of 100 redemptions of one ticket got an RPT", granted)
+		t.Fatalf("%d of 100 redemptions of one ticket got an RPT: %v", granted, seen)
 	}
 }
 
@@ -172,6 +177,55 @@ func TestNodesSeeRevocations(t *testing.T) {
 		live, err := c.nodes[0].Server.RPTLive(ctx, rpt.ID)
 		return err == nil && !live
 	})
+}
+
+// TestNodesRevokeAtOnceLocally: the node that revokes an RPT (at the
+// revocation endpoint, or with the share that granted it) refuses it from
+// the next check on, without waiting for its own change feed.
+func TestNodesRevokeAtOnceLocally(t *testing.T) {
+	c := newCluster(t, 1)
+	ctx := t.Context()
+	as := c.nodes[0]
+	if _, err := as.Server.AddShare(ctx, authz.Share{Owner: "alice", ResourceID: c.labs, Subject: "bob", Scopes: []string{"read"}}); err != nil {
+		t.Fatal(err)
+	}
+	bob := c.idToken(t, map[string]any{"sub": "bob"})
+	liveRPT := func() (string, string) {
+		t.Helper()
+		r := c.grant(0, authztest.WithClaims(c.ticket(t, 0), bob))
+		if r.Status != 200 {
+			t.Fatalf("grant: %d %s", r.Status, r.Body)
+		}
+		tok := r.JSON(t)["access_token"].(string)
+		rpt, err := as.Server.VerifyRPT(ctx, tok, "rs-a")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Read, then kept: the next answer comes from memory.
+		for range 2 {
+			if live, err := as.Server.RPTLive(ctx, rpt.ID); !live || err != nil {
+				t.Fatalf("live: %v %v", live, err)
+			}
+		}
+		return tok, rpt.ID
+	}
+	for i := range 20 {
+		tok, jti := liveRPT()
+		if r := as.Do("POST", authz.PathRevoke, url.Values{"token": {tok}}, "Authorization", authztest.BasicAuth("app", authztest.AppSecret)); r.Status != 200 {
+			t.Fatalf("revoke: %d %s", r.Status, r.Body)
+		}
+		if live, err := as.Server.RPTLive(ctx, jti); live || err != nil {
+			t.Fatalf("revocation %d: the RPT revoked on this node is still live: %v %v", i, live, err)
+		}
+	}
+	_, jti := liveRPT()
+	shares, _ := as.Server.ResourceShares(ctx, "alice", c.labs)
+	if _, _, err := as.Server.RevokeShare(ctx, "alice", c.labs, shares[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if live, err := as.Server.RPTLive(ctx, jti); live || err != nil {
+		t.Fatalf("the RPT of the share revoked on this node is still live: %v %v", live, err)
+	}
 }
 
 func TestNodesShareKeysAndClients(t *testing.T) {

@@ -208,6 +208,7 @@ func (s *Server) VerifyRPT(ctx context.Context, token, audience string) (*RPT, e
 // revokeRPT deletes an RPT's record.
 func (s *Server) revokeRPT(ctx context.Context, jti string) error {
 	err := s.store.Delete(ctx, nsRPT, jti)
+	s.forgetRevoked([]store.Write{{Namespace: nsRPT, Key: jti, Delete: true}})
 	if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return fmt.Errorf("revoking an RPT: %w", err)
 	}

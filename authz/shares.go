@@ -254,7 +254,9 @@ func (s *Server) RevokeShare(ctx context.Context, owner, resourceID, id string) 
 	if err != nil {
 		return sh, 0, err
 	}
-	if err := s.store.PutAll(ctx, append(writes, revocations...)); err != nil {
+	err = s.store.PutAll(ctx, append(writes, revocations...))
+	s.forgetRevoked(revocations)
+	if err != nil {
 		return sh, 0, fmt.Errorf("revoking a share: %w", err)
 	}
 	s.log.Info("share revoked", ownerField(owner), resourceField(resourceID), zap.Int("tokens_revoked", n))
