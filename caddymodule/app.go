@@ -100,6 +100,13 @@ type App struct {
 	// request_submitted. Default: 5s.
 	RequestInterval caddy.Duration `json:"request_interval,omitempty"`
 
+	// FeedStaleness is how long answers kept in memory (which RPTs are
+	// live, for a co-hosted uma_protect) are trusted while the store's
+	// change feed is interrupted (on PostgreSQL: the node lost its
+	// connection to the database). Past it, each answer is read from the
+	// store, and refused if the store cannot be read. Default: 5s.
+	FeedStaleness caddy.Duration `json:"feed_staleness,omitempty"`
+
 	// Policies is the operator directory of sharing rules:
 	// <dir>/<owner>/*.rego are the rules of that owner and
 	// <dir>/_system/*.rego the system rules that apply to everyone. Changes
@@ -447,6 +454,7 @@ func (a *App) Start() error {
 		RefreshTTL:      time.Duration(a.RefreshTTL),
 		PCTTTL:          time.Duration(a.PCTTTL),
 		RequestInterval: time.Duration(a.RequestInterval),
+		FeedStaleness:   time.Duration(a.FeedStaleness),
 		PolicyDir:       a.policyDir,
 		PolicyTimeout:   time.Duration(a.PolicyTimeout),
 		TrustedIssuers:  a.trustedIssuers(),

@@ -54,6 +54,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existingVal any) (any, error) {
 //	    refresh_ttl  <duration>
 //	    pct_ttl      <duration>
 //	    request_interval <duration>
+//	    feed_staleness <duration>
 //	    policies     <dir>
 //	    policy_timeout <duration>
 //	    new_resource_rate <per second>
@@ -98,7 +99,10 @@ func parseGlobalOption(d *caddyfile.Dispenser, existingVal any) (any, error) {
 //
 // refresh_ttl defaults to 1h, pct_ttl to 720h, request_interval (the
 // polling interval announced with request_submitted) to 5s, policy_timeout
-// to 250ms. policies names the operator directory of sharing rules:
+// to 250ms. feed_staleness (how long a node trusts what it keeps in memory,
+// such as which RPTs are live, while it hears no changes from the store;
+// past it, it reads the store and refuses when it cannot) defaults to 5s
+// and must be positive. policies names the operator directory of sharing rules:
 // <dir>/<owner>/*.rego are an owner's rules, <dir>/_system/*.rego the
 // system rules; changes apply without restart. Each trust_issuer block
 // trusts the claim tokens of one issuer: its keys come from jwks_uri, or
@@ -212,6 +216,13 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		case "request_interval":
 			if err := parseDuration(d, &a.RequestInterval); err != nil {
 				return err
+			}
+		case "feed_staleness":
+			if err := parseDuration(d, &a.FeedStaleness); err != nil {
+				return err
+			}
+			if a.FeedStaleness == 0 {
+				return d.Errf("feed_staleness must be positive, not 0: it is how long cached RPT answers are trusted while the store's change feed is down (default 5s)")
 			}
 		case "policy_timeout":
 			if err := parseDuration(d, &a.PolicyTimeout); err != nil {

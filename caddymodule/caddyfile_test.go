@@ -79,6 +79,7 @@ func TestParseGlobalOption(t *testing.T) {
 				refresh_ttl 2h
 				pct_ttl 10d
 				request_interval 10s
+				feed_staleness 2s
 				policies ./rules
 				policy_timeout 100ms
 				trust_issuer https://idp.example.com {
@@ -92,7 +93,7 @@ func TestParseGlobalOption(t *testing.T) {
 			want: App{
 				Issuer: "https://as.example.com", RefreshTTL: caddy.Duration(2 * time.Hour),
 				PCTTTL: caddy.Duration(240 * time.Hour), RequestInterval: caddy.Duration(10 * time.Second),
-				Policies: "./rules", PolicyTimeout: caddy.Duration(100 * time.Millisecond),
+				FeedStaleness: caddy.Duration(2 * time.Second), Policies: "./rules", PolicyTimeout: caddy.Duration(100 * time.Millisecond),
 				TrustedIssuers: []TrustedIssuer{
 					{Issuer: "https://idp.example.com", Audiences: []string{"app1", "app2"}},
 					{Issuer: "https://jwt.example.com", JWKSURI: "https://jwt.example.com/keys", Algorithms: []string{"RS256"}},
@@ -208,6 +209,12 @@ func TestParseGlobalOption(t *testing.T) {
 				rpt_ttl -5m
 			}`,
 			wantErr: `bad rpt_ttl duration "-5m": negative`,
+		},
+		"feed_staleness of zero": {
+			input: `uma {
+				feed_staleness 0s
+			}`,
+			wantErr: `feed_staleness must be positive, not 0`,
 		},
 		"duration without argument": {
 			input: `uma {

@@ -14,14 +14,17 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -128,6 +131,29 @@ func WithParam(dsn, name, value string) string {
 		}
 	}
 	return dsn + " " + name + "=" + value
+}
+
+// Addr returns the TCP address (host:port) of the test server, for a test
+// that puts a proxy between its code and the server. A DSN that names a
+// Unix socket fails t.
+func Addr(t testing.TB) string {
+	t.Helper()
+	Require(t)
+	cfg, err := pgconn.ParseConfig(BaseDSN())
+	if err != nil {
+		t.Fatalf("parsing %s: %v", EnvDSN, err)
+	}
+	if strings.HasPrefix(cfg.Host, "/") {
+		t.Fatalf("%s names the Unix socket %s: this test needs the server's TCP address", EnvDSN, cfg.Host)
+	}
+	return net.JoinHostPort(cfg.Host, strconv.Itoa(int(cfg.Port)))
+}
+
+// Via returns dsn with its host and port replaced by those of addr
+// (host:port).
+func Via(dsn, addr string) string {
+	host, port, _ := net.SplitHostPort(addr)
+	return WithParam(WithParam(dsn, "host", host), "port", port)
 }
 
 // exec runs one statement on the test database.
