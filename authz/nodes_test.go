@@ -301,6 +301,47 @@ func TestNodesShareKeysAndClients(t *testing.T) {
 	}
 }
 
+// TestNodesKeepTheReplacedKey: a node that starts when the current key is
+// due for rotation (as a node restarted after a kill does) replaces it,
+// and keeps publishing and accepting the key it replaced, whose tokens
+// still live, from the first request on.
+func TestNodesKeepTheReplacedKey(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	open := func() store.Store {
+		st, err := pgstore.Open(t.Context(), pgstore.Options{DSN: dsn})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		return st
+	}
+	rotation := func(c *authz.Config) { c.KeyRotation = time.Hour }
+	first := authztest.NewCluster(t, []store.Store{open()}, rotation)[0]
+	signed, err := first.Server.Sign(t.Context(), newTestJWT(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Clock.Advance(time.Hour + time.Second)
+	late := authztest.NewCluster(t, []store.Store{open()}, func(c *authz.Config) {
+		rotation(c)
+		c.Now = first.Clock.Now
+	})[0]
+	var set struct {
+		Keys []struct {
+			Kid string `json:"kid"`
+		} `json:"keys"`
+	}
+	if err := json.Unmarshal(late.Do("GET", authz.PathJWKS, nil).Body, &set); err != nil {
+		t.Fatal(err)
+	}
+	if len(set.Keys) != 2 {
+		t.Errorf("the node that rotated at start publishes %d keys, want the new and the replaced one", len(set.Keys))
+	}
+	if _, err := late.Server.VerifySignature(signed); err != nil {
+		t.Errorf("the node that rotated at start refuses a token of the key it replaced: %v", err)
+	}
+}
+
 func TestNodesRegisterOneResourcePerName(t *testing.T) {
 	c := newCluster(t, 2)
 	ctx := t.Context()

@@ -81,9 +81,11 @@ type keyRing struct {
 // that every node reads: it holds the key itself. A node that finds none,
 // or finds it due for rotation, generates a key in memory and makes it
 // current with a compare-and-swap: of nodes racing, one wins, and the
-// others take the winner's key (theirs was never written). The winner then
-// keeps its key under its kid too, and marks the previous current key
-// retired there: it stays published while tokens it signed may live.
+// others take the winner's key (theirs was never written). Before the swap,
+// the key it replaces is kept under its kid, marked retired; after it, the
+// winner keeps its key under its kid too. A retired key stays published
+// while tokens it signed may live, on the node that retired it as on the
+// others.
 
 // currentKeyName is the key, in nsSigningKeys, of the current signing key.
 // No key id can be it (kids are base64url).
@@ -129,6 +131,18 @@ func (kr *keyRing) loadLocked(ctx context.Context) error {
 		val, err := json.Marshal(fresh.rec)
 		if err != nil {
 			return err
+		}
+		if current != nil {
+			// The key that is replaced, retired under its kid before the
+			// swap: its tokens still verify everywhere, even if this node
+			// stops right after the swap (or if its own node stopped
+			// before keeping it under its kid). A swap lost means that
+			// another node replaced it: retired all the same.
+			current.rec.RetiredAt = now
+			if err := kr.put(ctx, current.rec); err != nil {
+				return err
+			}
+			keys = append([]*signingKey{current}, keys...)
 		}
 		err = kr.store.Swap(ctx, nsSigningKeys, currentKeyName, stored, val, time.Time{})
 		if errors.Is(err, store.ErrConflict) {
