@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/caddy-uma/caddy-uma/authz/oauth"
 	"github.com/caddy-uma/caddy-uma/authz/secret"
 )
@@ -90,7 +92,11 @@ func (s *Server) CheckAuthorizationRequest(ctx context.Context, params url.Value
 			repeated = name
 		}
 	}
-	c := s.client(ctx, params.Get("client_id"))
+	c, err := s.client(ctx, params.Get("client_id"))
+	if err != nil {
+		s.log.Error("reading a registered client", zap.Error(err))
+		return req, untrusted("The authorization server cannot check the application that sent you here now. Try again in a moment.")
+	}
 	if c == nil {
 		return req, untrusted("The application that sent you here is not registered at this authorization server.")
 	}

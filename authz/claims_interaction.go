@@ -75,7 +75,10 @@ func (s *Server) FinishClaimsInteraction(ctx context.Context, ci ClaimsInteracti
 	if err != nil {
 		return "", err
 	}
-	c := s.client(ctx, ci.ClientID)
+	c, err := s.client(ctx, ci.ClientID)
+	if err != nil {
+		return "", err
+	}
 	if c == nil {
 		return "", errors.New("the client is no longer registered")
 	}

@@ -105,32 +105,36 @@ func newClientRegistry(clients []Client) (map[string]*registeredClient, error) {
 }
 
 // client returns the client with id: a configured one, or one registered
-// dynamically. nil means none.
-func (s *Server) client(ctx context.Context, id string) *registeredClient {
+// dynamically. nil means none; an error, that the store could not say
+// (a server fault, not an unknown client).
+func (s *Server) client(ctx context.Context, id string) (*registeredClient, error) {
 	if id == "" || len(id) > 256 {
-		return nil
+		return nil, nil
 	}
 	if c, ok := s.clients[id]; ok {
-		return c
+		return c, nil
 	}
 	if v, ok := s.dynamicClients.Load(id); ok {
-		return v.(*registeredClient)
+		return v.(*registeredClient), nil
 	}
 	rc, err := s.loadDynamicClient(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
 	if err != nil {
-		if !errors.Is(err, store.ErrNotFound) {
-			s.log.Error("reading a registered client", zap.Error(err))
-		}
-		return nil
+		return nil, fmt.Errorf("reading a registered client: %w", err)
 	}
 	actual, _ := s.dynamicClients.LoadOrStore(id, rc)
-	return actual.(*registeredClient)
+	return actual.(*registeredClient), nil
 }
 
 // Client returns the client with id, configured or registered dynamically,
-// without its secret.
+// without its secret. A client that cannot be read now is none.
 func (s *Server) Client(ctx context.Context, id string) (Client, bool) {
-	c := s.client(ctx, id)
+	c, err := s.client(ctx, id)
+	if err != nil {
+		s.log.Error("reading a registered client", zap.Error(err))
+	}
 	if c == nil {
 		return Client{}, false
 	}
@@ -187,7 +191,10 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (*register
 	if id == "" {
 		return nil, invalid("client authentication is required")
 	}
-	c := s.client(r.Context(), id)
+	c, err := s.client(r.Context(), id)
+	if err != nil {
+		return nil, err // 503: the client may well be registered
+	}
 	if c == nil {
 		// Spend the same time as a wrong secret would.
 		sum := sha256.Sum256([]byte(given))

@@ -24,7 +24,10 @@ import (
 // node revokes it (forgetRevoked: at once, not a feed's delay later). While
 // the feed is interrupted, the answers kept are trusted for at most
 // Config.FeedStaleness (default 5 s); past that every request reads the
-// store, and a store that cannot be read refuses (fail closed).
+// store, and a store that cannot be read refuses (fail closed). An owner's
+// compiled rules are bounded the same way: past FeedStaleness, each use
+// reads them from the store (ensureRules). Clients are never changed once
+// registered, and keys are read again for a token they do not verify.
 
 // DefaultFeedStaleness is how long RPT liveness answers are trusted while
 // the change feed is interrupted.

@@ -175,13 +175,17 @@ func TestIntrospectionLeavesOutDeletedResources(t *testing.T) {
 // with Retry-After, never 500.
 func TestServerFaultsAreTemporarilyUnavailable(t *testing.T) {
 	st := authztest.OpenStore(t, t.TempDir())
-	as := authztest.NewWithStore(t, st, nil)
+	as := authztest.NewWithStore(t, st, func(c *authz.Config) { c.Registration = &authz.Registration{InitialAccessToken: "iat"} })
 	pat := as.PAT("rs-a", "secret-a")
+	reg := as.Do("POST", authz.PathRegister, `{"client_name":"x"}`, "Authorization", authztest.Bearer("iat")).JSON(t)
+	id, secret := reg["client_id"].(string), reg["client_secret"].(string)
 	st.Close()
 	for name, r := range map[string]authztest.Response{
-		"token":         as.Do("POST", authz.PathToken, url.Values{"grant_type": {"client_credentials"}}, "Authorization", authztest.BasicAuth("rs-a", "secret-a")),
-		"protection":    as.Do("GET", authz.PathResourceSet, nil, "Authorization", authztest.Bearer(pat)),
-		"introspection": as.Do("POST", authz.PathIntrospect, url.Values{"token": {pat}}, "Authorization", authztest.BasicAuth("rs-a", "secret-a")),
+		"token": as.Do("POST", authz.PathToken, url.Values{"grant_type": {"client_credentials"}}, "Authorization", authztest.BasicAuth("rs-a", "secret-a")),
+		// Not invalid_client: the client may well be registered.
+		"token of a registered client": as.Do("POST", authz.PathToken, url.Values{"grant_type": {authz.GrantTypeUMATicket}, "ticket": {"t"}}, "Authorization", authztest.BasicAuth(id, secret)),
+		"protection":                   as.Do("GET", authz.PathResourceSet, nil, "Authorization", authztest.Bearer(pat)),
+		"introspection":                as.Do("POST", authz.PathIntrospect, url.Values{"token": {pat}}, "Authorization", authztest.BasicAuth("rs-a", "secret-a")),
 	} {
 		authztest.ExpectError(t, r, 503, "temporarily_unavailable")
 		if r.Header.Get("Retry-After") == "" {

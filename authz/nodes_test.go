@@ -1,6 +1,7 @@
 package authz_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -32,6 +33,12 @@ type cluster struct {
 
 func newCluster(t *testing.T, n int) *cluster {
 	t.Helper()
+	return newClusterOf(t, openStores(t, n), nil)
+}
+
+// openStores opens n stores on a new schema.
+func openStores(t *testing.T, n int) []store.Store {
+	t.Helper()
 	dsn := pgtest.DSN(t)
 	var stores []store.Store
 	for range n {
@@ -42,10 +49,20 @@ func newCluster(t *testing.T, n int) *cluster {
 		t.Cleanup(func() { st.Close() })
 		stores = append(stores, st)
 	}
+	return stores
+}
+
+// newClusterOf starts a cluster on stores; mod, if not nil, changes each
+// node's config further.
+func newClusterOf(t *testing.T, stores []store.Store, mod func(*authz.Config)) *cluster {
+	t.Helper()
 	idp := claimtokentest.NewProvider(t)
 	c := &cluster{idp: idp}
 	c.nodes = authztest.NewCluster(t, stores, func(cfg *authz.Config) {
 		cfg.TrustedIssuers = []claimtoken.Issuer{{Issuer: idp.Issuer(), Audiences: []string{"app"}}}
+		if mod != nil {
+			mod(cfg)
+		}
 	})
 	var err error
 	if c.alicePAT, err = c.nodes[0].Server.IssuePAT(t.Context(), "rs-a", "alice"); err != nil {
@@ -147,6 +164,71 @@ func TestNodesSeeRuleChanges(t *testing.T) {
 	// Node 2 compiled alice's rules; node 1 changes them.
 	put("package uma.share\n\nallow contains \"read\" if input.requesting_party.sub == \"carol\"\n")
 	within(t, "node 2 refuses under the rule changed on node 1", time.Second, func() bool { return !granted(1) })
+}
+
+// deafStore is a store whose change feed a test interrupts: from
+// interrupt on, its watcher hears nothing more, as a node whose listening
+// connection is lost while the database still answers it.
+type deafStore struct {
+	store.Store
+	mu   sync.Mutex
+	deaf bool
+	fn   func(store.Change)
+}
+
+func (d *deafStore) Watch(ctx context.Context, fn func(store.Change), namespaces ...string) error {
+	d.mu.Lock()
+	d.fn = fn
+	d.mu.Unlock()
+	return d.Store.Watch(ctx, func(c store.Change) {
+		d.mu.Lock()
+		deaf := d.deaf
+		d.mu.Unlock()
+		if !deaf {
+			fn(c)
+		}
+	}, namespaces...)
+}
+
+// interrupt tells the watcher that the feed is interrupted, and silences
+// it.
+func (d *deafStore) interrupt() {
+	d.mu.Lock()
+	d.deaf = true
+	fn := d.fn
+	d.mu.Unlock()
+	fn(store.Change{Interrupted: true})
+}
+
+// TestNodesRulesWhileTheFeedIsDown: a node whose change feed is
+// interrupted keeps deciding with the rules it compiled for at most
+// FeedStaleness; after that it reads them from the store on each use, and
+// so decides with a rule changed on another node meanwhile.
+func TestNodesRulesWhileTheFeedIsDown(t *testing.T) {
+	stores := openStores(t, 2)
+	deaf := &deafStore{Store: stores[1]}
+	c := newClusterOf(t, []store.Store{stores[0], deaf}, func(cfg *authz.Config) { cfg.FeedStaleness = time.Second })
+	bob := c.idToken(t, map[string]any{"sub": "bob", "email": "bob@example.org"})
+	put := func(src string) {
+		t.Helper()
+		if r := c.nodes[0].DoRaw("PUT", authz.PathOwnerRules+"/main", src, "text/plain", "Authorization", authztest.Bearer(c.alicePAT)); r.Status != 200 {
+			t.Fatalf("rule: %d %s", r.Status, r.Body)
+		}
+	}
+	granted := func() bool { return c.grant(1, authztest.WithClaims(c.ticket(t, 0), bob)).Status == 200 }
+	put("package uma.share\n\nallow contains \"read\" if input.requesting_party.sub == \"bob\"\n")
+	if !granted() {
+		t.Fatal("node 2 did not grant under the first rule")
+	}
+	deaf.interrupt()
+	put("package uma.share\n\nallow contains \"read\" if input.requesting_party.sub == \"carol\"\n")
+	if !granted() {
+		t.Fatal("node 2, within FeedStaleness of the interruption: not the rule it compiled")
+	}
+	c.nodes[1].Clock.Advance(time.Second)
+	if granted() {
+		t.Fatal("node 2, FeedStaleness after the interruption, still decides with the rule replaced on node 1")
+	}
 }
 
 func TestNodesSeeRevocations(t *testing.T) {

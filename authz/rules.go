@@ -95,7 +95,9 @@ func (s *Server) ownerRules(ctx context.Context, owner string) (map[string]strin
 
 // ensureRules puts the system rules and an owner's rules in force in the
 // engine if they are not yet. Evaluations of rules in force never wait
-// here.
+// here. While the change feed is interrupted past FeedStaleness, the
+// owner's rules are read from the store on each use (and compiled again
+// only if they changed): another node may have changed them.
 func (s *Server) ensureRules(ctx context.Context, owner string) error {
 	s.rules.mu.Lock()
 	system, done := s.rules.system, s.rules.loaded[owner]
@@ -105,7 +107,7 @@ func (s *Server) ensureRules(ctx context.Context, owner string) error {
 			return err
 		}
 	}
-	if done {
+	if done && s.feed.fresh() {
 		return nil
 	}
 	return s.reloadRules(ctx, owner)
