@@ -58,6 +58,15 @@ type storageReuser interface {
 	Reuse(st store.Store)
 }
 
+// storageFinder is implemented by a StorageBackend that can tell, without
+// opening its database, that the database does not exist: `caddy uma
+// export` then fails, rather than open (and so create) an empty one.
+type storageFinder interface {
+	// checkExists returns an error that says where the database was
+	// looked for, if it is not there.
+	checkExists() error
+}
+
 // storePool shares open databases between the uma apps of successive config
 // loads, keyed by storeKey. A reload starts the new config before it stops
 // the old one, and a database such as Badger locks its directory even

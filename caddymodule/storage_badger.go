@@ -125,6 +125,23 @@ func (b *BadgerStorage) Open(logger *zap.Logger) (store.Store, error) {
 	return st, err
 }
 
+// checkExists returns an error if the directory holds no database.
+func (b *BadgerStorage) checkExists() error {
+	ok, err := badgerstore.Exists(b.dir)
+	switch {
+	case err != nil:
+		return fmt.Errorf("storage badger %s: %w", b.dir, err)
+	case !ok:
+		where := ""
+		if b.Path == "" {
+			where = " (the default, in Caddy's data directory, which depends on the user and on $XDG_DATA_HOME and $HOME: " +
+				"run the command as the user Caddy runs as, or name the directory in the config)"
+		}
+		return fmt.Errorf("storage badger: %s holds no database%s", b.dir, where)
+	}
+	return nil
+}
+
 // Reuse applies min_free_space to the database that a previous config
 // opened and this one shares, so that a reload changes it.
 func (b *BadgerStorage) Reuse(st store.Store) {
@@ -186,6 +203,7 @@ func (b *BadgerStorage) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 var (
 	_ StorageBackend        = (*BadgerStorage)(nil)
 	_ storageReuser         = (*BadgerStorage)(nil)
+	_ storageFinder         = (*BadgerStorage)(nil)
 	_ caddy.Provisioner     = (*BadgerStorage)(nil)
 	_ caddy.Validator       = (*BadgerStorage)(nil)
 	_ caddyfile.Unmarshaler = (*BadgerStorage)(nil)

@@ -33,6 +33,10 @@
 // SwapResource, CreateResource) decide across all of them, and the change
 // feed (Changes) tells each store's watchers what any of them wrote, for the
 // caches of the caller.
+//
+// Scan (Snapshots) reads everything a store holds as of one moment, whatever
+// its namespaces: the enumeration that copies a store (package store/dump)
+// rests on.
 package store
 
 import (
@@ -80,6 +84,7 @@ type Store interface {
 	Resources
 	Records
 	Changes
+	Snapshots
 	// Close releases the database. It is safe to call more than once.
 	Close() error
 }
@@ -225,6 +230,35 @@ type Records interface {
 	// List returns the live records of a namespace whose keys start with
 	// prefix, sorted by key, at most limit of them (limit <= 0: all).
 	List(ctx context.Context, namespace, prefix string, limit int) ([]Record, error)
+}
+
+// Snapshots reads the whole content of a store, for copies of it (export,
+// backup).
+type Snapshots interface {
+	// Scan calls resource with every resource, sorted by ID, and then
+	// record with every live record of every namespace, sorted by namespace
+	// and then by key (byte order), all read in one consistent snapshot:
+	// Scan sees every write committed, through any store of the database,
+	// before it started, and none committed after, so a PutAll is seen
+	// whole or not at all. Whether a record is live is decided by the
+	// store's clock when Scan starts. A nil resource or record skips that
+	// kind.
+	//
+	// The snapshot keeps no writer waiting (Badger: a read transaction;
+	// PostgreSQL: a REPEATABLE READ, READ ONLY transaction on one
+	// connection of the pool), and the callbacks may call the store, which
+	// answers with its current state, not the snapshot's; Close waits for
+	// a Scan in progress. The values given to record are copies the
+	// callback may keep; an empty value is empty, not nil. Scan stops at
+	// the first error a callback returns and returns it (wrapped: match
+	// it with errors.Is), and ends with ctx's error when ctx ends.
+	//
+	// The scan as a whole is bounded only by ctx, not by a backend's query
+	// timeout: a large store takes as long as it takes. Each wait for the
+	// database is bounded (pgstore: by Options.QueryTimeout, the time spent
+	// in the callbacks excluded), so an unreachable database makes Scan
+	// fail, never hang.
+	Scan(ctx context.Context, resource func(Resource) error, record func(namespace string, r Record) error) error
 }
 
 // Changes is the change feed of a store: it tells callers that cache what

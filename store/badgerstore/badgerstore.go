@@ -32,6 +32,7 @@ import (
 	"hash/maphash"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -268,6 +269,19 @@ func Open(opts Options) (*Store, error) {
 		go s.runGC(interval)
 	}
 	return s, nil
+}
+
+// Exists reports whether dir holds a Badger database, without opening it
+// (which would create one): whether Badger's MANIFEST file is there.
+func Exists(dir string) (bool, error) {
+	_, err := os.Stat(filepath.Join(dir, badger.ManifestFilename))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, os.ErrNotExist):
+		return false, nil
+	}
+	return false, fmt.Errorf("badgerstore: %w", err)
 }
 
 // badgerOptions returns the Badger options of opts, without the logger

@@ -300,15 +300,11 @@ func (s *Store) List(ctx context.Context, namespace, prefix string, limit int) (
 		defer it.Close()
 		for it.Rewind(); it.Valid(); it.Next() {
 			item := it.Item()
-			raw, err := item.ValueCopy(nil)
+			value, expiresAt, live, err := readRecord(item, now)
 			if err != nil {
 				return err
 			}
-			expiresAt, value, err := decodeRecord(raw)
-			if err != nil {
-				return err
-			}
-			if expired(expiresAt, now) {
+			if !live {
 				continue
 			}
 			list = append(list, store.Record{
@@ -371,16 +367,26 @@ func getLive(txn *badger.Txn, k []byte, now time.Time) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	raw, err := item.ValueCopy(nil)
+	value, _, live, err := readRecord(item, now)
 	if err != nil {
 		return nil, err
 	}
-	expiresAt, value, err := decodeRecord(raw)
-	if err != nil {
-		return nil, err
-	}
-	if expired(expiresAt, now) {
+	if !live {
 		return nil, store.ErrNotFound
 	}
 	return value, nil
+}
+
+// readRecord returns a copy of the value of a record's item, its expiry
+// (zero: never), and whether it is live at now.
+func readRecord(item *badger.Item, now time.Time) (value []byte, expiresAt time.Time, live bool, err error) {
+	raw, err := item.ValueCopy(nil)
+	if err != nil {
+		return nil, time.Time{}, false, err
+	}
+	expiresAt, value, err = decodeRecord(raw)
+	if err != nil {
+		return nil, time.Time{}, false, err
+	}
+	return value, expiresAt, !expired(expiresAt, now), nil
 }

@@ -581,8 +581,61 @@ func TestMapError(t *testing.T) {
 	}
 }
 
+// TestScanTimeout checks the bounds of Scan: the time spent in its
+// callbacks does not count against the query timeout, and a database that
+// stops answering in the middle of a Scan makes it fail with the deadline
+// soon after the query timeout.
+func TestScanTimeout(t *testing.T) {
+	dsn := pgtest.DSN(t)
+	p := newProxy(t, hostPortOf(t, dsn))
+	const timeout = 300 * time.Millisecond
+	s := openDSN(t, withHost(dsn, p.addr), Options{QueryTimeout: timeout, PurgeInterval: -1})
+	defer s.Close()
+	ctx := t.Context()
+	if err := s.CreateResource(ctx, store.Resource{ID: "r1", ResourceServer: "rs", Owner: "o"}); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 4 {
+		if err := s.Put(ctx, "n", fmt.Sprint(i), []byte("v"), time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	start := time.Now()
+	n := 0
+	err := s.Scan(ctx, nil, func(string, store.Record) error {
+		n++
+		time.Sleep(timeout / 2)
+		return nil
+	})
+	if err != nil || n != 4 {
+		t.Fatalf("a Scan slower than the query timeout in its callbacks: %d records, %v", n, err)
+	}
+	if took := time.Since(start); took < 2*timeout {
+		t.Fatalf("the Scan took %s: the callbacks did not outlast the query timeout", took)
+	}
+
+	start = time.Now()
+	err = finishes(t, "Scan", func() error {
+		return s.Scan(ctx, func(store.Resource) error {
+			p.stall()
+			return nil
+		}, func(string, store.Record) error {
+			t.Error("a record arrived through a stalled network")
+			return nil
+		})
+	})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Scan on a stalled network = %v, want the deadline", err)
+	}
+	if took := time.Since(start); took > 10*timeout {
+		t.Errorf("Scan on a stalled network took %s, query timeout %s", took, timeout)
+	}
+}
+
 // Keys may hold any byte, NUL and 0x01 included, on PostgreSQL too: the AS
-// separates the parts of its keys with NUL.
+// separates the parts of its keys with NUL. Get, List and Scan give them
+// back as written.
 func TestKeysWithControlBytes(t *testing.T) {
 	st := openDSN(t, pgtest.DSN(t), Options{})
 	defer st.Close()
@@ -618,6 +671,18 @@ func TestKeysWithControlBytes(t *testing.T) {
 	slices.Sort(sorted)
 	if !slices.Equal(order, sorted) {
 		t.Fatalf("byte order: %q, want %q", order, sorted)
+	}
+	// Scan gives the keys back as they were written, in the same order.
+	var scanned []string
+	err = st.Scan(ctx, nil, func(_ string, r store.Record) error {
+		if string(r.Value) != r.Key {
+			t.Errorf("Scan: key %q holds %q", r.Key, r.Value)
+		}
+		scanned = append(scanned, r.Key)
+		return nil
+	})
+	if err != nil || !slices.Equal(scanned, sorted) {
+		t.Fatalf("Scan keys = %q, %v; want %q", scanned, err, sorted)
 	}
 	if err := st.PutAll(ctx, []store.Write{{Namespace: "n", Key: "a\x00b", Delete: true}}); err != nil {
 		t.Fatal(err)

@@ -215,4 +215,12 @@ var fullDiskCalls = []struct {
 	{"Watch", nil, func(ctx context.Context, s store.Store) error {
 		return s.Watch(ctx, func(store.Change) {}, "n")
 	}},
+	{"Scan", nil, func(ctx context.Context, s store.Store) error {
+		n := 0
+		err := s.Scan(ctx, func(store.Resource) error { n++; return nil }, func(string, store.Record) error { n++; return nil })
+		if err == nil && n != 3 {
+			return fmt.Errorf("Scan saw %d items, want 3", n)
+		}
+		return err
+	}},
 }

@@ -76,6 +76,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		s := newStore(t)
 		testWatch(t, s, s)
 	})
+	t.Run("Scan", func(t *testing.T) { testScan(t, newStore) })
 	t.Run("Closed", func(t *testing.T) { testClosed(t, newStore(t)) })
 	t.Run("CanceledContext", func(t *testing.T) { testCanceled(t, newStore(t)) })
 }
@@ -1278,6 +1279,9 @@ var calls = []struct {
 	}},
 	{"Watch", func(ctx context.Context, s store.Store) error {
 		return s.Watch(ctx, func(store.Change) {}, "n")
+	}},
+	{"Scan", func(ctx context.Context, s store.Store) error {
+		return s.Scan(ctx, func(store.Resource) error { return nil }, func(string, store.Record) error { return nil })
 	}},
 }
 
