@@ -44,7 +44,7 @@ func benchASOn(b *testing.B, st store.Store) (*authz.Server, *claimtokentest.Pro
 	return srv, idp
 }
 
-func serve(b *testing.B, srv *authz.Server, method, path, body, ctype, auth string) *httptest.ResponseRecorder {
+func serve(b testing.TB, srv *authz.Server, method, path, body, ctype, auth string) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(method, "https://as.example"+path, strings.NewReader(body))
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
