@@ -149,7 +149,8 @@ const (
 
 // historyQueue writes access decisions off the request path: a goroutine
 // commits what is queued, in batches of at most maxDecisionBatch writes,
-// while more decisions queue for the next batch. When maxQueuedDecisions
+// while more decisions queue for the next batch, and ends when the queue
+// is empty (the next decision starts another). When maxQueuedDecisions
 // are waiting, or once the queue is closed, add writes synchronously
 // instead: a decision is never dropped. Pruning an owner's history (a
 // listing and deletes) runs on the same goroutine.
@@ -160,39 +161,36 @@ type historyQueue struct {
 	pending []store.Write
 	prunes  map[string]bool
 	closed  bool
-	// wake has a token when there is work for the goroutine.
-	wake chan struct{}
-	done chan struct{}
+	// running is set while the goroutine runs; wg waits for it.
+	running bool
+	wg      sync.WaitGroup
 	// writing is held while a batch taken from pending is written, so
 	// that flush returns only once everything queued before it is
 	// written.
 	writing sync.Mutex
 }
 
-// start starts the queue's goroutine.
-func (q *historyQueue) start(s *Server) {
-	q.s, q.wake, q.done = s, make(chan struct{}, 1), make(chan struct{})
-	go q.run()
-}
+// start readies the queue for s.
+func (q *historyQueue) start(s *Server) { q.s = s }
 
 // add queues writes (synchronously written when the queue is full or
 // closed).
 func (q *historyQueue) add(writes []store.Write) {
 	q.mu.Lock()
-	if q.closed || q.wake == nil || len(q.pending)+len(writes) > maxQueuedDecisions {
+	if q.closed || q.s == nil || len(q.pending)+len(writes) > maxQueuedDecisions {
 		q.mu.Unlock()
 		q.s.writeDecisions(writes)
 		return
 	}
 	q.pending = append(q.pending, writes...)
+	q.runLocked()
 	q.mu.Unlock()
-	q.signal()
 }
 
 // prune asks the goroutine to prune owner's history.
 func (q *historyQueue) prune(owner string) {
 	q.mu.Lock()
-	if q.closed || q.wake == nil {
+	if q.closed || q.s == nil {
 		q.mu.Unlock()
 		q.s.pruneDecisions(context.Background(), owner)
 		return
@@ -201,38 +199,38 @@ func (q *historyQueue) prune(owner string) {
 		q.prunes = map[string]bool{}
 	}
 	q.prunes[owner] = true
+	q.runLocked()
 	q.mu.Unlock()
-	q.signal()
 }
 
-func (q *historyQueue) signal() {
-	select {
-	case q.wake <- struct{}{}:
-	default:
+// runLocked starts the goroutine unless it runs; q.mu is held.
+func (q *historyQueue) runLocked() {
+	if q.running {
+		return
 	}
+	q.running = true
+	q.wg.Add(1)
+	go q.run()
 }
 
-// run writes what is queued until the queue is closed and empty.
+// run writes what is queued until the queue is empty.
 func (q *historyQueue) run() {
-	defer close(q.done)
-	for range q.wake {
-		for q.flush() {
-		}
+	defer q.wg.Done()
+	for {
+		q.flush()
 		q.mu.Lock()
-		closed := q.closed && len(q.pending) == 0 && len(q.prunes) == 0
-		q.mu.Unlock()
-		if closed {
+		if len(q.pending) == 0 && len(q.prunes) == 0 {
+			q.running = false
+			q.mu.Unlock()
 			return
 		}
+		q.mu.Unlock()
 	}
 }
 
 // flush writes one batch of what is queued, and the prunings asked for;
 // it reports whether more is queued.
 func (q *historyQueue) flush() bool {
-	if q.wake == nil {
-		return false
-	}
 	q.writing.Lock()
 	defer q.writing.Unlock()
 	q.mu.Lock()
@@ -255,18 +253,13 @@ func (q *historyQueue) flush() bool {
 	return more
 }
 
-// close writes what is queued and stops the goroutine; later decisions
+// close waits for the goroutine to write what is queued; later decisions
 // are written synchronously.
 func (q *historyQueue) close() {
 	q.mu.Lock()
-	if q.closed || q.wake == nil {
-		q.mu.Unlock()
-		return
-	}
 	q.closed = true
 	q.mu.Unlock()
-	q.signal()
-	<-q.done
+	q.wg.Wait()
 }
 
 // writeDecisions commits decisions. Failing to record is logged, never an
