@@ -30,7 +30,7 @@ func benchAS(b *testing.B) (*authz.Server, *claimtokentest.Provider) {
 }
 
 // benchASOn is benchAS on st.
-func benchASOn(b *testing.B, st store.Store) (*authz.Server, *claimtokentest.Provider) {
+func benchASOn(b testing.TB, st store.Store) (*authz.Server, *claimtokentest.Provider) {
 	b.Helper()
 	idp := claimtokentest.NewProvider(b)
 	srv, err := authz.New(context.Background(), authz.Config{

@@ -13,7 +13,6 @@ import (
 	"github.com/caddy-uma/caddy-uma/authz"
 	"github.com/caddy-uma/caddy-uma/authz/authztest"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
-	"github.com/caddy-uma/caddy-uma/authz/claimtoken/claimtokentest"
 	"github.com/caddy-uma/caddy-uma/store"
 )
 
@@ -106,15 +105,7 @@ func (c *countingStore) DeleteResource(ctx context.Context, id string) error {
 func TestOneCommitPerGrant(t *testing.T) {
 	cs := &countingStore{Store: authztest.OpenStore(t, t.TempDir())}
 	t.Cleanup(func() { cs.Store.Close() })
-	idp := claimtokentest.NewProvider(t)
-	srv, err := authz.New(t.Context(), authz.Config{
-		Issuer: "https://as.example", Store: cs, Clients: authztest.Clients,
-		TrustedIssuers: []claimtoken.Issuer{{Issuer: idp.Issuer(), Audiences: []string{"app"}}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { srv.Close() })
+	srv, idp := benchASOn(t, cs)
 	pat, err := srv.IssuePAT(t.Context(), "rs-a", "alice")
 	if err != nil {
 		t.Fatal(err)
@@ -216,19 +207,11 @@ func TestSingleUseUnderConcurrency(t *testing.T) {
 		status int
 		code   string
 	}{
-		{"GrantIssuesTokens", func(t *testing.T) url.Values {
-			v := authztest.WithClaims(f.LabsTicket("read"), doc)
-			v.Set("grant_type", authz.GrantTypeUMATicket)
-			return v
-		}, http.StatusOK, ""},
+		{"GrantIssuesTokens", func(t *testing.T) url.Values { return umaGrant(f.LabsTicket("read"), doc) }, http.StatusOK, ""},
 		{"NeedInfo", func(t *testing.T) url.Values {
 			return url.Values{"grant_type": {authz.GrantTypeUMATicket}, "ticket": {f.LabsTicket("read")}}
 		}, http.StatusForbidden, "need_info"},
-		{"RequestDenied", func(t *testing.T) url.Values {
-			v := authztest.WithClaims(f.LabsTicket("delete"), stranger)
-			v.Set("grant_type", authz.GrantTypeUMATicket)
-			return v
-		}, http.StatusForbidden, "request_denied"},
+		{"RequestDenied", func(t *testing.T) url.Values { return umaGrant(f.LabsTicket("delete"), stranger) }, http.StatusForbidden, "request_denied"},
 		{"Refresh", func(t *testing.T) url.Values {
 			r := f.Grant(authztest.WithClaims(f.LabsTicket("read"), doc))
 			if r.Status != 200 {
@@ -266,6 +249,13 @@ func TestSingleUseUnderConcurrency(t *testing.T) {
 			}
 		})
 	}
+}
+
+// umaGrant is the form of a UMA grant with a ticket and an ID token.
+func umaGrant(tk, idToken string) url.Values {
+	v := authztest.WithClaims(tk, idToken)
+	v.Set("grant_type", authz.GrantTypeUMATicket)
+	return v
 }
 
 // TestHistoryQueue checks that the decisions written off the request path
