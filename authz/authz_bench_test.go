@@ -2,24 +2,37 @@ package authz_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/caddy-uma/caddy-uma/authz"
 	"github.com/caddy-uma/caddy-uma/authz/authztest"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken/claimtokentest"
+	"github.com/caddy-uma/caddy-uma/store"
+	"github.com/caddy-uma/caddy-uma/store/pgstore"
+	"github.com/caddy-uma/caddy-uma/store/pgstore/pgtest"
 )
 
-// benchAS is an AS served in-process (no network) for benchmarks.
+// benchAS is an AS served in-process (no network) for benchmarks, on a
+// Badger store.
 func benchAS(b *testing.B) (*authz.Server, *claimtokentest.Provider) {
 	b.Helper()
-	idp := claimtokentest.NewProvider(b)
 	st := authztest.OpenStore(b, b.TempDir())
 	b.Cleanup(func() { st.Close() })
+	return benchASOn(b, st)
+}
+
+// benchASOn is benchAS on st.
+func benchASOn(b testing.TB, st store.Store) (*authz.Server, *claimtokentest.Provider) {
+	b.Helper()
+	idp := claimtokentest.NewProvider(b)
 	srv, err := authz.New(context.Background(), authz.Config{
 		Issuer: "https://as.example", Store: st, Clients: authztest.Clients,
 		TrustedIssuers: []claimtoken.Issuer{{Issuer: idp.Issuer(), Audiences: []string{"app"}}},
@@ -31,7 +44,7 @@ func benchAS(b *testing.B) (*authz.Server, *claimtokentest.Provider) {
 	return srv, idp
 }
 
-func serve(b *testing.B, srv *authz.Server, method, path, body, ctype, auth string) *httptest.ResponseRecorder {
+func serve(b testing.TB, srv *authz.Server, method, path, body, ctype, auth string) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(method, "https://as.example"+path, strings.NewReader(body))
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
@@ -80,6 +93,58 @@ func BenchmarkPermissionTicket(b *testing.B) {
 // token verification, rule evaluation, RPT, refresh token and PCT.
 func BenchmarkUMAGrant(b *testing.B) {
 	srv, idp := benchAS(b)
+	grant := benchGrant(b, srv, idp)
+	for b.Loop() {
+		grant(b)
+	}
+}
+
+// BenchmarkUMAGrantParallel is BenchmarkUMAGrant with 1 and 32 clients
+// at once, on Badger and on PostgreSQL, in grants per second: what the
+// synced commits of a grant, shared between concurrent grants, allow.
+func BenchmarkUMAGrantParallel(b *testing.B) {
+	backends := []struct {
+		name string
+		open func(b *testing.B) store.Store
+	}{
+		{"badger", func(b *testing.B) store.Store { return authztest.OpenStore(b, b.TempDir()) }},
+		{"postgres", func(b *testing.B) store.Store {
+			st, err := pgstore.Open(b.Context(), pgstore.Options{DSN: pgtest.DSN(b)})
+			if err != nil {
+				b.Fatal(err)
+			}
+			return st
+		}},
+	}
+	for _, be := range backends {
+		for _, clients := range []int{1, 32} {
+			b.Run(fmt.Sprintf("%s/clients=%d", be.name, clients), func(b *testing.B) {
+				st := be.open(b)
+				b.Cleanup(func() { st.Close() })
+				srv, idp := benchASOn(b, st)
+				grant := benchGrant(b, srv, idp)
+				var next atomic.Int64
+				b.ResetTimer()
+				var wg sync.WaitGroup
+				for range clients {
+					wg.Go(func() {
+						for next.Add(1) <= int64(b.N) {
+							grant(b)
+						}
+					})
+				}
+				wg.Wait()
+				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "grants/s")
+			})
+		}
+	}
+}
+
+// benchGrant registers a resource of alice with rules that grant it to a
+// doctor, and returns one UMA grant on it: a ticket, then the grant with
+// the doctor's ID token, answered with an RPT, a refresh token and a PCT.
+func benchGrant(b *testing.B, srv *authz.Server, idp *claimtokentest.Provider) func(b *testing.B) {
+	b.Helper()
 	pat, err := srv.IssuePAT(context.Background(), "rs-a", "alice")
 	if err != nil {
 		b.Fatal(err)
@@ -92,15 +157,16 @@ func BenchmarkUMAGrant(b *testing.B) {
 	id := strings.Split(rec.Body.String(), `"`)[3]
 	idToken := idp.Sign(b, map[string]any{"aud": "app", "sub": "doc", "email": "doctor@clinic.example"})
 	app := authztest.BasicAuth("app", "app secret:with&chars")
-	for b.Loop() {
+	return func(b *testing.B) {
 		tk, err := srv.RequestTicket(context.Background(), "rs-a", []authz.PermissionRequest{{ResourceID: id, Scopes: []string{"read"}}}, nil)
 		if err != nil {
-			b.Fatal(err)
+			b.Error(err)
+			return
 		}
 		form := url.Values{"grant_type": {authz.GrantTypeUMATicket}, "ticket": {tk}, "claim_token": {idToken},
 			"claim_token_format": {claimtoken.FormatIDToken}}.Encode()
 		if rec := serve(b, srv, "POST", authz.PathToken, form, "application/x-www-form-urlencoded", app); rec.Code != http.StatusOK {
-			b.Fatal(rec.Code, rec.Body.String())
+			b.Error(rec.Code, rec.Body.String())
 		}
 	}
 }

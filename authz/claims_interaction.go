@@ -93,7 +93,8 @@ func (s *Server) FinishClaimsInteraction(ctx context.Context, ci ClaimsInteracti
 	proc.Subject, proc.RqPIssuer = rp.Subject, rp.Issuer
 	proc.Claims = mergeClaims(proc.Claims, rp.Claims)
 	proc.KeepClaims = keep
-	g := &grantState{tokenRequest: &tokenRequest{client: c}, ticket: t, proc: proc, procID: procID}
+	// The ticket was spent when the interaction started.
+	g := &grantState{tokenRequest: &tokenRequest{client: c}, ticket: t, proc: proc, procID: procID, spent: true}
 	next, err := s.rotateTicket(ctx, g)
 	if err != nil {
 		return "", fmt.Errorf("rotating a ticket: %w", err)

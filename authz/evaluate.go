@@ -113,15 +113,24 @@ type assessment struct {
 	all            bool // every requested scope was granted
 	requiredClaims []policies.RequiredClaim
 	askOwner       []requestedPermission
+	// history is the decisions for the owners' histories, which the
+	// caller writes: in the grant's commit when it issues tokens,
+	// otherwise through the history queue.
+	history []ownedDecision
 }
 
 // assess evaluates each owner's rules for each requested permission of a
-// grant request, and records the decisions in the owners' histories.
+// grant request. The decisions are the assessment's history, for the
+// caller to record; when assess fails, it queues them itself.
 func (s *Server) assess(ctx context.Context, g *grantState, perms []requestedPermission) (assessment, error) {
 	out := assessment{all: true}
-	// The decisions go to the owners' histories in one commit at the end.
 	var history []ownedDecision
-	defer func() { s.recordDecisions(ctx, history) }()
+	handed := false
+	defer func() {
+		if !handed {
+			s.queueDecisions(history)
+		}
+	}()
 	for _, p := range perms {
 		owner := p.res.Owner
 		ev, err := s.evaluateRules(ctx, p.res, p.scopes, g.client.ID, g.proc, g.request, nil)
@@ -166,6 +175,7 @@ func (s *Server) assess(ctx context.Context, g *grantState, perms []requestedPer
 	if s.asksForClaims(g, out) {
 		markAskedForClaims(history)
 	}
+	out.history, handed = history, true
 	return out, nil
 }
 

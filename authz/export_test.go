@@ -65,9 +65,10 @@ const (
 	PruneEvery           = pruneEvery
 )
 
-// RecordDecision adds a decision to an owner's history.
+// RecordDecision adds a decision to an owner's history, through the
+// history queue.
 func (s *Server) RecordDecision(ctx context.Context, owner string, rec DecisionRecord) {
-	s.recordDecisions(ctx, []ownedDecision{{owner, rec}})
+	s.queueDecisions([]ownedDecision{{owner, rec}})
 }
 
 // AddShareForTest shares a resource with a subject.

@@ -13,7 +13,9 @@ import (
 
 // grantRefreshToken refreshes an RPT without a new assessment (Grant
 // section 3.6); scope may narrow its permissions. The refresh token is
-// rotated.
+// rotated, in one commit: the delete of the refresh token, conditional on
+// its value (so that of concurrent refreshes exactly one commits), the new
+// RPT, the next refresh token and their revocation index.
 func (s *Server) grantRefreshToken(w http.ResponseWriter, t *tokenRequest) error {
 	ctx := t.r.Context()
 	c := t.client
@@ -22,7 +24,7 @@ func (s *Server) grantRefreshToken(w http.ResponseWriter, t *tokenRequest) error
 		return oauth.ErrInvalidRequest("refresh_token is required")
 	}
 	invalid := oauth.New(oauth.InvalidGrant).WithDescription("the refresh token is invalid, expired or revoked")
-	rec, err := s.lookupToken(ctx, raw)
+	rec, stored, err := s.readToken(ctx, raw)
 	if err != nil && !errors.Is(err, errUnknownToken) {
 		return oauth.ErrServer("could not read the refresh token", err)
 	}
@@ -49,10 +51,6 @@ func (s *Server) grantRefreshToken(w http.ResponseWriter, t *tokenRequest) error
 		}
 		perms = narrowed
 	}
-	// Single use: of two concurrent refreshes one wins.
-	if _, err := s.store.Take(ctx, nsTokens, tokenKey(raw)); err != nil {
-		return invalid
-	}
 	live := livePermissions(perms, s.now())
 	if len(live) == 0 {
 		return invalid
@@ -67,13 +65,18 @@ func (s *Server) grantRefreshToken(w http.ResponseWriter, t *tokenRequest) error
 	if err != nil {
 		return oauth.ErrServer("could not issue the refresh token", err)
 	}
-	// The RPT, the next refresh token and their revocation index: one commit.
-	writes := []store.Write{rptWrite, refreshWrite}
+	// Single use: the refresh token goes, in the commit of what replaces it.
+	writes := []store.Write{{Namespace: nsTokens, Key: tokenKey(raw), Delete: true, Old: stored}, rptWrite, refreshWrite}
 	if h, ok := s.holderOfRefresh(ctx, live, raw); ok {
 		h.RPT = jti
 		writes = append(writes, holderWrites(live, h, next, until)...)
 	}
-	if err := s.store.PutAll(ctx, writes); err != nil {
+	err = s.store.PutAll(ctx, writes)
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		// A concurrent refresh (or a revocation) committed first.
+		return invalid
+	case err != nil:
 		return oauth.ErrServer("could not issue the RPT", err)
 	}
 	oauth.WriteJSON(w, http.StatusOK, tokenResponse{AccessToken: rpt, TokenType: "Bearer", ExpiresIn: int64(s.rptTTL.Seconds()), RefreshToken: next})

@@ -56,10 +56,13 @@ const (
 // grantState is one UMA grant request being decided.
 type grantState struct {
 	*tokenRequest
-	ticket  ticket
-	proc    process
-	procID  string
-	pushed  bool // a claim token was pushed and verified in this request
+	ticket ticket
+	proc   process
+	procID string
+	pushed bool // a claim token was pushed and verified in this request
+	// spent says that the ticket's use is recorded; until then, the commit
+	// of the answer records it (ticketUsedWrite).
+	spent   bool
 	mode    string
 	rs      string
 	request map[string]any
@@ -140,7 +143,25 @@ func (s *Server) grantUMATicket(w http.ResponseWriter, t *tokenRequest) error {
 
 	outcome, err := s.assess(ctx, g, perms)
 	if err != nil {
+		var oe *oauth.Error
+		if errors.As(err, &oe) && oe.Code == oauth.RequestDenied {
+			// The rules failed: a decision all the same, which spends the
+			// ticket (a fault of the server, 503, leaves it to retry).
+			if serr := s.spendTicket(ctx, g); serr != nil {
+				return serr
+			}
+		}
 		return err
+	}
+	if g.mode != "" || len(outcome.granted) == 0 {
+		// Nothing issued: the decisions need not be durable before the
+		// answer (issueGrant commits them with the tokens otherwise).
+		s.queueDecisions(outcome.history)
+	}
+	if g.mode != "" {
+		if err := s.spendTicket(ctx, g); err != nil {
+			return err
+		}
 	}
 
 	switch g.mode {
@@ -175,7 +196,7 @@ func (s *Server) grantUMATicket(w http.ResponseWriter, t *tokenRequest) error {
 		}
 		return s.refusal(ctx, g, outcome)
 	}
-	return s.issueGrant(w, g, outcome.granted, previous, previousJTI)
+	return s.issueGrant(w, g, outcome, previous, previousJTI)
 }
 
 // upgradable returns the live permissions of the rpt parameter's RPT, when
@@ -208,14 +229,20 @@ func (s *Server) openGrantTicket(clientID, raw string) (ticket, error) {
 	return t, nil
 }
 
-// redeemTicket consumes an opened ticket and loads its process.
+// errTicketUsed is the answer to a ticket that was already used.
+func errTicketUsed() error { return invalidGrant("the ticket was already used") }
+
+// redeemTicket checks that an opened ticket was not used and loads its
+// process. The ticket is spent by the commit of the answer: the tokens'
+// (issueGrant), the next ticket's (rotateTicket), or its own
+// (spendTicket), of which exactly one of concurrent redemptions commits.
 func (s *Server) redeemTicket(ctx context.Context, g *grantState, t ticket) ([]requestedPermission, error) {
-	err := s.consumeTicket(ctx, t)
+	used, err := s.ticketWasUsed(ctx, t)
 	switch {
-	case errors.Is(err, ErrTicketUsed):
-		return nil, invalidGrant("the ticket was already used")
 	case err != nil:
 		return nil, oauth.ErrServer("could not redeem the ticket", err)
+	case used:
+		return nil, errTicketUsed()
 	}
 	g.ticket, g.rs = t, t.ResourceServer
 	if g.proc, g.procID, err = s.loadProcess(ctx, g.client.ID, t.Process); err != nil {
@@ -252,6 +279,33 @@ func (s *Server) redeemTicket(ctx context.Context, g *grantState, t ticket) ([]r
 		return nil, invalidGrant("the ticket's resources are no longer registered")
 	}
 	return perms, nil
+}
+
+// spendTicket records the use of the grant's ticket on its own, for an
+// answer that commits nothing else (request_denied, the response modes) or
+// before the owner is asked.
+func (s *Server) spendTicket(ctx context.Context, g *grantState) error {
+	if g.ticket.ID == "" || g.spent {
+		return nil
+	}
+	err := s.consumeTicket(ctx, g.ticket)
+	switch {
+	case errors.Is(err, ErrTicketUsed):
+		return errTicketUsed()
+	case err != nil:
+		return oauth.ErrServer("could not redeem the ticket", err)
+	}
+	g.spent = true
+	return nil
+}
+
+// ticketWrites returns the write that spends the grant's ticket within
+// the commit of the answer, if it is not spent yet.
+func ticketWrites(g *grantState) []store.Write {
+	if g.ticket.ID == "" || g.spent {
+		return nil
+	}
+	return []store.Write{ticketUsedWrite(g.ticket)}
 }
 
 // loadProcess returns the authorization process id of a ticket, or a new
@@ -466,6 +520,9 @@ func (s *Server) refusal(ctx context.Context, g *grantState, a assessment) error
 	if len(a.askOwner) > 0 {
 		return s.askOwner(ctx, g, a.askOwner)
 	}
+	if err := s.spendTicket(ctx, g); err != nil {
+		return err
+	}
 	return oauth.New(oauth.RequestDenied).WithDescription("the resource owner's rules do not grant the requested access")
 }
 
@@ -498,6 +555,10 @@ func (s *Server) asksForClaims(g *grantState, a assessment) bool {
 // askOwner files a request with the owner of each permission and answers
 // request_submitted, or request_denied if the owner already denied one.
 func (s *Server) askOwner(ctx context.Context, g *grantState, perms []requestedPermission) error {
+	// Spent first, so that a replayed ticket files nothing.
+	if err := s.spendTicket(ctx, g); err != nil {
+		return err
+	}
 	denied := false
 	for _, p := range perms {
 		email, _ := g.proc.Claims["email"].(string)
@@ -516,7 +577,7 @@ func (s *Server) askOwner(ctx context.Context, g *grantState, perms []requestedP
 	}
 	tk, err := s.rotateTicket(ctx, g)
 	if err != nil {
-		return oauth.ErrServer("could not issue a ticket", err)
+		return rotateFailed(err)
 	}
 	e := oauth.New(oauth.RequestSubmitted).WithDescription("the request was sent to the resource owner for approval")
 	e.Ticket, e.Interval = tk, int(s.requestInterval.Seconds())
@@ -532,7 +593,7 @@ func (s *Server) needInfo(ctx context.Context, g *grantState, desc string, hints
 	}
 	tk, err := s.rotateTicket(ctx, g)
 	if err != nil {
-		return oauth.ErrServer("could not issue a ticket", err)
+		return rotateFailed(err)
 	}
 	e := oauth.New(oauth.NeedInfo).WithDescription(desc)
 	e.Ticket, e.RedirectUser = tk, s.claimsInteraction
@@ -548,10 +609,20 @@ func (s *Server) needInfo(ctx context.Context, g *grantState, desc string, hints
 	return e
 }
 
+// rotateFailed is the answer when rotateTicket fails.
+func rotateFailed(err error) error {
+	if errors.Is(err, ErrTicketUsed) {
+		return errTicketUsed()
+	}
+	return oauth.ErrServer("could not issue a ticket", err)
+}
+
 // rotateTicket saves the process and issues its next ticket, bound to the
-// client. The ticket and the process outlive the polling interval that
-// request_submitted announces by a whole ticket_ttl (Grant section 3.3.6:
-// the client polls after the interval, with this ticket).
+// client, in one commit with the use of the current ticket if it is not
+// spent yet (ErrTicketUsed if it was, meanwhile). The ticket and the
+// process outlive the polling interval that request_submitted announces by
+// a whole ticket_ttl (Grant section 3.3.6: the client polls after the
+// interval, with this ticket).
 func (s *Server) rotateTicket(ctx context.Context, g *grantState) (string, error) {
 	if g.procID == "" {
 		g.procID = secret.New(16)
@@ -561,9 +632,15 @@ func (s *Server) rotateTicket(ctx context.Context, g *grantState) (string, error
 		return "", err
 	}
 	ttl := s.ticketTTL + s.requestInterval
-	if err := s.store.Put(ctx, nsProcess, g.procID, val, s.now().Add(ttl)); err != nil {
+	writes := append(ticketWrites(g), store.Write{Namespace: nsProcess, Key: g.procID, Value: val, ExpiresAt: s.now().Add(ttl)})
+	err = s.store.PutAll(ctx, writes)
+	switch {
+	case errors.Is(err, store.ErrExists):
+		return "", ErrTicketUsed
+	case err != nil:
 		return "", fmt.Errorf("storing a process: %w", err)
 	}
+	g.spent = true
 	next := g.ticket
 	next.Process, next.Client = g.procID, g.client.ID
 	return s.sealTicketFor(next, ttl)
@@ -584,16 +661,19 @@ func dedupeClaims(in []policies.RequiredClaim) []policies.RequiredClaim {
 
 // issueGrant issues the RPT (with the previous RPT's permissions on an
 // upgrade), a refresh token, and a PCT when claims were pushed.
-func (s *Server) issueGrant(w http.ResponseWriter, g *grantState, granted, previous []Permission, previousJTI string) error {
+func (s *Server) issueGrant(w http.ResponseWriter, g *grantState, outcome assessment, previous []Permission, previousJTI string) error {
 	ctx := g.r.Context()
-	perms := mergePermissions(previous, granted)
+	perms := mergePermissions(previous, outcome.granted)
 	subject := g.proc.Subject
 	if subject == "" {
 		subject = g.client.ID
 	}
 	fail := func(err error) error { return oauth.ErrServer("could not issue the tokens", err) }
-	// The RPT, its refresh token, the index that lets a revoked share
-	// revoke them, and the PCT are stored in one commit: all or none.
+	// One commit, all or none, which the answer waits for: the use of the
+	// ticket (so that of concurrent redemptions exactly one commits), the
+	// RPT, its refresh token, the index that lets a revoked share revoke
+	// them, the PCT, the owners' history of the grant, the end of the
+	// authorization process, and the revocation of an upgraded RPT.
 	rec := rptRecord{ClientID: g.client.ID, Subject: subject, RqPIssuer: g.proc.RqPIssuer, ResourceServer: g.rs, Permissions: perms}
 	rpt, jti, rptWrite, err := s.signRPT(ctx, rec)
 	if err != nil {
@@ -621,19 +701,29 @@ func (s *Server) issueGrant(w http.ResponseWriter, g *grantState, granted, previ
 		resp.PCT = pct
 		writes = append(writes, pctWrite)
 	}
-	if err := s.store.PutAll(ctx, writes); err != nil {
-		return fail(err)
+	if g.procID != "" {
+		writes = append(writes, store.Write{Namespace: nsProcess, Key: g.procID, Delete: true})
 	}
 	if previousJTI != "" {
 		upgraded := true
 		resp.Upgraded = &upgraded
-		if err := s.revokeRPT(ctx, previousJTI); err != nil {
-			s.log.Error("revoking an upgraded RPT", zap.Error(err))
+		writes = append(writes, store.Write{Namespace: nsRPT, Key: previousJTI, Delete: true})
+	}
+	decisions := s.decisionWrites(outcome.history)
+	writes = append(append(writes, decisions...), ticketWrites(g)...)
+	err = s.store.PutAll(ctx, writes)
+	switch {
+	case errors.Is(err, store.ErrExists):
+		// A concurrent redemption of the ticket committed first.
+		return errTicketUsed()
+	case err != nil:
+		if len(decisions) > 0 {
+			s.history.add(decisions)
 		}
+		return fail(err)
 	}
-	if g.procID != "" {
-		_ = s.store.Delete(ctx, nsProcess, g.procID)
-	}
+	g.spent = true
+	s.decisionsWritten(decisions)
 	oauth.WriteJSON(w, http.StatusOK, resp)
 	return nil
 }

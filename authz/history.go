@@ -93,14 +93,22 @@ type ownedDecision struct {
 	rec   DecisionRecord
 }
 
-// recordDecisions adds the decisions of one request to their owners'
-// histories, in one commit. Failing to record is logged, never an error of
-// the grant.
-func (s *Server) recordDecisions(ctx context.Context, decisions []ownedDecision) {
+// When the decisions of a request reach the store. The decisions of a
+// grant that issues tokens are written in the grant's own commit
+// (decisionWrites, from issueGrant): the owner's record of every access
+// granted is durable before the tokens are handed out, at no extra commit.
+// All other decisions (refusals, need_info, request_submitted, failures,
+// the ticketless decision and permissions modes) grant nothing, so the
+// answer does not wait for them: they go to the history queue, which
+// writes them in the background, in batches (historyQueue). A crash loses
+// at most the decisions of the batch being written; History flushes the
+// queue first, so that the console of this node shows every decision
+// already answered.
+
+// decisionWrites returns the writes that add decisions to their owners'
+// histories: those that the anonymous filter keeps.
+func (s *Server) decisionWrites(decisions []ownedDecision) []store.Write {
 	decisions = s.anonymous.keep(decisions)
-	if len(decisions) == 0 {
-		return
-	}
 	writes := make([]store.Write, 0, len(decisions))
 	for _, d := range decisions {
 		val, err := json.Marshal(d.rec)
@@ -110,17 +118,158 @@ func (s *Server) recordDecisions(ctx context.Context, decisions []ownedDecision)
 		}
 		writes = append(writes, store.Write{Namespace: nsDecision, Key: decisionKey(d.owner, d.rec.At), Value: val, ExpiresAt: d.rec.At.Add(decisionTTL)})
 	}
-	if err := s.store.PutAll(ctx, writes); err != nil {
-		s.log.Warn("recording access decisions", zap.Error(err))
-		return
-	}
-	pruned := map[string]bool{}
-	for _, d := range decisions {
-		if !pruned[d.owner] && s.decisionWrites.Add(1)%pruneEvery == 0 {
-			pruned[d.owner] = true
-			s.pruneDecisions(ctx, d.owner)
+	return writes
+}
+
+// decisionsWritten counts decisions that reached the store, and has the
+// history queue prune an owner's history now and then.
+func (s *Server) decisionsWritten(writes []store.Write) {
+	for _, w := range writes {
+		if w.Namespace == nsDecision && s.decisionCount.Add(1)%pruneEvery == 0 {
+			owner, _, _ := strings.Cut(w.Key, sep)
+			s.history.prune(owner)
 		}
 	}
+}
+
+// queueDecisions hands the decisions of a request that granted nothing to
+// the history queue.
+func (s *Server) queueDecisions(decisions []ownedDecision) {
+	if writes := s.decisionWrites(decisions); len(writes) > 0 {
+		s.history.add(writes)
+	}
+}
+
+// Bounds of the history queue: the decisions that may wait, and the
+// writes of one commit.
+const (
+	maxQueuedDecisions = 4096
+	maxDecisionBatch   = 512
+)
+
+// historyQueue writes access decisions off the request path: a goroutine
+// commits what is queued, in batches of at most maxDecisionBatch writes,
+// while more decisions queue for the next batch, and ends when the queue
+// is empty (the next decision starts another). When maxQueuedDecisions
+// are waiting, or once the queue is closed, add writes synchronously
+// instead: a decision is never dropped. Pruning an owner's history (a
+// listing and deletes) runs on the same goroutine.
+type historyQueue struct {
+	s *Server
+
+	mu      sync.Mutex
+	pending []store.Write
+	prunes  map[string]bool
+	closed  bool
+	// running is set while the goroutine runs; wg waits for it.
+	running bool
+	wg      sync.WaitGroup
+	// writing is held while a batch taken from pending is written, so
+	// that flush returns only once everything queued before it is
+	// written.
+	writing sync.Mutex
+}
+
+// start readies the queue for s.
+func (q *historyQueue) start(s *Server) { q.s = s }
+
+// add queues writes (synchronously written when the queue is full or
+// closed).
+func (q *historyQueue) add(writes []store.Write) {
+	q.mu.Lock()
+	if q.closed || q.s == nil || len(q.pending)+len(writes) > maxQueuedDecisions {
+		q.mu.Unlock()
+		q.s.writeDecisions(writes)
+		return
+	}
+	q.pending = append(q.pending, writes...)
+	q.runLocked()
+	q.mu.Unlock()
+}
+
+// prune asks the goroutine to prune owner's history.
+func (q *historyQueue) prune(owner string) {
+	q.mu.Lock()
+	if q.closed || q.s == nil {
+		q.mu.Unlock()
+		q.s.pruneDecisions(context.Background(), owner)
+		return
+	}
+	if q.prunes == nil {
+		q.prunes = map[string]bool{}
+	}
+	q.prunes[owner] = true
+	q.runLocked()
+	q.mu.Unlock()
+}
+
+// runLocked starts the goroutine unless it runs; q.mu is held.
+func (q *historyQueue) runLocked() {
+	if q.running {
+		return
+	}
+	q.running = true
+	q.wg.Add(1)
+	go q.run()
+}
+
+// run writes what is queued until the queue is empty.
+func (q *historyQueue) run() {
+	defer q.wg.Done()
+	for {
+		q.flush()
+		q.mu.Lock()
+		if len(q.pending) == 0 && len(q.prunes) == 0 {
+			q.running = false
+			q.mu.Unlock()
+			return
+		}
+		q.mu.Unlock()
+	}
+}
+
+// flush writes one batch of what is queued, and the prunings asked for;
+// it reports whether more is queued.
+func (q *historyQueue) flush() bool {
+	q.writing.Lock()
+	defer q.writing.Unlock()
+	q.mu.Lock()
+	n := min(len(q.pending), maxDecisionBatch)
+	batch := q.pending[:n:n]
+	q.pending = q.pending[n:]
+	if len(q.pending) == 0 {
+		q.pending = nil
+	}
+	prunes := q.prunes
+	q.prunes = nil
+	more := len(q.pending) > 0
+	q.mu.Unlock()
+	if len(batch) > 0 {
+		q.s.writeDecisions(batch)
+	}
+	for owner := range prunes {
+		q.s.pruneDecisions(context.Background(), owner)
+	}
+	return more
+}
+
+// close waits for the goroutine to write what is queued; later decisions
+// are written synchronously.
+func (q *historyQueue) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.mu.Unlock()
+	q.wg.Wait()
+}
+
+// writeDecisions commits decisions. Failing to record is logged, never an
+// error of a grant.
+func (s *Server) writeDecisions(writes []store.Write) {
+	if err := s.store.PutAll(context.Background(), writes); err != nil {
+		s.log.Warn("recording access decisions", zap.Int("decisions", len(writes)), zap.Error(err))
+		return
+	}
+	s.decisionsWritten(writes)
 }
 
 // Anyone can make the AS refuse an unidentified requesting party (an
@@ -182,8 +331,11 @@ func (s *Server) pruneDecisions(ctx context.Context, owner string) {
 	}
 }
 
-// History returns an owner's newest access decisions, at most limit.
+// History returns an owner's newest access decisions, at most limit,
+// including those still in the history queue.
 func (s *Server) History(ctx context.Context, owner string, limit int) ([]DecisionRecord, error) {
+	for s.history.flush() {
+	}
 	return listJSON[DecisionRecord](ctx, s.store, nsDecision, owner+sep, limit)
 }
 

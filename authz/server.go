@@ -122,9 +122,12 @@ type Server struct {
 	// anonymous bounds how often refusals of unidentified parties reach
 	// the owners' histories.
 	anonymous anonymousDecisions
-	// decisionWrites counts access decisions recorded, to prune the
+	// decisionCount counts access decisions recorded, to prune the
 	// history now and then.
-	decisionWrites atomic.Uint64
+	decisionCount atomic.Uint64
+	// history writes the decisions of requests that grant nothing off the
+	// request path.
+	history historyQueue
 }
 
 // New returns a Server for cfg. It loads the signing keys from the store,
@@ -237,6 +240,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	s.anonymous.now = s.now
 	s.faults.now = s.now
+	s.history.start(s)
 	s.mux = s.routes()
 	return s, nil
 }
@@ -269,8 +273,10 @@ func (s *Server) IssuerPath() string { return s.basePath }
 // Endpoint returns the absolute URL of a path relative to the issuer's.
 func (s *Server) Endpoint(path string) string { return s.issuer + path }
 
-// Close stops the server's background work. It does not close the store.
+// Close stops the server's background work, after writing the access
+// decisions still queued. It does not close the store.
 func (s *Server) Close() error {
+	s.history.close()
 	if s.stopWatching != nil {
 		s.stopWatching()
 	}

@@ -151,10 +151,35 @@ func (s *Server) takeTicket(ctx context.Context, clientID, raw string) (ticket, 
 	return t, s.consumeTicket(ctx, t)
 }
 
+// ticketUsedWrite is the write that marks a ticket used within the commit
+// of what its redemption answers: an Insert, so that of concurrent
+// redemptions, on any nodes, exactly one commits, and the others fail with
+// store.ErrExists and write nothing.
+func ticketUsedWrite(t ticket) store.Write {
+	return store.Write{Namespace: nsTicketsUsed, Key: t.ID, ExpiresAt: ticketUsedUntil(t), Insert: true}
+}
+
+// ticketUsedUntil is how long a ticket's use is remembered: until it
+// expires.
+func ticketUsedUntil(t ticket) time.Time { return time.Unix(t.Expires, 0).Add(time.Second) }
+
+// ticketWasUsed reports whether a ticket's use is recorded: a read that
+// refuses a replayed ticket early (its commit refuses it for good).
+func (s *Server) ticketWasUsed(ctx context.Context, t ticket) (bool, error) {
+	_, err := s.store.Get(ctx, nsTicketsUsed, t.ID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return false, nil
+	case err != nil:
+		return false, fmt.Errorf("reading ticket use: %w", err)
+	}
+	return true, nil
+}
+
 // consumeTicket marks a ticket used. It fails with ErrTicketUsed if the
 // ticket was already used; of concurrent calls exactly one succeeds.
 func (s *Server) consumeTicket(ctx context.Context, t ticket) error {
-	err := s.store.Insert(ctx, nsTicketsUsed, t.ID, nil, time.Unix(t.Expires, 0).Add(time.Second))
+	err := s.store.Insert(ctx, nsTicketsUsed, t.ID, nil, ticketUsedUntil(t))
 	if errors.Is(err, store.ErrExists) {
 		return ErrTicketUsed
 	}

@@ -88,24 +88,31 @@ var errUnknownToken = errors.New("unknown, expired or revoked token")
 
 // lookupToken returns the record of a live opaque token.
 func (s *Server) lookupToken(ctx context.Context, token string) (tokenRecord, error) {
+	rec, _, err := s.readToken(ctx, token)
+	return rec, err
+}
+
+// readToken returns the record of a live opaque token and its stored
+// value, for a write that is conditional on it.
+func (s *Server) readToken(ctx context.Context, token string) (tokenRecord, []byte, error) {
 	var rec tokenRecord
 	if token == "" || len(token) > 512 {
-		return rec, errUnknownToken
+		return rec, nil, errUnknownToken
 	}
 	val, err := s.store.Get(ctx, nsTokens, tokenKey(token))
 	if errors.Is(err, store.ErrNotFound) {
-		return rec, errUnknownToken
+		return rec, nil, errUnknownToken
 	}
 	if err != nil {
-		return rec, fmt.Errorf("reading a token: %w", err)
+		return rec, nil, fmt.Errorf("reading a token: %w", err)
 	}
 	if err := json.Unmarshal(val, &rec); err != nil {
-		return rec, fmt.Errorf("decoding a token: %w", err)
+		return rec, nil, fmt.Errorf("decoding a token: %w", err)
 	}
 	if s.now().Unix() >= rec.Expires {
-		return rec, errUnknownToken
+		return rec, nil, errUnknownToken
 	}
-	return rec, nil
+	return rec, val, nil
 }
 
 // revokeToken deletes an opaque token. Unknown tokens are not an error.

@@ -42,6 +42,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -174,8 +175,60 @@ type Write struct {
 	ExpiresAt time.Time
 	// Delete makes the write remove the record (Value and ExpiresAt are
 	// ignored). A missing record is not an error: the write then does
-	// nothing.
+	// nothing (unless Old makes it conditional).
 	Delete bool
+
+	// A conditional write makes its whole PutAll conditional: if its
+	// condition does not hold, the PutAll writes nothing and fails. The
+	// conditions decide across stores as Insert and Swap do: of concurrent
+	// PutAlls (and Inserts, Swaps, Takes) whose conditions need one key in
+	// one state, exactly one succeeds. The key of a conditional write must
+	// not be written by another write of the same PutAll.
+
+	// Insert makes the write conditional as Insert is: no live record may
+	// exist under the key, or the PutAll fails with ErrExists. It cannot
+	// be combined with Delete or Old.
+	Insert bool
+	// Old, when not nil, makes the write conditional as Swap is: the live
+	// value under the key must equal Old, byte for byte (an empty, non-nil
+	// Old is an empty value), or the PutAll fails with ErrConflict. With
+	// Delete, the write removes that value (a Take that checks what it
+	// takes); otherwise it replaces it.
+	Old []byte
+}
+
+// Conditional reports whether w makes its PutAll conditional.
+func (w Write) Conditional() bool { return w.Insert || w.Old != nil }
+
+// CheckWrites checks the conditional writes of a PutAll: each is either
+// an Insert of a value or a write from an Old value, and no other write of
+// the PutAll has its key. Backends call it before they write anything; it
+// refuses the mistakes of a caller, never a state of the store.
+func CheckWrites(writes []Write) error {
+	conditional := map[[2]string]bool{}
+	for _, w := range writes {
+		if w.Insert && (w.Delete || w.Old != nil) {
+			return fmt.Errorf("store: a write of namespace %q is an Insert with Delete or Old", w.Namespace)
+		}
+		if w.Conditional() {
+			conditional[[2]string{w.Namespace, w.Key}] = false
+		}
+	}
+	if len(conditional) == 0 {
+		return nil
+	}
+	for _, w := range writes {
+		k := [2]string{w.Namespace, w.Key}
+		seen, ok := conditional[k]
+		if !ok {
+			continue
+		}
+		if seen {
+			return fmt.Errorf("store: a PutAll writes a key of namespace %q twice, once conditionally", w.Namespace)
+		}
+		conditional[k] = true
+	}
+	return nil
 }
 
 // Records is a namespaced key-value store with expiry. A record whose
@@ -203,7 +256,9 @@ type Records interface {
 	// PutAll stores several records in one durable commit: all of them, or
 	// none if it fails. Each replaces any previous value under its key, or,
 	// with Delete, removes it. Writes are applied in order: of two writes
-	// of one key, the later wins.
+	// of one key, the later wins. Conditional writes (Write.Insert,
+	// Write.Old) make it fail, writing nothing, with ErrExists or
+	// ErrConflict when their condition does not hold.
 	PutAll(ctx context.Context, writes []Write) error
 	// Swap replaces the live value under (namespace, key) with value only
 	// if the live value equals old, byte for byte: a compare-and-swap. A

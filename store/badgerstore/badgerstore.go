@@ -2,7 +2,10 @@
 // key-value database.
 //
 // Every write is committed with SyncWrites, so an acknowledged write
-// survives a crash of the process. Resources are kept with three indexes
+// survives a crash of the process. The writes of records that concurrent
+// callers make share commits (group commit, see commit.go): one synced
+// transaction holds every write that arrived while the previous one was
+// syncing, and each caller returns once it is committed. Resources are kept with three indexes
 // (by resource server, by owner, by both) written in the same transaction
 // as the resource. Records expire through Badger's TTL, rounded up to whole
 // seconds, and through a check of their exact expiry on every read, so a
@@ -180,6 +183,8 @@ type Store struct {
 	ownClock bool
 	// feed delivers the committed changes to the watchers.
 	feed store.Feed
+	// commits groups the writes of records into shared commits.
+	commits *store.CommitQueue[*recordOp]
 
 	// resourceLocks serialize the writes of one resource id, so that
 	// concurrent writers of a resource wait for each other instead of
@@ -256,6 +261,7 @@ func Open(opts Options) (*Store, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
+	s.commits = store.NewCommitQueue(s.commitRecords)
 	if opts.InMemory {
 		s.maxValueSize = maxValueSizeInMemory
 	}

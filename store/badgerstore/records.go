@@ -1,7 +1,6 @@
 package badgerstore
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,6 +11,9 @@ import (
 
 	"github.com/caddy-uma/caddy-uma/store"
 )
+
+// The write methods of the records go through the store's commit queue:
+// concurrent writes share one synced commit (see commit.go).
 
 // Put stores value under (namespace, key), replacing any previous value.
 // A zero expiresAt means the record never expires.
@@ -25,24 +27,17 @@ func (s *Store) Put(ctx context.Context, namespace, key string, value []byte, ex
 	if err != nil {
 		return wrap(op, fmt.Errorf("namespace %q: %w", namespace, err))
 	}
-	if err := s.space.admit(logBytes(len(e.Key) + len(e.Value))); err != nil {
-		return wrap(op, fmt.Errorf("namespace %q: %w", namespace, err))
-	}
-	err = s.update(func(txn *badger.Txn) error {
-		// SetEntry keeps e; give each attempt its own copy.
-		ec := *e
-		return txn.SetEntry(&ec)
-	})
+	_, err = s.writeRecords(ctx, false, recordWrite{key: e.Key, entry: e, change: store.Change{Namespace: namespace, Key: key}})
 	if err != nil {
 		return wrap(op, fmt.Errorf("namespace %q: %w", namespace, err))
 	}
-	s.feed.Publish(store.Change{Namespace: namespace, Key: key})
 	return nil
 }
 
 // PutAll stores and deletes several records in one synced transaction: all
 // or none. A delete of a missing record writes a tombstone (and is
-// reported to the watchers).
+// reported to the watchers). Conditional writes are checked in the same
+// transaction.
 func (s *Store) PutAll(ctx context.Context, writes []store.Write) error {
 	const op = "putting records"
 	if err := s.enter(ctx); err != nil {
@@ -52,122 +47,82 @@ func (s *Store) PutAll(ctx context.Context, writes []store.Write) error {
 	if len(writes) == 0 {
 		return nil
 	}
-	// entries[i] is nil for a delete of keys[i].
-	entries := make([]*badger.Entry, len(writes))
-	keys := make([][]byte, len(writes))
-	sizes := make([]int, 0, len(writes))
-	changes := make([]store.Change, len(writes))
+	if err := store.CheckWrites(writes); err != nil {
+		return wrap(op, err)
+	}
+	rws := make([]recordWrite, len(writes))
 	for i, w := range writes {
-		changes[i] = store.Change{Namespace: w.Namespace, Key: w.Key}
+		rw := &rws[i]
+		rw.change = store.Change{Namespace: w.Namespace, Key: w.Key}
+		switch {
+		case w.Insert:
+			rw.cond, rw.fail = condAbsent, store.ErrExists
+		case w.Old != nil:
+			rw.cond, rw.fail, rw.old = condEquals, store.ErrConflict, w.Old
+		}
 		if w.Delete {
-			keys[i] = recordKey(w.Namespace, w.Key)
-			if err := s.checkSize(keys[i], nil); err != nil {
+			if strings.HasPrefix(w.Namespace, "\x00") {
+				return wrap(op, fmt.Errorf("namespace %q: %w", w.Namespace, errReservedNamespace))
+			}
+			rw.key = recordKey(w.Namespace, w.Key)
+			if err := s.checkSize(rw.key, nil); err != nil {
 				return wrap(op, fmt.Errorf("namespace %q: %w", w.Namespace, err))
 			}
-			sizes = append(sizes, len(keys[i]))
 			continue
 		}
 		e, err := s.newRecordEntry(w.Namespace, w.Key, w.Value, w.ExpiresAt)
 		if err != nil {
 			return wrap(op, fmt.Errorf("namespace %q: %w", w.Namespace, err))
 		}
-		entries[i] = e
-		sizes = append(sizes, len(e.Key)+len(e.Value))
+		rw.key, rw.entry = e.Key, e
 	}
-	if err := s.space.admit(logBytes(sizes...)); err != nil {
+	if _, err := s.writeRecords(ctx, false, rws...); err != nil {
 		return wrap(op, err)
 	}
-	err := s.update(func(txn *badger.Txn) error {
-		for i, e := range entries {
-			if e == nil {
-				if err := txn.Delete(keys[i]); err != nil {
-					return err
-				}
-				continue
-			}
-			// SetEntry keeps e; give each attempt its own copy.
-			ec := *e
-			if err := txn.SetEntry(&ec); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return wrap(op, err)
-	}
-	s.feed.Publish(changes...)
 	return nil
 }
 
 // Swap replaces the live value under (namespace, key) with value only if
 // the live value equals old (nil: none may be live), and returns
-// store.ErrConflict otherwise; a nil value deletes. The read and the write
-// are one transaction: a concurrent writer of the key makes Badger abort
-// it, and the retry reads again, so a Swap that lost the race returns
-// store.ErrConflict.
+// store.ErrConflict otherwise; a nil value deletes. The check and the
+// write are in one transaction, in which every concurrent write of the key
+// is either before or after it.
 func (s *Store) Swap(ctx context.Context, namespace, key string, old, value []byte, expiresAt time.Time) error {
 	const op = "swapping record"
 	if err := s.enter(ctx); err != nil {
 		return wrap(op, err)
 	}
 	defer s.leave()
-	k := recordKey(namespace, key)
-	var e *badger.Entry // nil: delete
-	if value != nil {
-		var err error
-		if e, err = s.newRecordEntry(namespace, key, value, expiresAt); err != nil {
+	if strings.HasPrefix(namespace, "\x00") {
+		return wrap(op, fmt.Errorf("namespace %q: %w", namespace, errReservedNamespace))
+	}
+	w := recordWrite{key: recordKey(namespace, key), cond: condEquals, old: old, fail: store.ErrConflict,
+		change: store.Change{Namespace: namespace, Key: key}}
+	if old == nil {
+		w.cond = condAbsent
+	}
+	switch {
+	case value != nil:
+		e, err := s.newRecordEntry(namespace, key, value, expiresAt)
+		if err != nil {
 			return wrap(op, fmt.Errorf("namespace %q: %w", namespace, err))
 		}
+		w.entry = e
+	case old == nil:
+		w.none = true // nothing to delete: a check only
 	}
-	var wrote bool
-	err := s.update(func(txn *badger.Txn) error {
-		wrote = false
-		cur, err := getLive(txn, k, s.now())
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			if old != nil {
-				return store.ErrConflict
-			}
-			if e == nil {
-				return nil // nothing to delete: a check only
-			}
-		case err != nil:
-			return err
-		case old == nil || !bytes.Equal(cur, old):
-			return store.ErrConflict
-		}
-		if e == nil {
-			if err := s.space.admit(logBytes(len(k))); err != nil {
-				return err
-			}
-			wrote = true
-			return txn.Delete(k)
-		}
-		if err := s.space.admit(logBytes(len(e.Key) + len(e.Value))); err != nil {
-			return err
-		}
-		ec := *e
-		wrote = true
-		return txn.SetEntry(&ec)
-	})
-	if errors.Is(err, badger.ErrConflict) {
-		// Still colliding after the retries: the value keeps changing.
-		err = fmt.Errorf("%w: %w", store.ErrConflict, err)
-	}
-	if err != nil {
+	if err := s.checkSize(w.key, nil); err != nil {
 		return wrap(op, fmt.Errorf("namespace %q: %w", namespace, err))
 	}
-	if wrote {
-		s.feed.Publish(store.Change{Namespace: namespace, Key: key})
+	if _, err := s.writeRecords(ctx, false, w); err != nil {
+		return wrap(op, fmt.Errorf("namespace %q: %w", namespace, err))
 	}
 	return nil
 }
 
 // Insert stores value only if no live record exists under (namespace, key),
-// and returns store.ErrExists otherwise. A conflict with a concurrent writer
-// of the same key is reported as store.ErrExists, without retry, so that of
-// concurrent Inserts exactly one succeeds.
+// and returns store.ErrExists otherwise: of concurrent Inserts, the first
+// in the commit order wins.
 func (s *Store) Insert(ctx context.Context, namespace, key string, value []byte, expiresAt time.Time) error {
 	const op = "inserting record"
 	if err := s.enter(ctx); err != nil {
@@ -178,26 +133,11 @@ func (s *Store) Insert(ctx context.Context, namespace, key string, value []byte,
 	if err != nil {
 		return wrap(op, fmt.Errorf("namespace %q: %w", namespace, err))
 	}
-	err = s.db.Update(func(txn *badger.Txn) error {
-		_, err := getLive(txn, e.Key, s.now())
-		if err == nil {
-			return store.ErrExists
-		}
-		if !errors.Is(err, store.ErrNotFound) {
-			return err
-		}
-		if err := s.space.admit(logBytes(len(e.Key) + len(e.Value))); err != nil {
-			return err
-		}
-		return txn.SetEntry(e)
-	})
-	if errors.Is(err, badger.ErrConflict) {
-		err = store.ErrExists
-	}
+	_, err = s.writeRecords(ctx, false, recordWrite{key: e.Key, entry: e, cond: condAbsent, fail: store.ErrExists,
+		change: store.Change{Namespace: namespace, Key: key}})
 	if err != nil {
 		return wrap(op, fmt.Errorf("namespace %q: %w", namespace, err))
 	}
-	s.feed.Publish(store.Change{Namespace: namespace, Key: key})
 	return nil
 }
 
@@ -221,35 +161,18 @@ func (s *Store) Get(ctx context.Context, namespace, key string) ([]byte, error) 
 }
 
 // Take returns the live value under (namespace, key) and deletes it in one
-// transaction, or returns store.ErrNotFound. A conflict with a concurrent
-// writer of the same key is reported as store.ErrNotFound, without retry,
-// so that of concurrent Takes exactly one gets the value.
+// transaction, or returns store.ErrNotFound: of concurrent Takes, the
+// first in the commit order gets the value.
 func (s *Store) Take(ctx context.Context, namespace, key string) ([]byte, error) {
 	const op = "taking record"
 	if err := s.enter(ctx); err != nil {
 		return nil, wrap(op, err)
 	}
 	defer s.leave()
-	k := recordKey(namespace, key)
-	var value []byte
-	err := s.db.Update(func(txn *badger.Txn) error {
-		var err error
-		value, err = getLive(txn, k, s.now())
-		if err != nil {
-			return err
-		}
-		if err := s.space.admit(logBytes(len(k))); err != nil {
-			return err
-		}
-		return txn.Delete(k)
-	})
-	if errors.Is(err, badger.ErrConflict) {
-		err = store.ErrNotFound
-	}
+	value, err := s.writeRecords(ctx, true, s.deleteLive(namespace, key))
 	if err != nil {
 		return nil, wrap(op, fmt.Errorf("namespace %q: %w", namespace, err))
 	}
-	s.feed.Publish(store.Change{Namespace: namespace, Key: key})
 	return value, nil
 }
 
@@ -260,21 +183,17 @@ func (s *Store) Delete(ctx context.Context, namespace, key string) error {
 		return wrap(op, err)
 	}
 	defer s.leave()
-	k := recordKey(namespace, key)
-	err := s.update(func(txn *badger.Txn) error {
-		if _, err := getLive(txn, k, s.now()); err != nil {
-			return err
-		}
-		if err := s.space.admit(logBytes(len(k))); err != nil {
-			return err
-		}
-		return txn.Delete(k)
-	})
-	if err != nil {
+	if _, err := s.writeRecords(ctx, false, s.deleteLive(namespace, key)); err != nil {
 		return wrap(op, fmt.Errorf("namespace %q: %w", namespace, err))
 	}
-	s.feed.Publish(store.Change{Namespace: namespace, Key: key})
 	return nil
+}
+
+// deleteLive is the write of Take and Delete: the live record's delete, or
+// store.ErrNotFound.
+func (s *Store) deleteLive(namespace, key string) recordWrite {
+	return recordWrite{key: recordKey(namespace, key), cond: condPresent, fail: store.ErrNotFound,
+		change: store.Change{Namespace: namespace, Key: key}}
 }
 
 // List returns the live records of a namespace whose keys start with

@@ -18,6 +18,10 @@
 //   - PutAll is one transaction. Swap and SwapResource are one statement
 //     each, whose WHERE compares the value or the version: of concurrent
 //     calls from one value, on any nodes, the first to commit wins.
+//   - Group commit: the writes of records of concurrent callers share one
+//     transaction (one round trip, one flush of the log), and each caller
+//     returns once it has committed; a call whose condition fails fails
+//     alone (see commit.go).
 //   - Orders are byte orders: keys, ids and namespaces are stored with the
 //     "C" collation.
 //   - The change feed (Watch) hears every node: triggers NOTIFY each change
@@ -120,6 +124,10 @@ type Store struct {
 	// registrationGrace is feedRegistrationGrace (tests shorten it).
 	registrationGrace time.Duration
 
+	// commits groups the writes of records into shared transactions
+	// (commit.go).
+	commits *store.CommitQueue[*recordOp]
+
 	// gate makes Close wait for the calls in flight and later calls fail.
 	gate store.Gate
 
@@ -158,6 +166,7 @@ func Open(ctx context.Context, opts Options) (*Store, error) {
 	if s.logger == nil {
 		s.logger = zap.NewNop()
 	}
+	s.commits = store.NewCommitQueue(s.commitRecords)
 	s.listener.init(s, cfg.ConnConfig, opts.FeedCheckInterval)
 
 	s.pool, err = pgxpool.NewWithConfig(ctx, cfg)

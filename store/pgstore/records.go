@@ -81,21 +81,29 @@ const putQuery = `INSERT INTO records (namespace, key, value, expires_at) VALUES
 // A zero expiresAt means the record never expires.
 func (s *Store) Put(ctx context.Context, namespace, key string, value []byte, expiresAt time.Time) error {
 	key = escapeKey(key)
-	return s.execRecord(ctx, "putting record", nil, putQuery, namespace, key, valueParam(value), expiryParam(expiresAt))
+	return s.writeRecord(ctx, "putting record", namespace, key,
+		execOp(nil, putQuery, namespace, key, valueParam(value), expiryParam(expiresAt)))
 }
 
 // deleteQuery deletes a record, live or not.
 const deleteQuery = `DELETE FROM records WHERE namespace = $1 AND key = $2`
 
 // PutAll stores and deletes several records in one transaction: all or
-// none.
+// none. Its conditional writes are checked in the same transaction.
 func (s *Store) PutAll(ctx context.Context, writes []store.Write) error {
 	const op = "putting records"
+	if err := store.CheckWrites(writes); err != nil {
+		return wrap(op, err)
+	}
 	keys := make([]string, len(writes))
+	conditional := 0
 	for i, w := range writes {
 		keys[i] = escapeKey(w.Key)
 		if err := checkRecord(w.Namespace, keys[i]); err != nil {
 			return wrap(op, fmt.Errorf("namespace %q: %w", w.Namespace, err))
+		}
+		if w.Conditional() {
+			conditional++
 		}
 	}
 	ctx, leave, err := s.enter(ctx)
@@ -106,19 +114,13 @@ func (s *Store) PutAll(ctx context.Context, writes []store.Write) error {
 	if len(writes) == 0 {
 		return nil
 	}
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var batch pgx.Batch
-		for i, w := range writes {
-			if w.Delete {
-				batch.Queue(deleteQuery, w.Namespace, keys[i])
-				continue
-			}
-			batch.Queue(putQuery, w.Namespace, keys[i], valueParam(w.Value), expiryParam(w.ExpiresAt))
-		}
-		return tx.SendBatch(ctx, &batch).Close()
-	})
+	if conditional > 1 {
+		err = s.putAllAlone(ctx, writes, keys)
+	} else {
+		err = s.writeRecords(ctx, s.putAllOp(writes, keys))
+	}
 	if err != nil {
-		return wrap(op, mapError(err))
+		return wrap(op, err)
 	}
 	return nil
 }
@@ -135,8 +137,8 @@ const insertQuery = `INSERT INTO records AS r (namespace, key, value, expires_at
 // on any nodes, exactly one succeeds.
 func (s *Store) Insert(ctx context.Context, namespace, key string, value []byte, expiresAt time.Time) error {
 	key = escapeKey(key)
-	return s.execRecord(ctx, "inserting record", store.ErrExists, insertQuery, namespace, key,
-		valueParam(value), expiryParam(expiresAt), s.readTime())
+	return s.writeRecord(ctx, "inserting record", namespace, key, execOp(store.ErrExists, insertQuery, namespace, key,
+		valueParam(value), expiryParam(expiresAt), s.readTime()))
 }
 
 // Swap replaces the live value under (namespace, key) with value only if
@@ -151,7 +153,7 @@ func (s *Store) Swap(ctx context.Context, namespace, key string, old, value []by
 	const op = "swapping record"
 	switch {
 	case old == nil && value == nil:
-		_, err := s.readOne(ctx, op, false,
+		_, err := s.readOne(ctx, op,
 			`SELECT NULL::bytea FROM records WHERE namespace = $1 AND key = $2 AND `+live, namespace, key)
 		switch {
 		case err == nil:
@@ -161,24 +163,24 @@ func (s *Store) Swap(ctx context.Context, namespace, key string, old, value []by
 		}
 		return err
 	case old == nil:
-		return s.execRecord(ctx, op, store.ErrConflict, insertQuery, namespace, key,
-			value, expiryParam(expiresAt), s.readTime())
+		return s.writeRecord(ctx, op, namespace, key, execOp(store.ErrConflict, insertQuery, namespace, key,
+			value, expiryParam(expiresAt), s.readTime()))
 	case value == nil:
-		return s.execRecord(ctx, op, store.ErrConflict,
+		return s.writeRecord(ctx, op, namespace, key, execOp(store.ErrConflict,
 			`DELETE FROM records WHERE namespace = $1 AND key = $2 AND `+live+` AND value = $4`,
-			namespace, key, s.readTime(), old)
+			namespace, key, s.readTime(), old))
 	default:
-		return s.execRecord(ctx, op, store.ErrConflict,
+		return s.writeRecord(ctx, op, namespace, key, execOp(store.ErrConflict,
 			`UPDATE records SET value = $4, expires_at = $5
 			WHERE namespace = $1 AND key = $2 AND `+live+` AND value = $6`,
-			namespace, key, s.readTime(), value, expiryParam(expiresAt), old)
+			namespace, key, s.readTime(), value, expiryParam(expiresAt), old))
 	}
 }
 
 // Get returns the live value under (namespace, key), or store.ErrNotFound.
 func (s *Store) Get(ctx context.Context, namespace, key string) ([]byte, error) {
 	key = escapeKey(key)
-	return s.readOne(ctx, "getting record", false,
+	return s.readOne(ctx, "getting record",
 		`SELECT value FROM records WHERE namespace = $1 AND key = $2 AND `+live, namespace, key)
 }
 
@@ -188,13 +190,17 @@ func (s *Store) Get(ctx context.Context, namespace, key string) ([]byte, error) 
 // and then find nothing.
 func (s *Store) Take(ctx context.Context, namespace, key string) ([]byte, error) {
 	key = escapeKey(key)
-	return s.readOne(ctx, "taking record", true,
-		`DELETE FROM records WHERE namespace = $1 AND key = $2 AND `+live+` RETURNING value`, namespace, key)
+	op := rowOp(`DELETE FROM records WHERE namespace = $1 AND key = $2 AND `+live+` RETURNING value`,
+		namespace, key, s.readTime())
+	if err := s.writeRecord(ctx, "taking record", namespace, key, op); err != nil {
+		return nil, err
+	}
+	return op.value, nil
 }
 
-// readOne runs query, which returns the value of the live record (namespace,
-// key) at the clock $3, or no row; write tells whether it changes rows.
-func (s *Store) readOne(ctx context.Context, op string, write bool, query, namespace, key string) ([]byte, error) {
+// readOne runs query, which reads the value of the live record (namespace,
+// key) at the clock $3, or no row.
+func (s *Store) readOne(ctx context.Context, op string, query, namespace, key string) ([]byte, error) {
 	if err := checkRecord(namespace, key); err != nil {
 		return nil, wrap(op, err)
 	}
@@ -205,11 +211,8 @@ func (s *Store) readOne(ctx context.Context, op string, write bool, query, names
 	defer leave()
 	var value []byte
 	err = s.pool.QueryRow(ctx, query, namespace, key, s.readTime()).Scan(&value)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
+	if errors.Is(err, pgx.ErrNoRows) {
 		err = store.ErrNotFound
-	case err != nil && write:
-		err = mapError(err)
 	}
 	if err != nil {
 		return nil, wrap(op, fmt.Errorf("namespace %q: %w", namespace, err))
@@ -220,18 +223,22 @@ func (s *Store) readOne(ctx context.Context, op string, write bool, query, names
 // Delete removes the record, or returns store.ErrNotFound if none is live.
 func (s *Store) Delete(ctx context.Context, namespace, key string) error {
 	key = escapeKey(key)
-	return s.execRecord(ctx, "deleting record", store.ErrNotFound,
-		`DELETE FROM records WHERE namespace = $1 AND key = $2 AND `+live, namespace, key, s.readTime())
+	return s.writeRecord(ctx, "deleting record", namespace, key, execOp(store.ErrNotFound,
+		`DELETE FROM records WHERE namespace = $1 AND key = $2 AND `+live, namespace, key, s.readTime()))
 }
 
-// execRecord runs one statement on the record (namespace, key), which are
-// its parameters $1 and $2 before args, and fails with none if it changed
-// no row.
-func (s *Store) execRecord(ctx context.Context, op string, none error, query, namespace, key string, args ...any) error {
+// writeRecord runs the write of one record (namespace, key) through the
+// commit queue.
+func (s *Store) writeRecord(ctx context.Context, op, namespace, key string, rop *recordOp) error {
 	if err := checkRecord(namespace, key); err != nil {
 		return wrap(op, err)
 	}
-	if err := s.exec(ctx, none, query, append([]any{namespace, key}, args...)...); err != nil {
+	ctx, leave, err := s.enter(ctx)
+	if err != nil {
+		return wrap(op, err)
+	}
+	defer leave()
+	if err := s.writeRecords(ctx, rop); err != nil {
 		return wrap(op, fmt.Errorf("namespace %q: %w", namespace, err))
 	}
 	return nil

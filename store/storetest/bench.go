@@ -1,7 +1,9 @@
 package storetest
 
 import (
+	"context"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -38,6 +40,72 @@ func Bench(b *testing.B, open func(b *testing.B) store.Store) {
 	b.Run("Get", func(b *testing.B) { benchGet(b, newStore(b)) })
 	b.Run("Insert", func(b *testing.B) { benchSingleUse(b, newStore(b), false) })
 	b.Run("InsertTake", func(b *testing.B) { benchSingleUse(b, newStore(b), true) })
+	for _, writers := range benchWriterCounts {
+		name := fmt.Sprintf("writers=%d", writers)
+		b.Run("ParallelPut/"+name, func(b *testing.B) {
+			s := newStore(b)
+			benchWriters(b, writers, func(ctx context.Context, i int64) error {
+				return s.Put(ctx, "bench", fmt.Sprintf("key-%09d", i), benchValue, time.Time{})
+			})
+		})
+		b.Run("ParallelInsert/"+name, func(b *testing.B) {
+			s := newStore(b)
+			exp := time.Now().Add(time.Hour)
+			benchWriters(b, writers, func(ctx context.Context, i int64) error {
+				return s.Insert(ctx, "bench", fmt.Sprintf("ticket-%09d", i), nil, exp)
+			})
+		})
+		b.Run("ParallelPutAll/"+name, func(b *testing.B) {
+			s := newStore(b)
+			exp := time.Now().Add(time.Hour)
+			benchWriters(b, writers, func(ctx context.Context, i int64) error {
+				return s.PutAll(ctx, grantWrites(i, exp))
+			})
+		})
+	}
+}
+
+// benchWriterCounts are the numbers of concurrent writers of the Parallel
+// benchmarks: one, then as many as the AS has requests in flight.
+var benchWriterCounts = []int{1, 8, 32, 64}
+
+// benchWriters runs b.N writes on exactly writers goroutines, each taking
+// the next index until b.N are done, and reports the writes per second
+// (each write one call of write, acknowledged durable when it returns).
+func benchWriters(b *testing.B, writers int, write func(ctx context.Context, i int64) error) {
+	ctx := b.Context()
+	var next atomic.Int64
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for range writers {
+		wg.Go(func() {
+			for {
+				i := next.Add(1)
+				if i > int64(b.N) {
+					return
+				}
+				if err := write(ctx, i); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
+}
+
+// grantWrites are the records one UMA grant commits: the ticket's replay
+// record, the RPT, the refresh token, a token holder and a PCT.
+func grantWrites(i int64, exp time.Time) []store.Write {
+	key := fmt.Sprintf("%09d", i)
+	return []store.Write{
+		{Namespace: "bench-ticket", Key: key, Value: []byte{}, ExpiresAt: exp},
+		{Namespace: "bench-rpt", Key: key, Value: benchValue, ExpiresAt: exp},
+		{Namespace: "bench-token", Key: "refresh-" + key, Value: benchValue, ExpiresAt: exp},
+		{Namespace: "bench-holder", Key: key, Value: benchValue, ExpiresAt: exp},
+		{Namespace: "bench-token", Key: "pct-" + key, Value: benchValue, ExpiresAt: exp},
+	}
 }
 
 func benchPut(b *testing.B, s store.Store) {

@@ -19,7 +19,10 @@ import (
 
 // Crash test: the test binary runs itself as a child that writes to a
 // store and acknowledges each write on stdout; the parent kills it with
-// SIGKILL and checks that every acknowledged write survived.
+// SIGKILL and checks that every acknowledged write survived. Besides its
+// sequence of writes, the child runs crashWriters goroutines that write
+// at once, so that the backend commits writes of several callers together
+// and each acknowledgment must wait for the commit of its own.
 
 // crashDirEnv names the store of the child process; set, the test that
 // calls RunCrash is the child.
@@ -32,6 +35,14 @@ const (
 	crashInsert        // Insert ins-i, expiring in an hour
 	crashTake          // Take rec-(i-2)
 )
+
+// crashWriters is the number of concurrent writers of the crash child.
+const crashWriters = 8
+
+// crashConcurrentKey is the key of write i of concurrent writer g: a Put
+// when i is even, otherwise a PutAll that inserts it and puts its "-tok"
+// record, as a grant does.
+func crashConcurrentKey(g, i int) string { return fmt.Sprintf("w%d-%06d", g, i) }
 
 func crashResourceID(i int) string { return fmt.Sprintf("r-%06d", i) }
 func crashKey(prefix string, i int) string {
@@ -74,6 +85,16 @@ func RunCrash(t *testing.T, open func(t *testing.T, dir string) store.Store, whi
 
 	// Read acks until wantAcks, kill, then read the acks still in the pipe.
 	acked := map[int]bool{}
+	// concurrent holds the acknowledged writes of the concurrent writers.
+	concurrent := map[[2]int]bool{}
+	parse := func(line string) {
+		var i, g int
+		if _, err := fmt.Sscanf(line, "ack %d\n", &i); err == nil {
+			acked[i] = true
+		} else if _, err := fmt.Sscanf(line, "cack %d %d\n", &g, &i); err == nil {
+			concurrent[[2]int{g, i}] = true
+		}
+	}
 	lines := make(chan string)
 	go func() {
 		defer close(lines)
@@ -94,12 +115,10 @@ func RunCrash(t *testing.T, open func(t *testing.T, dir string) store.Store, whi
 			if !ok {
 				t.Fatalf("child exited after %d acks; stderr:\n%s", len(acked), stderr.String())
 			}
-			var i int
-			if _, err := fmt.Sscanf(line, "ack %d\n", &i); err == nil {
-				acked[i] = true
-			} else if strings.Contains(line, "failed") {
+			if strings.Contains(line, "failed") {
 				t.Fatalf("child: %s", line)
 			}
+			parse(line)
 		case <-timeout:
 			t.Fatalf("%d acks in a minute", len(acked))
 		}
@@ -111,10 +130,7 @@ func RunCrash(t *testing.T, open func(t *testing.T, dir string) store.Store, whi
 		t.Fatal(err)
 	}
 	for line := range lines {
-		var i int
-		if _, err := fmt.Sscanf(line, "ack %d\n", &i); err == nil {
-			acked[i] = true
-		}
+		parse(line)
 	}
 	_, _ = io.Copy(io.Discard, stdout)
 	err := cmd.Wait()
@@ -132,11 +148,26 @@ func RunCrash(t *testing.T, open func(t *testing.T, dir string) store.Store, whi
 			t.Fatalf("ack %d missing (last %d): acks are sequential", i, last)
 		}
 	}
-	t.Logf("child acknowledged %d writes before SIGKILL", len(acked))
+	t.Logf("child acknowledged %d writes and %d concurrent ones before SIGKILL", len(acked), len(concurrent))
+	if len(concurrent) == 0 {
+		t.Fatal("no acknowledged write of the concurrent writers")
+	}
 
 	s := open(t, dir)
 	defer s.Close()
 	checkCrashWrites(t, s, last)
+	for gi := range concurrent {
+		key := crashConcurrentKey(gi[0], gi[1])
+		keys := []string{key}
+		if gi[1]%2 == 1 {
+			keys = append(keys, key+"-tok")
+		}
+		for _, k := range keys {
+			if got, err := s.Get(t.Context(), "c", k); err != nil || string(got) != k {
+				t.Errorf("acknowledged concurrent write %s: %q, %v", k, got, err)
+			}
+		}
+	}
 }
 
 // StartChild runs the test binary again, running only the test (or
@@ -175,6 +206,27 @@ func crashChild(t *testing.T, open func(t *testing.T, dir string) store.Store, d
 	ctx := t.Context()
 	// Bounded, in case the parent dies without killing us.
 	deadline := time.Now().Add(time.Minute)
+	for g := range crashWriters {
+		go func() {
+			for i := 0; time.Now().Before(deadline); i++ {
+				key := crashConcurrentKey(g, i)
+				var err error
+				if i%2 == 0 {
+					err = s.Put(ctx, "c", key, []byte(key), time.Time{})
+				} else {
+					err = s.PutAll(ctx, []store.Write{
+						{Namespace: "c", Key: key, Value: []byte(key), Insert: true},
+						{Namespace: "c", Key: key + "-tok", Value: []byte(key + "-tok")},
+					})
+				}
+				if err != nil {
+					fmt.Printf("concurrent write %d %d failed: %v\n", g, i, err)
+					os.Exit(2)
+				}
+				fmt.Printf("cack %d %d\n", g, i)
+			}
+		}()
+	}
 	for i := 0; time.Now().Before(deadline); i++ {
 		var err error
 		switch i % 4 {

@@ -27,6 +27,7 @@ func RunNodes(t *testing.T, open func(t *testing.T, dir string) store.Store) {
 	}
 	t.Run("SingleUse", func(t *testing.T) { testSingleUseNodes(t, nodes) })
 	t.Run("Swap", func(t *testing.T) { testSwapRace(t, nodes) })
+	t.Run("ConditionalPutAll", func(t *testing.T) { testConditionalPutAllRace(t, nodes) })
 	t.Run("PutAllDeletes", func(t *testing.T) { testPutAllDeletesNodes(t, nodes) })
 	t.Run("Watch", func(t *testing.T) { testWatch(t, nodes[0], nodes[1]) })
 	t.Run("WatchBothWays", func(t *testing.T) { testWatchBothWays(t, nodes) })

@@ -47,6 +47,24 @@ func RunNoSpace(t *testing.T, open func(t *testing.T) (s store.Store, setFull fu
 		})
 	}
 
+	// Concurrent writers, whose writes a backend commits together: each
+	// one fails.
+	t.Run("full/concurrent", func(t *testing.T) {
+		errs := race(func(i int) error {
+			key := fmt.Sprintf("c%d", i)
+			switch i % 3 {
+			case 0:
+				return s.Put(ctx, "n", key, []byte("x"), time.Time{})
+			case 1:
+				return s.Insert(ctx, "n", key, []byte("x"), time.Time{})
+			}
+			return s.PutAll(ctx, []store.Write{{Namespace: "n", Key: key, Value: []byte("x"), Insert: true}})
+		})
+		for i, err := range errs {
+			wantErr(t, fmt.Sprintf("concurrent write %d on a full disk", i), err, store.ErrNoSpace)
+		}
+	})
+
 	// Nothing was written or removed.
 	checkUnchanged := func(t *testing.T) {
 		t.Helper()

@@ -72,6 +72,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 	t.Run("PutAllDeletes", func(t *testing.T) { testPutAllDeletes(t, newStore(t)) })
 	t.Run("SwapResource", func(t *testing.T) { testSwapResource(t, newStore) })
 	t.Run("SwapRace", func(t *testing.T) { testSwapRace(t, []store.Store{newStore(t)}) })
+	t.Run("ConditionalPutAll", func(t *testing.T) { testConditionalPutAll(t, newStore) })
+	t.Run("ConditionalPutAllRace", func(t *testing.T) { testConditionalPutAllRace(t, []store.Store{newStore(t)}) })
+	t.Run("GroupCommit", func(t *testing.T) { testGroupCommit(t, newStore) })
 	t.Run("Watch", func(t *testing.T) {
 		s := newStore(t)
 		testWatch(t, s, s)
