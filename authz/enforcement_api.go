@@ -203,6 +203,28 @@ func nextVersion(now, prev time.Time) time.Time {
 	return now
 }
 
+// RegisteredResource returns the resource id if the resource server
+// registered it, and false if it did not (another resource server's, or
+// none).
+func (s *Server) RegisteredResource(ctx context.Context, resourceServer, id string) (store.Resource, bool, error) {
+	res, err := s.store.GetResource(ctx, id)
+	if errors.Is(err, store.ErrNotFound) || err == nil && res.ResourceServer != resourceServer {
+		return store.Resource{}, false, nil
+	}
+	if err != nil {
+		return store.Resource{}, false, err
+	}
+	return res, true, nil
+}
+
+// WatchResources calls fn with each change of a resource (of any resource
+// server) from the store's change feed, with its Resync and Interrupted
+// (see store.Changes.Watch), until ctx ends. A cache of ResourcesOf stays
+// up to date with it, one RegisteredResource per change.
+func (s *Server) WatchResources(ctx context.Context, fn func(store.Change)) error {
+	return s.store.Watch(ctx, fn, store.ResourcesNamespace)
+}
+
 // ResourcesOf returns the resources a resource server registered, for
 // mapping requests by their uris.
 func (s *Server) ResourcesOf(ctx context.Context, resourceServer string) ([]store.Resource, error) {
