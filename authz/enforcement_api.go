@@ -155,18 +155,14 @@ func (s *Server) namedResource(ctx context.Context, key string) (store.Resource,
 }
 
 // findByName looks for a resource by name among those a resource server
-// registered for an owner.
+// registered for an owner (the one of the smallest ID, if several), through
+// the store's index of names.
 func (s *Server) findByName(ctx context.Context, resourceServer, owner, name string) (store.Resource, bool, error) {
-	list, err := s.store.ListResources(ctx, store.ResourceQuery{ResourceServer: resourceServer, Owner: owner})
-	if err != nil {
+	list, err := s.store.ListResources(ctx, store.ResourceQuery{ResourceServer: resourceServer, Owner: owner, Name: name, Limit: 1})
+	if err != nil || len(list) == 0 {
 		return store.Resource{}, false, err
 	}
-	for _, r := range list {
-		if r.Name == name {
-			return r, true, nil
-		}
-	}
-	return store.Resource{}, false, nil
+	return list[0], true, nil
 }
 
 // addScopes adds the scopes res lacks with a compare-and-swap on its last
