@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"runtime"
 	"testing"
 	"time"
 
@@ -100,4 +101,33 @@ func BenchmarkCachedRPTRegisteredURIs(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkURITableMemory reports the heap that a table of 100k
+// registered resources (two uris each, over 10k owners) holds, per
+// resource.
+func BenchmarkURITableMemory(b *testing.B) {
+	const n = 100_000
+	list := make([]Resource, n)
+	for i := range list {
+		list[i] = registeredResource(i)
+	}
+	var table *uriTable
+	var perResource float64
+	for b.Loop() {
+		table = nil
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		table = newURITable()
+		for _, res := range list {
+			table.put(res)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		perResource = float64(after.HeapAlloc-before.HeapAlloc) / n
+	}
+	runtime.KeepAlive(table)
+	b.ReportMetric(perResource, "heap-B/resource")
+	b.ReportMetric(perResource*n/(1<<20), "heap-MiB/100k")
 }
