@@ -12,14 +12,21 @@ import (
 	"github.com/caddy-uma/caddy-uma/authz/authztest"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken/claimtokentest"
+	"github.com/caddy-uma/caddy-uma/store"
 )
 
 // benchAS is an AS served in-process (no network) for benchmarks.
 func benchAS(b *testing.B) (*authz.Server, *claimtokentest.Provider) {
 	b.Helper()
-	idp := claimtokentest.NewProvider(b)
 	st := authztest.OpenStore(b, b.TempDir())
 	b.Cleanup(func() { st.Close() })
+	return benchASOn(b, st)
+}
+
+// benchASOn is benchAS on the store st.
+func benchASOn(b *testing.B, st store.Store) (*authz.Server, *claimtokentest.Provider) {
+	b.Helper()
+	idp := claimtokentest.NewProvider(b)
 	srv, err := authz.New(context.Background(), authz.Config{
 		Issuer: "https://as.example", Store: st, Clients: authztest.Clients,
 		TrustedIssuers: []claimtoken.Issuer{{Issuer: idp.Issuer(), Audiences: []string{"app"}}},

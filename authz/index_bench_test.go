@@ -26,20 +26,12 @@ var indexSizes = []int{1, 10_000, 100_000}
 // "labs" under her rules, and n-1 of other owners.
 func sizedAS(b *testing.B, n int) (*authz.Server, *claimtokentest.Provider, store.Resource) {
 	b.Helper()
-	idp := claimtokentest.NewProvider(b)
 	st, err := badgerstore.Open(badgerstore.Options{InMemory: true})
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { st.Close() })
-	srv, err := authz.New(context.Background(), authz.Config{
-		Issuer: "https://as.example", Store: st, Clients: authztest.Clients,
-		TrustedIssuers: []claimtoken.Issuer{{Issuer: idp.Issuer(), Audiences: []string{"app"}}},
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { srv.Close() })
+	srv, idp := benchASOn(b, st)
 	ctx := context.Background()
 	if err := srv.PutRule(ctx, "alice", "main", authztest.AliceRules); err != nil {
 		b.Fatal(err)

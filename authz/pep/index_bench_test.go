@@ -3,8 +3,6 @@ package pep
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"runtime"
 	"testing"
 	"time"
@@ -89,16 +87,7 @@ func BenchmarkCachedRPTRegisteredURIs(b *testing.B) {
 			if d := e.Decide(r); !d.Allow {
 				b.Fatal(d)
 			}
-			h := e.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
-			b.ReportAllocs()
-			b.ResetTimer()
-			for b.Loop() {
-				w := httptest.NewRecorder()
-				h.ServeHTTP(w, r)
-				if w.Code != http.StatusOK {
-					b.Fatal(w.Code)
-				}
-			}
+			benchAuthorized(b, e, r)
 		})
 	}
 }

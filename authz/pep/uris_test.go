@@ -100,6 +100,21 @@ func noListingStarted(e *Enforcer, as *feedAS, lists int) bool {
 	return !e.uris.loading.Load() && as.listCount() == lists
 }
 
+// feedEnforcer is an Enforcer mapping requests by the uris of as's
+// registered resources, listed again after a minute without a feed: one,
+// erin's album at /photos/erin/*. It is closed at the end of the test.
+func feedEnforcer(t *testing.T, as *feedAS) (*Enforcer, *testClock) {
+	as.registered = []Resource{{ID: "album", Owner: "erin", Scopes: []string{"read"}, URIs: []string{"/photos/erin/*"}}}
+	clock := &testClock{t: time.Unix(1_700_000_000, 0)}
+	e := newEnforcer(t, as, clock, func(c *Config) {
+		c.Templates = nil
+		c.RegisteredURIs = true
+		c.URIRefresh = time.Minute
+	})
+	t.Cleanup(e.Close)
+	return e, clock
+}
+
 // TestRegisteredURIsFollowFeed: with a change feed, the enforcement point
 // lists the registered resources once, then applies each change by
 // reading that one resource, lists again on a Resync and never
@@ -107,15 +122,8 @@ func noListingStarted(e *Enforcer, as *feedAS, lists int) bool {
 // read and Close bring back the periodic listing.
 func TestRegisteredURIsFollowFeed(t *testing.T) {
 	as := &feedAS{fakeAS: newFakeAS()}
-	album := Resource{ID: "album", Owner: "erin", Scopes: []string{"read"}, URIs: []string{"/photos/erin/*"}}
-	as.registered = []Resource{album}
-	clock := &testClock{t: time.Unix(1_700_000_000, 0)}
-	e := newEnforcer(t, as, clock, func(c *Config) {
-		c.Templates = nil
-		c.RegisteredURIs = true
-		c.URIRefresh = time.Minute
-	})
-	defer e.Close()
+	e, clock := feedEnforcer(t, as)
+	album := as.registered[0]
 	if got := matched(e, "/photos/erin/1"); got != "album" || as.listCount() != 1 || as.watches != 1 {
 		t.Fatalf("first request: %q, %d listings, %d watches", got, as.listCount(), as.watches)
 	}
@@ -192,14 +200,7 @@ func TestRegisteredURIsFollowFeed(t *testing.T) {
 // resources are listed periodically, and each listing tries to watch again.
 func TestRegisteredURIsFeedUnwatchable(t *testing.T) {
 	as := &feedAS{fakeAS: newFakeAS(), watchErr: ErrUnavailable}
-	as.registered = []Resource{{ID: "album", Owner: "erin", Scopes: []string{"read"}, URIs: []string{"/photos/erin/*"}}}
-	clock := &testClock{t: time.Unix(1_700_000_000, 0)}
-	e := newEnforcer(t, as, clock, func(c *Config) {
-		c.Templates = nil
-		c.RegisteredURIs = true
-		c.URIRefresh = time.Minute
-	})
-	defer e.Close()
+	e, clock := feedEnforcer(t, as)
 	if got := matched(e, "/photos/erin/1"); got != "album" {
 		t.Fatalf("first request: %q", got)
 	}
