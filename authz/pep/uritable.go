@@ -61,8 +61,9 @@ type uriNode struct {
 
 // maxListedChildren is how many literal children a node keeps in a sorted
 // slice before it switches to a map (smaller for the many nodes with a
-// few children, faster for the few with thousands).
-const maxListedChildren = 8
+// few children, such as an owner's node with their resources' ids, faster
+// for the few with thousands).
+const maxListedChildren = 32
 
 type uriEntry struct {
 	spec int

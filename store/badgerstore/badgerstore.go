@@ -284,12 +284,18 @@ func Exists(dir string) (bool, error) {
 	return false, fmt.Errorf("badgerstore: %w", err)
 }
 
+// blockCacheSize is Badger's cache of decompressed blocks: 64 MiB, not
+// Badger's 256 MiB, which a store of 100k resources filled with what one
+// listing read, for about a quarter of the process's resident memory.
+const blockCacheSize = 64 << 20
+
 // badgerOptions returns the Badger options of opts, without the logger
 // (WithLogger goes last: WithLoggingLevel would replace it).
 func badgerOptions(opts Options) badger.Options {
 	return badger.DefaultOptions(opts.Dir).
 		WithInMemory(opts.InMemory).
-		WithSyncWrites(true)
+		WithSyncWrites(true).
+		WithBlockCacheSize(blockCacheSize)
 }
 
 // SetMinFreeSpace changes the minimum free space of a running store (see
