@@ -53,20 +53,7 @@ func BenchmarkResidentMemory(b *testing.B) {
 		AdminAddr: fmt.Sprintf("127.0.0.1:%d", port(b)), ASPort: port(b), APIPort: port(b),
 		Storage: storage, IdP: idp.Issuer(), Upstream: up.Listener.Addr().String(),
 	}
-	dir := b.TempDir()
-	inst := &instance{dir: dir, caddyfile: filepath.Join(dir, "Caddyfile"),
-		cfg: config{AdminAddr: mc.AdminAddr, Port: mc.ASPort}, log: new(syncBuffer), exited: make(chan struct{})}
-	var buf strings.Builder
-	if err := memoryTemplate.Execute(&buf, mc); err != nil {
-		b.Fatal(err)
-	}
-	if err := os.WriteFile(inst.caddyfile, []byte(buf.String()), 0o600); err != nil {
-		b.Fatal(err)
-	}
-	inst.run(b, nil, "Caddyfile:\n"+buf.String()+"\n")
-	if err := inst.waitReady(60 * time.Second); err != nil {
-		b.Fatalf("caddy did not start: %v\n%s", err, inst.log)
-	}
+	inst := startTemplate(b, memoryTemplate, mc, config{AdminAddr: mc.AdminAddr, Port: mc.ASPort}, 60*time.Second)
 	api := fmt.Sprintf("http://127.0.0.1:%d", mc.APIPort)
 	issuer := fmt.Sprintf("http://127.0.0.1:%d", mc.ASPort)
 	idToken := idp.Sign(b, map[string]any{"aud": "demo-app", "sub": "reader", "email": "reader@example.com"})
