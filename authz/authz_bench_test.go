@@ -29,7 +29,7 @@ func benchAS(b *testing.B) (*authz.Server, *claimtokentest.Provider) {
 	return benchASOn(b, st)
 }
 
-// benchASOn is benchAS on st.
+// benchASOn is benchAS on the store st.
 func benchASOn(b testing.TB, st store.Store) (*authz.Server, *claimtokentest.Provider) {
 	b.Helper()
 	idp := claimtokentest.NewProvider(b)

@@ -66,6 +66,11 @@ type Config struct {
 	PolicyPollInterval time.Duration
 	// PolicyTimeout bounds one evaluation of rules (default 250ms).
 	PolicyTimeout time.Duration
+	// RulesInMemory bounds the owners whose compiled rules stay in memory
+	// (each about 230 KiB for a small rule); the rules of an owner left out
+	// are compiled again on their next use. Zero means
+	// policies.DefaultMaxOwnersInForce.
+	RulesInMemory int
 	// TrustedIssuers are the issuers whose claim tokens are accepted. A
 	// claim token counts only for the client it was issued to (its aud
 	// names the pushing client, and so does its azp if it has one), unless

@@ -155,18 +155,14 @@ func (s *Server) namedResource(ctx context.Context, key string) (store.Resource,
 }
 
 // findByName looks for a resource by name among those a resource server
-// registered for an owner.
+// registered for an owner (the one of the smallest ID, if several), through
+// the store's index of names.
 func (s *Server) findByName(ctx context.Context, resourceServer, owner, name string) (store.Resource, bool, error) {
-	list, err := s.store.ListResources(ctx, store.ResourceQuery{ResourceServer: resourceServer, Owner: owner})
-	if err != nil {
+	list, err := s.store.ListResources(ctx, store.ResourceQuery{ResourceServer: resourceServer, Owner: owner, Name: name, Limit: 1})
+	if err != nil || len(list) == 0 {
 		return store.Resource{}, false, err
 	}
-	for _, r := range list {
-		if r.Name == name {
-			return r, true, nil
-		}
-	}
-	return store.Resource{}, false, nil
+	return list[0], true, nil
 }
 
 // addScopes adds the scopes res lacks with a compare-and-swap on its last
@@ -201,6 +197,28 @@ func nextVersion(now, prev time.Time) time.Time {
 		return min.UTC()
 	}
 	return now
+}
+
+// RegisteredResource returns the resource id if the resource server
+// registered it, and false if it did not (another resource server's, or
+// none).
+func (s *Server) RegisteredResource(ctx context.Context, resourceServer, id string) (store.Resource, bool, error) {
+	res, err := s.store.GetResource(ctx, id)
+	if errors.Is(err, store.ErrNotFound) || err == nil && res.ResourceServer != resourceServer {
+		return store.Resource{}, false, nil
+	}
+	if err != nil {
+		return store.Resource{}, false, err
+	}
+	return res, true, nil
+}
+
+// WatchResources calls fn with each change of a resource (of any resource
+// server) from the store's change feed, with its Resync and Interrupted
+// (see store.Changes.Watch), until ctx ends. A cache of ResourcesOf stays
+// up to date with it, one RegisteredResource per change.
+func (s *Server) WatchResources(ctx context.Context, fn func(store.Change)) error {
+	return s.store.Watch(ctx, fn, store.ResourcesNamespace)
 }
 
 // ResourcesOf returns the resources a resource server registered, for

@@ -67,6 +67,14 @@ func (s *Server) evaluateRules(ctx context.Context, res store.Resource, scopes [
 			return ev, err
 		}
 		ev.dec, err = s.rules.engine.Evaluate(ctx, owner, in)
+		if errors.Is(err, policies.ErrNotInForce) {
+			// Compiled rules are kept for the owners evaluated most
+			// recently only: compile this owner's again.
+			if err := s.reloadRules(ctx, owner); err != nil {
+				return ev, err
+			}
+			ev.dec, err = s.rules.engine.Evaluate(ctx, owner, in)
+		}
 	}
 	if err != nil {
 		if compileUnavailable(err) != nil {
@@ -100,6 +108,8 @@ func compileUnavailable(err error) *oauth.Error {
 		return oauth.ErrUnavailable("too many rules are being compiled at once; try again shortly", compileRetryAfter, err)
 	case errors.Is(err, policies.ErrCompileTimeout):
 		return oauth.ErrUnavailable("the rules could not be compiled within their time limit; try again shortly", compileRetryAfter, err)
+	case errors.Is(err, policies.ErrNotInForce):
+		return oauth.ErrUnavailable("too many owners' rules are being compiled at once; try again shortly", compileRetryAfter, err)
 	case errors.Is(err, context.Canceled):
 		return oauth.ErrUnavailable("the request was cancelled", compileRetryAfter, err)
 	}

@@ -343,9 +343,8 @@ func (s *Server) ticketlessPermissions(ctx context.Context, g *grantState) ([]re
 	if rs, ok := s.clients[g.rs]; !ok || !rs.ResourceServer {
 		return nil, oauth.ErrInvalidRequest("audience is not a resource server of this authorization server")
 	}
-	all, err := s.store.ListResources(ctx, store.ResourceQuery{ResourceServer: g.rs})
-	if err != nil {
-		return nil, oauth.ErrServer("could not list the resources", err)
+	if len(g.form["permission"]) > maxTicketlessResources {
+		return nil, oauth.ErrInvalidRequest("at most %d resources per request", maxTicketlessResources)
 	}
 	g.proc = process{ClientID: g.client.ID}
 	var perms []requestedPermission
@@ -359,6 +358,10 @@ func (s *Server) ticketlessPermissions(ctx context.Context, g *grantState) ([]re
 		perms = append(perms, requestedPermission{res: res, scopes: scopes})
 	}
 	if len(g.form["permission"]) == 0 {
+		all, err := s.store.ListResources(ctx, store.ResourceQuery{ResourceServer: g.rs, Limit: maxTicketlessResources + 1})
+		if err != nil {
+			return nil, oauth.ErrServer("could not list the resources", err)
+		}
 		for _, res := range all {
 			add(res, nil)
 		}
@@ -371,20 +374,21 @@ func (s *Server) ticketlessPermissions(ctx context.Context, g *grantState) ([]re
 				scopes = append(scopes, sc)
 			}
 		}
-		for _, res := range all {
-			if name != "" && res.ID != name && res.Name != name {
-				continue
-			}
+		found, err := s.ticketlessResources(ctx, g.rs, name, scopes)
+		if err != nil {
+			return nil, oauth.ErrServer("could not list the resources", err)
+		}
+		for _, res := range found {
 			var have []string
 			for _, sc := range scopes {
 				if slices.Contains(res.Scopes, sc) {
 					have = append(have, sc)
 				}
 			}
-			if len(scopes) > 0 && len(have) == 0 {
-				continue // offers none of the scopes asked for
-			}
 			add(res, have)
+		}
+		if len(perms) > maxTicketlessResources {
+			break
 		}
 	}
 	if len(perms) > maxTicketlessResources {
@@ -394,6 +398,58 @@ func (s *Server) ticketlessPermissions(ctx context.Context, g *grantState) ([]re
 		return nil, errNotAuthorized("")
 	}
 	return perms, nil
+}
+
+// ticketlessPage is how many resources ticketlessResources reads at a
+// time.
+const ticketlessPage = 256
+
+// ticketlessResources returns, in ID order, the resources of the resource
+// server rs that one permission parameter names and that offer one of
+// scopes (or any scope, without scopes): the resource of that ID and those
+// of that name, looked up through the store's indexes, or, for an empty
+// name, every resource of rs, read a page at a time. It stops past
+// maxTicketlessResources: more are refused anyway. A name that no
+// resource can have (see validText) finds none without asking the store.
+func (s *Server) ticketlessResources(ctx context.Context, rs, name string, scopes []string) ([]store.Resource, error) {
+	if name != "" && !validText(name, false) {
+		return nil, nil
+	}
+	offers := func(res store.Resource) bool {
+		return len(scopes) == 0 || slices.ContainsFunc(scopes, func(sc string) bool { return slices.Contains(res.Scopes, sc) })
+	}
+	var found []store.Resource
+	q := store.ResourceQuery{ResourceServer: rs, Name: name, Limit: ticketlessPage}
+	for len(found) <= maxTicketlessResources {
+		page, err := s.store.ListResources(ctx, q)
+		if err != nil {
+			return nil, err
+		}
+		for _, res := range page {
+			if offers(res) {
+				found = append(found, res)
+			}
+		}
+		if len(page) < q.Limit {
+			break
+		}
+		q.After = page[len(page)-1].ID
+	}
+	if name == "" {
+		return found, nil
+	}
+	byID, err := s.store.GetResource(ctx, name)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return nil, err
+	case byID.ResourceServer == rs && offers(byID):
+		i, dup := slices.BinarySearchFunc(found, byID.ID, func(r store.Resource, id string) int { return strings.Compare(r.ID, id) })
+		if !dup {
+			found = slices.Insert(found, i, byID)
+		}
+	}
+	return found, nil
 }
 
 // addClientScopes applies the scope parameter (Grant section 3.3.4): a

@@ -228,32 +228,46 @@ func (s *Server) listResources(w http.ResponseWriter, r *http.Request, caller pr
 		}
 		q.Owner = o
 	}
-	list, err := s.store.ListResources(r.Context(), q)
-	if err != nil {
-		return oauth.ErrServer("could not list resources", err)
+	// A name is looked up through the store's index of names (what an
+	// enforcement point asks before it registers a resource); the other
+	// filters are applied to pages of the result, read until the answer
+	// is full.
+	if q.Name = params.Get("name"); q.Name != "" && !validText(q.Name, false) {
+		oauth.WriteJSON(w, http.StatusOK, []string{}) // no resource has that name
+		return nil
 	}
 	ids := []string{}
-	for _, res := range list {
-		if f := params.Get("name"); f != "" && res.Name != f {
-			continue
+	for q.Limit = listPage; len(ids) < maxListedResult; {
+		list, err := s.store.ListResources(r.Context(), q)
+		if err != nil {
+			return oauth.ErrServer("could not list resources", err)
 		}
-		if f := params.Get("type"); f != "" && res.Type != f {
-			continue
+		for _, res := range list {
+			if f := params.Get("type"); f != "" && res.Type != f {
+				continue
+			}
+			if f := params.Get("uri"); f != "" && !slices.Contains(res.URIs, f) {
+				continue
+			}
+			if f := params.Get("scope"); f != "" && !slices.Contains(res.Scopes, f) {
+				continue
+			}
+			ids = append(ids, res.ID)
+			if len(ids) >= maxListedResult {
+				break
+			}
 		}
-		if f := params.Get("uri"); f != "" && !slices.Contains(res.URIs, f) {
-			continue
-		}
-		if f := params.Get("scope"); f != "" && !slices.Contains(res.Scopes, f) {
-			continue
-		}
-		ids = append(ids, res.ID)
-		if len(ids) >= maxListedResult {
+		if len(list) < q.Limit {
 			break
 		}
+		q.After = list[len(list)-1].ID
 	}
 	oauth.WriteJSON(w, http.StatusOK, ids)
 	return nil
 }
+
+// listPage is how many resources listResources reads at a time.
+const listPage = 1000
 
 // managedResource returns the resource of the path's {id}, if the caller
 // may manage it; any other is not found.

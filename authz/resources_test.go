@@ -2,14 +2,17 @@ package authz_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/caddy-uma/caddy-uma/authz"
 	"github.com/caddy-uma/caddy-uma/authz/authztest"
 	"github.com/caddy-uma/caddy-uma/authz/oauth"
+	"github.com/caddy-uma/caddy-uma/store"
 )
 
 func TestProtectionAPIRequiresPAT(t *testing.T) {
@@ -212,5 +215,61 @@ func TestUserAccessPolicyURI(t *testing.T) {
 	r = plain.Do("POST", authz.PathResourceSet, `{"resource_scopes":["read"]}`, "Authorization", authztest.Bearer(plain.PAT("rs-a", "secret-a")))
 	if _, has := r.JSON(t)["user_access_policy_uri"]; has {
 		t.Fatalf("without the console: %s", r.Body)
+	}
+}
+
+// TestListResourcesReadsPages: GET resource_set answers from pages of the
+// resource server's resources, filters included, whatever page a match
+// lies on, and a name through the store's index of names.
+func TestListResourcesReadsPages(t *testing.T) {
+	as := authztest.New(t, nil)
+	ctx := t.Context()
+	now := as.Clock.Now().UTC()
+	var all, rare, named []string
+	for i := range 2500 {
+		res := store.Resource{ID: fmt.Sprintf("r-%04d", i), ResourceServer: "rs-a", Owner: "alice", Name: fmt.Sprintf("file %d", i%500),
+			Scopes: []string{"read"}, CreatedAt: now, UpdatedAt: now}
+		if i%997 == 5 {
+			res.Scopes = append(res.Scopes, "rare")
+			rare = append(rare, res.ID)
+		}
+		if i%500 == 7 {
+			named = append(named, res.ID)
+		}
+		if err := as.Store.CreateResource(ctx, res); err != nil {
+			t.Fatal(err)
+		}
+		all = append(all, res.ID)
+	}
+	other := store.Resource{ID: "other", ResourceServer: "rs-b", Owner: "alice", Name: "file 7", Scopes: []string{"read", "rare"}, CreatedAt: now, UpdatedAt: now}
+	if err := as.Store.CreateResource(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	auth := []string{"Authorization", authztest.Bearer(as.PAT("rs-a", "secret-a"))}
+	tests := []struct {
+		query string
+		want  []string
+	}{
+		{"", all},
+		{"?scope=rare", rare},
+		{"?name=file%207", named},
+		{"?name=file%207&scope=rare", nil},
+		{"?name=file%205&scope=rare", []string{"r-0005"}},
+		{"?name=nothing", nil},
+		{"?name=file%0A7", nil},
+		{"?owner=alice&name=file%207", named},
+		{"?owner=bob&name=file%207", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.query, func(t *testing.T) {
+			r := as.Do("GET", authz.PathResourceSet+tt.query, nil, auth...)
+			var ids []string
+			if r.Status != 200 || json.Unmarshal(r.Body, &ids) != nil {
+				t.Fatalf("%d %s", r.Status, r.Body)
+			}
+			if !slices.Equal(ids, tt.want) && (len(ids) != 0 || len(tt.want) != 0) {
+				t.Errorf("%d ids (%.60q...), want %d (%.60q...)", len(ids), ids, len(tt.want), tt.want)
+			}
+		})
 	}
 }

@@ -159,7 +159,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		claimsInteraction: cfg.ClaimsInteractionEndpoint,
 		loginPages:        cfg.LoginPages,
 		rules: &ruleBook{
-			engine:    policies.NewEngine(policies.Options{Timeout: cfg.PolicyTimeout}),
+			engine:    policies.NewEngine(policies.Options{Timeout: cfg.PolicyTimeout, MaxOwnersInForce: cfg.RulesInMemory}),
 			dir:       cfg.PolicyDir,
 			dirOwners: map[string]map[string]string{},
 			system:    cfg.PolicyDir == "",

@@ -383,8 +383,12 @@ func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	return next.ServeHTTP(w, r)
 }
 
-// Cleanup releases the shared remote connection.
+// Cleanup stops the enforcement point's watch of registered resources and
+// releases the shared remote connection.
 func (p *Protect) Cleanup() error {
+	if p.enforcer != nil {
+		p.enforcer.Close()
+	}
 	if p.remoteKey == "" {
 		return nil
 	}

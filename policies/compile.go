@@ -223,6 +223,15 @@ type program struct {
 	// refused, when not nil, is the error (matching ErrBroken) of every
 	// evaluation: the rules could not be put in force.
 	refused error
+	// evicted marks rules whose compilation was dropped to bound memory
+	// (Engine.admit): they keep their sources, and evaluate to
+	// ErrNotInForce.
+	evicted bool
+}
+
+// dropped returns p without its compilation.
+func (p *program) dropped() *program {
+	return &program{hash: p.hash, modules: p.modules, undefined: p.undefined, evicted: true}
 }
 
 // sources returns a copy of the modules in force, or nil.

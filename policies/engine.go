@@ -41,6 +41,7 @@ const (
 	DefaultMaxDepth         = 32
 	DefaultMaxClosureDepth  = 4
 	DefaultMaxOwnerCompiles = 1
+	DefaultMaxOwnersInForce = 256
 )
 
 // DefaultMaxCompiles is the default of Options.MaxCompiles: half the CPUs
@@ -94,6 +95,12 @@ type Options struct {
 	// at once: beyond it, that owner's rules sent to be checked are refused
 	// with ErrBusy; default 1.
 	MaxOwnerCompiles int
+	// MaxOwnersInForce bounds the owners whose compiled rules stay in
+	// memory (each holds its own compilation of the library, about 230 KiB
+	// for a small rule); past it, those of the owner evaluated longest ago
+	// are dropped, their sources kept, and Evaluate answers ErrNotInForce
+	// for that owner until they are put in force again. Default 256.
+	MaxOwnersInForce int
 }
 
 // withDefaults returns o with zero values replaced by the defaults.
@@ -118,6 +125,7 @@ func (o Options) withDefaults() Options {
 	orDefault(&o.MaxClosureDepth, DefaultMaxClosureDepth)
 	orDefault(&o.MaxCompiles, DefaultMaxCompiles())
 	orDefault(&o.MaxOwnerCompiles, DefaultMaxOwnerCompiles)
+	orDefault(&o.MaxOwnersInForce, DefaultMaxOwnersInForce)
 	return o
 }
 
@@ -140,6 +148,12 @@ type Engine struct {
 	gate   *compileGate
 
 	compiles atomic.Int64 // compilations done, for tests
+
+	// resident are the owners whose compiled rules are in memory, at most
+	// Options.MaxOwnersInForce; tick orders their last uses.
+	residentMu sync.Mutex
+	resident   map[string]*ownerSlot
+	tick       atomic.Int64
 }
 
 // ownerSlot holds an owner's rules in force (or the system rules). Its
@@ -154,6 +168,9 @@ type ownerSlot struct {
 	// not compiled again.
 	last     [sha256.Size]byte
 	lastLoad Load
+
+	// used is the Engine's tick at the last evaluation (owners only).
+	used atomic.Int64
 }
 
 // baseProgram is the library compiled alone, shared by every Engine.
@@ -171,10 +188,11 @@ func NewEngine(opts Options) *Engine {
 		panic(fmt.Sprintf("policies: built-in library does not compile: %v", err))
 	}
 	return &Engine{
-		opts:  opts,
-		base:  base,
-		cache: compiledCache{index: map[cacheKey]*list.Element{}},
-		gate:  newCompileGate(opts.MaxCompiles, opts.MaxOwnerCompiles),
+		opts:     opts,
+		base:     base,
+		cache:    compiledCache{index: map[cacheKey]*list.Element{}},
+		gate:     newCompileGate(opts.MaxCompiles, opts.MaxOwnerCompiles),
+		resident: map[string]*ownerSlot{},
 	}
 }
 
@@ -199,7 +217,47 @@ func (e *Engine) SetOwnerModules(ctx context.Context, owner string, modules map[
 	if owner == "" {
 		return errors.New("policies: empty owner")
 	}
-	return e.set(ctx, e.slot(owner), ownerKind, owner, modules)
+	slot := e.slot(owner)
+	if err := e.set(ctx, slot, ownerKind, owner, modules); err != nil {
+		return err
+	}
+	e.admit(owner, slot)
+	return nil
+}
+
+// admit counts the owner's rules in force among those in memory, and
+// drops the compiled rules of the owners evaluated longest ago past
+// Options.MaxOwnersInForce.
+func (e *Engine) admit(owner string, slot *ownerSlot) {
+	p := slot.prog.Load()
+	e.residentMu.Lock()
+	if p == nil || p.evicted || p.refused != nil {
+		delete(e.resident, owner)
+		e.residentMu.Unlock()
+		return
+	}
+	slot.used.Store(e.tick.Add(1))
+	e.resident[owner] = slot
+	var victims []*ownerSlot
+	for len(e.resident) > e.opts.MaxOwnersInForce {
+		var oldest string
+		var old *ownerSlot
+		for name, s := range e.resident {
+			if s != slot && (old == nil || s.used.Load() < old.used.Load()) {
+				oldest, old = name, s
+			}
+		}
+		delete(e.resident, oldest)
+		victims = append(victims, old)
+	}
+	e.residentMu.Unlock()
+	for _, v := range victims {
+		v.mu.Lock()
+		if p := v.prog.Load(); p != nil && !p.evicted && p.refused == nil {
+			v.prog.Store(p.dropped())
+		}
+		v.mu.Unlock()
+	}
 }
 
 // SetSystemModules puts the system rules in force: modules maps module names
@@ -216,7 +274,7 @@ func (e *Engine) set(ctx context.Context, slot *ownerSlot, k *ruleKind, owner st
 	h := hashModules(k, modules)
 	if len(modules) == 0 {
 		slot.prog.Store(nil)
-	} else if cur := slot.prog.Load(); cur == nil || cur.hash != h || cur.refused != nil {
+	} else if cur := slot.prog.Load(); cur == nil || cur.hash != h || cur.refused != nil || cur.evicted {
 		p, err := e.program(ctx, k, owner, modules, true)
 		if err != nil {
 			return err
@@ -270,7 +328,12 @@ func (e *Engine) SystemModules() map[string]string {
 func (e *Engine) Evaluate(ctx context.Context, owner string, in Input) (Decision, error) {
 	prog := e.base
 	if v, ok := e.owners.Load(owner); ok {
-		if p := v.(*ownerSlot).prog.Load(); p != nil {
+		slot := v.(*ownerSlot)
+		if p := slot.prog.Load(); p != nil {
+			if p.evicted {
+				return Decision{}, fmt.Errorf("%w: %s", ErrNotInForce, owner)
+			}
+			slot.used.Store(e.tick.Add(1))
 			prog = p
 		}
 	}

@@ -589,3 +589,68 @@ func newTestEngine(opts Options) *Engine {
 	}
 	return NewEngine(opts)
 }
+
+// TestOwnersInForceBounded: past MaxOwnersInForce, the compiled rules of
+// the owner evaluated longest ago are dropped: Evaluate answers
+// ErrNotInForce for that owner (never the library's decision in place of
+// the owner's rules), the sources stay, and putting them in force again
+// compiles them again (evicting the next least recently used).
+func TestOwnersInForceBounded(t *testing.T) {
+	ctx := t.Context()
+	e := NewEngine(Options{MaxOwnersInForce: 2})
+	input := func(owner string) Input {
+		return Input{Resource: Resource{ID: "r-" + owner, Owner: owner, Scopes: []string{"view"}}, Scopes: []string{"view"},
+			Subject: "bob", Now: t0, Shares: []Share{{Subject: "bob", Scopes: []string{"view"}}}}
+	}
+	// Each owner denies what their share allows: evaluated without their
+	// rules, bob would get view.
+	deny := rules(`deny contains "view" if lib.is_subject("bob")`)
+	check := func(owner string, wantErr error) {
+		t.Helper()
+		d, err := e.Evaluate(ctx, owner, input(owner))
+		switch {
+		case wantErr != nil && !errors.Is(err, wantErr):
+			t.Errorf("Evaluate(%s) = %+v, %v; want %v", owner, d, err, wantErr)
+		case wantErr == nil && (err != nil || len(d.Granted) != 0 || !slices.Contains(d.Deny, "view")):
+			t.Errorf("Evaluate(%s) = %+v, %v; want view denied", owner, d, err)
+		}
+	}
+	for _, owner := range []string{"a", "b"} {
+		if err := e.SetOwnerModules(ctx, owner, deny); err != nil {
+			t.Fatal(err)
+		}
+	}
+	check("a", nil)
+	check("b", nil)
+	check("a", nil) // b is now the least recently used
+	if _, err := e.LoadOwnerModules(ctx, "c", deny, nil); err != nil {
+		t.Fatal(err)
+	}
+	check("b", ErrNotInForce)
+	check("a", nil)
+	check("c", nil)
+	if got := e.OwnerModules("b"); !maps.Equal(got, deny) {
+		t.Errorf("OwnerModules of an owner left out = %v, want the sources", got)
+	}
+	compiles := e.compiles.Load()
+	if _, err := e.LoadOwnerModules(ctx, "b", deny, nil); err != nil {
+		t.Fatal(err)
+	}
+	check("b", nil)
+	check("a", ErrNotInForce) // a was evaluated before c
+	check("c", nil)
+	// The same rules for several owners share one compilation (cached):
+	// putting b in force again compiled nothing.
+	if n := e.compiles.Load() - compiles; n != 0 {
+		t.Errorf("%d compilations to put b's rules in force again, want 0 (cached)", n)
+	}
+	// Removing an owner's rules frees their place.
+	if err := e.SetOwnerModules(ctx, "c", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.SetOwnerModules(ctx, "a", deny); err != nil {
+		t.Fatal(err)
+	}
+	check("a", nil)
+	check("b", nil)
+}

@@ -35,6 +35,11 @@ var (
 	// Options.CompileTimeout or the caller's deadline, and was stopped.
 	// It also matches context.DeadlineExceeded.
 	ErrCompileTimeout = errors.New("policies: compilation timed out")
+	// ErrNotInForce means that an owner's compiled rules were dropped to
+	// bound memory (Options.MaxOwnersInForce): put them in force again
+	// (LoadOwnerModules, SetOwnerModules) and evaluate again. Their
+	// sources are kept (OwnerModules); nothing was evaluated.
+	ErrNotInForce = errors.New("policies: the owner's compiled rules are not in memory")
 )
 
 // Codes of the CompileErrors found by this package. OPA's own codes

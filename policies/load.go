@@ -58,7 +58,12 @@ func (e *Engine) LoadOwnerModules(ctx context.Context, owner string, fixed, opti
 	if owner == "" {
 		return Load{}, errors.New("policies: empty owner")
 	}
-	return e.load(ctx, e.slot(owner), ownerKind, owner, fixed, optional)
+	slot := e.slot(owner)
+	l, err := e.load(ctx, slot, ownerKind, owner, fixed, optional)
+	if err == nil {
+		e.admit(owner, slot)
+	}
+	return l, err
 }
 
 // LoadSystemModules puts the system rules in force like SetSystemModules,
@@ -80,7 +85,7 @@ func (e *Engine) load(ctx context.Context, slot *ownerSlot, k *ruleKind, owner s
 
 	slot.mu.Lock()
 	defer slot.mu.Unlock()
-	if cur := slot.prog.Load(); cur != nil && slot.last == h {
+	if cur := slot.prog.Load(); cur != nil && !cur.evicted && slot.last == h {
 		return slot.lastLoad, nil
 	}
 	if len(all) == 0 {

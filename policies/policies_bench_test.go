@@ -3,6 +3,7 @@ package policies
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -123,4 +124,29 @@ func BenchmarkCompile200Rules(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkOwnerProgramMemory reports the heap that one owner's rules in
+// force hold (a one-rule module of their own, compiled with the library),
+// measured over 200 owners.
+func BenchmarkOwnerProgramMemory(b *testing.B) {
+	const owners = 200
+	var perOwner float64
+	for b.Loop() {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		e := NewEngine(Options{})
+		for o := range owners {
+			src := fmt.Sprintf("package uma.share\n\nimport data.uma.lib\n\nallow contains \"read\" if lib.is_email(\"friend-%d@example.com\")\n", o)
+			if err := e.SetOwnerModules(context.Background(), fmt.Sprintf("owner-%d", o), map[string]string{"main": src}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		perOwner = float64(after.HeapAlloc-before.HeapAlloc) / owners
+		runtime.KeepAlive(e)
+	}
+	b.ReportMetric(perOwner/1024, "heap-KiB/owner")
 }

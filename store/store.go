@@ -6,8 +6,8 @@
 // Two shapes of data are stored:
 //
 //   - Resources, the resource descriptions registered by resource servers
-//     through the protection API. They are queried by id, by resource server
-//     and by owner, so they get typed methods and indexes.
+//     through the protection API. They are queried by id, by resource
+//     server, by owner and by name, so they get typed methods and indexes.
 //   - Records, everything else (issued tokens, replay records of single-use
 //     tickets, signing keys, pending requests, owners' rules, ...): opaque
 //     values under a namespace and a key, with an optional expiry. Callers
@@ -115,10 +115,29 @@ type Resource struct {
 	UpdatedAt time.Time `json:"updated_at"`
 }
 
-// ResourceQuery selects resources. Empty fields match everything.
+// ResourceQuery selects resources: those that match every field that is
+// not empty (empty fields match everything), in the order of their IDs
+// (byte order), after After, at most Limit of them.
+//
+// Each query is answered through an index, at a cost that grows with the
+// resources it returns, not with the resources stored: ResourceServer,
+// Owner, both, ResourceServer with Name, and all three. Name without a
+// ResourceServer is the exception: Owner with Name reads the owner's
+// resources, Name alone reads every resource.
 type ResourceQuery struct {
 	ResourceServer string
 	Owner          string
+	// Name selects the resources of that name, exactly (names are not
+	// unique: several owners, or one owner through the protection API,
+	// may have resources of one name).
+	Name string
+	// After, when not empty, leaves out the resources whose ID is not
+	// after it (byte order): a page starts after the last ID of the page
+	// before. The order is stable: a resource created or deleted meanwhile
+	// moves no other one between pages.
+	After string
+	// Limit bounds the resources returned; zero or less means no bound.
+	Limit int
 }
 
 // Resources stores resource descriptions.
@@ -154,7 +173,8 @@ type Resources interface {
 	SwapResource(ctx context.Context, r Resource, prevUpdatedAt time.Time) error
 	// DeleteResource removes the resource, or returns ErrNotFound.
 	DeleteResource(ctx context.Context, id string) error
-	// ListResources returns the resources matching q, sorted by ID.
+	// ListResources returns the resources matching q (see ResourceQuery),
+	// sorted by ID, or none (a nil slice).
 	ListResources(ctx context.Context, q ResourceQuery) ([]Resource, error)
 }
 

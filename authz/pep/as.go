@@ -40,6 +40,34 @@ type AuthorizationServer interface {
 	RegisteredResources(ctx context.Context) ([]Resource, error)
 }
 
+// ResourceFeed is what an AuthorizationServer offers when it can tell the
+// enforcement point of each change of this resource server's resources
+// (CoHosted: the store's change feed): the table of registered uris is then
+// kept up to date change by change, and RegisteredResources is only called
+// again after a Resync.
+type ResourceFeed interface {
+	// WatchResources calls fn with each change of a resource (registered,
+	// updated or deleted; of any resource server: RegisteredResource
+	// tells), with a Resync when changes may have been missed (list again)
+	// and with an Interrupted when changes stop being delivered until the
+	// next Resync. fn is called one change at a time and must not block.
+	// WatchResources returns once every later change is delivered, and
+	// watches until ctx ends.
+	WatchResources(ctx context.Context, fn func(ResourceChange)) error
+	// RegisteredResource returns the resource id as RegisteredResources
+	// lists it, and false when it is not listed: another resource
+	// server's, without uris, or not (or no longer) registered.
+	RegisteredResource(ctx context.Context, id string) (Resource, bool, error)
+}
+
+// ResourceChange is one event of ResourceFeed.WatchResources: the resource
+// ID changed, or, with an empty ID, a Resync or an Interrupted.
+type ResourceChange struct {
+	ID          string
+	Resync      bool
+	Interrupted bool
+}
+
 // Errors of AuthorizationServer implementations.
 var (
 	// ErrInvalidRPT means that a token is not a valid, live RPT of the AS

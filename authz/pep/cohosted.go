@@ -20,9 +20,14 @@ type LocalServer interface {
 	VerifyRPT(ctx context.Context, token, audience string) (*authz.RPT, error)
 	RPTLive(ctx context.Context, jti string) (bool, error)
 	ResourcesOf(ctx context.Context, resourceServer string) ([]store.Resource, error)
+	RegisteredResource(ctx context.Context, resourceServer, id string) (store.Resource, bool, error)
+	WatchResources(ctx context.Context, fn func(store.Change)) error
 }
 
-var _ LocalServer = (*authz.Server)(nil)
+var (
+	_ LocalServer  = (*authz.Server)(nil)
+	_ ResourceFeed = (*coHosted)(nil)
+)
 
 // coHosted is the AuthorizationServer of a resource server whose AS runs in
 // the same process: tickets, registration and RPT checks are function
@@ -148,7 +153,37 @@ func (c *coHosted) RegisteredResources(ctx context.Context) ([]Resource, error) 
 		if len(r.URIs) == 0 {
 			continue
 		}
-		out = append(out, Resource{ID: r.ID, Owner: r.Owner, Name: r.Name, Type: r.Type, Scopes: r.Scopes, URIs: r.URIs})
+		out = append(out, registered(r))
 	}
 	return out, nil
+}
+
+func registered(r store.Resource) Resource {
+	return Resource{ID: r.ID, Owner: r.Owner, Name: r.Name, Type: r.Type, Scopes: r.Scopes, URIs: r.URIs}
+}
+
+// WatchResources passes on the changes of resources of the AS's store
+// (its change feed).
+func (c *coHosted) WatchResources(ctx context.Context, fn func(ResourceChange)) error {
+	s, err := c.srv(ctx)
+	if err != nil {
+		return err
+	}
+	return s.WatchResources(ctx, func(ch store.Change) {
+		fn(ResourceChange{ID: ch.Key, Resync: ch.Resync, Interrupted: ch.Interrupted})
+	})
+}
+
+// RegisteredResource reads one resource of this resource server, as
+// RegisteredResources lists it.
+func (c *coHosted) RegisteredResource(ctx context.Context, id string) (Resource, bool, error) {
+	s, err := c.srv(ctx)
+	if err != nil {
+		return Resource{}, false, err
+	}
+	r, ok, err := s.RegisteredResource(ctx, c.rs, id)
+	if err != nil || !ok || len(r.URIs) == 0 {
+		return Resource{}, false, err
+	}
+	return registered(r), true, nil
 }

@@ -173,7 +173,9 @@ type Config struct {
 	Match Match
 	// RegisteredURIs enables matching the uris of the resources this
 	// resource server registered through the protection API, listed
-	// again every URIRefresh (default 30s).
+	// again every URIRefresh (default 30s); co-hosted, the AS's change
+	// feed updates them change by change instead, and they are listed
+	// again only when changes may have been missed.
 	RegisteredURIs bool
 	URIRefresh     time.Duration
 	// Unmatched says what happens to requests that map to no resource;
@@ -346,9 +348,17 @@ func New(cfg Config) (*Enforcer, error) {
 		if refresh <= 0 {
 			refresh = DefaultURIRefresh
 		}
-		e.uris = &uriIndex{as: cfg.AS, refresh: refresh, timeout: e.timeout, now: e.now, log: e.log}
+		e.uris = newURIIndex(cfg.AS, refresh, e.timeout, e.now, e.log)
 	}
 	return e, nil
+}
+
+// Close stops what the Enforcer runs in the background: the watch of the
+// AS's changes of registered resources (co-hosted, with RegisteredURIs).
+// Decide keeps working after Close, listing the registered resources again
+// once they are older than URIRefresh.
+func (e *Enforcer) Close() {
+	e.uris.close()
 }
 
 func parseMatch(m Match) (bool, error) {
@@ -796,7 +806,7 @@ func (e *Enforcer) ticket(ctx context.Context, t *target) (string, string, error
 	tk, err := e.as.RequestTicket(ctx, perms, t.request)
 	if errors.Is(err, ErrUnknownResource) {
 		if t.tpl == nil {
-			e.uris.invalidate()
+			e.uris.invalidate(t.resourceID)
 			return "", "", err
 		}
 		e.resourceIDs.remove(t.cacheKey)

@@ -19,6 +19,11 @@ func benchmarkCached(b *testing.B, remote bool) {
 	if d := e.Decide(r); !d.Allow {
 		b.Fatal(d)
 	}
+	benchAuthorized(b, e, r)
+}
+
+// benchAuthorized measures e's handler answering r, which it authorizes.
+func benchAuthorized(b *testing.B, e *Enforcer, r *http.Request) {
 	h := e.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	b.ReportAllocs()
 	b.ResetTimer()

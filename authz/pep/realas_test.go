@@ -19,6 +19,7 @@ import (
 	"github.com/caddy-uma/caddy-uma/authz"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken/claimtokentest"
+	"github.com/caddy-uma/caddy-uma/store"
 	"github.com/caddy-uma/caddy-uma/store/badgerstore"
 )
 
@@ -49,6 +50,7 @@ deny contains scope if {
 type realAS struct {
 	t      testing.TB
 	srv    *authz.Server
+	store  store.Store
 	http   *httptest.Server
 	issuer string
 	idp    *claimtokentest.Provider
@@ -85,6 +87,7 @@ func newRealAS(t testing.TB, mod func(*authz.Config)) *realAS {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
+	as.store = st
 	dir := t.TempDir()
 	if err := os.MkdirAll(filepath.Join(dir, "alice"), 0o755); err != nil {
 		t.Fatal(err)
@@ -476,6 +479,7 @@ func TestRemoteRegisteredURIs(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer e.Close()
 		d := e.Decide(request("GET", "/photos/alice/beach.jpg", ""))
 		if d.Status != http.StatusUnauthorized || d.ResourceID != created.ID || d.Owner != "alice" {
 			t.Fatalf("remote=%v: %+v", remote, d)

@@ -261,22 +261,29 @@ func startProtectCaddy(t testing.TB, pc protectConfig, readyPort int, env ...str
 	if pc.RevocationCheck == "" {
 		pc.RevocationCheck = "1s"
 	}
+	return startTemplate(t, protectTemplate, pc, config{AdminAddr: pc.AdminAddr, Port: readyPort}, 30*time.Second, env...)
+}
+
+// startTemplate runs caddy with the Caddyfile of tmpl and data, and waits
+// (at most timeout) until the admin API of cfg and the site of cfg.Port
+// answer.
+func startTemplate(t testing.TB, tmpl *template.Template, data any, cfg config, timeout time.Duration, env ...string) *instance {
+	t.Helper()
 	dir := t.TempDir()
 	tt, _ := t.(*testing.T) // nil in benchmarks: no lifecycle assertions there
 	inst := &instance{
 		t: tt, dir: dir, caddyfile: filepath.Join(dir, "Caddyfile"),
-		cfg: config{AdminAddr: pc.AdminAddr, Port: readyPort},
-		log: new(syncBuffer), exited: make(chan struct{}),
+		cfg: cfg, log: new(syncBuffer), exited: make(chan struct{}),
 	}
 	var buf strings.Builder
-	if err := protectTemplate.Execute(&buf, pc); err != nil {
+	if err := tmpl.Execute(&buf, data); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(inst.caddyfile, []byte(buf.String()), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	inst.run(t, env, "Caddyfile:\n"+buf.String()+"\n")
-	if err := inst.waitReady(30 * time.Second); err != nil {
+	if err := inst.waitReady(timeout); err != nil {
 		t.Fatalf("caddy did not start: %v\n%s", err, inst.log)
 	}
 	return inst

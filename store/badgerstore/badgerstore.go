@@ -5,9 +5,10 @@
 // survives a crash of the process. The writes of records that concurrent
 // callers make share commits (group commit, see commit.go): one synced
 // transaction holds every write that arrived while the previous one was
-// syncing, and each caller returns once it is committed. Resources are kept with three indexes
-// (by resource server, by owner, by both) written in the same transaction
-// as the resource. Records expire through Badger's TTL, rounded up to whole
+// syncing, and each caller returns once it is committed. Resources are kept
+// with five indexes (by resource server, by owner, by both, by resource
+// server and name, by all three) written in the same transaction as the
+// resource. Records expire through Badger's TTL, rounded up to whole
 // seconds, and through a check of their exact expiry on every read, so a
 // record is never visible once its ExpiresAt has passed by the store's
 // clock (Options.Now).
@@ -290,12 +291,18 @@ func Exists(dir string) (bool, error) {
 	return false, fmt.Errorf("badgerstore: %w", err)
 }
 
+// blockCacheSize is Badger's cache of decompressed blocks: 64 MiB, not
+// Badger's 256 MiB, which a store of 100k resources filled with what one
+// listing read, for about a quarter of the process's resident memory.
+const blockCacheSize = 64 << 20
+
 // badgerOptions returns the Badger options of opts, without the logger
 // (WithLogger goes last: WithLoggingLevel would replace it).
 func badgerOptions(opts Options) badger.Options {
 	return badger.DefaultOptions(opts.Dir).
 		WithInMemory(opts.InMemory).
-		WithSyncWrites(true)
+		WithSyncWrites(true).
+		WithBlockCacheSize(blockCacheSize)
 }
 
 // SetMinFreeSpace changes the minimum free space of a running store (see
@@ -323,12 +330,15 @@ func isLockError(err error) bool {
 		strings.Contains(err.Error(), "Cannot acquire directory lock")
 }
 
-// checkFormat writes the format version into a new database and refuses a
-// database written in another format.
+// checkFormat writes the format version into a new database, upgrades a
+// database of format 1 (see upgradeFormat1), and refuses one written in
+// any other format.
 func checkFormat(db *badger.DB) error {
-	return db.Update(func(txn *badger.Txn) error {
+	var version string
+	err := db.Update(func(txn *badger.Txn) error {
 		item, err := txn.Get(versionKey)
 		if errors.Is(err, badger.ErrKeyNotFound) {
+			version = formatVersion
 			return txn.Set(versionKey, []byte(formatVersion))
 		}
 		if err != nil {
@@ -338,11 +348,57 @@ func checkFormat(db *badger.DB) error {
 		if err != nil {
 			return fmt.Errorf("reading format version: %w", err)
 		}
-		if string(v) != formatVersion {
-			return fmt.Errorf("unsupported format version %q (want %q)", v, formatVersion)
-		}
+		version = string(v)
 		return nil
 	})
+	switch {
+	case err != nil:
+		return err
+	case version == formatVersion:
+		return nil
+	case version == formatVersion1:
+		return upgradeFormat1(db)
+	}
+	return fmt.Errorf("unsupported format version %q (want %q)", version, formatVersion)
+}
+
+// upgradeBatch is how many resources one transaction of upgradeFormat1
+// indexes.
+const upgradeBatch = 1000
+
+// upgradeFormat1 adds the name indexes of format 2 to every resource, a
+// batch of resources per transaction, then sets the format version. A
+// crash half way leaves format 1 with some name index entries, which are
+// those of format 2: the next Open starts over.
+func upgradeFormat1(db *badger.DB) error {
+	after := ""
+	for {
+		var batch []store.Resource
+		err := db.View(func(txn *badger.Txn) error {
+			return scan(txn, resourcePrefix(), false, store.ResourceQuery{After: after, Limit: upgradeBatch}, &batch)
+		})
+		if err != nil {
+			return fmt.Errorf("upgrading to format %s: %w", formatVersion, err)
+		}
+		if len(batch) == 0 {
+			break
+		}
+		err = db.Update(func(txn *badger.Txn) error {
+			for _, r := range batch {
+				for _, k := range indexKeys(r) {
+					if err := txn.Set(k, nil); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("upgrading to format %s: %w", formatVersion, err)
+		}
+		after = batch[len(batch)-1].ID
+	}
+	return db.Update(func(txn *badger.Txn) error { return txn.Set(versionKey, []byte(formatVersion)) })
 }
 
 // Close stops the garbage collection, waits for the calls in flight, ends

@@ -1,6 +1,7 @@
 package badgerstore
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/caddy-uma/caddy-uma/store"
@@ -44,5 +45,21 @@ func BenchmarkSpaceGuardAdmit(b *testing.B) {
 		if err := s.space.admit(1); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkLookups runs the resource lookups at 1, 10k and 100k resources
+// (storetest.BenchLookups), in memory: reads do not sync.
+func BenchmarkLookups(b *testing.B) {
+	for _, n := range storetest.LookupSizes {
+		b.Run(fmt.Sprintf("resources=%d", n), func(b *testing.B) {
+			s, err := Open(Options{InMemory: true})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { s.Close() })
+			storetest.SeedResources(b, s, n)
+			storetest.BenchLookups(b, s, n)
+		})
 	}
 }

@@ -287,12 +287,83 @@ func TestKeysDoNotCollide(t *testing.T) {
 			add(recordKey(x, y), fmt.Sprintf("record %q %q", x, y))
 			add(append(serverIndexPrefix(x), y...), fmt.Sprintf("server index %q %q", x, y))
 			add(append(ownerIndexPrefix(x), y...), fmt.Sprintf("owner index %q %q", x, y))
+			add(append(nameIndexPrefix(x, y), "id"...), fmt.Sprintf("name index %q %q", x, y))
 			for _, z := range parts {
 				add(append(bothIndexPrefix(x, y), z...), fmt.Sprintf("both index %q %q %q", x, y, z))
+				add(append(ownerNameIndexPrefix(x, y, z), "id"...), fmt.Sprintf("owner name index %q %q %q", x, y, z))
 			}
 		}
 	}
 	add(versionKey, "version")
+}
+
+// TestUpgradeFormat1 opens a database of format 1, which has no name
+// indexes: Open adds them to every resource, in several transactions, and
+// lookups by name find them.
+func TestUpgradeFormat1(t *testing.T) {
+	dir := t.TempDir()
+	s := openDir(t, dir)
+	n := upgradeBatch*2 + 7
+	for i := range n {
+		r := store.Resource{ID: fmt.Sprintf("r%05d", i), ResourceServer: "rs", Owner: fmt.Sprintf("o%d", i%10),
+			Name: fmt.Sprintf("name %d", i%100), Scopes: []string{"read"}}
+		if err := s.CreateResource(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// Make it format 1: no name index entries, version 1.
+	db, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kind := range []byte{kindByName, kindByOwnerName} {
+		if err := db.DropPrefix([]byte{kind}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err = db.Update(func(txn *badger.Txn) error { return txn.Set(versionKey, []byte(formatVersion1)) })
+	db.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	s = openDir(t, dir)
+	defer s.Close()
+	byName, err := s.ListResources(t.Context(), store.ResourceQuery{ResourceServer: "rs", Name: fmt.Sprintf("name %d", (n-1)%100)})
+	if err != nil || len(byName) != n/100+1 {
+		t.Fatalf("ListResources by name after the upgrade = %d resources, %v; want %d", len(byName), err, n/100+1)
+	}
+	last := fmt.Sprintf("r%05d", n-1) // indexed by the last batch
+	both, err := s.ListResources(t.Context(), store.ResourceQuery{ResourceServer: "rs", Owner: fmt.Sprintf("o%d", (n-1)%10), Name: fmt.Sprintf("name %d", (n-1)%100)})
+	if err != nil || len(both) == 0 || both[len(both)-1].ID != last {
+		t.Errorf("ListResources by owner and name after the upgrade = %v, %v; want it to end with %s", ids(both), err, last)
+	}
+	err = s.db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(versionKey)
+		if err != nil {
+			return err
+		}
+		return item.Value(func(v []byte) error {
+			if string(v) != formatVersion {
+				t.Errorf("format version after the upgrade = %q, want %q", v, formatVersion)
+			}
+			return nil
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func ids(list []store.Resource) []string {
+	out := make([]string, len(list))
+	for i, r := range list {
+		out[i] = r.ID
+	}
+	return out
 }
 
 func TestLogger(t *testing.T) {

@@ -1,10 +1,13 @@
 package badgerstore
 
 import (
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"math"
 	"time"
+
+	"github.com/caddy-uma/caddy-uma/store"
 )
 
 // Key layout. Every key starts with one byte naming its kind. Inner
@@ -18,17 +21,31 @@ import (
 //	's' len(rs) rs id                             -> empty (by resource server)
 //	'o' len(owner) owner id                       -> empty (by owner)
 //	'b' len(rs) rs len(owner) owner id            -> empty (by both)
+//	'n' len(rs) rs hash(name) id                  -> empty (by name, format 2)
+//	'a' len(rs) rs len(owner) owner hash(name) id -> empty (by owner and name, format 2)
 //	'k' len(namespace) namespace key              -> record header + value
+//
+// hash(name) is the first nameHashLen bytes of the SHA-256 of the name:
+// index keys stay small whatever the name's length, and a lookup compares
+// the names of the resources it finds (two names may share a hash).
+// Resources without a name have no name index entries.
 const (
-	kindMeta     = 'm'
-	kindResource = 'r'
-	kindByServer = 's'
-	kindByOwner  = 'o'
-	kindByBoth   = 'b'
-	kindRecord   = 'k'
+	kindMeta        = 'm'
+	kindResource    = 'r'
+	kindByServer    = 's'
+	kindByOwner     = 'o'
+	kindByBoth      = 'b'
+	kindByName      = 'n'
+	kindByOwnerName = 'a'
+	kindRecord      = 'k'
 
-	// formatVersion is stored under versionKey; Open refuses other versions.
-	formatVersion = "1"
+	// formatVersion is stored under versionKey; Open refuses other
+	// versions, and upgrades a database of formatVersion1 (which lacks the
+	// name indexes) in place.
+	formatVersion  = "2"
+	formatVersion1 = "1"
+
+	nameHashLen = 16
 )
 
 // versionKey holds the on-disk format version.
@@ -62,13 +79,42 @@ func bothIndexPrefix(resourceServer, owner string) []byte {
 	return appendComponent(appendComponent([]byte{kindByBoth}, resourceServer), owner)
 }
 
-// indexKeys returns the three index keys of a resource.
-func indexKeys(id, resourceServer, owner string) [][]byte {
-	return [][]byte{
-		append(serverIndexPrefix(resourceServer), id...),
-		append(ownerIndexPrefix(owner), id...),
-		append(bothIndexPrefix(resourceServer, owner), id...),
+// nameIndexPrefix is the prefix of the index keys of the resources of one
+// name at a resource server; the id follows it.
+func nameIndexPrefix(resourceServer, name string) []byte {
+	return appendNameHash(appendComponent([]byte{kindByName}, resourceServer), name)
+}
+
+// ownerNameIndexPrefix is nameIndexPrefix for one owner's resources.
+func ownerNameIndexPrefix(resourceServer, owner, name string) []byte {
+	return appendNameHash(appendComponent(appendComponent([]byte{kindByOwnerName}, resourceServer), owner), name)
+}
+
+func appendNameHash(b []byte, name string) []byte {
+	sum := sha256.Sum256([]byte(name))
+	return append(b, sum[:nameHashLen]...)
+}
+
+// indexKeys returns the index keys of a resource: three, and two more when
+// it has a name.
+func indexKeys(r store.Resource) [][]byte {
+	keys := [][]byte{
+		append(serverIndexPrefix(r.ResourceServer), r.ID...),
+		append(ownerIndexPrefix(r.Owner), r.ID...),
+		append(bothIndexPrefix(r.ResourceServer, r.Owner), r.ID...),
 	}
+	if r.Name != "" {
+		keys = append(keys,
+			append(nameIndexPrefix(r.ResourceServer, r.Name), r.ID...),
+			append(ownerNameIndexPrefix(r.ResourceServer, r.Owner, r.Name), r.ID...))
+	}
+	return keys
+}
+
+// sameIndexes reports whether two versions of a resource have the same
+// index keys.
+func sameIndexes(a, b store.Resource) bool {
+	return a.ResourceServer == b.ResourceServer && a.Owner == b.Owner && a.Name == b.Name
 }
 
 // recordKey returns the key of a record; with a key prefix instead of a

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -68,7 +69,8 @@ func (s *Store) GetResource(ctx context.Context, id string) (store.Resource, err
 }
 
 // UpdateResource replaces the resource with r.ID, moving its index entries
-// if its resource server or owner changed, or returns store.ErrNotFound.
+// if its resource server, owner or name changed, or returns
+// store.ErrNotFound.
 func (s *Store) UpdateResource(ctx context.Context, r store.Resource) error {
 	return s.replaceResource(ctx, "updating resource", r, nil)
 }
@@ -113,7 +115,7 @@ func (s *Store) replaceResource(ctx context.Context, op string, r store.Resource
 			}
 		}
 		changed := []store.Resource{r}
-		moved := old.ResourceServer != r.ResourceServer || old.Owner != r.Owner
+		moved := !sameIndexes(old, r)
 		if moved {
 			changed = append(changed, old)
 		}
@@ -170,8 +172,11 @@ func (s *Store) publishResource(id string) {
 }
 
 // ListResources returns the resources matching q, sorted by ID in byte
-// order. It reads one index (or all resources for an empty query), in one
-// consistent snapshot.
+// order, from the index that q selects (see store.ResourceQuery), in one
+// consistent snapshot. An index scan starts at q.After and stops at
+// q.Limit, so its cost is that of the page it returns (and of the
+// resources it reads but leaves out: other names of the same hash, or, for
+// a name without a resource server, the owner's or every resource).
 func (s *Store) ListResources(ctx context.Context, q store.ResourceQuery) ([]store.Resource, error) {
 	const op = "listing resources"
 	if err := s.enter(ctx); err != nil {
@@ -180,19 +185,8 @@ func (s *Store) ListResources(ctx context.Context, q store.ResourceQuery) ([]sto
 	defer s.leave()
 	var list []store.Resource
 	err := s.db.View(func(txn *badger.Txn) error {
-		if q.ResourceServer == "" && q.Owner == "" {
-			return scanResources(txn, &list)
-		}
-		var prefix []byte
-		switch {
-		case q.Owner == "":
-			prefix = serverIndexPrefix(q.ResourceServer)
-		case q.ResourceServer == "":
-			prefix = ownerIndexPrefix(q.Owner)
-		default:
-			prefix = bothIndexPrefix(q.ResourceServer, q.Owner)
-		}
-		return scanIndex(txn, prefix, &list)
+		prefix, indexed := queryPrefix(q)
+		return scan(txn, prefix, indexed, q, &list)
 	})
 	if err != nil {
 		return nil, wrap(op, err)
@@ -200,37 +194,69 @@ func (s *Store) ListResources(ctx context.Context, q store.ResourceQuery) ([]sto
 	return list, nil
 }
 
-// scanResources appends every resource to list.
-func scanResources(txn *badger.Txn, list *[]store.Resource) error {
-	opts := badger.DefaultIteratorOptions
-	opts.Prefix = resourcePrefix()
-	it := txn.NewIterator(opts)
-	defer it.Close()
-	for it.Rewind(); it.Valid(); it.Next() {
-		var r store.Resource
-		if err := it.Item().Value(func(v []byte) error { return decodeResource(v, &r) }); err != nil {
-			return err
-		}
-		*list = append(*list, r)
+// queryPrefix returns the key prefix that holds q's resources: that of an
+// index (indexed), or that of the resources themselves.
+func queryPrefix(q store.ResourceQuery) (prefix []byte, indexed bool) {
+	switch rs, owner, name := q.ResourceServer, q.Owner, q.Name; {
+	case rs != "" && owner != "" && name != "":
+		return ownerNameIndexPrefix(rs, owner, name), true
+	case rs != "" && name != "":
+		return nameIndexPrefix(rs, name), true
+	case rs != "" && owner != "":
+		return bothIndexPrefix(rs, owner), true
+	case rs != "":
+		return serverIndexPrefix(rs), true
+	case owner != "":
+		return ownerIndexPrefix(owner), true
 	}
-	return nil
+	return resourcePrefix(), false
 }
 
-// scanIndex appends the resources of one index prefix to list.
-func scanIndex(txn *badger.Txn, prefix []byte, list *[]store.Resource) error {
+// matches reports whether r has every field that q asks for.
+func matches(q store.ResourceQuery, r store.Resource) bool {
+	return (q.ResourceServer == "" || r.ResourceServer == q.ResourceServer) &&
+		(q.Owner == "" || r.Owner == q.Owner) &&
+		(q.Name == "" || r.Name == q.Name)
+}
+
+// scan appends to list the resources under prefix (index entries when
+// indexed, the resources themselves otherwise) whose ID is after q.After
+// and that match q, at most q.Limit of them. Keys end with the ID, raw:
+// they sort by it.
+func scan(txn *badger.Txn, prefix []byte, indexed bool, q store.ResourceQuery, list *[]store.Resource) error {
 	opts := badger.DefaultIteratorOptions
 	opts.Prefix = prefix
-	opts.PrefetchValues = false
+	opts.PrefetchValues = !indexed
+	if q.Limit > 0 && q.Limit < opts.PrefetchSize {
+		opts.PrefetchSize = q.Limit
+	}
 	it := txn.NewIterator(opts)
 	defer it.Close()
-	for it.Rewind(); it.Valid(); it.Next() {
-		id := string(it.Item().Key()[len(prefix):])
-		r, err := getResource(txn, id)
-		if err != nil {
-			// An index entry always has its resource (same transaction).
-			return fmt.Errorf("index entry for %q: %w", id, err)
+	start := prefix
+	if q.After != "" {
+		start = append(slices.Clip(prefix), q.After...)
+	}
+	for it.Seek(start); it.Valid(); it.Next() {
+		if q.Limit > 0 && len(*list) >= q.Limit {
+			return nil
 		}
-		*list = append(*list, r)
+		id := string(it.Item().Key()[len(prefix):])
+		if id <= q.After {
+			continue // After itself
+		}
+		var r store.Resource
+		if indexed {
+			var err error
+			if r, err = getResource(txn, id); err != nil {
+				// An index entry always has its resource (same transaction).
+				return fmt.Errorf("index entry for %q: %w", id, err)
+			}
+		} else if err := it.Item().Value(func(v []byte) error { return decodeResource(v, &r) }); err != nil {
+			return err
+		}
+		if matches(q, r) {
+			*list = append(*list, r)
+		}
 	}
 	return nil
 }
@@ -245,8 +271,13 @@ func (s *Store) encodeResource(r store.Resource) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("encoding %q: %w", r.ID, err)
 	}
-	keys := indexKeys(r.ID, r.ResourceServer, r.Owner)
-	if err := s.checkSize(keys[2], value); err != nil {
+	longest := resourceKey(r.ID)
+	for _, k := range indexKeys(r) {
+		if len(k) > len(longest) {
+			longest = k
+		}
+	}
+	if err := s.checkSize(longest, value); err != nil {
 		return nil, fmt.Errorf("%q: %w", r.ID, err)
 	}
 	return value, nil
@@ -258,7 +289,7 @@ func (s *Store) encodeResource(r store.Resource) ([]byte, error) {
 func resourceLogBytes(value []byte, rs ...store.Resource) uint64 {
 	sizes := []int{len(resourceKey(rs[0].ID)) + len(value)}
 	for _, r := range rs {
-		for _, k := range indexKeys(r.ID, r.ResourceServer, r.Owner) {
+		for _, k := range indexKeys(r) {
 			sizes = append(sizes, len(k))
 		}
 	}
@@ -292,7 +323,7 @@ func putResource(txn *badger.Txn, r store.Resource, value []byte) error {
 	if err := txn.Set(resourceKey(r.ID), value); err != nil {
 		return err
 	}
-	for _, k := range indexKeys(r.ID, r.ResourceServer, r.Owner) {
+	for _, k := range indexKeys(r) {
 		if err := txn.Set(k, nil); err != nil {
 			return err
 		}
@@ -302,7 +333,7 @@ func putResource(txn *badger.Txn, r store.Resource, value []byte) error {
 
 // deleteIndexes removes the index entries of r.
 func deleteIndexes(txn *badger.Txn, r store.Resource) error {
-	for _, k := range indexKeys(r.ID, r.ResourceServer, r.Owner) {
+	for _, k := range indexKeys(r) {
 		if err := txn.Delete(k); err != nil {
 			return err
 		}

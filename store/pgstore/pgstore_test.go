@@ -694,3 +694,55 @@ func TestKeysWithControlBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestListResourcesUsesIndexes checks that every query of ListResources
+// with a resource server or an owner reads an index, not the whole table,
+// at a size where PostgreSQL would otherwise choose either.
+func TestListResourcesUsesIndexes(t *testing.T) {
+	s := openDSN(t, pgtest.DSN(t), Options{})
+	defer s.Close()
+	ctx := t.Context()
+	_, err := s.pool.Exec(ctx, `INSERT INTO resources (`+resourceColumns+`)
+		SELECT 'r' || lpad(i::text, 6, '0'), 'rs' || (i % 4), 'owner-' || (i % 1000), 'name ' || (i % 5000),
+			'', '', '', '{read}', '{}', now(), now()
+		FROM generate_series(1, 20000) AS i`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.pool.Exec(ctx, "ANALYZE resources"); err != nil {
+		t.Fatal(err)
+	}
+	tests := map[string]struct {
+		q     store.ResourceQuery
+		index string // the index read, or "" for any
+	}{
+		"by resource server and name":      {store.ResourceQuery{ResourceServer: "rs1", Name: "name 1", Limit: 101}, "resources_by_name"},
+		"by resource server, owner, name":  {store.ResourceQuery{ResourceServer: "rs1", Owner: "owner-1", Name: "name 1", Limit: 1}, "resources_by_owner_name"},
+		"by resource server and owner":     {store.ResourceQuery{ResourceServer: "rs1", Owner: "owner-1"}, "resources_by_both"},
+		"by owner":                         {store.ResourceQuery{Owner: "owner-1"}, "resources_by_owner"},
+		"a page of a resource server":      {store.ResourceQuery{ResourceServer: "rs1", After: "r010000", Limit: 50}, ""},
+		"a page of a name after the first": {store.ResourceQuery{ResourceServer: "rs1", Name: "name 1", After: "r000001", Limit: 10}, "resources_by_name"},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			query, args := listQuery(tt.q)
+			var plan string
+			if err := s.pool.QueryRow(ctx, "EXPLAIN (FORMAT JSON) "+query, args...).Scan(&plan); err != nil {
+				t.Fatal(err)
+			}
+			want := `"Index Name": "` + tt.index
+			if tt.index != "" {
+				want += `"`
+			}
+			if !strings.Contains(plan, want) {
+				t.Errorf("plan of %s does not use %s:\n%s", query, tt.index, plan)
+			}
+			if strings.Contains(plan, `"Seq Scan"`) {
+				t.Errorf("plan of %s reads the whole table:\n%s", query, plan)
+			}
+			if _, err := s.ListResources(ctx, tt.q); err != nil {
+				t.Errorf("ListResources(%+v): %v", tt.q, err)
+			}
+		})
+	}
+}

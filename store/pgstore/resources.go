@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -161,11 +162,15 @@ func (s *Store) execResource(ctx context.Context, op, id string, invalid error, 
 }
 
 // ListResources returns the resources matching q, sorted by ID in byte
-// order, through the index of the query (or the primary key for an empty
-// query), in one statement's snapshot.
+// order, through the index of the query (see store.ResourceQuery; the
+// primary key for an empty query), in one statement's snapshot. A name is
+// looked up by its MD5, as the indexes hold it, and then compared.
 func (s *Store) ListResources(ctx context.Context, q store.ResourceQuery) ([]store.Resource, error) {
 	const op = "listing resources"
-	if err := checkIndexed("resource query", q.ResourceServer, q.Owner); err != nil {
+	if err := checkIndexed("resource query", q.ResourceServer, q.Owner, q.After); err != nil {
+		return nil, wrap(op, err)
+	}
+	if err := checkText("resource query", q.Name); err != nil {
 		return nil, wrap(op, err)
 	}
 	ctx, leave, err := s.enter(ctx)
@@ -173,16 +178,8 @@ func (s *Store) ListResources(ctx context.Context, q store.ResourceQuery) ([]sto
 		return nil, wrap(op, err)
 	}
 	defer leave()
-	where, args := "", []any{}
-	switch {
-	case q.ResourceServer != "" && q.Owner != "":
-		where, args = "WHERE resource_server = $1 AND owner = $2", []any{q.ResourceServer, q.Owner}
-	case q.ResourceServer != "":
-		where, args = "WHERE resource_server = $1", []any{q.ResourceServer}
-	case q.Owner != "":
-		where, args = "WHERE owner = $1", []any{q.Owner}
-	}
-	rows, err := s.pool.Query(ctx, `SELECT `+resourceColumns+` FROM resources `+where+` ORDER BY id`, args...)
+	query, args := listQuery(q)
+	rows, err := s.pool.Query(ctx, query, args...)
 	if err != nil {
 		return nil, wrap(op, err)
 	}
@@ -194,4 +191,36 @@ func (s *Store) ListResources(ctx context.Context, q store.ResourceQuery) ([]sto
 		return nil, nil
 	}
 	return list, nil
+}
+
+// listQuery is the statement of ListResources and its parameters.
+func listQuery(q store.ResourceQuery) (string, []any) {
+	var where []string
+	var args []any
+	cond := func(c string, v any) {
+		args = append(args, v)
+		where = append(where, strings.ReplaceAll(c, "$", fmt.Sprintf("$%d", len(args))))
+	}
+	if q.ResourceServer != "" {
+		cond("resource_server = $", q.ResourceServer)
+	}
+	if q.Owner != "" {
+		cond("owner = $", q.Owner)
+	}
+	if q.Name != "" {
+		cond("md5(name) = md5($::text)", q.Name)
+		where = append(where, fmt.Sprintf("name = $%d", len(args)))
+	}
+	if q.After != "" {
+		cond("id > $", q.After)
+	}
+	query := `SELECT ` + resourceColumns + ` FROM resources`
+	if len(where) > 0 {
+		query += ` WHERE ` + strings.Join(where, " AND ")
+	}
+	query += ` ORDER BY id`
+	if q.Limit > 0 {
+		query += fmt.Sprintf(" LIMIT %d", q.Limit)
+	}
+	return query, args
 }

@@ -324,14 +324,20 @@ func testResources(t *testing.T, newStore func(*testing.T) store.Store) {
 		all := map[string]store.Resource{}
 		// Created out of order; "rs" and "rs1", "al" and "alice" are
 		// prefixes of each other.
+		named := func(r store.Resource, name string) store.Resource {
+			r.Name = name
+			return r
+		}
 		for _, r := range []store.Resource{
-			resource("r5", "rs2", "bob"),
-			resource("r1", "rs1", "alice"),
-			resource("r3", "rs1", "bob"),
-			resource("r2", "rs2", "alice"),
-			resource("r4", "rs1", "alice"),
-			resource("r10", "rs", "al"),
-			resource("r0", "rs1x", "alicex"),
+			named(resource("r5", "rs2", "bob"), "photos"),
+			named(resource("r1", "rs1", "alice"), "photos"),
+			named(resource("r3", "rs1", "bob"), "photos"),
+			named(resource("r2", "rs2", "alice"), "photo"),
+			named(resource("r4", "rs1", "alice"), "photos"),
+			named(resource("r10", "rs", "al"), "photos"),
+			named(resource("r0", "rs1x", "alicex"), ""),
+			named(resource("r6", "rs1", "alice"), "Photos"),
+			named(resource("r7", "rs1", "alice"), "photos "),
 		} {
 			must(t, "CreateResource "+r.ID, s.CreateResource(t.Context(), r))
 			all[r.ID] = r
@@ -341,18 +347,37 @@ func testResources(t *testing.T, newStore func(*testing.T) store.Store) {
 			q    store.ResourceQuery
 			want []string
 		}{
-			{"all", store.ResourceQuery{}, []string{"r0", "r1", "r10", "r2", "r3", "r4", "r5"}},
-			{"by resource server", store.ResourceQuery{ResourceServer: "rs1"}, []string{"r1", "r3", "r4"}},
+			{"all", store.ResourceQuery{}, []string{"r0", "r1", "r10", "r2", "r3", "r4", "r5", "r6", "r7"}},
+			{"by resource server", store.ResourceQuery{ResourceServer: "rs1"}, []string{"r1", "r3", "r4", "r6", "r7"}},
 			{"by other resource server", store.ResourceQuery{ResourceServer: "rs2"}, []string{"r2", "r5"}},
 			{"by resource server that prefixes others", store.ResourceQuery{ResourceServer: "rs"}, []string{"r10"}},
-			{"by owner", store.ResourceQuery{Owner: "alice"}, []string{"r1", "r2", "r4"}},
+			{"by owner", store.ResourceQuery{Owner: "alice"}, []string{"r1", "r2", "r4", "r6", "r7"}},
 			{"by owner that prefixes others", store.ResourceQuery{Owner: "al"}, []string{"r10"}},
-			{"by both", store.ResourceQuery{ResourceServer: "rs1", Owner: "alice"}, []string{"r1", "r4"}},
+			{"by both", store.ResourceQuery{ResourceServer: "rs1", Owner: "alice"}, []string{"r1", "r4", "r6", "r7"}},
 			{"by both, other owner", store.ResourceQuery{ResourceServer: "rs1", Owner: "bob"}, []string{"r3"}},
 			{"by both, no match", store.ResourceQuery{ResourceServer: "rs2", Owner: "al"}, nil},
 			{"by both, prefixes", store.ResourceQuery{ResourceServer: "rs", Owner: "alice"}, nil},
 			{"unknown resource server", store.ResourceQuery{ResourceServer: "nobody"}, nil},
 			{"unknown owner", store.ResourceQuery{Owner: "nobody"}, nil},
+			{"by name", store.ResourceQuery{ResourceServer: "rs1", Name: "photos"}, []string{"r1", "r3", "r4"}},
+			{"by name, exact case and spaces", store.ResourceQuery{ResourceServer: "rs1", Name: "Photos"}, []string{"r6"}},
+			{"by name, other resource server", store.ResourceQuery{ResourceServer: "rs2", Name: "photos"}, []string{"r5"}},
+			{"by name that prefixes another", store.ResourceQuery{ResourceServer: "rs2", Name: "photo"}, []string{"r2"}},
+			{"by name, no match", store.ResourceQuery{ResourceServer: "rs1", Name: "photo"}, nil},
+			{"by name and owner", store.ResourceQuery{ResourceServer: "rs1", Owner: "alice", Name: "photos"}, []string{"r1", "r4"}},
+			{"by name and other owner", store.ResourceQuery{ResourceServer: "rs1", Owner: "bob", Name: "photos"}, []string{"r3"}},
+			{"by name and owner, no match", store.ResourceQuery{ResourceServer: "rs2", Owner: "bob", Name: "photo"}, nil},
+			{"by owner and name, any resource server", store.ResourceQuery{Owner: "alice", Name: "photos"}, []string{"r1", "r4"}},
+			{"by name alone", store.ResourceQuery{Name: "photos"}, []string{"r1", "r10", "r3", "r4", "r5"}},
+			{"limit", store.ResourceQuery{ResourceServer: "rs1", Limit: 2}, []string{"r1", "r3"}},
+			{"after", store.ResourceQuery{ResourceServer: "rs1", After: "r3"}, []string{"r4", "r6", "r7"}},
+			{"after an id that is not stored", store.ResourceQuery{ResourceServer: "rs1", After: "r35"}, []string{"r4", "r6", "r7"}},
+			{"after and limit", store.ResourceQuery{Owner: "alice", After: "r1", Limit: 2}, []string{"r2", "r4"}},
+			{"after the last", store.ResourceQuery{ResourceServer: "rs2", After: "r5"}, nil},
+			{"after, all", store.ResourceQuery{After: "r2", Limit: 3}, []string{"r3", "r4", "r5"}},
+			{"after, by name", store.ResourceQuery{ResourceServer: "rs1", Name: "photos", After: "r1", Limit: 1}, []string{"r3"}},
+			{"after, by name and owner", store.ResourceQuery{ResourceServer: "rs1", Owner: "alice", Name: "photos", After: "r1"}, []string{"r4"}},
+			{"negative limit is none", store.ResourceQuery{ResourceServer: "rs2", Limit: -1}, []string{"r2", "r5"}},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
@@ -365,6 +390,7 @@ func testResources(t *testing.T, newStore func(*testing.T) store.Store) {
 		tests := []struct {
 			name          string
 			rs, owner     string
+			rename        string // the new name: "" is "moved", "-" none
 			gone, present []store.ResourceQuery
 		}{
 			{
@@ -393,6 +419,33 @@ func testResources(t *testing.T, newStore func(*testing.T) store.Store) {
 				rs:   "rs1", owner: "alice",
 				present: []store.ResourceQuery{{ResourceServer: "rs1"}, {Owner: "alice"}, {ResourceServer: "rs1", Owner: "alice"}, {}},
 			},
+			{
+				name: "new name only",
+				rs:   "rs1", owner: "alice", rename: "renamed",
+				gone: []store.ResourceQuery{{ResourceServer: "rs1", Name: "name of r1"}, {ResourceServer: "rs1", Owner: "alice", Name: "name of r1"}},
+				present: []store.ResourceQuery{
+					{ResourceServer: "rs1", Name: "renamed"}, {ResourceServer: "rs1", Owner: "alice", Name: "renamed"},
+					{ResourceServer: "rs1", Owner: "alice"}, {},
+				},
+			},
+			{
+				name: "name removed",
+				rs:   "rs1", owner: "alice", rename: "-",
+				gone:    []store.ResourceQuery{{ResourceServer: "rs1", Name: "name of r1"}, {ResourceServer: "rs1", Owner: "alice", Name: "name of r1"}},
+				present: []store.ResourceQuery{{ResourceServer: "rs1"}, {ResourceServer: "rs1", Owner: "alice"}},
+			},
+			{
+				name: "new owner, name kept",
+				rs:   "rs1", owner: "bob", rename: "name of r1",
+				gone:    []store.ResourceQuery{{ResourceServer: "rs1", Owner: "alice", Name: "name of r1"}},
+				present: []store.ResourceQuery{{ResourceServer: "rs1", Name: "name of r1"}, {ResourceServer: "rs1", Owner: "bob", Name: "name of r1"}},
+			},
+			{
+				name: "new resource server, name kept",
+				rs:   "rs2", owner: "alice", rename: "name of r1",
+				gone:    []store.ResourceQuery{{ResourceServer: "rs1", Name: "name of r1"}, {ResourceServer: "rs1", Owner: "alice", Name: "name of r1"}},
+				present: []store.ResourceQuery{{ResourceServer: "rs2", Name: "name of r1"}, {ResourceServer: "rs2", Owner: "alice", Name: "name of r1"}},
+			},
 		}
 		for _, tt := range tests {
 			t.Run(tt.name, func(t *testing.T) {
@@ -400,7 +453,14 @@ func testResources(t *testing.T, newStore func(*testing.T) store.Store) {
 				ctx := t.Context()
 				must(t, "CreateResource", s.CreateResource(ctx, resource("r1", "rs1", "alice")))
 				updated := resource("r1", tt.rs, tt.owner)
-				updated.Name = "moved"
+				switch tt.rename {
+				case "":
+					updated.Name = "moved"
+				case "-":
+					updated.Name = ""
+				default:
+					updated.Name = tt.rename
+				}
 				must(t, "UpdateResource", s.UpdateResource(ctx, updated))
 				all := map[string]store.Resource{"r1": updated}
 				for _, q := range tt.gone {
@@ -467,6 +527,25 @@ func testResources(t *testing.T, newStore func(*testing.T) store.Store) {
 		for k, want := range byBoth {
 			wantList(t, s, store.ResourceQuery{ResourceServer: k[0], Owner: k[1]}, all, slices.Sorted(slices.Values(want))...)
 		}
+		// Odd strings as names: each resource's name is its owner's id, so
+		// that names are shared and collide under naive concatenation.
+		byName := map[[3]string][]string{}
+		for id, r := range all {
+			r.Name = r.Owner + "/" + r.ResourceServer
+			must(t, fmt.Sprintf("UpdateResource(%q)", id), s.UpdateResource(ctx, r))
+			all[id] = r
+			for _, k := range [][3]string{{r.ResourceServer, "", r.Name}, {r.ResourceServer, r.Owner, r.Name}} {
+				byName[k] = append(byName[k], id)
+			}
+		}
+		for k, want := range byName {
+			wantList(t, s, store.ResourceQuery{ResourceServer: k[0], Owner: k[1], Name: k[2]}, all, slices.Sorted(slices.Values(want))...)
+		}
+		for _, q := range []store.ResourceQuery{{ResourceServer: "a", Name: "a"}, {ResourceServer: "a", Name: "a/"}, {ResourceServer: "a/b", Name: "/a"}} {
+			if _, ok := byName[[3]string{q.ResourceServer, "", q.Name}]; !ok {
+				wantList(t, s, q, all)
+			}
+		}
 		// Strings that are none of the owners find nothing, even when
 		// they are concatenations of owners and ids.
 		for _, q := range []store.ResourceQuery{{Owner: "a/b/c/d"}, {Owner: "b"}, {ResourceServer: "a/"}, {Owner: "a:"}} {
@@ -524,6 +603,61 @@ func testResources(t *testing.T, newStore func(*testing.T) store.Store) {
 			owner1 = append(owner1, want[i])
 		}
 		wantList(t, s, store.ResourceQuery{Owner: "owner-1"}, nil, owner1...)
+	})
+
+	t.Run("Pages", func(t *testing.T) {
+		// Walking every query page by page, with resources created
+		// between pages, returns each resource that lives throughout
+		// exactly once, in order.
+		s := newStore(t)
+		ctx := t.Context()
+		var stable []string
+		for i := range 50 {
+			id := fmt.Sprintf("p-%03d", i*2)
+			stable = append(stable, id)
+			r := resource(id, "rs", "owner")
+			r.Name = "same"
+			must(t, "CreateResource", s.CreateResource(ctx, r))
+		}
+		for _, q := range []store.ResourceQuery{
+			{}, {ResourceServer: "rs"}, {Owner: "owner"}, {ResourceServer: "rs", Owner: "owner"},
+			{ResourceServer: "rs", Name: "same"}, {ResourceServer: "rs", Owner: "owner", Name: "same"},
+		} {
+			var got []string
+			q.Limit = 7
+			for page := 0; ; page++ {
+				list, err := s.ListResources(ctx, q)
+				must(t, "ListResources", err)
+				if len(list) > q.Limit {
+					t.Fatalf("ListResources(%+v) = %d resources, more than the limit", q, len(list))
+				}
+				if len(list) == 0 {
+					break
+				}
+				for _, r := range list {
+					got = append(got, r.ID)
+				}
+				q.After = list[len(list)-1].ID
+				// Between pages: one created before the page boundary, one
+				// after it.
+				for _, n := range []int{page*14 + 1, page*14 + 17} {
+					r := resource(fmt.Sprintf("p-%03d", n), "rs", "owner")
+					r.Name = "same"
+					if err := s.CreateResource(ctx, r); err != nil && !errors.Is(err, store.ErrExists) {
+						t.Fatal(err)
+					}
+				}
+			}
+			var kept []string
+			for _, id := range got {
+				if slices.Contains(stable, id) {
+					kept = append(kept, id)
+				}
+			}
+			if !slices.Equal(kept, stable) || !slices.IsSorted(got) {
+				t.Errorf("pages of %+v = %q, want every one of %q once, in order", q, got, stable)
+			}
+		}
 	})
 }
 
