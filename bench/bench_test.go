@@ -199,14 +199,15 @@ func (c *cancelOn) String() string {
 	return c.buf.String()
 }
 
+// freeTestPort is a port that was free a moment ago, as the harness picks
+// them.
 func freeTestPort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := freePort("test-port", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // TestUnavailable checks the messages of a run that cannot start: a port

@@ -127,8 +127,9 @@ func startCaddy(bin, dir string, cfg caddyConfig) (*caddyProcess, error) {
 	)
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	// Its own process group: a Ctrl-C in the terminal reaches the harness,
-	// which stops Caddy itself after the last request.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// which stops Caddy itself after the last request. Should the harness
+	// be killed outright, the kernel stops Caddy too.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("starting caddy: %w", err)

@@ -350,7 +350,7 @@ func (r *report) targets() string {
 		if lo.Size != hi.Size {
 			for _, f := range r.Summary {
 				if f.Backend == be.Backend && f.Size == hi.Size && f.VsSmallest > 0 {
-					fmt.Fprintf(&b, "  %-9s %-24s flat within 10%% (%d vs %d): %.2fx %s\n", be.Backend, f.Scenario, hi.Size, lo.Size, f.VsSmallest, mark(f.VsSmallest >= 0.9))
+					fmt.Fprintf(&b, "  %-9s %-24s flat, no more than 10%% below (%d vs %d): %.2fx %s\n", be.Backend, f.Scenario, hi.Size, lo.Size, f.VsSmallest, mark(f.VsSmallest >= 0.9))
 				}
 			}
 		}
