@@ -37,6 +37,8 @@ func Bench(b *testing.B, open func(b *testing.B) store.Store) {
 		}
 		benchPutParallel(b, s)
 	})
+	b.Run("PutAll", func(b *testing.B) { benchPutAll(b, newStore(b), false) })
+	b.Run("PutAllParallel", func(b *testing.B) { benchPutAll(b, newStore(b), true) })
 	b.Run("Get", func(b *testing.B) { benchGet(b, newStore(b)) })
 	b.Run("Insert", func(b *testing.B) { benchSingleUse(b, newStore(b), false) })
 	b.Run("InsertTake", func(b *testing.B) { benchSingleUse(b, newStore(b), true) })
@@ -132,6 +134,40 @@ func benchPutParallel(b *testing.B, s store.Store) {
 		for pb.Next() {
 			k := fmt.Sprintf("key-%09d", n.Add(1))
 			if err := s.Put(ctx, "bench", k, benchValue, time.Time{}); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// benchPutAll is the commit of a grant: four records (RPT holder, refresh
+// token, PCT, history) in one PutAll, one writer at a time or, with
+// parallel, 16 writers per CPU.
+func benchPutAll(b *testing.B, s store.Store, parallel bool) {
+	ctx := b.Context()
+	var n atomic.Int64
+	commit := func() error {
+		i := n.Add(1)
+		w := make([]store.Write, 4)
+		for j := range w {
+			w[j] = store.Write{Namespace: "bench", Key: fmt.Sprintf("key-%09d-%d", i, j), Value: benchValue}
+		}
+		return s.PutAll(ctx, w)
+	}
+	if !parallel {
+		for b.Loop() {
+			if err := commit(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return
+	}
+	b.SetParallelism(16)
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if err := commit(); err != nil {
 				b.Error(err)
 				return
 			}
