@@ -94,6 +94,10 @@ type Options struct {
 	// at once: beyond it, that owner's rules sent to be checked are refused
 	// with ErrBusy; default 1.
 	MaxOwnerCompiles int
+
+	// Observer receives the duration and outcome of every compilation
+	// and evaluation, for metrics; nil means none.
+	Observer Observer
 }
 
 // withDefaults returns o with zero values replaced by the defaults.
@@ -118,6 +122,9 @@ func (o Options) withDefaults() Options {
 	orDefault(&o.MaxClosureDepth, DefaultMaxClosureDepth)
 	orDefault(&o.MaxCompiles, DefaultMaxCompiles())
 	orDefault(&o.MaxOwnerCompiles, DefaultMaxOwnerCompiles)
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
+	}
 	return o
 }
 
@@ -274,7 +281,15 @@ func (e *Engine) Evaluate(ctx context.Context, owner string, in Input) (Decision
 			prog = p
 		}
 	}
-	return e.evaluate(ctx, owner, prog, in)
+	return e.observedEvaluate(ctx, owner, prog, in)
+}
+
+// observedEvaluate is evaluate, reported to the Observer.
+func (e *Engine) observedEvaluate(ctx context.Context, owner string, prog *program, in Input) (Decision, error) {
+	start := time.Now()
+	d, err := e.evaluate(ctx, owner, prog, in)
+	e.opts.Observer.Evaluated(time.Since(start), err)
+	return d, err
 }
 
 // EvaluateDraft is Evaluate with modules in place of the owner's rules in
@@ -290,7 +305,7 @@ func (e *Engine) EvaluateDraft(ctx context.Context, owner string, modules map[st
 		}
 		prog = p
 	}
-	return e.evaluate(ctx, owner, prog, in)
+	return e.observedEvaluate(ctx, owner, prog, in)
 }
 
 func (e *Engine) evaluate(ctx context.Context, owner string, prog *program, in Input) (Decision, error) {
@@ -385,8 +400,10 @@ func (e *Engine) program(ctx context.Context, k *ruleKind, owner string, modules
 	if p := e.cache.get(key); p != nil {
 		return p, nil
 	}
+	start := time.Now()
 	release, err := e.gate.enter(ctx, owner, wait, e.opts.CompileTimeout)
 	if err != nil {
+		e.opts.Observer.Compiled(time.Since(start), err)
 		return nil, err
 	}
 	defer release()
@@ -396,7 +413,9 @@ func (e *Engine) program(ctx context.Context, k *ruleKind, owner string, modules
 	ctx, cancel := context.WithTimeout(ctx, e.opts.CompileTimeout)
 	defer cancel()
 	e.compiles.Add(1)
+	start = time.Now()
 	p, err := compile(ctx, k, modules, e.opts.bounds())
+	e.opts.Observer.Compiled(time.Since(start), err)
 	if err != nil {
 		return nil, err
 	}
