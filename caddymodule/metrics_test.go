@@ -2,9 +2,12 @@ package caddymodule
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -216,5 +219,70 @@ func TestCircuitGauge(t *testing.T) {
 	remoteClosed(issuer)
 	if series() != base {
 		t.Errorf("no connection left: %d series, want %d", series(), base)
+	}
+}
+
+// dashboardPath is the Grafana dashboard of the docs.
+const dashboardPath = "../docs/grafana-dashboard.json"
+
+// dashboardMetric is a metric name in a query, with the suffix of a
+// histogram's series.
+var dashboardMetric = regexp.MustCompile(`caddy_uma_[a-z_]+`)
+
+// TestDashboardNamesOurMetrics checks docs/grafana-dashboard.json against
+// the collectors: every metric its queries name exists, and every metric
+// is on the dashboard. (The integration test DashboardQueries runs the
+// queries on a real Prometheus.)
+func TestDashboardNamesOurMetrics(t *testing.T) {
+	raw, err := os.ReadFile(dashboardPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dash struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(raw, &dash); err != nil {
+		t.Fatalf("the dashboard is not JSON: %v", err)
+	}
+	ours := map[string]bool{}
+	for _, c := range collectors() {
+		ch := make(chan *prometheus.Desc, 1)
+		c.Describe(ch)
+		d := (<-ch).String()
+		name := d[strings.Index(d, `fqName: "`)+len(`fqName: "`):]
+		ours[name[:strings.IndexByte(name, '"')]] = false
+	}
+	for _, p := range dash.Panels {
+		for _, tg := range p.Targets {
+			names := dashboardMetric.FindAllString(tg.Expr, -1)
+			if len(names) == 0 {
+				t.Errorf("panel %q: query %q names none of our metrics", p.Title, tg.Expr)
+			}
+			for _, n := range names {
+				base := n
+				for _, suffix := range []string{"_bucket", "_count", "_sum"} {
+					if trimmed, ok := strings.CutSuffix(n, suffix); ok {
+						if _, known := ours[trimmed]; known {
+							base = trimmed
+						}
+					}
+				}
+				if _, known := ours[base]; !known {
+					t.Errorf("panel %q: query names %s, which is no metric of ours", p.Title, n)
+					continue
+				}
+				ours[base] = true
+			}
+		}
+	}
+	for name, shown := range ours {
+		if !shown {
+			t.Errorf("%s is on no panel of the dashboard", name)
+		}
 	}
 }
