@@ -52,13 +52,13 @@ var obsTemplate = template.Must(template.New("Caddyfile").Parse(`{
 	admin {{.AdminAddr}}
 	persist_config off
 	log uma_audit {
-		output file {{.AuditFile}}
+		output file {{.AuditFile}} {
+			roll_keep_for 2160h
+		}
 		format json
 		include uma.audit
 	}
 	log default {
-		output stderr
-		format json
 		exclude uma.audit
 	}
 
