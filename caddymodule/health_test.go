@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -146,5 +147,40 @@ func TestDiskCheck(t *testing.T) {
 		if c.FreeBytes != nil {
 			t.Errorf("%s: free bytes %d reported for a backend that cannot measure them", s.name, *c.FreeBytes)
 		}
+	}
+}
+
+// TestHealthDirectiveOrder: written after uma_protect on a protected site,
+// the probes still run first, so that an unmatched path is not refused
+// before they answer.
+func TestHealthDirectiveOrder(t *testing.T) {
+	out, _, err := adaptCaddyfile(`{
+		uma {
+			issuer http://localhost:8080
+			client rs-api {
+				secret s
+				resource_server
+			}
+		}
+	}
+	http://localhost:8080 {
+		uma_protect {
+			as co-hosted
+			resource_server rs-api
+			resource /api/{owner} {
+				owner {owner}
+			}
+		}
+		uma_health /ready ready
+		uma_server
+		respond "site" 200
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(out)
+	server, health, protect := strings.Index(s, `"handler":"uma_server"`), strings.Index(s, `"handler":"uma_health"`), strings.Index(s, `"handler":"uma_protect"`)
+	if server < 0 || health < 0 || protect < 0 || !(server < health && health < protect) {
+		t.Errorf("handlers at %d (uma_server), %d (uma_health), %d (uma_protect), want them in that order:\n%s", server, health, protect, s)
 	}
 }
