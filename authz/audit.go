@@ -26,28 +26,26 @@ import (
 //	                  partly_granted, refused, or failed when the owner's rules
 //	                  could not be evaluated), granted_by {scope: ["share:<id>",
 //	                  "rules"]} and refused_by {scope: system_rules|owner_deny|
-//	                  ask_owner|no_match}
+//	                  ask_owner|unidentified|no_match}
 //
 // It never holds a token, a ticket, a claim token or a secret.
 
-// Audit values of granted_by and refused_by.
+// Audit values of granted_by, and of the outcome of a token request that
+// issued tokens.
 const (
 	auditByRules       = "rules"
 	auditBySharePrefix = "share:"
-	auditSystemRules   = "system_rules"
-	auditOwnerDeny     = "owner_deny"
-	auditAskOwner      = "ask_owner"
-	auditNoMatch       = "no_match"
 	auditIssued        = "issued"
 )
 
-// Audit outcomes of the decision on one resource.
-const (
-	auditGranted = "granted"
-	auditPartly  = "partly_granted"
-	auditRefused = "refused"
-	auditFailed  = "failed"
-)
+// auditOutcomes are the audit outcomes of the decision on one resource,
+// by the history's outcome.
+var auditOutcomes = map[string]string{
+	OutcomeGranted: "granted",
+	OutcomePartly:  "partly_granted",
+	OutcomeRefused: "refused",
+	OutcomeError:   "failed",
+}
 
 // tokenAudit gathers what one token request decided, for its audit line
 // and the Observer.
@@ -64,9 +62,9 @@ type tokenAudit struct {
 type auditDecision struct {
 	owner, resourceID  string
 	requested, granted []string
-	outcome            string // auditGranted, ...
+	outcome            string // a value of auditOutcomes
 	grantedBy          map[string][]string
-	refusedBy          map[string]string
+	refusedBy          map[string]refusal
 	failed             bool
 }
 
@@ -78,16 +76,9 @@ func (a *tokenAudit) decided(g *grantState, p requestedPermission, ev evaluation
 		return
 	}
 	a.subject, a.issuer = g.proc.Subject, g.proc.RqPIssuer
-	d := auditDecision{owner: p.res.Owner, resourceID: p.res.ID, requested: p.scopes, granted: ev.granted}
-	switch {
-	case err != nil:
-		d.outcome, d.failed = auditFailed, true
-	case len(ev.missing) == 0:
-		d.outcome = auditGranted
-	case len(ev.granted) > 0:
-		d.outcome = auditPartly
-	default:
-		d.outcome = auditRefused
+	d := auditDecision{
+		owner: p.res.Owner, resourceID: p.res.ID, requested: p.scopes, granted: ev.granted,
+		outcome: auditOutcomes[decisionOutcome(ev, err)], failed: err != nil,
 	}
 	if err == nil {
 		d.grantedBy, d.refusedBy = decidedBy(ev, g.proc, g.client.ID)
@@ -97,33 +88,23 @@ func (a *tokenAudit) decided(g *grantState, p requestedPermission, ev evaluation
 
 // decidedBy says, per requested scope, what granted it (the owner's shares
 // by id, the owner's rules) or what refused it.
-func decidedBy(ev evaluation, proc process, clientID string) (map[string][]string, map[string]string) {
+func decidedBy(ev evaluation, proc process, clientID string) (map[string][]string, map[string]refusal) {
 	matching := matchingShares(ev.shares, proc, clientID, ev.now)
 	granted := make(map[string][]string, len(ev.granted))
 	for _, sc := range ev.granted {
+		shares, rules := grantedBy(sc, ev, matching)
 		var by []string
-		for _, sh := range matching {
-			if slices.Contains(sh.Scopes, sc) {
-				by = append(by, auditBySharePrefix+sh.ID)
-			}
+		for _, sh := range shares {
+			by = append(by, auditBySharePrefix+sh.ID)
 		}
-		if slices.Contains(ev.dec.Allow, sc) || len(by) == 0 {
+		if rules {
 			by = append(by, auditByRules)
 		}
 		granted[sc] = by
 	}
-	refused := make(map[string]string, len(ev.missing))
+	refused := make(map[string]refusal, len(ev.missing))
 	for _, sc := range ev.missing {
-		switch {
-		case slices.Contains(ev.dec.SystemDeny, sc):
-			refused[sc] = auditSystemRules
-		case slices.Contains(ev.dec.Deny, sc):
-			refused[sc] = auditOwnerDeny
-		case slices.Contains(ev.dec.AskOwner, sc):
-			refused[sc] = auditAskOwner
-		default:
-			refused[sc] = auditNoMatch
-		}
+		refused[sc] = refusedBy(sc, ev, proc, clientID)
 	}
 	return granted, refused
 }
@@ -207,7 +188,7 @@ func (d auditDecision) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 		return nil
 	}
 	_ = enc.AddObject("granted_by", scopeMap[[]string](d.grantedBy))
-	_ = enc.AddObject("refused_by", scopeMap[string](d.refusedBy))
+	_ = enc.AddObject("refused_by", scopeMap[refusal](d.refusedBy))
 	return nil
 }
 
@@ -222,7 +203,7 @@ func (ss stringArray) MarshalLogArray(enc zapcore.ArrayEncoder) error {
 }
 
 // scopeMap encodes what decided each scope, in the scopes' order.
-type scopeMap[V string | []string] map[string]V
+type scopeMap[V refusal | []string] map[string]V
 
 func (m scopeMap[V]) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	keys := make([]string, 0, len(m))
@@ -232,8 +213,8 @@ func (m scopeMap[V]) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	slices.Sort(keys)
 	for _, k := range keys {
 		switch v := any(m[k]).(type) {
-		case string:
-			enc.AddString(k, v)
+		case refusal:
+			enc.AddString(k, string(v))
 		case []string:
 			_ = enc.AddArray(k, stringArray(v))
 		}

@@ -136,7 +136,7 @@ func TestTokenAudit(t *testing.T) {
 			name: "no claims: need_info", form: uma(url.Values{"ticket": {ticket(f.Labs, "read")}}), auth: app, status: 403,
 			want:     map[string]any{"client_id": "app", "outcome": "need_info", "code": "need_info", "status": int64(403)},
 			answer:   authz.TokenAnswer{GrantType: authz.GrantTypeUMATicket, Code: oauth.NeedInfo, Decision: authz.GrantNeedInfo},
-			decision: &decision{resource: f.Labs, outcome: "refused", refusedBy: map[string]any{"read": "no_match"}},
+			decision: &decision{resource: f.Labs, outcome: "refused", refusedBy: map[string]any{"read": "unidentified"}},
 		},
 		{
 			name: "the doctor: granted by the rules", form: uma(authztest.WithClaims(ticket(f.Labs, "read", "delete"), doctor)), auth: app, status: 200,

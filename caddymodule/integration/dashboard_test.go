@@ -32,6 +32,17 @@ var mayBeEmpty = map[string]bool{
 // grafanaVariable is a variable of a Grafana query.
 var grafanaVariable = regexp.MustCompile(`\$(__rate_interval|instance)`)
 
+// promExpr is a Grafana query as Prometheus runs it here: every instance,
+// rates over a minute.
+func promExpr(expr string) string {
+	return grafanaVariable.ReplaceAllStringFunc(expr, func(v string) string {
+		if v == "$instance" {
+			return ".*"
+		}
+		return "1m"
+	})
+}
+
 // dashboardQuery is one query of a panel.
 type dashboardQuery struct {
 	panel, expr string
@@ -202,12 +213,7 @@ func TestDashboardQueries(t *testing.T) {
 	for len(pending) > 0 {
 		var still []dashboardQuery
 		for _, q := range pending {
-			expr := grafanaVariable.ReplaceAllStringFunc(q.expr, func(v string) string {
-				if v == "$instance" {
-					return ".*"
-				}
-				return "1m"
-			})
+			expr := promExpr(q.expr)
 			res, err := promQuery(t, promURL, expr)
 			switch {
 			case err != nil && strings.Contains(err.Error(), "connection refused"):
@@ -234,12 +240,7 @@ func TestDashboardQueries(t *testing.T) {
 		if !strings.Contains(q.panel, "latency") && q.panel != "RPT cache hit ratio" && q.panel != "Grant rate" {
 			continue
 		}
-		expr := grafanaVariable.ReplaceAllStringFunc(q.expr, func(v string) string {
-			if v == "$instance" {
-				return ".*"
-			}
-			return "1m"
-		})
+		expr := promExpr(q.expr)
 		res, _ := promQuery(t, promURL, expr)
 		keys := make([]string, 0, len(res))
 		for k := range res {
