@@ -110,6 +110,13 @@ type Config struct {
 	// Logger receives the AS's logs; nil means no logs. Tokens and secrets
 	// are never logged.
 	Logger *zap.Logger
+	// Audit receives the audit trail: one line per answer of the token
+	// endpoint, at info level (see audit.go for its fields); nil means
+	// none. It never holds a token, a ticket or a secret.
+	Audit *zap.Logger
+	// Observer receives the answers of the token endpoint and the
+	// compilations and evaluations of rules, for metrics; nil means none.
+	Observer Observer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }

@@ -152,6 +152,7 @@ func (s *Server) assess(ctx context.Context, g *grantState, perms []requestedPer
 				return out, oauth.ErrServer("could not assess the request", err)
 			}
 			history = append(history, ownedDecision{owner, newDecisionRecord(p, g.client.ID, g.proc, ev, err)})
+			g.audit.decided(g, p, ev, err)
 			s.log.Warn("an owner's rules failed", ownerField(owner), resourceField(p.res.ID), zap.Error(err))
 			desc := "the resource owner's rules could not be evaluated"
 			if errors.Is(err, policies.ErrTimeout) {
@@ -164,6 +165,7 @@ func (s *Server) assess(ctx context.Context, g *grantState, perms []requestedPer
 			zap.String("requesting_party", g.proc.Subject),
 			zap.Strings("requested", p.scopes), zap.Strings("granted", ev.granted))
 		history = append(history, ownedDecision{owner, newDecisionRecord(p, g.client.ID, g.proc, ev, nil)})
+		g.audit.decided(g, p, ev, nil)
 		if len(ev.granted) > 0 {
 			out.granted = append(out.granted, Permission{ResourceID: p.res.ID, ResourceScopes: ev.granted, ResourceName: p.res.Name})
 		}

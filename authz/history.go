@@ -349,43 +349,32 @@ func newDecisionRecord(p requestedPermission, clientID string, proc process, ev 
 	}
 	rec.Email, _ = proc.Claims["email"].(string)
 	rec.Name, _ = proc.Claims["name"].(string)
-	switch {
-	case err != nil:
-		rec.Outcome = OutcomeError
+	rec.Outcome = decisionOutcome(ev, err)
+	if err != nil {
 		rec.Reasons = []string{"Your rules could not be evaluated (they failed or took too long), so nothing was granted."}
 		return rec
-	case len(ev.missing) == 0:
-		rec.Outcome = OutcomeGranted
-	case len(ev.granted) > 0:
-		rec.Outcome = OutcomePartly
-	default:
-		rec.Outcome = OutcomeRefused
 	}
 	matching := matchingShares(ev.shares, proc, clientID, now)
 	for _, sc := range ev.granted {
+		shares, rules := grantedBy(sc, ev, matching)
 		var by []string
-		for _, sh := range matching {
-			if slices.Contains(sh.Scopes, sc) {
-				by = append(by, "your share with "+shareWho(sh))
-			}
+		for _, sh := range shares {
+			by = append(by, "your share with "+shareWho(sh))
 		}
-		if slices.Contains(ev.dec.Allow, sc) {
-			by = append(by, "your sharing rules")
-		}
-		if len(by) == 0 {
+		if rules {
 			by = append(by, "your sharing rules")
 		}
 		rec.Reasons = append(rec.Reasons, fmt.Sprintf("%q was granted by %s.", sc, strings.Join(by, " and ")))
 	}
 	for _, sc := range ev.missing {
-		switch {
-		case slices.Contains(ev.dec.SystemDeny, sc):
+		switch refusedBy(sc, ev, proc, clientID) {
+		case refusedBySystem:
 			rec.Reasons = append(rec.Reasons, fmt.Sprintf("%q was refused by the server's rules, which apply to everyone.", sc))
-		case slices.Contains(ev.dec.Deny, sc):
+		case refusedByDeny:
 			rec.Reasons = append(rec.Reasons, fmt.Sprintf("%q was refused by a deny in your sharing rules.", sc))
-		case slices.Contains(ev.dec.AskOwner, sc):
+		case refusedAskOwner:
 			rec.Reasons = append(rec.Reasons, fmt.Sprintf("%q needs your approval: the request was sent to you.", sc))
-		case proc.Subject == "" || proc.Subject == clientID:
+		case refusedUnidentified:
 			rec.Reasons = append(rec.Reasons, fmt.Sprintf("%q was not granted: the requester was not identified, and nothing shares it with anyone unidentified.", sc))
 		default:
 			rec.Reasons = append(rec.Reasons, fmt.Sprintf("%q was not granted: no share or rule gives it to this person.", sc))
@@ -395,6 +384,66 @@ func newDecisionRecord(p requestedPermission, clientID string, proc process, ev 
 		rec.Reasons = append(rec.Reasons, "Your rules asked for more information about the requester.")
 	}
 	return rec
+}
+
+// decisionOutcome is the outcome of one evaluation (ev, or the failure
+// err) of an owner's rules: OutcomeError, OutcomeGranted, OutcomePartly or
+// OutcomeRefused.
+func decisionOutcome(ev evaluation, err error) string {
+	switch {
+	case err != nil:
+		return OutcomeError
+	case len(ev.missing) == 0:
+		return OutcomeGranted
+	case len(ev.granted) > 0:
+		return OutcomePartly
+	}
+	return OutcomeRefused
+}
+
+// grantedBy says what granted the scope sc: the matching shares that hold
+// it, and whether the owner's rules did (they did when no share did).
+func grantedBy(sc string, ev evaluation, matching []Share) (shares []Share, rules bool) {
+	for _, sh := range matching {
+		if slices.Contains(sh.Scopes, sc) {
+			shares = append(shares, sh)
+		}
+	}
+	return shares, len(shares) == 0 || slices.Contains(ev.dec.Allow, sc)
+}
+
+// refusal says why a scope was not granted: a value of the audit trail's
+// refused_by.
+type refusal string
+
+// Refusals.
+const (
+	// refusedBySystem: the server's system rules deny it, to everyone.
+	refusedBySystem refusal = "system_rules"
+	// refusedByDeny: a deny in the owner's rules.
+	refusedByDeny refusal = "owner_deny"
+	// refusedAskOwner: the owner's rules ask the owner to approve it.
+	refusedAskOwner refusal = "ask_owner"
+	// refusedUnidentified: the requesting party was not identified, and
+	// nothing shares it with anyone unidentified.
+	refusedUnidentified refusal = "unidentified"
+	// refusedNoMatch: no share or rule gives it to this requesting party.
+	refusedNoMatch refusal = "no_match"
+)
+
+// refusedBy says why the scope sc was not granted.
+func refusedBy(sc string, ev evaluation, proc process, clientID string) refusal {
+	switch {
+	case slices.Contains(ev.dec.SystemDeny, sc):
+		return refusedBySystem
+	case slices.Contains(ev.dec.Deny, sc):
+		return refusedByDeny
+	case slices.Contains(ev.dec.AskOwner, sc):
+		return refusedAskOwner
+	case proc.Subject == "" || proc.Subject == clientID:
+		return refusedUnidentified
+	}
+	return refusedNoMatch
 }
 
 // markAskedForClaims marks the decisions of a request that was answered

@@ -122,25 +122,6 @@ func BenchmarkTicketReplay(b *testing.B) {
 	}
 }
 
-// BenchmarkUMAGrantParallel is BenchmarkUMAGrant (a ticket, then its
-// grant with an ID token) from 16 clients per CPU at once: how far
-// concurrent grants share the cost of their synced commits.
-func BenchmarkUMAGrantParallel(b *testing.B) {
-	g := newGrantBench(b, 1)
-	b.ReportAllocs()
-	b.SetParallelism(16)
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			rec := serve(b, g.srv, "POST", authz.PathToken, g.grantForm(g.ticket(b, g.ids[0])), formType, g.app)
-			if rec.Code != http.StatusOK {
-				b.Error(rec.Code, rec.Body.String())
-				return
-			}
-		}
-	})
-}
-
 // BenchmarkDecisionMode is Keycloak's ticketless request for a decision
 // (permission=<id>#read, response_mode=decision) on one resource, with
 // more and more resources registered by the same resource server: a flat

@@ -151,15 +151,23 @@ func (s *Server) answer(h handler) http.Handler {
 // writeError writes err as an OAuth error answer. A server fault is logged
 // with its cause, which the answer never shows.
 func (s *Server) writeError(w http.ResponseWriter, err error) {
+	e := s.answerError(err)
+	if e.Cause() != nil && !errors.Is(e.Cause(), store.ErrNoSpace) {
+		s.faults.log(s.log, e)
+	}
+	oauth.WriteError(w, e)
+}
+
+// answerError returns the answer to err: err as an OAuth error, and a
+// write refused for want of disk space as 503 with its Retry-After.
+func (s *Server) answerError(err error) *oauth.Error {
 	e := oauth.AsError(err)
 	if errors.Is(e.Cause(), store.ErrNoSpace) {
 		// The store refuses writes until disk space returns: the store
 		// logs it, once; the client comes back in a while.
-		e = oauth.ErrUnavailable("the server cannot store anything now", noSpaceRetryAfter, e.Cause())
-	} else if e.Cause() != nil {
-		s.faults.log(s.log, e)
+		return oauth.ErrUnavailable("the server cannot store anything now", noSpaceRetryAfter, e.Cause())
 	}
-	oauth.WriteError(w, e)
+	return e
 }
 
 // noSpaceRetryAfter is the Retry-After of writes refused for want of disk

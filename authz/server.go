@@ -101,6 +101,8 @@ type Server struct {
 	// newResources limits registrations on first sight.
 	newResources *rate.Limiter
 	log          *zap.Logger
+	audit        *zap.Logger
+	observer     Observer
 	now          func() time.Time
 
 	// loginPages says that people log in at the AS (Config.LoginPages).
@@ -159,19 +161,27 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		claimsInteraction: cfg.ClaimsInteractionEndpoint,
 		loginPages:        cfg.LoginPages,
 		rules: &ruleBook{
-			engine:    policies.NewEngine(policies.Options{Timeout: cfg.PolicyTimeout, MaxOwnersInForce: cfg.RulesInMemory}),
 			dir:       cfg.PolicyDir,
 			dirOwners: map[string]map[string]string{},
 			system:    cfg.PolicyDir == "",
 			loaded:    map[string]bool{},
 			degraded:  map[string]bool{},
 		},
-		log: cfg.Logger,
-		now: cfg.Now,
+		log:      cfg.Logger,
+		audit:    cfg.Audit,
+		observer: cfg.Observer,
+		now:      cfg.Now,
 	}
 	if s.log == nil {
 		s.log = zap.NewNop()
 	}
+	if s.audit == nil {
+		s.audit = zap.NewNop()
+	}
+	if s.observer == nil {
+		s.observer = nopObserver{}
+	}
+	s.rules.engine = policies.NewEngine(policies.Options{Timeout: cfg.PolicyTimeout, MaxOwnersInForce: cfg.RulesInMemory, Observer: s.observer})
 	newRate := cfg.NewResourceRate
 	if newRate <= 0 {
 		newRate = DefaultNewResourceRate

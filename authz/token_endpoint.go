@@ -33,6 +33,9 @@ type tokenRequest struct {
 	r      *http.Request
 	client *registeredClient
 	form   url.Values
+	// audit gathers what the request decided, for its audit line; nil
+	// outside the token endpoint.
+	audit *tokenAudit
 }
 
 // grantHandler issues tokens for one grant type.
@@ -54,23 +57,32 @@ func (s *Server) grants() map[string]grantHandler {
 
 // serveToken is the token endpoint: it authenticates the client and
 // dispatches on grant_type.
-func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) error {
-	form, err := oauth.ReadForm(w, r, "permission")
-	if err != nil {
+// Each answer is reported to the Observer and written to the audit log.
+func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) (err error) {
+	audit := s.startTokenAudit()
+	var form url.Values
+	defer func() { s.finishTokenAudit(audit, form, err) }()
+	if form, err = oauth.ReadForm(w, r, "permission"); err != nil {
 		return err
 	}
 	grant := form.Get("grant_type")
 	if grant == "" {
 		return oauth.ErrInvalidRequest("grant_type is required")
 	}
+	h, ok := s.grants()[grant]
+	if ok || grant == GrantTypeAuthorizationCode {
+		audit.grantType = grant
+	} else {
+		audit.grantType = GrantTypeOther
+	}
 	client, err := s.authenticateClient(r, form)
 	if err != nil {
 		return err
 	}
-	h, ok := s.grants()[grant]
+	audit.client = client.ID
 	switch {
 	case ok:
-		return h(w, &tokenRequest{r: r, client: client, form: form})
+		return h(w, &tokenRequest{r: r, client: client, form: form, audit: audit})
 	case grant == GrantTypeAuthorizationCode:
 		return oauth.New(oauth.UnsupportedGrantType).
 			WithDescription("the authorization_code grant needs login at the authorization server")

@@ -29,6 +29,7 @@ import (
 	"github.com/caddy-uma/caddy-uma/authz/people"
 	"github.com/caddy-uma/caddy-uma/authz/urlcheck"
 	"github.com/caddy-uma/caddy-uma/policies"
+	"github.com/caddy-uma/caddy-uma/store"
 )
 
 func init() {
@@ -156,6 +157,7 @@ type App struct {
 
 	ctx    caddy.Context
 	logger *zap.Logger
+	audit  *zap.Logger
 	state  *appState
 }
 
@@ -170,6 +172,12 @@ type appState struct {
 	pages atomic.Pointer[people.Site]
 	// started is closed by a successful Start, after server is published.
 	started chan struct{}
+	// store is the database as the storage backend opened it, and
+	// measured the same wrapped in its metrics, which the server uses;
+	// both are set by Start before it publishes the server, for the
+	// readiness probe.
+	store    store.Store
+	measured *measuredStore
 
 	// mu guards storeKey, the key of the storePool entry this app holds:
 	// set after a successful LoadOrNew, cleared by the one Delete.
@@ -292,7 +300,11 @@ func (App) CaddyModule() caddy.ModuleInfo {
 func (a *App) Provision(ctx caddy.Context) error {
 	a.ctx = ctx
 	a.logger = ctx.Logger()
+	a.audit = auditLogger(ctx)
 	a.state = &appState{started: make(chan struct{})}
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
 	repl := caddy.NewReplacer()
 
 	issuer, err := repl.ReplaceOrErr(a.Issuer, true, true)
@@ -436,12 +448,14 @@ func (a *App) checkPolicies() error {
 // Start opens the database (or shares the one a previous config opened) and
 // starts the authorization server.
 func (a *App) Start() error {
-	st, err := a.acquireStore()
+	raw, err := a.acquireStore()
 	if err != nil {
 		return err
 	}
 	// If anything below fails, Caddy cleans the config up, and Cleanup
 	// releases the store.
+	st := newMeasuredStore(raw, a.storage.CaddyModule().ID.Name())
+	a.state.store, a.state.measured = raw, st
 	srv, err := authz.New(a.ctx, authz.Config{
 		Issuer:          a.issuer,
 		Store:           st,
@@ -461,7 +475,10 @@ func (a *App) Start() error {
 		NewResourceRate: a.NewResourceRate,
 		LoginPages:      a.loginPages(),
 		Registration:    a.registration(),
+		HTTPClient:      &http.Client{Timeout: keyFetchTimeout, Transport: keyFetchTransport{http.DefaultTransport}},
 		Logger:          a.logger,
+		Audit:           a.audit,
+		Observer:        asObserver{},
 	})
 	if err != nil {
 		return fmt.Errorf("starting authorization server: %w", err)
@@ -490,6 +507,10 @@ func (a *App) Start() error {
 		zap.Int("clients", len(a.clients)))
 	return nil
 }
+
+// keyFetchTimeout bounds a request for the documents and keys of a trusted
+// claim token issuer.
+const keyFetchTimeout = 10 * time.Second
 
 // Stop stops the authorization server's background work. The server itself
 // stays published (see Cleanup), and the database stays open: the pool

@@ -159,6 +159,7 @@ type Protect struct {
 	enforcer  *pep.Enforcer
 	remoteKey string // key of the remotePool entry this handler holds
 	logger    *zap.Logger
+	audit     *zap.Logger
 }
 
 // ProtectedResource is a resource template: requests whose path matches
@@ -218,10 +219,16 @@ const (
 var remotePool = caddy.NewUsagePool()
 
 // sharedRemote is the pooled value.
-type sharedRemote struct{ *pep.Remote }
+type sharedRemote struct {
+	*pep.Remote
+	issuer string
+}
 
 // Destruct stops the remote's background work.
-func (s sharedRemote) Destruct() error { return s.Close() }
+func (s sharedRemote) Destruct() error {
+	remoteClosed(s.issuer)
+	return s.Close()
+}
 
 // CaddyModule returns the Caddy module information.
 func (Protect) CaddyModule() caddy.ModuleInfo {
@@ -234,6 +241,10 @@ func (Protect) CaddyModule() caddy.ModuleInfo {
 // Provision sets up the enforcement point and its authorization server.
 func (p *Protect) Provision(ctx caddy.Context) error {
 	p.logger = ctx.Logger()
+	p.audit = auditLogger(ctx)
+	if err := registerMetrics(ctx.GetMetricsRegistry()); err != nil {
+		return fmt.Errorf("registering metrics: %w", err)
+	}
 	repl := caddy.NewReplacer()
 
 	if p.ResourceServer == "" {
@@ -326,6 +337,7 @@ func (p *Protect) Provision(ctx caddy.Context) error {
 		Expand:             expandPlaceholders,
 		KnownPlaceholder:   knownPlaceholder,
 		Logger:             p.logger,
+		Observer:           pepObserver{},
 	}
 	for _, res := range p.Resources {
 		cfg.Templates = append(cfg.Templates, pep.Template{
@@ -355,9 +367,14 @@ func (p *Protect) Validate() error {
 	return nil
 }
 
-// ServeHTTP enforces UMA on the request.
+// ServeHTTP enforces UMA on the request. Each decision is counted, timed
+// and written to the audit trail.
 func (p *Protect) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	start := time.Now()
 	d := p.enforcer.Decide(r)
+	metrics.protectRequests.WithLabelValues(string(d.Reason)).Inc()
+	metrics.protectDuration.WithLabelValues(string(d.Reason)).Observe(time.Since(start).Seconds())
+	auditEnforcement(p.audit, r, d)
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		repl.Set("http.auth.uma.decision", string(d.Reason))
 		if d.ResourceID != "" {
@@ -416,11 +433,13 @@ func (p *Protect) loadRemote(issuer, clientID, secret string) (*pep.Remote, stri
 			HTTPClient:      hc,
 			RevocationCheck: time.Duration(p.RevocationCheck),
 			Logger:          p.logger.Named("remote"),
+			Observer:        pepObserver{},
 		})
 		if err != nil {
 			return nil, err
 		}
-		return sharedRemote{r}, nil
+		remoteOpened(issuer)
+		return sharedRemote{Remote: r, issuer: issuer}, nil
 	})
 	if err != nil {
 		return nil, "", fmt.Errorf("authorization server %s: %w", issuer, err)

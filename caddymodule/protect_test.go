@@ -20,6 +20,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/lestrrat-go/jwx/v3/jwk"
 	"github.com/lestrrat-go/jwx/v3/jws"
+	"go.uber.org/zap"
 
 	"github.com/caddy-uma/caddy-uma/authz/pep"
 )
@@ -80,7 +81,7 @@ func newTestProtect(t *testing.T, as pep.AuthorizationServer, mod func(*pep.Conf
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &Protect{enforcer: e, StripAuthorization: cfg.StripAuthorization}
+	return &Protect{enforcer: e, StripAuthorization: cfg.StripAuthorization, audit: zap.NewNop()}
 }
 
 // serve runs the handler on a request prepared as Caddy does.

@@ -101,6 +101,10 @@ type Options struct {
 	// are dropped, their sources kept, and Evaluate answers ErrNotInForce
 	// for that owner until they are put in force again. Default 256.
 	MaxOwnersInForce int
+
+	// Observer receives the duration and outcome of every compilation
+	// and evaluation, for metrics; nil means none.
+	Observer Observer
 }
 
 // withDefaults returns o with zero values replaced by the defaults.
@@ -126,6 +130,9 @@ func (o Options) withDefaults() Options {
 	orDefault(&o.MaxCompiles, DefaultMaxCompiles())
 	orDefault(&o.MaxOwnerCompiles, DefaultMaxOwnerCompiles)
 	orDefault(&o.MaxOwnersInForce, DefaultMaxOwnersInForce)
+	if o.Observer == nil {
+		o.Observer = nopObserver{}
+	}
 	return o
 }
 
@@ -337,7 +344,15 @@ func (e *Engine) Evaluate(ctx context.Context, owner string, in Input) (Decision
 			prog = p
 		}
 	}
-	return e.evaluate(ctx, owner, prog, in)
+	return e.observedEvaluate(ctx, owner, prog, in)
+}
+
+// observedEvaluate is evaluate, reported to the Observer.
+func (e *Engine) observedEvaluate(ctx context.Context, owner string, prog *program, in Input) (Decision, error) {
+	start := time.Now()
+	d, err := e.evaluate(ctx, owner, prog, in)
+	e.opts.Observer.Evaluated(time.Since(start), err)
+	return d, err
 }
 
 // EvaluateDraft is Evaluate with modules in place of the owner's rules in
@@ -353,7 +368,7 @@ func (e *Engine) EvaluateDraft(ctx context.Context, owner string, modules map[st
 		}
 		prog = p
 	}
-	return e.evaluate(ctx, owner, prog, in)
+	return e.observedEvaluate(ctx, owner, prog, in)
 }
 
 func (e *Engine) evaluate(ctx context.Context, owner string, prog *program, in Input) (Decision, error) {
@@ -448,8 +463,10 @@ func (e *Engine) program(ctx context.Context, k *ruleKind, owner string, modules
 	if p := e.cache.get(key); p != nil {
 		return p, nil
 	}
+	start := time.Now()
 	release, err := e.gate.enter(ctx, owner, wait, e.opts.CompileTimeout)
 	if err != nil {
+		e.opts.Observer.Compiled(time.Since(start), err)
 		return nil, err
 	}
 	defer release()
@@ -459,7 +476,9 @@ func (e *Engine) program(ctx context.Context, k *ruleKind, owner string, modules
 	ctx, cancel := context.WithTimeout(ctx, e.opts.CompileTimeout)
 	defer cancel()
 	e.compiles.Add(1)
+	start = time.Now()
 	p, err := compile(ctx, k, modules, e.opts.bounds())
+	e.opts.Observer.Compiled(time.Since(start), err)
 	if err != nil {
 		return nil, err
 	}

@@ -41,6 +41,10 @@ type breaker struct {
 	coolDown  time.Duration
 	now       func() time.Time
 	log       *zap.Logger
+	// observer hears of every call and of each opening and closing, as
+	// the breaker of issuer.
+	observer Observer
+	issuer   string
 
 	mu         sync.Mutex
 	failures   int       // in a row
@@ -65,18 +69,27 @@ const (
 func (b *breaker) RoundTrip(req *http.Request) (*http.Response, error) {
 	probe, err := b.admit()
 	if err != nil {
+		b.observer.RemoteCall(CallRefused)
 		return nil, err
 	}
 	resp, err := b.next.RoundTrip(req)
 	if err != nil {
-		b.report(probe, classify(req.Context(), err))
+		o := classify(req.Context(), err)
+		result := CallFailed
+		if o == neutral {
+			result = CallAbandoned
+		}
+		b.observer.RemoteCall(result)
+		b.report(probe, o)
 		return nil, err
 	}
 	switch resp.StatusCode {
 	case http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
+		b.observer.RemoteCall(CallFailed)
 		b.report(probe, failed)
 		return resp, nil
 	}
+	b.observer.RemoteCall(CallAnswered)
 	// An answer counts once its body has been read: an AS that sends
 	// headers and then freezes is not answering.
 	resp.Body = &reportingBody{ReadCloser: resp.Body, ctx: req.Context(), report: func(o outcome) { b.report(probe, o) }}
@@ -128,6 +141,7 @@ func (b *breaker) report(probe bool, o outcome) {
 		b.failures = 0
 		if b.open {
 			b.open = false
+			b.observer.Circuit(b.issuer, false)
 			b.log.Info("the authorization server answers again",
 				zap.Duration("down_for", now.Sub(b.openedAt)), zap.Int("calls_refused", b.refused))
 		}
@@ -139,6 +153,7 @@ func (b *breaker) report(probe bool, o outcome) {
 			b.log.Debug("the probe of the authorization server failed", zap.Duration("retry_in", b.coolDown))
 		case !b.open && b.failures >= b.threshold:
 			b.open, b.openedAt, b.retryAt, b.refused = true, now, now.Add(b.coolDown), 0
+			b.observer.Circuit(b.issuer, true)
 			b.log.Warn("the authorization server is not answering: calls to it fail at once, one probe every cool-down, until it answers",
 				zap.Int("failed_calls", b.failures), zap.Duration("cool_down", b.coolDown))
 		}

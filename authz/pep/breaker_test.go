@@ -3,6 +3,7 @@ package pep
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"testing"
 	"time"
 
@@ -20,9 +21,10 @@ func TestRemoteBreaker(t *testing.T) {
 	as := newRealAS(t, nil)
 	core, logs := observer.New(zapcore.InfoLevel)
 	log := zap.New(core)
+	obs := &testObserver{}
 	rem, err := NewRemote(RemoteConfig{
 		Issuer: as.issuer, ClientID: "rs-api", ClientSecret: "rs-api-secret", Now: as.clock.Now,
-		HTTPClient: &http.Client{Timeout: 100 * time.Millisecond}, Logger: log,
+		HTTPClient: &http.Client{Timeout: 100 * time.Millisecond}, Logger: log, Observer: obs,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -47,9 +49,20 @@ func TestRemoteBreaker(t *testing.T) {
 			}
 		}
 	}
+	answered := obs.callCount(CallAnswered)
+	if answered == 0 || obs.callCount(CallFailed)+obs.callCount(CallRefused) != 0 {
+		t.Fatalf("before the freeze, observed calls %v, want only answered ones", obs.calls)
+	}
 	refused(20)
 	if n := as.frozenCalls.Load(); n != DefaultBreakerThreshold {
 		t.Fatalf("the frozen AS got %d calls for 20 requests, want %d (then the breaker fails fast)", n, DefaultBreakerThreshold)
+	}
+	// Each refused request would have made one call (its ticket).
+	if failed, refusedCalls := obs.callCount(CallFailed), obs.callCount(CallRefused); failed != DefaultBreakerThreshold || refusedCalls != 20-DefaultBreakerThreshold {
+		t.Errorf("observed %d failed and %d refused calls, want %d and %d", failed, refusedCalls, DefaultBreakerThreshold, 20-DefaultBreakerThreshold)
+	}
+	if c := obs.circuitChanges(); !slices.Equal(c, []bool{true}) {
+		t.Errorf("observed circuit changes %v, want one opening", c)
 	}
 	// After the cool-down, one request probes; the others still fail fast.
 	as.clock.Advance(DefaultBreakerCoolDown)
@@ -64,6 +77,12 @@ func TestRemoteBreaker(t *testing.T) {
 		if d := e.Decide(request("GET", "/api/records/alice/1", "")); d.Status != http.StatusUnauthorized {
 			t.Fatalf("request %d after the AS came back: %+v", i, d)
 		}
+	}
+	if c := obs.circuitChanges(); !slices.Equal(c, []bool{true, false}) {
+		t.Errorf("observed circuit changes %v, want an opening and a closing", c)
+	}
+	if n := obs.callCount(CallAnswered); n <= answered {
+		t.Errorf("observed %d answered calls after the AS came back, want more than %d", n, answered)
 	}
 	opened := logs.FilterMessageSnippet("not answering").Len()
 	closed := logs.FilterMessageSnippet("answers again").Len()

@@ -209,6 +209,9 @@ type Config struct {
 	// scope_not_registered, registration_limited and as_unavailable; nil
 	// means none.
 	Logger *zap.Logger
+	// Observer receives the lookups of the RPT cache, for metrics; nil
+	// means none.
+	Observer Observer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -229,6 +232,7 @@ type Enforcer struct {
 	override  MethodOverride
 	log       *zap.Logger
 	limit     *logLimiter
+	observer  Observer
 	now       func() time.Time
 
 	rpts        *lru[[32]byte, cachedRPT]
@@ -273,7 +277,11 @@ func New(cfg Config) (*Enforcer, error) {
 		strip:     cfg.StripAuthorization,
 		override:  cfg.MethodOverride,
 		log:       cfg.Logger,
+		observer:  cfg.Observer,
 		now:       cfg.Now,
+	}
+	if e.observer == nil {
+		e.observer = nopObserver{}
 	}
 	switch e.mode {
 	case "":
@@ -499,6 +507,9 @@ type Decision struct {
 	// whenever it mapped to one).
 	ResourceID string
 	Owner      string
+	// Needed are the scopes the request needs on the resource (all of
+	// them, or one with MatchAny), set whenever it mapped to one.
+	Needed []string
 	// Scopes are the scopes the RPT grants on the resource, sorted.
 	Scopes []string
 }
@@ -639,7 +650,7 @@ func (e *Enforcer) decide(ctx context.Context, r *http.Request) Decision {
 				return Decision{
 					Allow: true, Reason: ReasonAuthorized, Authorized: true,
 					Subject: rpt.Subject, ClientID: rpt.ClientID,
-					ResourceID: t.resourceID, Owner: t.owner, Scopes: granted,
+					ResourceID: t.resourceID, Owner: t.owner, Needed: t.scopes, Scopes: granted,
 				}
 			}
 			reason = ReasonInsufficient
@@ -653,7 +664,7 @@ func (e *Enforcer) decide(ctx context.Context, r *http.Request) Decision {
 			}
 		}
 	}
-	d = Decision{Reason: reason, ResourceID: t.resourceID, Owner: t.owner, Err: verifyErr}
+	d = Decision{Reason: reason, ResourceID: t.resourceID, Owner: t.owner, Needed: t.scopes, Err: verifyErr}
 	if e.mode == Permissive {
 		d.Status = http.StatusUnauthorized
 		return d
@@ -826,7 +837,9 @@ func (e *Enforcer) ticket(ctx context.Context, t *target) (string, string, error
 // rpt returns the verified RPT for token, from the cache when it can.
 func (e *Enforcer) rpt(ctx context.Context, token string, now time.Time) (*RPT, error) {
 	key := sha256.Sum256([]byte(token))
-	if c, ok := e.rpts.get(key, now); ok {
+	c, ok := e.rpts.get(key, now)
+	e.observer.CachedRPT(ok)
+	if ok {
 		iv := e.as.RecheckInterval()
 		if iv < 0 || (iv > 0 && now.Sub(c.checked) < iv) {
 			return c.rpt, nil

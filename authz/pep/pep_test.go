@@ -444,7 +444,8 @@ func TestRPTCache(t *testing.T) {
 	t.Run("verified once, checked on every use when co-hosted", func(t *testing.T) {
 		as := newFakeAS() // interval 0, as co-hosted
 		clock := &testClock{t: time.Unix(1_700_000_000, 0)}
-		e := newEnforcer(t, as, clock, nil)
+		obs := &testObserver{}
+		e := newEnforcer(t, as, clock, func(c *Config) { c.Observer = obs })
 		e.Decide(request("GET", "/api/records/alice/1", ""))
 		as.grant(t, "tok", "alice", "/api/records/alice/1", clock.Now().Add(time.Minute), "read")
 		for range 5 {
@@ -461,6 +462,10 @@ func TestRPTCache(t *testing.T) {
 		as.mu.Unlock()
 		if d := e.Decide(request("GET", "/api/records/alice/1", "tok")); d.Allow || d.Status != 401 || d.Reason != ReasonInvalidToken {
 			t.Errorf("revoked RPT: %+v", d)
+		}
+		// The request without a token looked nothing up.
+		if hits, misses := obs.cache(); hits != 5 || misses != 1 {
+			t.Errorf("observed %d cache hits and %d misses, want 5 and 1", hits, misses)
 		}
 	})
 
@@ -508,7 +513,8 @@ func TestRPTCache(t *testing.T) {
 		as := newFakeAS()
 		as.interval = -1
 		clock := &testClock{t: time.Unix(1_700_000_000, 0)}
-		e := newEnforcer(t, as, clock, func(c *Config) { c.RPTCacheSize = 2 })
+		obs := &testObserver{}
+		e := newEnforcer(t, as, clock, func(c *Config) { c.RPTCacheSize = 2; c.Observer = obs })
 		e.Decide(request("GET", "/api/records/alice/1", ""))
 		for _, tok := range []string{"t1", "t2", "t3"} {
 			as.grant(t, tok, "alice", "/api/records/alice/1", clock.Now().Add(time.Hour), "read")
@@ -520,6 +526,9 @@ func TestRPTCache(t *testing.T) {
 		e.Decide(request("GET", "/api/records/alice/1", "t1")) // evicted: verified again
 		if _, _, verifies, _ := as.counts(); verifies != 4 {
 			t.Errorf("verifies = %d, want 4", verifies)
+		}
+		if hits, misses := obs.cache(); hits != 0 || misses != 4 {
+			t.Errorf("observed %d cache hits and %d misses, want 0 and 4", hits, misses)
 		}
 	})
 

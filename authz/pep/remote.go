@@ -62,6 +62,10 @@ type RemoteConfig struct {
 	BreakerCoolDown  time.Duration
 	// Logger receives failures; nil means none.
 	Logger *zap.Logger
+	// Observer receives every call to the AS (counted by the circuit
+	// breaker: none when it is off) and each opening and closing of the
+	// breaker, for metrics; nil means none.
+	Observer Observer
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -167,6 +171,10 @@ func NewRemote(cfg RemoteConfig) (*Remote, error) {
 		r.breaker = &breaker{
 			next: next, threshold: cfg.BreakerThreshold, coolDown: cfg.BreakerCoolDown,
 			now: r.now, log: r.log.With(zap.String("issuer", r.issuer)),
+			observer: cfg.Observer, issuer: r.issuer,
+		}
+		if r.breaker.observer == nil {
+			r.breaker.observer = nopObserver{}
 		}
 		if r.breaker.threshold == 0 {
 			r.breaker.threshold = DefaultBreakerThreshold

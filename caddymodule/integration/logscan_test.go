@@ -142,6 +142,12 @@ func TestLogsHoldNoSecrets(t *testing.T) {
 	if !strings.Contains(log, `"level":"debug"`) || !strings.Contains(log, "http.log.access") {
 		t.Fatalf("the log is not at DEBUG level with access logs:\n%s", log)
 	}
+	// The scan covers the audit trail: its lines are in this log.
+	for _, msg := range []string{`"msg":"token request"`, `"msg":"protected request"`} {
+		if n := strings.Count(log, `"logger":"uma.audit",`+msg); n == 0 {
+			t.Errorf("no audit line %s in the log", msg)
+		}
+	}
 	for name, value := range secrets {
 		if strings.Contains(log, value) {
 			t.Errorf("the log holds the %s", name)
