@@ -44,6 +44,11 @@ type ruleBook struct {
 	// load left something out or kept an old version, to say when they
 	// load whole again.
 	degraded map[string]bool
+	// problems are what the last load of each owner's rules (and "" for
+	// the system rules) found, for the operator; dirError is the error of
+	// the last read of the operator directory, "" after one succeeds.
+	problems map[string]PolicyProblem
+	dirError string
 }
 
 // storedRules returns the rules an owner wrote through the API.
@@ -161,20 +166,6 @@ func (s *Server) reportLoad(owner string, l policies.Load) {
 	if owner == "" {
 		who = zap.String("rules", "system")
 	}
-	s.rules.mu.Lock()
-	was := s.rules.degraded[owner]
-	if len(l.Problems) > 0 {
-		s.rules.degraded[owner] = true
-	} else {
-		delete(s.rules.degraded, owner)
-	}
-	s.rules.mu.Unlock()
-	if len(l.Problems) == 0 {
-		if was {
-			s.log.Info("rules compile again: all of them are in force", who)
-		}
-		return
-	}
 	problems := make(policies.CompileErrors, len(l.Problems))
 	var files []string
 	for i, p := range l.Problems {
@@ -184,6 +175,23 @@ func (s *Server) reportLoad(owner string, l policies.Load) {
 		if c.Module != "" && !slices.Contains(files, c.Module) {
 			files = append(files, c.Module)
 		}
+	}
+	s.rules.mu.Lock()
+	was := s.rules.degraded[owner]
+	if len(l.Problems) > 0 {
+		s.rules.degraded[owner] = true
+		s.rules.problems[owner] = PolicyProblem{Owner: owner, Broken: l.Broken, Files: files, Problems: problems,
+			OldVersionInForce: s.ruleFiles(owner, l.Previous), LeftOut: s.ruleFiles(owner, l.LeftOut)}
+	} else {
+		delete(s.rules.degraded, owner)
+		delete(s.rules.problems, owner)
+	}
+	s.rules.mu.Unlock()
+	if len(l.Problems) == 0 {
+		if was {
+			s.log.Info("rules compile again: all of them are in force", who)
+		}
+		return
 	}
 	fields := []zap.Field{who, zap.Strings("files", files), zap.String("problems", problems.Error())}
 	var msg string
@@ -229,6 +237,7 @@ func (s *Server) ruleFiles(owner string, modules []string) []string {
 func (s *Server) setDirRules(owners map[string]map[string]string, system map[string]string) {
 	ctx := context.Background()
 	s.rules.mu.Lock()
+	s.rules.dirError = ""
 	s.rules.dirSystem = maps.Clone(system)
 	changed := map[string]bool{}
 	for o := range s.rules.dirOwners {
