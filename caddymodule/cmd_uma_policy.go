@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"maps"
 	"net/http"
 	"os"
@@ -112,35 +111,16 @@ usage.
 		test, eval, status, reload)
 }
 
-// readRuleDir reads the *.rego files of one directory, tests included.
+// readRuleDir reads the rule and test modules of one directory.
 func readRuleDir(dir string) (map[string]string, error) {
-	entries, err := os.ReadDir(dir)
+	rules, tests, err := policies.LoadModules(dir)
 	if err != nil {
 		return nil, err
 	}
-	modules := map[string]string{}
-	for _, e := range entries {
-		name := e.Name()
-		if strings.HasPrefix(name, ".") || !strings.HasSuffix(name, ".rego") {
-			continue
-		}
-		info, err := os.Stat(filepath.Join(dir, name))
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		}
-		if err != nil {
-			return nil, err
-		}
-		if !info.Mode().IsRegular() {
-			continue
-		}
-		src, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			return nil, err
-		}
-		modules[name] = string(src)
-	}
-	return modules, nil
+	mods := map[string]string{}
+	maps.Copy(mods, rules)
+	maps.Copy(mods, tests)
+	return mods, nil
 }
 
 // testSuite is the rules and tests of one directory.
@@ -317,14 +297,9 @@ func cmdUMAPolicyEval(fl caddycmd.Flags, _ []string) (int, error) {
 		owner = filepath.Base(abs)
 	}
 	load := func(flag, dir string) (map[string]string, error) {
-		mods, err := readRuleDir(dir)
+		mods, _, err := policies.LoadModules(dir)
 		if err != nil {
 			return nil, usage(fmt.Errorf("%s %q: %w", flag, dir, err))
-		}
-		for name := range mods {
-			if policies.IsTestModule(name) {
-				delete(mods, name)
-			}
 		}
 		if len(mods) == 0 {
 			return nil, usage(fmt.Errorf("%s %q holds no rule file (*.rego)", flag, dir))

@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -226,4 +229,52 @@ func parseForTests(k *ruleKind, rules, tests map[string]string, b bounds) (map[s
 	}
 	parsed[decisionModule] = decision
 	return parsed, nil
+}
+
+// RunTests is the package's RunTests with the engine's limits, admitted by
+// its compile gate like Check: refused with ErrBusy when too many
+// compilations run, or when one of the owner's runs already.
+func (e *Engine) RunTests(ctx context.Context, owner string, modules map[string]string) (TestReport, error) {
+	release, err := e.gate.enter(ctx, owner, false, 0)
+	if err != nil {
+		return TestReport{}, err
+	}
+	defer release()
+	return RunTests(ctx, modules, e.opts)
+}
+
+// LoadModules reads the rule modules and the Rego test modules
+// (*_test.rego) of one directory, by file name: rules as LoadDir reads an
+// owner's, and the tests LoadDir leaves out. A missing directory has
+// neither.
+func LoadModules(dir string) (rules, tests map[string]string, err error) {
+	if rules, err = loadModules(dir); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil, nil
+		}
+		return nil, nil, fmt.Errorf("loading rules: %w", err)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, nil, fmt.Errorf("loading tests: %w", err)
+	}
+	for _, entry := range entries {
+		name := entry.Name()
+		if strings.HasPrefix(name, ".") || !IsTestModule(name) {
+			continue
+		}
+		path := filepath.Join(dir, name)
+		if info, err := os.Stat(path); err != nil || !info.Mode().IsRegular() {
+			continue
+		}
+		src, err := os.ReadFile(path)
+		if err != nil {
+			return nil, nil, fmt.Errorf("loading tests: %w", err)
+		}
+		if tests == nil {
+			tests = map[string]string{}
+		}
+		tests[name] = string(src)
+	}
+	return rules, tests, nil
 }
