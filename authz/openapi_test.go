@@ -140,4 +140,3 @@ func TestOpenAPIRoutesAnswer(t *testing.T) {
 func operation(item *openapi3.PathItem, method string) *openapi3.Operation {
 	return item.Operations()[method]
 }
-
