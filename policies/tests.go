@@ -183,22 +183,9 @@ func parseForTests(k *ruleKind, rules, tests map[string]string, b bounds) (map[s
 	parsed := map[string]*ast.Module{}
 	var count tally
 	for _, name := range slices.Sorted(maps.Keys(all)) {
-		src := all[name]
-		if msg := checkModuleName(name); msg != "" {
-			errs = append(errs, &CompileError{Module: name, Code: codeName, Message: msg})
-			continue
-		}
-		if b.maxModuleBytes > 0 && len(src) > b.maxModuleBytes {
-			errs = append(errs, &CompileError{Module: name, Code: codeLimit,
-				Message: fmt.Sprintf("module is %d bytes, the limit is %d", len(src), b.maxModuleBytes)})
-			continue
-		}
-		mod, err := ast.ParseModuleWithOpts(name, src, parserOptions)
-		if err == nil && mod == nil {
-			err = ast.Errors{ast.NewError(ast.ParseErr, nil, "empty module")}
-		}
-		if err != nil {
-			errs = append(errs, fromOPA(name, err)...)
+		mod, e := parseModule(k, name, all[name], b)
+		if len(e) > 0 {
+			errs = append(errs, e...)
 			continue
 		}
 		if _, isTest := tests[name]; isTest {
