@@ -53,9 +53,10 @@ type dynamicClient struct {
 	IssuedAt           int64    `json:"client_id_issued_at"`
 }
 
-// clientMetadata is a registration request (RFC 7591 section 2, and UMA's
-// claims_redirect_uris).
-type clientMetadata struct {
+// ClientMetadata is a registration request (RFC 7591 section 2, and UMA's
+// claims_redirect_uris): what a client registers at {issuer}/register, and
+// what the operator registers through RegisterClient.
+type ClientMetadata struct {
 	RedirectURIs            []string `json:"redirect_uris"`
 	ClaimsRedirectURIs      []string `json:"claims_redirect_uris"`
 	TokenEndpointAuthMethod string   `json:"token_endpoint_auth_method"`
@@ -114,13 +115,34 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) error {
 			WithDescription("registration requires the initial access token as a Bearer token").
 			WithChallenge(oauth.BearerChallenge(s.issuer, oauth.InvalidToken, "", ""))
 	}
-	var md clientMetadata
+	var md ClientMetadata
 	if err := oauth.ReadJSON(w, r, &md); err != nil {
 		return err
 	}
-	dc, err := checkClientMetadata(md)
+	dc, clientSecret, err := s.registerClient(r.Context(), md)
 	if err != nil {
 		return err
+	}
+	resp := registrationResponse{
+		ClientID: dc.ID, ClientSecret: clientSecret, ClientIDIssuedAt: dc.IssuedAt,
+		RedirectURIs: dc.RedirectURIs, ClaimsRedirectURIs: dc.ClaimsRedirectURIs,
+		TokenEndpointAuthMethod: dc.AuthMethod, GrantTypes: dc.GrantTypes, ResponseTypes: dc.ResponseTypes,
+		ClientName: dc.Name, Scope: strings.Join(dc.Scopes, " "),
+	}
+	if clientSecret != "" {
+		never := int64(0)
+		resp.ClientSecretExpiresAt = &never
+	}
+	oauth.WriteJSON(w, http.StatusCreated, resp)
+	return nil
+}
+
+// registerClient checks md and stores the client it describes, with a new
+// id and (unless it is public) a new secret, returned once.
+func (s *Server) registerClient(ctx context.Context, md ClientMetadata) (dynamicClient, string, error) {
+	dc, err := checkClientMetadata(md)
+	if err != nil {
+		return dc, "", err
 	}
 	dc.IssuedAt = s.now().Unix()
 	var clientSecret string
@@ -136,30 +158,19 @@ func (s *Server) serveRegister(w http.ResponseWriter, r *http.Request) error {
 		}
 		val, err := json.Marshal(dc)
 		if err != nil {
-			return oauth.ErrServer("could not register the client", err)
+			return dc, "", oauth.ErrServer("could not register the client", err)
 		}
-		err = s.store.Insert(r.Context(), nsClient, dc.ID, val, time.Time{})
+		err = s.store.Insert(ctx, nsClient, dc.ID, val, time.Time{})
 		if errors.Is(err, store.ErrExists) && attempt < 3 {
 			continue
 		}
 		if err != nil {
-			return oauth.ErrServer("could not register the client", err)
+			return dc, "", oauth.ErrServer("could not register the client", err)
 		}
 		break
 	}
 	s.log.Info("client registered", clientField(dc.ID))
-	resp := registrationResponse{
-		ClientID: dc.ID, ClientSecret: clientSecret, ClientIDIssuedAt: dc.IssuedAt,
-		RedirectURIs: dc.RedirectURIs, ClaimsRedirectURIs: dc.ClaimsRedirectURIs,
-		TokenEndpointAuthMethod: dc.AuthMethod, GrantTypes: dc.GrantTypes, ResponseTypes: dc.ResponseTypes,
-		ClientName: dc.Name, Scope: strings.Join(dc.Scopes, " "),
-	}
-	if clientSecret != "" {
-		never := int64(0)
-		resp.ClientSecretExpiresAt = &never
-	}
-	oauth.WriteJSON(w, http.StatusCreated, resp)
-	return nil
+	return dc, clientSecret, nil
 }
 
 // invalidMetadata is an RFC 7591 section 3.2.2 invalid_client_metadata.
@@ -168,7 +179,7 @@ func invalidMetadata(desc string) error {
 }
 
 // checkClientMetadata validates a registration request.
-func checkClientMetadata(md clientMetadata) (dynamicClient, error) {
+func checkClientMetadata(md ClientMetadata) (dynamicClient, error) {
 	dc := dynamicClient{Name: md.ClientName, AuthMethod: md.TokenEndpointAuthMethod}
 	if len(md.RedirectURIs) > maxRegisteredURIs || len(md.ClaimsRedirectURIs) > maxRegisteredURIs {
 		return dc, invalidMetadata("too many redirect URIs")

@@ -77,3 +77,19 @@ func (s *Server) AddShareForTest(t *testing.T, owner, resourceID, subject string
 	_, err := s.AddShare(t.Context(), Share{Owner: owner, ResourceID: resourceID, Subject: subject, Scopes: scopes})
 	return err
 }
+
+// RoutePatterns returns the "METHOD path" of every route of the AS's route
+// table (relative to the issuer's path) and of the operator's API
+// (relative to its prefix), for the check of docs/openapi.yaml.
+func (s *Server) RoutePatterns() (as, admin []string) {
+	list := func(routes []route) []string {
+		var out []string
+		for _, rt := range routes {
+			for _, m := range rt.methods {
+				out = append(out, m.name+" "+rt.path)
+			}
+		}
+		return out
+	}
+	return list(s.routeTable()), list(s.adminRouteTable())
+}

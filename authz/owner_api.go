@@ -21,12 +21,14 @@ import (
 //	PUT    {issuer}/owner/rules/{name}     create or replace (Rego text, or {"source": ...})
 //	DELETE {issuer}/owner/rules/{name}     delete
 //	POST   {issuer}/owner/evaluate         dry run: the decision for a given input
+//	POST   {issuer}/owner/tests            run the owner's Rego tests (*_test.rego rules)
 //	GET    {issuer}/owner/requests         requests sent to the owner
 //	GET    {issuer}/owner/requests/{id}    one request
 //	POST   {issuer}/owner/requests/{id}    {"decision": "approve" | "deny"}
 const (
 	PathOwnerRules    = "/owner/rules"
 	PathOwnerEvaluate = "/owner/evaluate"
+	PathOwnerTests    = "/owner/tests"
 	PathOwnerRequests = "/owner/requests"
 )
 
@@ -112,6 +114,26 @@ func (s *Server) deleteRule(w http.ResponseWriter, r *http.Request, caller prote
 		return oauth.ErrServer("could not delete the rule", err)
 	}
 	oauth.WriteNoContent(w, http.StatusNoContent)
+	return nil
+}
+
+// runTests runs the owner's Rego tests: 200 with the report, passed or
+// failed; 400 when they do not compile; 404 when there are none.
+func (s *Server) runTests(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
+	report, err := s.RuleTests(r.Context(), caller.Subject)
+	if e := compileUnavailable(err); e != nil {
+		return e
+	}
+	var ce policies.CompileErrors
+	switch {
+	case errors.Is(err, policies.ErrNoTests):
+		return oauth.ErrNotFound("no tests: save Rego tests as rules named *_test.rego, with rules named test_*")
+	case errors.As(err, &ce):
+		return errRulesRefused(ce)
+	case err != nil:
+		return oauth.ErrServer("could not run the tests", err)
+	}
+	oauth.WriteJSON(w, http.StatusOK, report)
 	return nil
 }
 

@@ -61,9 +61,10 @@ func toDescription(r store.Resource) resourceDescription {
 	}
 }
 
-func nonNil(s []string) []string {
+// nonNil makes a nil slice an empty one, so that JSON shows [].
+func nonNil[T any](s []T) []T {
 	if s == nil {
-		return []string{}
+		return []T{}
 	}
 	return s
 }

@@ -63,6 +63,7 @@ func (s *Server) routeTable() []route {
 		{path: PathOwnerRules, methods: []method{onGet(pat(s.listRules))}, refuse: oauthRefusal, authenticate: s.patCaller, collection: true},
 		{path: PathOwnerRules + "/{name}", methods: []method{onGet(pat(s.readRule)), onPut(pat(s.putRule)), onDelete(pat(s.deleteRule))}, refuse: protectionRefusal, authenticate: s.patCaller},
 		{path: PathOwnerEvaluate, methods: []method{onPost(pat(s.serveEvaluate))}, refuse: oauthRefusal, authenticate: s.patCaller},
+		{path: PathOwnerTests, methods: []method{onPost(pat(s.runTests))}, refuse: oauthRefusal, authenticate: s.patCaller},
 		{path: PathOwnerRequests, methods: []method{onGet(pat(s.listRequests))}, refuse: oauthRefusal, authenticate: s.patCaller, collection: true},
 		{path: PathOwnerRequests + "/{id}", methods: []method{onGet(pat(s.readRequest)), onPost(pat(s.decideRequest))}, refuse: protectionRefusal, authenticate: s.patCaller},
 	}

@@ -44,19 +44,82 @@ type ruleBook struct {
 	// load left something out or kept an old version, to say when they
 	// load whole again.
 	degraded map[string]bool
+	// problems are what the last load of each owner's rules (and "" for
+	// the system rules) found, for the operator; dirError is the error of
+	// the last read of the operator directory, "" after one succeeds.
+	problems map[string]PolicyProblem
+	dirError string
 }
 
-// storedRules returns the rules an owner wrote through the API.
+// storedRules returns the rules an owner wrote through the API, without
+// their Rego tests.
 func (s *Server) storedRules(ctx context.Context, owner string) (map[string]string, error) {
+	rules, _, err := s.storedModules(ctx, owner)
+	return rules, err
+}
+
+// storedModules returns the rule modules and the Rego test modules
+// (policies.IsTestModule) an owner wrote through the API.
+func (s *Server) storedModules(ctx context.Context, owner string) (rules, tests map[string]string, err error) {
 	recs, err := s.store.List(ctx, nsPolicy, owner+sep, 0)
 	if err != nil {
-		return nil, fmt.Errorf("listing rules: %w", err)
+		return nil, nil, fmt.Errorf("listing rules: %w", err)
 	}
-	out := make(map[string]string, len(recs))
+	rules, tests = make(map[string]string, len(recs)), map[string]string{}
 	for _, r := range recs {
-		out[r.Key[len(owner)+1:]] = string(r.Value)
+		name := r.Key[len(owner)+1:]
+		if policies.IsTestModule(name) {
+			tests[name] = string(r.Value)
+		} else {
+			rules[name] = string(r.Value)
+		}
 	}
-	return out, nil
+	return rules, tests, nil
+}
+
+// dirTests returns the Rego tests beside an owner's rules in the operator
+// directory, named "dir/<file>". Only the directory of an owner the
+// watcher found is read.
+func (s *Server) dirTests(owner string) (map[string]string, error) {
+	s.rules.mu.Lock()
+	_, known := s.rules.dirOwners[owner]
+	s.rules.mu.Unlock()
+	out := map[string]string{}
+	if !known || s.rules.dir == "" {
+		return out, nil
+	}
+	_, tests, err := policies.LoadModules(filepath.Join(s.rules.dir, owner))
+	for name, src := range tests {
+		out[dirModulePrefix+name] = src
+	}
+	return out, err
+}
+
+// RuleTests runs an owner's Rego tests (modules named *_test.rego, saved
+// through the owner API or the console, or kept beside the owner's rules
+// in the operator directory) against the owner's rules, with the library
+// and the sandbox of the rules (policies.RunTests). It returns
+// policies.ErrNoTests when the owner has none, a CompileErrors when the
+// rules or tests do not compile, policies.ErrBusy when too many
+// compilations run; failed tests are in the report, not an error.
+func (s *Server) RuleTests(ctx context.Context, owner string) (policies.TestReport, error) {
+	rules, tests, err := s.storedModules(ctx, owner)
+	if err != nil {
+		return policies.TestReport{}, err
+	}
+	return s.runRuleTests(ctx, owner, rules, tests)
+}
+
+func (s *Server) runRuleTests(ctx context.Context, owner string, rules, tests map[string]string) (policies.TestReport, error) {
+	mods := maps.Clone(rules)
+	maps.Copy(mods, tests)
+	maps.Copy(mods, s.dirRules(owner, true))
+	dir, err := s.dirTests(owner)
+	if err != nil {
+		return policies.TestReport{}, err
+	}
+	maps.Copy(mods, dir)
+	return s.rules.engine.RunTests(ctx, owner, mods)
 }
 
 // dirRules returns an owner's rules from the operator directory, named
@@ -83,14 +146,18 @@ func (s *Server) dirRules(owner string, inForce bool) map[string]string {
 	return mods
 }
 
-// ownerRules returns all of an owner's rules: the directory's and the API's.
+// ownerRules returns all of an owner's modules: the directory's and the
+// API's, rules and tests.
 func (s *Server) ownerRules(ctx context.Context, owner string) (map[string]string, error) {
-	mods, err := s.storedRules(ctx, owner)
+	mods, tests, err := s.storedModules(ctx, owner)
 	if err != nil {
 		return nil, err
 	}
+	maps.Copy(mods, tests)
 	maps.Copy(mods, s.dirRules(owner, false))
-	return mods, nil
+	dir, err := s.dirTests(owner)
+	maps.Copy(mods, dir)
+	return mods, err
 }
 
 // ensureRules puts the system rules and an owner's rules in force in the
@@ -163,20 +230,6 @@ func (s *Server) reportLoad(owner string, l policies.Load) {
 	if owner == "" {
 		who = zap.String("rules", "system")
 	}
-	s.rules.mu.Lock()
-	was := s.rules.degraded[owner]
-	if len(l.Problems) > 0 {
-		s.rules.degraded[owner] = true
-	} else {
-		delete(s.rules.degraded, owner)
-	}
-	s.rules.mu.Unlock()
-	if len(l.Problems) == 0 {
-		if was {
-			s.log.Info("rules compile again: all of them are in force", who)
-		}
-		return
-	}
 	problems := make(policies.CompileErrors, len(l.Problems))
 	var files []string
 	for i, p := range l.Problems {
@@ -186,6 +239,23 @@ func (s *Server) reportLoad(owner string, l policies.Load) {
 		if c.Module != "" && !slices.Contains(files, c.Module) {
 			files = append(files, c.Module)
 		}
+	}
+	s.rules.mu.Lock()
+	was := s.rules.degraded[owner]
+	if len(l.Problems) > 0 {
+		s.rules.degraded[owner] = true
+		s.rules.problems[owner] = PolicyProblem{Owner: owner, Broken: l.Broken, Files: files, Problems: problems,
+			OldVersionInForce: s.ruleFiles(owner, l.Previous), LeftOut: s.ruleFiles(owner, l.LeftOut)}
+	} else {
+		delete(s.rules.degraded, owner)
+		delete(s.rules.problems, owner)
+	}
+	s.rules.mu.Unlock()
+	if len(l.Problems) == 0 {
+		if was {
+			s.log.Info("rules compile again: all of them are in force", who)
+		}
+		return
 	}
 	fields := []zap.Field{who, zap.Strings("files", files), zap.String("problems", problems.Error())}
 	var msg string
@@ -231,6 +301,7 @@ func (s *Server) ruleFiles(owner string, modules []string) []string {
 func (s *Server) setDirRules(owners map[string]map[string]string, system map[string]string) {
 	ctx := context.Background()
 	s.rules.mu.Lock()
+	s.rules.dirError = ""
 	s.rules.dirSystem = maps.Clone(system)
 	changed := map[string]bool{}
 	for o := range s.rules.dirOwners {
@@ -261,13 +332,28 @@ func (s *Server) setDirRules(owners map[string]map[string]string, system map[str
 // checking that the owner's rules still compile with it. A CompileErrors
 // (matching policies.ErrCompile) says where they do not; policies.ErrBusy
 // and policies.ErrCompileTimeout that they could not be compiled now.
+//
+// A module named *_test.rego is a Rego test of the rules (RuleTests): it
+// is stored if it compiles with the rules, failing tests or not, and never
+// put in force.
 func (s *Server) PutRule(ctx context.Context, owner, name, source string) error {
 	if !validRuleName(name) {
 		return fmt.Errorf("%w: rule names are 1 to 64 letters, digits, '.', '-' or '_'", ErrBadRuleName)
 	}
-	mods, err := s.storedRules(ctx, owner)
+	mods, tests, err := s.storedModules(ctx, owner)
 	if err != nil {
 		return err
+	}
+	if policies.IsTestModule(name) {
+		tests[name] = source
+		if _, err := s.runRuleTests(ctx, owner, mods, tests); err != nil && !errors.Is(err, policies.ErrNoTests) {
+			return err
+		}
+		if err := s.store.Put(ctx, nsPolicy, owner+sep+name, []byte(source), time.Time{}); err != nil {
+			return fmt.Errorf("storing a rule test: %w", err)
+		}
+		s.log.Info("owner rule test saved", ownerField(owner))
+		return nil
 	}
 	mods[name] = source
 	if err := s.checkRules(ctx, owner, mods); err != nil {
@@ -283,9 +369,16 @@ func (s *Server) PutRule(ctx context.Context, owner, name, source string) error 
 // DeleteRule removes one of an owner's rule modules, after checking that
 // the others still compile without it (the same errors as PutRule).
 func (s *Server) DeleteRule(ctx context.Context, owner, name string) error {
-	mods, err := s.storedRules(ctx, owner)
+	mods, tests, err := s.storedModules(ctx, owner)
 	if err != nil {
 		return err
+	}
+	if _, ok := tests[name]; ok {
+		// A test: nothing in force depends on it.
+		if err := s.store.Delete(ctx, nsPolicy, owner+sep+name); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("deleting a rule test: %w", err)
+		}
+		return nil
 	}
 	if _, ok := mods[name]; !ok {
 		return ErrNoSuchRule

@@ -166,6 +166,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			system:    cfg.PolicyDir == "",
 			loaded:    map[string]bool{},
 			degraded:  map[string]bool{},
+			problems:  map[string]PolicyProblem{},
 		},
 		log:      cfg.Logger,
 		audit:    cfg.Audit,
@@ -234,6 +235,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.PolicyDir != "" {
 		s.watcher = policies.NewWatcher(cfg.PolicyDir, cfg.PolicyPollInterval, s.setDirRules, func(err error) {
+			s.rules.mu.Lock()
+			s.rules.dirError = err.Error()
+			s.rules.mu.Unlock()
 			s.log.Error("reading the rules directory", zap.Error(err))
 		})
 		if err := s.watcher.Start(context.Background()); err != nil {

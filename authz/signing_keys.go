@@ -100,14 +100,30 @@ func (kr *keyRing) load(ctx context.Context) error {
 	return kr.loadLocked(ctx)
 }
 
-func (kr *keyRing) loadLocked(ctx context.Context) error {
+func (kr *keyRing) loadLocked(ctx context.Context) error { return kr.refresh(ctx, false) }
+
+// rotate makes a new current signing key now, whatever the rotation
+// period, and returns its kid. If another node makes its own key current
+// at the same moment, that one is taken.
+func (kr *keyRing) rotate(ctx context.Context) (string, error) {
+	kr.mu.Lock()
+	defer kr.mu.Unlock()
+	if err := kr.refresh(ctx, true); err != nil {
+		return "", err
+	}
+	return kr.current.rec.ID, nil
+}
+
+// refresh is load, with the mutex held; with rotate, a new key replaces
+// the current one even if it is not due.
+func (kr *keyRing) refresh(ctx context.Context, rotate bool) error {
 	for attempt := 0; ; attempt++ {
 		keys, stored, current, err := kr.read(ctx)
 		if err != nil {
 			return err
 		}
 		now := kr.now()
-		if current != nil && current.rec.Alg == kr.alg && (kr.rotation <= 0 || now.Sub(current.rec.CreatedAt) < kr.rotation) {
+		if current != nil && !rotate && current.rec.Alg == kr.alg && (kr.rotation <= 0 || now.Sub(current.rec.CreatedAt) < kr.rotation) {
 			if stored == nil {
 				// A store written before the current key had its record:
 				// give it one (one node wins; the others read it).
@@ -146,14 +162,19 @@ func (kr *keyRing) loadLocked(ctx context.Context) error {
 		}
 		err = kr.store.Swap(ctx, nsSigningKeys, currentKeyName, stored, val, time.Time{})
 		if errors.Is(err, store.ErrConflict) {
+			rotate = false
 			continue // another node made its key current first: take it
 		}
 		if err != nil {
 			return fmt.Errorf("storing the new signing key: %w", err)
 		}
-		// The new key under its kid, and every other active key retired.
+		// The new key under its kid, and every other active key retired,
+		// the one it replaces included (read leaves it out of keys).
 		if err := kr.put(ctx, fresh.rec); err != nil {
 			return err
+		}
+		if current != nil {
+			keys = append([]*signingKey{current}, keys...)
 		}
 		for _, k := range keys {
 			if k.rec.RetiredAt.IsZero() {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
@@ -25,21 +26,31 @@ import (
 func init() {
 	caddycmd.RegisterCommand(caddycmd.Command{
 		Name:  "uma",
-		Usage: "export|import",
-		Short: "Copies the UMA authorization server's store between backends (export, import)",
+		Usage: "backup|restore|export|import|keys|client|token|resource|policy",
+		Short: "Manages the UMA authorization server: store, keys, clients, tokens, rules",
 		Long: `
-Commands for the store of the uma app (the UMA authorization server). Each
-finds the store in a config, as 'caddy run' would: the storage of the uma
-app (the uma global option of a Caddyfile, apps.uma in JSON), with its
-placeholders expanded from the environment.
+Commands for the uma app (the UMA authorization server).
 
-  caddy uma export --config <path> [--adapter <name>] [--output <file>]
-  caddy uma import --config <path> [--adapter <name>] [--input <file>] [--force]
+Backups and moves of the store:
+  caddy uma backup   [--address <addr>|--config <path>] [--output <file>]   while Caddy runs
+  caddy uma restore  --config <path> [--adapter <name>] [--input <file>] [--force]   (alias: import)
+  caddy uma export   --config <path> [--adapter <name>] [--output <file>]   Caddy stopped
 
-Export and import copy everything the store holds: registered resources,
-owners' rules, shares and requests, issued tokens, clients registered at
-run time, login sessions, the signing keys and the key that seals
-permission tickets. From Badger to PostgreSQL and back:
+The running server, through the admin.api.uma module of its admin
+endpoint (--address, default localhost:2019):
+  caddy uma keys     list | rotate
+  caddy uma client   list | add | remove <client_id>
+  caddy uma token    list | revoke --client <id> | --subject <sub>
+  caddy uma resource list --owner <subject>
+  caddy uma policy   status | reload
+
+Sharing rules, offline, with the server's library and sandbox:
+  caddy uma policy   test <dir> | eval --rules <dir> --input <file>
+
+Restore, import and export find the store in a config, as 'caddy run'
+would: the storage of the uma app (the uma global option of a Caddyfile,
+apps.uma in JSON), with its placeholders expanded from the environment.
+From Badger to PostgreSQL and back:
 
   caddy uma export --config Caddyfile.badger --output uma.dump
   caddy uma import --config Caddyfile.postgres --input uma.dump
@@ -48,24 +59,54 @@ or in one pipe, with no file to keep safe afterwards:
 
   caddy uma export --config Caddyfile.badger | caddy uma import --config Caddyfile.postgres
 
-The dump holds the private signing keys and every live token: it is as
-secret as the database (the file is created with mode 0600). Nothing may
-write to the store being exported, or what it writes after the export's
-snapshot is lost in the copy: stop the Caddy that uses it (a Badger
-directory cannot even be opened while a Caddy runs on it).
+A dump holds the private signing keys and every live token: it is as
+secret as the database (files are created with mode 0600). Export reads a
+store that nothing writes to: stop the Caddy that uses it (a Badger
+directory cannot even be opened while a Caddy runs on it); backup asks the
+running Caddy for one consistent snapshot instead.
 
-Exit status: 0 done, 1 failed, 2 wrong usage.
+Each command has --help. Exit status: 0 done, 1 failed, 2 wrong usage (a
+missing or wrong flag or argument); 'policy test' exits 1 when a test
+fails.
 `,
 		CobraFunc: func(cmd *cobra.Command) {
+			cmd.SetFlagErrorFunc(usageError)
 			cmd.RunE = func(cmd *cobra.Command, args []string) error {
 				if len(args) > 0 {
-					return usageError(cmd, fmt.Errorf("unknown command %q: use export or import", args[0]))
+					return usageError(cmd, fmt.Errorf("unknown command %q: use one of %s", args[0], strings.Join(subcommandNames(cmd), ", ")))
 				}
 				return cmd.Help()
 			}
-			cmd.AddCommand(umaExportCommand(), umaImportCommand())
+			cmd.AddCommand(umaBackupCommand(), umaImportCommand(), umaExportCommand(),
+				umaKeysCommand(), umaClientCommand(), umaTokenCommand(), umaResourceCommand(), umaPolicyCommand())
 		},
 	})
+}
+
+// groupCommand is a command whose only job is its subcommands: without
+// one it prints its help, and an unknown one is a wrong usage.
+func groupCommand(name, short string, subs ...*cobra.Command) *cobra.Command {
+	cmd := &cobra.Command{Use: name + " <command>", Short: short}
+	cmd.SetFlagErrorFunc(usageError)
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		if len(args) > 0 {
+			return usageError(cmd, fmt.Errorf("unknown command %q: use one of %s", args[0], strings.Join(subcommandNames(cmd), ", ")))
+		}
+		return cmd.Help()
+	}
+	cmd.AddCommand(subs...)
+	return cmd
+}
+
+// subcommandNames lists the names of cmd's subcommands.
+func subcommandNames(cmd *cobra.Command) []string {
+	var names []string
+	for _, c := range cmd.Commands() {
+		if c.IsAvailableCommand() {
+			names = append(names, c.Name())
+		}
+	}
+	return names
 }
 
 // Exit statuses of the uma commands.
@@ -111,10 +152,12 @@ the key that seals permission tickets and every live token.
 
 func umaImportCommand() *cobra.Command {
 	cmd := &cobra.Command{
-		Use:   "import --config <path> [--adapter <name>] [--input <file>] [--force]",
-		Short: "Reads a dump into the uma app's store",
+		Use:     "restore --config <path> [--adapter <name>] [--input <file>] [--force]",
+		Aliases: []string{"import"},
+		Short:   "Reads a dump (of backup or export) into the uma app's store",
 		Long: `
-Reads a dump written by 'caddy uma export' into the store of the config's
+Reads a dump written by 'caddy uma backup' or 'caddy uma export' into the
+store of the config's
 uma app, creating the database if needed (a new Badger directory, the
 tables of a new PostgreSQL schema), and then reads the store back to check
 that it holds as many resources, and as many records in each namespace, as
@@ -143,16 +186,23 @@ completes an import that failed halfway (import the same dump again).
 	return cmd
 }
 
-// setUsage runs fn for cmd, and makes wrong flags and arguments exit with
-// exitUsage.
+// setUsage runs fn for cmd, a command that takes only flags.
 func setUsage(cmd *cobra.Command, fn caddycmd.CommandFunc) {
+	setRun(cmd, 0, func(fl caddycmd.Flags, _ []string) (int, error) { return fn(fl) })
+}
+
+// setRun runs fn for cmd with its nargs arguments, and makes wrong flags
+// and arguments exit with exitUsage.
+func setRun(cmd *cobra.Command, nargs int, fn func(fl caddycmd.Flags, args []string) (int, error)) {
 	cmd.SetFlagErrorFunc(usageError)
-	run := caddycmd.WrapCommandFuncForCobra(fn)
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
-		if len(args) > 0 {
+		switch {
+		case nargs == 0 && len(args) > 0:
 			return usageError(cmd, fmt.Errorf("unexpected argument %q: the command takes only flags", args[0]))
+		case len(args) != nargs:
+			return usageError(cmd, fmt.Errorf("the command takes %d argument(s), got %d", nargs, len(args)))
 		}
-		return run(cmd, args)
+		return caddycmd.WrapCommandFuncForCobra(func(fl caddycmd.Flags) (int, error) { return fn(fl, args) })(cmd, args)
 	}
 }
 

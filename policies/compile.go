@@ -282,28 +282,9 @@ func compile(ctx context.Context, k *ruleKind, modules map[string]string, b boun
 		if b.maxTerms > 0 && count.terms > b.maxTerms {
 			break // reported already; the other modules cannot help
 		}
-		src := modules[name]
-		if msg := checkModuleName(name); msg != "" {
-			errs = append(errs, &CompileError{Module: name, Code: codeName, Message: msg})
-			continue
-		}
-		if b.maxModuleBytes > 0 && len(src) > b.maxModuleBytes {
-			errs = append(errs, &CompileError{Module: name, Code: codeLimit,
-				Message: fmt.Sprintf("module is %d bytes, the limit is %d", len(src), b.maxModuleBytes)})
-			continue
-		}
-		mod, err := ast.ParseModuleWithOpts(name, src, parserOptions)
-		if err == nil && mod == nil {
-			err = ast.Errors{ast.NewError(ast.ParseErr, nil, "empty module")}
-		}
-		if err != nil {
-			for _, e := range fromOPA(name, err) {
-				if e.Message == "empty module" { // only comments, or nothing
-					e.Line, e.Column = 1, 1
-					e.Message = fmt.Sprintf("empty module: it must start with `package %s`", k.pkg)
-				}
-				errs = append(errs, e)
-			}
+		mod, e := parseModule(k, name, modules[name], b)
+		if len(e) > 0 {
+			errs = append(errs, e...)
 			continue
 		}
 		if e := checkModule(k, name, mod); len(e) > 0 {
@@ -370,6 +351,33 @@ func compile(ctx context.Context, k *ruleKind, modules map[string]string, b boun
 		query:     query,
 		undefined: undefinedRules(k, c),
 	}, nil
+}
+
+// parseModule checks a module's name and size against b and parses it, for
+// a rule set of kind k.
+func parseModule(k *ruleKind, name, src string, b bounds) (*ast.Module, CompileErrors) {
+	if msg := checkModuleName(name); msg != "" {
+		return nil, CompileErrors{{Module: name, Code: codeName, Message: msg}}
+	}
+	if b.maxModuleBytes > 0 && len(src) > b.maxModuleBytes {
+		return nil, CompileErrors{{Module: name, Code: codeLimit,
+			Message: fmt.Sprintf("module is %d bytes, the limit is %d", len(src), b.maxModuleBytes)}}
+	}
+	mod, err := ast.ParseModuleWithOpts(name, src, parserOptions)
+	if err == nil && mod == nil {
+		err = ast.Errors{ast.NewError(ast.ParseErr, nil, "empty module")}
+	}
+	if err != nil {
+		errs := fromOPA(name, err)
+		for _, e := range errs {
+			if e.Message == "empty module" { // only comments, or nothing
+				e.Line, e.Column = 1, 1
+				e.Message = fmt.Sprintf("empty module: it must start with `package %s`", k.pkg)
+			}
+		}
+		return nil, errs
+	}
+	return mod, nil
 }
 
 // compileStopped is the error of a compilation that ctx stopped.

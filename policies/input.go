@@ -1,6 +1,9 @@
 package policies
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -135,4 +138,103 @@ func unixTerm(t time.Time) *ast.Term {
 		return ast.InternedTerm(0)
 	}
 	return ast.IntNumberTerm(int(t.Unix()))
+}
+
+// inputJSON is the JSON shape of input, as the rules see it.
+type inputJSON struct {
+	Resource struct {
+		ID     string   `json:"id"`
+		Name   string   `json:"name"`
+		Type   string   `json:"type"`
+		Owner  string   `json:"owner"`
+		Scopes []string `json:"scopes"`
+		URIs   []string `json:"uris"`
+	} `json:"resource"`
+	Scopes []string `json:"scopes"`
+	Client struct {
+		ID string `json:"id"`
+	} `json:"client"`
+	RequestingParty struct {
+		Sub string `json:"sub"`
+		Iss string `json:"iss"`
+	} `json:"requesting_party"`
+	Claims  map[string]any `json:"claims"`
+	Request map[string]any `json:"request"`
+	Shares  []struct {
+		Subject   string   `json:"subject"`
+		Email     string   `json:"email"`
+		Scopes    []string `json:"scopes"`
+		Client    string   `json:"client"`
+		ExpiresAt int64    `json:"expires_at"`
+	} `json:"shares"`
+	Now int64 `json:"now"`
+}
+
+// ParseInput reads an Input from JSON in the shape the rules see as
+// `input` (resource, scopes, client.id, requesting_party, claims, request,
+// shares, now in unix seconds): what a dry run of a decision starts from.
+// Unknown members are an error, so that a misspelt one is not silently
+// ignored; resource.id and resource.scopes are required.
+func ParseInput(data []byte) (Input, error) {
+	var in inputJSON
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	dec.UseNumber()
+	if err := dec.Decode(&in); err != nil {
+		return Input{}, fmt.Errorf("reading the input: %w", err)
+	}
+	if dec.More() {
+		return Input{}, errors.New("reading the input: more than one JSON value")
+	}
+	if in.Resource.ID == "" || len(in.Resource.Scopes) == 0 {
+		return Input{}, errors.New("reading the input: resource.id and resource.scopes are required")
+	}
+	out := Input{
+		Resource: Resource{ID: in.Resource.ID, Name: in.Resource.Name, Type: in.Resource.Type, Owner: in.Resource.Owner,
+			Scopes: in.Resource.Scopes, URIs: in.Resource.URIs},
+		Scopes: in.Scopes, ClientID: in.Client.ID, Subject: in.RequestingParty.Sub, Issuer: in.RequestingParty.Iss,
+		Claims: jsonNumbers(in.Claims), Request: jsonNumbers(in.Request),
+	}
+	for _, s := range in.Shares {
+		sh := Share{Subject: s.Subject, Email: s.Email, Scopes: s.Scopes, Client: s.Client}
+		if s.ExpiresAt > 0 {
+			sh.ExpiresAt = time.Unix(s.ExpiresAt, 0)
+		}
+		out.Shares = append(out.Shares, sh)
+	}
+	if in.Now > 0 {
+		out.Now = time.Unix(in.Now, 0)
+	}
+	return out, nil
+}
+
+// jsonNumbers turns the json.Numbers of a decoded object into float64s
+// or int64s, the values Input takes.
+func jsonNumbers(m map[string]any) map[string]any {
+	var conv func(v any) any
+	conv = func(v any) any {
+		switch x := v.(type) {
+		case json.Number:
+			if i, err := x.Int64(); err == nil {
+				return i
+			}
+			f, _ := x.Float64()
+			return f
+		case map[string]any:
+			for k, e := range x {
+				x[k] = conv(e)
+			}
+			return x
+		case []any:
+			for i, e := range x {
+				x[i] = conv(e)
+			}
+			return x
+		}
+		return v
+	}
+	if m == nil {
+		return nil
+	}
+	return conv(m).(map[string]any)
 }

@@ -174,8 +174,11 @@ type Watcher struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	stamp string            // names, sizes and times last seen
-	sum   [sha256.Size]byte // contents last reported
+	// polling serializes polls (the background one and Reload), and
+	// guards stamp and sum.
+	polling sync.Mutex
+	stamp   string            // names, sizes and times last seen
+	sum     [sha256.Size]byte // contents last reported
 }
 
 // NewWatcher returns a Watcher of dir that polls every interval (5 seconds
@@ -241,9 +244,20 @@ func (w *Watcher) run(ctx context.Context, done chan struct{}) {
 	}
 }
 
+// Reload reads the directory now and reports its rules to onChange, even
+// if they did not change: an operator's "reload the rules". It returns the
+// error of reading the directory, and then reports nothing (the rules in
+// force stay as they were).
+func (w *Watcher) Reload() error {
+	_, err := w.poll(true)
+	return err
+}
+
 // poll reads the directory if its files changed, and reports the rules if
 // their contents changed or first is true. It tells whether it reported.
 func (w *Watcher) poll(first bool) (bool, error) {
+	w.polling.Lock()
+	defer w.polling.Unlock()
 	stamp, err := w.fingerprint()
 	if err != nil {
 		return false, err

@@ -19,6 +19,9 @@ import (
 // compile errors at their line, and a "try it" form that evaluates the
 // saved rules (with the console shares) for a made-up request, as the owner
 // API's dry run (POST /owner/evaluate) does, without granting anything.
+// Modules named *_test.rego are Rego tests of the rules: whenever the page
+// shows (so after every save), they run (authz.Server.RuleTests, as `caddy
+// uma policy test` does) and the page lists each test, passed or failed.
 
 // newRuleTemplate is what the editor offers for a new module.
 const newRuleTemplate = `package uma.share
@@ -57,6 +60,11 @@ type rulesPage struct {
 	Resources []store.Resource
 	Try       tryForm
 	Result    *tryResult
+	// Tests are the results of the owner's Rego tests, when they have
+	// some; TestsProblem says why they could not run.
+	Tests        *policies.TestReport
+	TestsProblem string
+	TestErrors   policies.CompileErrors
 }
 
 // tryForm is the "try it" form's values.
@@ -183,8 +191,29 @@ func (s *Site) rulesData(r *http.Request, owner, name string) (rulesPage, error)
 			data.Name = ""
 		}
 	}
+	if slices.ContainsFunc(data.Modules, func(m ruleModule) bool { return policies.IsTestModule(m.Name) }) {
+		s.runRuleTests(r, owner, &data)
+	}
 	data.Resources, err = s.as.OwnerResources(ctx, owner)
 	return data, err
+}
+
+// runRuleTests runs the owner's Rego tests into data.
+func (s *Site) runRuleTests(r *http.Request, owner string, data *rulesPage) {
+	report, err := s.as.RuleTests(r.Context(), owner)
+	var ce policies.CompileErrors
+	switch {
+	case err == nil:
+		data.Tests = &report
+	case errors.As(err, &ce):
+		data.TestsProblem, data.TestErrors = "Your tests do not compile with your rules:", ce
+	case errors.Is(err, policies.ErrNoTests):
+		data.TestsProblem = "Your test modules define no test: name test rules test_..."
+	case compileBusy(err):
+		data.TestsProblem = "Your tests were not run: too many rules are being compiled right now. Reload the page in a moment."
+	default:
+		data.TestsProblem = "Your tests could not be run."
+	}
 }
 
 // annotate numbers the lines of a module and attaches its problems.

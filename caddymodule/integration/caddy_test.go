@@ -34,6 +34,8 @@ type config struct {
 	PATTTL string
 	// ExtraClients are client ids added with the secret "<id>-secret".
 	ExtraClients []string
+	// Policies, if set, is the operator directory of rules.
+	Policies string
 }
 
 var caddyfileTemplate = template.Must(template.New("Caddyfile").Parse(`{
@@ -53,6 +55,9 @@ var caddyfileTemplate = template.Must(template.New("Caddyfile").Parse(`{
 {{- end}}
 {{- end}}
 		pat_ttl {{.PATTTL}}
+{{- if .Policies}}
+		policies {{.Policies}}
+{{- end}}
 		client rs-api {
 			secret rs-api-secret
 			resource_server

@@ -4,6 +4,7 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -82,6 +83,51 @@ func TestDemoScript(t *testing.T) {
 	if !strings.Contains(string(out), "Demo complete") {
 		t.Error("the demo did not complete")
 	}
+	// The same script, with parameters: another record of alice's (registered
+	// on first sight), given as flags and as environment variables; a
+	// requester alice's rules give nothing; wrong options.
+	demo := func(env []string, args ...string) (string, int) {
+		t.Helper()
+		cmd := exec.CommandContext(ctx, "bash", append([]string{filepath.Join("examples", "demo.sh")}, args...)...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		code := 0
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			code = exit.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return string(out), code
+	}
+	for _, c := range []struct {
+		name string
+		env  []string
+		args []string
+		code int
+		want []string
+	}{
+		{"flags", nil, []string{"--record", "/api/records/alice/2", "--requester", "bob2", "--email", "bob@example.com"}, 0,
+			[]string{"GET http://localhost:8081/api/records/alice/2", "ID token for bob2", "refreshes the RPT", "Demo complete"}},
+		{"environment", []string{"RECORD=/api/records/alice/3", "CLIENT_ID=demo-app"}, nil, 0, []string{"records/alice/3", "Demo complete"}},
+		{"refused", nil, []string{"--requester", "carol", "--email", "carol@example.com"}, 1, []string{"FAIL: request_denied", "carol"}},
+		{"wrong secret", nil, []string{"--client-secret", "nope"}, 1, []string{"FAIL: HTTP 401 invalid_client"}},
+		{"help", nil, []string{"--help"}, 0, []string{"Usage: examples/demo.sh", "--requester", "[REQUESTER]", "Exit status"}},
+		{"unknown option", nil, []string{"--bogus"}, 2, []string{"unknown option --bogus"}},
+		{"missing value", nil, []string{"--record"}, 2, []string{"--record needs a value"}},
+	} {
+		out, code := demo(c.env, c.args...)
+		if code != c.code {
+			t.Errorf("%s: exit %d, want %d\n%s", c.name, code, c.code, out)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(out, w) {
+				t.Errorf("%s: the output does not say %q:\n%s", c.name, w, out)
+			}
+		}
+	}
+
 	if _, err := os.Stat(filepath.Join(dir, "data", "uma")); err != nil {
 		t.Errorf("the database is not in ./data/uma: %v", err)
 	}

@@ -551,7 +551,7 @@ func TestExportImportErrors(t *testing.T) {
 	t.Run("usage", func(t *testing.T) {
 		expect(t, 2, []string{"--config is required"}, nil, "uma", "export")
 		expect(t, 2, []string{"--config is required"}, nil, "uma", "import", "--input", good)
-		expect(t, 2, []string{"unknown flag: --bogus", "usage: caddy uma import"}, nil, "uma", "import", "--bogus")
+		expect(t, 2, []string{"unknown flag: --bogus", "usage: caddy uma restore"}, nil, "uma", "import", "--bogus")
 		expect(t, 2, []string{`unexpected argument "extra"`}, nil, "uma", "export", "--config", caddyfile, "extra")
 		expect(t, 2, []string{`unknown command "frobnicate"`}, nil, "uma", "frobnicate")
 		expect(t, 0, []string{"Usage:", "--output", "mode 0600", "consistent snapshot"}, nil, "uma", "export", "--help")

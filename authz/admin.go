@@ -1,0 +1,353 @@
+package authz
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-uma/caddy-uma/policies"
+	"github.com/caddy-uma/caddy-uma/store"
+	"github.com/caddy-uma/caddy-uma/store/dump"
+)
+
+// The operator's API: what an operator of the AS manages without calling
+// the protocol by hand. admin_api.go serves it over HTTP (Caddy mounts it
+// on its admin endpoint, as the admin.api.uma module); `caddy uma` calls
+// that.
+
+// TokenFilter selects issued tokens: those of a client, of a subject, or
+// both. A filter must name at least one.
+type TokenFilter struct {
+	// ClientID is the client the tokens were issued to.
+	ClientID string
+	// Subject is who the tokens were issued for: the requesting party of
+	// an RPT, refresh token or PCT, the owner of a PAT (a resource server's
+	// own PAT has the resource server as its subject).
+	Subject string
+}
+
+// ErrEmptyTokenFilter means that a TokenFilter names neither a client nor
+// a subject: revoking every token of the AS is not one operation.
+var ErrEmptyTokenFilter = errors.New("name a client id, a subject or both")
+
+func (f TokenFilter) matches(clientID, subject string) bool {
+	return (f.ClientID == "" || f.ClientID == clientID) && (f.Subject == "" || f.Subject == subject)
+}
+
+// Kinds of IssuedToken besides the opaque ones (access_token,
+// refresh_token, pct).
+const KindRPT = "rpt"
+
+// IssuedToken describes a live token the AS issued, never the token
+// itself.
+type IssuedToken struct {
+	// ID identifies the token: an RPT's jti, or the SHA-256 (hex) of an
+	// opaque token, under which the store keeps it.
+	ID string `json:"id"`
+	// Kind is "rpt", "access_token" (PATs and other access tokens),
+	// "refresh_token" or "pct".
+	Kind     string `json:"kind"`
+	ClientID string `json:"client_id"`
+	Subject  string `json:"subject,omitempty"`
+	// ResourceServer is the audience of an RPT, and what a refresh token
+	// refreshes.
+	ResourceServer string       `json:"resource_server,omitempty"`
+	Scopes         []string     `json:"scopes,omitempty"`
+	Permissions    []Permission `json:"permissions,omitempty"`
+	IssuedAt       time.Time    `json:"issued_at"`
+	ExpiresAt      time.Time    `json:"expires_at"`
+
+	// rpt is the jti of the RPT a refresh token was issued with.
+	rpt string
+}
+
+// Tokens lists the live tokens matching f, sorted by issue time and then
+// id. It returns ErrEmptyTokenFilter for an empty filter.
+func (s *Server) Tokens(ctx context.Context, f TokenFilter) ([]IssuedToken, error) {
+	if f == (TokenFilter{}) {
+		return nil, ErrEmptyTokenFilter
+	}
+	now := s.now().Unix()
+	var out []IssuedToken
+	opaque, err := s.store.List(ctx, nsTokens, "", 0)
+	if err != nil {
+		return nil, fmt.Errorf("listing tokens: %w", err)
+	}
+	for _, r := range opaque {
+		var rec tokenRecord
+		if err := json.Unmarshal(r.Value, &rec); err != nil {
+			return nil, fmt.Errorf("decoding a token: %w", err)
+		}
+		if rec.Expires <= now || !f.matches(rec.ClientID, rec.Subject) {
+			continue
+		}
+		out = append(out, IssuedToken{ID: r.Key, Kind: rec.Kind, ClientID: rec.ClientID, Subject: rec.Subject,
+			ResourceServer: rec.ResourceServer, Scopes: rec.Scopes, Permissions: rec.Permissions,
+			IssuedAt: time.Unix(rec.IssuedAt, 0).UTC(), ExpiresAt: time.Unix(rec.Expires, 0).UTC(), rpt: rec.RPT})
+	}
+	rpts, err := s.store.List(ctx, nsRPT, "", 0)
+	if err != nil {
+		return nil, fmt.Errorf("listing RPTs: %w", err)
+	}
+	for _, r := range rpts {
+		var rec rptRecord
+		if err := json.Unmarshal(r.Value, &rec); err != nil {
+			return nil, fmt.Errorf("decoding an RPT: %w", err)
+		}
+		if rec.Expires <= now || !f.matches(rec.ClientID, rec.Subject) {
+			continue
+		}
+		out = append(out, IssuedToken{ID: r.Key, Kind: KindRPT, ClientID: rec.ClientID, Subject: rec.Subject,
+			ResourceServer: rec.ResourceServer, Permissions: rec.Permissions,
+			IssuedAt: time.Unix(rec.IssuedAt, 0).UTC(), ExpiresAt: time.Unix(rec.Expires, 0).UTC()})
+	}
+	slices.SortFunc(out, func(a, b IssuedToken) int {
+		return cmp.Or(a.IssuedAt.Compare(b.IssuedAt), cmp.Compare(a.ID, b.ID))
+	})
+	return out, nil
+}
+
+// RevokeTokens revokes the live tokens matching f, in one commit, and
+// returns them: RPTs, access tokens (PATs), refresh tokens with the RPTs
+// issued with them, and PCTs. Enforcement points of this AS (co-hosted, or
+// remote ones that introspect) refuse them from then on.
+func (s *Server) RevokeTokens(ctx context.Context, f TokenFilter) ([]IssuedToken, error) {
+	toks, err := s.Tokens(ctx, f)
+	if err != nil || len(toks) == 0 {
+		return toks, err
+	}
+	writes := make([]store.Write, 0, len(toks))
+	for _, t := range toks {
+		ns := nsTokens
+		if t.Kind == KindRPT {
+			ns = nsRPT
+		}
+		writes = append(writes, store.Write{Namespace: ns, Key: t.ID, Delete: true})
+		if t.rpt != "" {
+			writes = append(writes, store.Write{Namespace: nsRPT, Key: t.rpt, Delete: true})
+		}
+	}
+	if err := s.store.PutAll(ctx, writes); err != nil {
+		return nil, fmt.Errorf("revoking tokens: %w", err)
+	}
+	for _, t := range toks {
+		if t.Kind == KindRPT {
+			s.liveRPTs.forget(t.ID)
+		} else if t.rpt != "" {
+			s.liveRPTs.forget(t.rpt)
+		}
+	}
+	s.log.Info("tokens revoked by the operator", clientField(f.ClientID), requestingPartyField(f.Subject), zap.Int("tokens", len(toks)))
+	return toks, nil
+}
+
+// ClientInfo describes a client of the AS, never its secret.
+type ClientInfo struct {
+	ClientID string `json:"client_id"`
+	// Name is a dynamically registered client's client_name.
+	Name string `json:"client_name,omitempty"`
+	// Dynamic is true for a client registered at run time (RFC 7591, or
+	// the operator's API), false for one of the configuration.
+	Dynamic        bool `json:"dynamic"`
+	ResourceServer bool `json:"resource_server"`
+	// Public is true for a client without a secret.
+	Public             bool     `json:"public"`
+	Scopes             []string `json:"scopes,omitempty"`
+	RedirectURIs       []string `json:"redirect_uris,omitempty"`
+	ClaimsRedirectURIs []string `json:"claims_redirect_uris,omitempty"`
+	// IssuedAt is when a dynamic client was registered.
+	IssuedAt *time.Time `json:"client_id_issued_at,omitempty"`
+}
+
+// Clients lists the configured clients and the dynamically registered
+// ones, sorted by id.
+func (s *Server) Clients(ctx context.Context) ([]ClientInfo, error) {
+	out := make([]ClientInfo, 0, len(s.clients))
+	for _, id := range slices.Sorted(maps.Keys(s.clients)) {
+		c := s.clients[id]
+		out = append(out, ClientInfo{ClientID: id, ResourceServer: c.ResourceServer, Public: c.public(),
+			Scopes: c.Scopes, RedirectURIs: c.RedirectURIs, ClaimsRedirectURIs: c.ClaimsRedirectURIs})
+	}
+	recs, err := s.store.List(ctx, nsClient, "", 0)
+	if err != nil {
+		return nil, fmt.Errorf("listing registered clients: %w", err)
+	}
+	for _, r := range recs {
+		var dc dynamicClient
+		if err := json.Unmarshal(r.Value, &dc); err != nil {
+			return nil, fmt.Errorf("decoding registered client %q: %w", r.Key, err)
+		}
+		out = append(out, dynamicInfo(dc))
+	}
+	slices.SortFunc(out, func(a, b ClientInfo) int { return cmp.Compare(a.ClientID, b.ClientID) })
+	return out, nil
+}
+
+func dynamicInfo(dc dynamicClient) ClientInfo {
+	at := time.Unix(dc.IssuedAt, 0).UTC()
+	return ClientInfo{ClientID: dc.ID, Name: dc.Name, Dynamic: true, Public: dc.SecretSum == "",
+		Scopes: dc.Scopes, RedirectURIs: dc.RedirectURIs, ClaimsRedirectURIs: dc.ClaimsRedirectURIs, IssuedAt: &at}
+}
+
+// RegisterClient registers a requesting party's client as RFC 7591
+// registration does (the same checks of md, the same kind of client),
+// whether or not dynamic registration is on, and returns it with its
+// secret: shown once, never kept (the store keeps its SHA-256). The secret
+// is empty for a public client (token_endpoint_auth_method "none"). An
+// invalid md is an *oauth.Error (invalid_client_metadata,
+// invalid_redirect_uri).
+func (s *Server) RegisterClient(ctx context.Context, md ClientMetadata) (ClientInfo, string, error) {
+	dc, secret, err := s.registerClient(ctx, md)
+	if err != nil {
+		return ClientInfo{}, "", err
+	}
+	return dynamicInfo(dc), secret, nil
+}
+
+// Errors of RemoveClient.
+var (
+	// ErrNoSuchClient means that no dynamically registered client has the
+	// id.
+	ErrNoSuchClient = errors.New("no such client")
+	// ErrConfiguredClient means that the client is one of the
+	// configuration: it is removed from the configuration, not at run time.
+	ErrConfiguredClient = errors.New("the client is configured, not registered at run time: remove it from the configuration")
+)
+
+// RemoveClient removes a dynamically registered client and revokes every
+// token issued to it, and returns the tokens revoked.
+func (s *Server) RemoveClient(ctx context.Context, id string) ([]IssuedToken, error) {
+	if _, ok := s.clients[id]; ok {
+		return nil, ErrConfiguredClient
+	}
+	if id == "" {
+		return nil, ErrNoSuchClient
+	}
+	if err := s.store.Delete(ctx, nsClient, id); err != nil {
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, ErrNoSuchClient
+		}
+		return nil, fmt.Errorf("removing a client: %w", err)
+	}
+	s.dynamicClients.Delete(id)
+	s.log.Info("client removed by the operator", clientField(id))
+	return s.RevokeTokens(ctx, TokenFilter{ClientID: id})
+}
+
+// SigningKey describes one of the published signing keys.
+type SigningKey struct {
+	KeyID     string    `json:"kid"`
+	Algorithm string    `json:"alg"`
+	CreatedAt time.Time `json:"created_at"`
+	// Current is true for the key that signs new tokens; the others are
+	// retired, published while tokens they signed may live.
+	Current bool `json:"current"`
+}
+
+// SigningKeys lists the published signing keys, the current one first.
+func (s *Server) SigningKeys() []SigningKey {
+	s.keys.mu.RLock()
+	defer s.keys.mu.RUnlock()
+	out := make([]SigningKey, 0, len(s.keys.keys))
+	for _, k := range s.keys.keys {
+		out = append(out, SigningKey{KeyID: k.rec.ID, Algorithm: k.rec.Alg, CreatedAt: k.rec.CreatedAt.UTC(), Current: k == s.keys.current})
+	}
+	return out
+}
+
+// RotateKeys makes a new signing key current now (every node of the
+// database takes it), and returns the published keys. The previous key
+// stays published while tokens it signed may live.
+func (s *Server) RotateKeys(ctx context.Context) ([]SigningKey, error) {
+	kid, err := s.keys.rotate(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("rotating the signing keys: %w", err)
+	}
+	s.log.Info("signing key rotated by the operator", zap.String("kid", kid))
+	return s.SigningKeys(), nil
+}
+
+// PolicyProblem is what the last load of one owner's rules from the
+// operator directory (or of the system rules) found wrong.
+type PolicyProblem struct {
+	// Owner is the owner whose rules these are; empty for the system
+	// rules.
+	Owner string `json:"owner,omitempty"`
+	// Broken is true when no safe part of the rules compiles: every
+	// request for the owner's resources (for the system rules, every
+	// request) is refused until they compile.
+	Broken bool `json:"broken"`
+	// Files are the files that do not compile.
+	Files []string `json:"files"`
+	// Problems are the compile errors, by file, line and column.
+	Problems policies.CompileErrors `json:"problems"`
+	// OldVersionInForce are the files whose previous version stays in
+	// force; LeftOut those left out.
+	OldVersionInForce []string `json:"old_version_in_force,omitempty"`
+	LeftOut           []string `json:"left_out,omitempty"`
+}
+
+// PolicyStatus is the state of the operator directory of rules.
+type PolicyStatus struct {
+	// Directory is the operator directory; empty when none is configured.
+	Directory string `json:"directory,omitempty"`
+	// Problems are the rules that do not compile, the system rules first
+	// and then by owner.
+	Problems []PolicyProblem `json:"problems"`
+	// DirectoryError is the error of the last read of the directory,
+	// empty after one succeeds.
+	DirectoryError string `json:"directory_error,omitempty"`
+}
+
+// PolicyStatus returns the state of the rules loaded so far: what did not
+// compile at their last load, and whether the operator directory could
+// last be read.
+func (s *Server) PolicyStatus() PolicyStatus {
+	s.rules.mu.Lock()
+	defer s.rules.mu.Unlock()
+	st := PolicyStatus{Directory: s.rules.dir, DirectoryError: s.rules.dirError, Problems: []PolicyProblem{}}
+	for _, owner := range slices.Sorted(maps.Keys(s.rules.problems)) {
+		st.Problems = append(st.Problems, s.rules.problems[owner])
+	}
+	return st
+}
+
+// ErrNoPolicyDirectory means that the AS has no operator directory of
+// rules to reload.
+var ErrNoPolicyDirectory = errors.New("no policies directory is configured")
+
+// ReloadPolicies reads the operator directory now and compiles every
+// owner's rules and the system rules again, without waiting for the next
+// poll, and returns the state of the rules after it. An error reading the
+// directory is returned (the rules in force stay), and is also in the
+// status.
+func (s *Server) ReloadPolicies(ctx context.Context) (PolicyStatus, error) {
+	if s.watcher == nil {
+		return PolicyStatus{}, ErrNoPolicyDirectory
+	}
+	err := s.watcher.Reload()
+	if err != nil {
+		s.rules.mu.Lock()
+		s.rules.dirError = err.Error()
+		s.rules.mu.Unlock()
+		return s.PolicyStatus(), fmt.Errorf("reloading the rules: %w", err)
+	}
+	s.log.Info("rules reloaded by the operator", zap.String("directory", s.rules.dir))
+	return s.PolicyStatus(), ctx.Err()
+}
+
+// Backup writes a dump (package dump: JSON lines) of everything the store
+// holds, read from one consistent snapshot, while the AS runs: what
+// `caddy uma restore` (import) reads back into a store. The dump holds
+// private keys and every live token: it is as secret as the database.
+func (s *Server) Backup(ctx context.Context, w io.Writer, source string) (dump.Counts, error) {
+	return dump.Export(ctx, w, s.store, source)
+}
