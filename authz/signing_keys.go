@@ -242,9 +242,10 @@ func (kr *keyRing) publish(others []*signingKey, current *signingKey, now time.T
 		return fmt.Errorf("building the JWKS: %w", err)
 	}
 	live := []*signingKey{current}
+	seen := map[string]bool{current.rec.ID: true}
 	for _, k := range others {
-		if k == current {
-			continue
+		if k == current || seen[k.rec.ID] {
+			continue // the same key read twice (current and retired)
 		}
 		retired := k.rec.RetiredAt
 		if retired.IsZero() {
@@ -257,6 +258,7 @@ func (kr *keyRing) publish(others []*signingKey, current *signingKey, now time.T
 			continue
 		}
 		live = append(live, k)
+		seen[k.rec.ID] = true
 		if err := set.AddKey(k.public); err != nil {
 			return fmt.Errorf("building the JWKS: %w", err)
 		}
