@@ -168,13 +168,10 @@ func (kr *keyRing) refresh(ctx context.Context, rotate bool) error {
 		if err != nil {
 			return fmt.Errorf("storing the new signing key: %w", err)
 		}
-		// The new key under its kid, and every other active key retired,
-		// the one it replaces included (read leaves it out of keys).
+		// The new key under its kid, and every other active key retired
+		// (the one it replaces already is, and is in keys).
 		if err := kr.put(ctx, fresh.rec); err != nil {
 			return err
-		}
-		if current != nil {
-			keys = append([]*signingKey{current}, keys...)
 		}
 		for _, k := range keys {
 			if k.rec.RetiredAt.IsZero() {
@@ -242,10 +239,9 @@ func (kr *keyRing) publish(others []*signingKey, current *signingKey, now time.T
 		return fmt.Errorf("building the JWKS: %w", err)
 	}
 	live := []*signingKey{current}
-	seen := map[string]bool{current.rec.ID: true}
 	for _, k := range others {
-		if k == current || seen[k.rec.ID] {
-			continue // the same key read twice (current and retired)
+		if k == current {
+			continue
 		}
 		retired := k.rec.RetiredAt
 		if retired.IsZero() {
@@ -258,7 +254,6 @@ func (kr *keyRing) publish(others []*signingKey, current *signingKey, now time.T
 			continue
 		}
 		live = append(live, k)
-		seen[k.rec.ID] = true
 		if err := set.AddKey(k.public); err != nil {
 			return fmt.Errorf("building the JWKS: %w", err)
 		}
