@@ -78,6 +78,15 @@ func checkClient(c Client) error {
 			return fmt.Errorf("scope %q: not a valid scope token", sc)
 		}
 	}
+	switch c.RPTFormat {
+	case "", RPTFormatUMA:
+	case RPTFormatKeycloak:
+		if !c.ResourceServer {
+			return fmt.Errorf("rpt_format %s is a setting of a resource server: add resource_server, or remove rpt_format", c.RPTFormat)
+		}
+	default:
+		return fmt.Errorf("rpt_format %q: use %s or %s", c.RPTFormat, RPTFormatUMA, RPTFormatKeycloak)
+	}
 	for _, u := range append(slices.Clone(c.RedirectURIs), c.ClaimsRedirectURIs...) {
 		if err := urlcheck.RedirectURI(u); err != nil {
 			return fmt.Errorf("redirect URI %q %w", u, err)

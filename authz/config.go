@@ -28,6 +28,15 @@ type Client struct {
 	RedirectURIs []string
 	// ClaimsRedirectURIs are the registered UMA claims redirect URIs.
 	ClaimsRedirectURIs []string
+	// RPTFormat is the layout of the RPTs whose permissions are for this
+	// resource server's resources: RPTFormatUMA (empty means it) or
+	// RPTFormatKeycloak (Keycloak's, for keycloak-connect; needs
+	// SigningAlg RS256).
+	RPTFormat string
+	// PushClaims trusts the client to push claims it asserts itself
+	// (Keycloak's claim_token_format urn:ietf:params:oauth:token-type:jwt,
+	// base64url JSON); without it such claim tokens are refused.
+	PushClaims bool
 }
 
 // Config configures a Server.
@@ -95,6 +104,9 @@ type Config struct {
 	// authorization_code grant, and answers an unidentified requesting
 	// party need_info (it can prove who it is there).
 	LoginPages bool
+	// KeycloakCompat serves Keycloak's paths under the issuer beside ours
+	// (see keycloak.go); the issuer's path must be /realms/{realm}.
+	KeycloakCompat bool
 	// Registration, when set, turns on RFC 7591 dynamic client
 	// registration at {issuer}/register. It is off by default.
 	Registration *Registration

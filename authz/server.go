@@ -105,6 +105,9 @@ type Server struct {
 	observer     Observer
 	now          func() time.Time
 
+	// keycloakRealm is the realm of the issuer's path when Keycloak's
+	// paths are served too (Config.KeycloakCompat); empty when not.
+	keycloakRealm string
 	// loginPages says that people log in at the AS (Config.LoginPages).
 	loginPages bool
 	// mux is the route table of the endpoints, relative to basePath.
@@ -142,6 +145,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Store == nil {
 		return nil, fmt.Errorf("no store configured")
 	}
+	var realm string
+	if cfg.KeycloakCompat {
+		if realm, err = KeycloakRealm(basePath); err != nil {
+			return nil, err
+		}
+	}
 	clients, err := newClientRegistry(cfg.Clients)
 	if err != nil {
 		return nil, fmt.Errorf("registering clients: %w", err)
@@ -160,6 +169,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		requestInterval:   orDefault(cfg.RequestInterval, DefaultRequestInterval),
 		claimsInteraction: cfg.ClaimsInteractionEndpoint,
 		loginPages:        cfg.LoginPages,
+		keycloakRealm:     realm,
 		rules: &ruleBook{
 			dir:       cfg.PolicyDir,
 			dirOwners: map[string]map[string]string{},
@@ -197,6 +207,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if err := CheckSigningAlg(alg); err != nil {
 		return nil, err
+	}
+	for _, c := range cfg.Clients {
+		if c.RPTFormat == RPTFormatKeycloak && alg != "RS256" {
+			return nil, fmt.Errorf("client %q: rpt_format keycloak needs signing_alg RS256 (keycloak-connect verifies RS256 only), not %s", c.ID, alg)
+		}
 	}
 	s.keys = &keyRing{
 		store:     cfg.Store,

@@ -138,6 +138,18 @@ type App struct {
 	// provider; their subject is the provider's sub.
 	LoginOIDC *LoginOIDC `json:"login_oidc,omitempty"`
 
+	// KeycloakCompat serves Keycloak's paths under the issuer beside the
+	// standard ones ({issuer}/protocol/openid-connect/token,
+	// .../authz/protection/resource_set, ...), answered as Keycloak
+	// answers, so that Keycloak's client libraries work unchanged. The
+	// issuer's path must be /realms/{realm}.
+	//
+	//	uma {
+	//		issuer https://auth.example.com/realms/demo
+	//		keycloak_compat
+	//	}
+	KeycloakCompat bool `json:"keycloak_compat,omitempty"`
+
 	// SessionTTL is how long a login session lasts. Default: 8h.
 	SessionTTL caddy.Duration `json:"session_ttl,omitempty"`
 
@@ -285,6 +297,18 @@ type Client struct {
 	// the AS sends the requesting party back after claims gathering:
 	// absolute URIs without fragment.
 	ClaimsRedirectURIs []string `json:"claims_redirect_uris,omitempty"`
+
+	// RPTFormat is the layout of RPTs for this resource server's
+	// resources: "uma" (default) or "keycloak" (typ "Bearer" and
+	// authorization.permissions, as keycloak-connect reads them; needs
+	// signing_alg RS256).
+	RPTFormat string `json:"rpt_format,omitempty"`
+
+	// PushClaims trusts the client to push claims it asserts itself, as
+	// Keycloak's claim_token_format urn:ietf:params:oauth:token-type:jwt
+	// (base64url JSON, unsigned). Off by default: such claim tokens are
+	// refused.
+	PushClaims bool `json:"push_claims,omitempty"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -349,6 +373,8 @@ func (a *App) Provision(ctx caddy.Context) error {
 			Scopes:             slices.Clone(c.Scopes),
 			RedirectURIs:       slices.Clone(c.RedirectURIs),
 			ClaimsRedirectURIs: slices.Clone(c.ClaimsRedirectURIs),
+			RPTFormat:          c.RPTFormat,
+			PushClaims:         c.PushClaims,
 		})
 	}
 
@@ -474,6 +500,7 @@ func (a *App) Start() error {
 		TrustedIssuers:  a.trustedIssuers(),
 		NewResourceRate: a.NewResourceRate,
 		LoginPages:      a.loginPages(),
+		KeycloakCompat:  a.KeycloakCompat,
 		Registration:    a.registration(),
 		HTTPClient:      &http.Client{Timeout: keyFetchTimeout, Transport: keyFetchTransport{http.DefaultTransport}},
 		Logger:          a.logger,

@@ -45,6 +45,7 @@ func parseGlobalOption(d *caddyfile.Dispenser, existingVal any) (any, error) {
 //
 //	uma {
 //	    issuer       <url>
+//	    keycloak_compat
 //	    storage      badger [<dir>] | postgres <dsn>
 //	    signing_alg  ES256|EdDSA|RS256
 //	    key_rotation <duration>
@@ -70,6 +71,8 @@ func parseGlobalOption(d *caddyfile.Dispenser, existingVal any) (any, error) {
 //	        scopes              <scope...>
 //	        redirect_uri        <uri...>
 //	        claims_redirect_uri <uri...>
+//	        rpt_format          uma|keycloak
+//	        push_claims
 //	    }
 //	    user <name> {
 //	        password_hash <bcrypt hash>
@@ -162,6 +165,12 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&a.Issuer) {
 				return d.ArgErr()
 			}
+
+		case "keycloak_compat":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			a.KeycloakCompat = true
 
 		case "storage":
 			raw, err := parseStorage(d)
@@ -425,7 +434,7 @@ func parseClient(d *caddyfile.Dispenser) (Client, error) {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		sub := d.Val()
 		switch sub {
-		case "secret", "resource_server":
+		case "secret", "resource_server", "rpt_format", "push_claims":
 			if seen[sub] {
 				return c, d.Errf("%s specified more than once in client %q", sub, c.ID)
 			}
@@ -457,6 +466,15 @@ func parseClient(d *caddyfile.Dispenser) (Client, error) {
 			if err := appendArgs(d, &c.ClaimsRedirectURIs); err != nil {
 				return c, err
 			}
+		case "rpt_format":
+			if !d.AllArgs(&c.RPTFormat) {
+				return c, d.ArgErr()
+			}
+		case "push_claims":
+			if d.NextArg() {
+				return c, d.ArgErr()
+			}
+			c.PushClaims = true
 		default:
 			return c, d.Errf("unknown subdirective %q of client %q", sub, c.ID)
 		}
