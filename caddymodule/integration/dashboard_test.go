@@ -134,8 +134,9 @@ func TestDashboardQueries(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "prometheus.yml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	prom := exec.Command(promBin, "--config.file="+filepath.Join(dir, "prometheus.yml"),
-		"--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+promAddr)
+	prom := exec.Command(promBin, append([]string{"--config.file=" + filepath.Join(dir, "prometheus.yml"),
+		"--storage.tsdb.path=" + filepath.Join(dir, "data"), "--web.listen-address=" + promAddr},
+		consoleFlags(t, dir)...)...)
 	var promLog syncBuffer
 	prom.Stdout, prom.Stderr = &promLog, &promLog
 	if err := prom.Start(); err != nil {
@@ -235,6 +236,20 @@ func TestDashboardQueries(t *testing.T) {
 			time.Sleep(250 * time.Millisecond)
 		}
 	}
+	// The dashboard drawn by Prometheus's console graphs, over the load and
+	// a few seconds after it: into docs/dashboard.png with
+	// UMA_DASHBOARD_PNG=1, else into the test's directory.
+	writeConsole(t, dir, fmt.Sprintf("dashboard, filled by TestDashboardQueries: %d rounds of the scripted load", rounds), start.Add(-5*time.Second), time.Now().Add(5*time.Second))
+	png := shootDashboard(t, chromiumPath(t), promURL+"/consoles/uma.html")
+	pngPath := filepath.Join(dir, "dashboard.png")
+	if os.Getenv("UMA_DASHBOARD_PNG") == "1" {
+		pngPath = filepath.Join("..", "..", "docs", "dashboard.png")
+	}
+	if err := os.WriteFile(pngPath, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("dashboard drawn by Prometheus: %s (%d bytes)", pngPath, len(png))
+
 	// The figures of this run.
 	for _, q := range queries {
 		if !strings.Contains(q.panel, "latency") && q.panel != "RPT cache hit ratio" && q.panel != "Grant rate" {
