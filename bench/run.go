@@ -21,6 +21,11 @@ import (
 func run(ctx context.Context, o options, out, log io.Writer) (*report, error) {
 	rep := &report{Machine: describeMachine(), Options: o.summary(), Started: time.Now().UTC()}
 	fmt.Fprint(out, rep.Machine.text())
+	if o.profileDir != "" {
+		if err := os.MkdirAll(o.profileDir, 0o755); err != nil {
+			return nil, fmt.Errorf("-profile: %w", err)
+		}
+	}
 
 	tmp, err := os.MkdirTemp("", "caddy-uma-bench-")
 	if err != nil {
