@@ -260,13 +260,16 @@ func (s *Server) listKeycloakResources(w http.ResponseWriter, r *http.Request, c
 		sq.Name = q.name
 	}
 	var found []store.Resource
+	if q.max == 0 {
+		return s.writeKeycloakResources(w, q, nil)
+	}
 	if q.id != "" {
 		res, err := s.store.GetResource(r.Context(), q.id)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return oauth.ErrServer("could not read the resource", err)
 		}
 		if err == nil && caller.mayManage(res) && (sq.Owner == "" || res.Owner == sq.Owner) && q.matches(res) &&
-			(q.uri == "" || slices.Contains(res.URIs, q.uri)) && q.first == 0 && q.max > 0 {
+			(q.uri == "" || slices.Contains(res.URIs, q.uri)) && q.first == 0 {
 			found = append(found, res)
 		}
 		return s.writeKeycloakResources(w, q, found)
@@ -286,7 +289,7 @@ func (s *Server) listKeycloakResources(w http.ResponseWriter, r *http.Request, c
 	if err != nil {
 		return err
 	}
-	if len(found) == 0 && q.matchingURI && q.uri != "" && q.max > 0 {
+	if len(found) == 0 && q.matchingURI && q.uri != "" {
 		// Keycloak's fallback: the resource whose uri pattern matches
 		// the path best.
 		if res, ok, err := s.matchResourceURI(r, sq, q); err != nil {
