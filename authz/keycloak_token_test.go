@@ -19,10 +19,10 @@ import (
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken/claimtokentest"
 )
 
-// keycloakFixture is the grant fixture under a Keycloak issuer
+// keycloakTokenFixture is the grant fixture under a Keycloak issuer
 // (/realms/demo) in compat mode, signing RS256, with rs-a's RPTs in
 // Keycloak's layout and a client "pusher" trusted to push claims.
-type keycloakFixture struct {
+type keycloakTokenFixture struct {
 	*authztest.GrantFixture
 	audit *observer.ObservedLogs
 	// Labs2 is a second resource of alice's with read; Scans one with the
@@ -32,7 +32,7 @@ type keycloakFixture struct {
 
 const pusherSecret = "pusher-secret"
 
-func newKeycloakFixture(t *testing.T) *keycloakFixture {
+func newKeycloakTokenFixture(t *testing.T) *keycloakTokenFixture {
 	t.Helper()
 	idp := claimtokentest.NewProvider(t)
 	core, logs := observer.New(zapcore.InfoLevel)
@@ -51,7 +51,7 @@ func newKeycloakFixture(t *testing.T) *keycloakFixture {
 		c.Clients = append(clients, authz.Client{ID: "pusher", Secret: pusherSecret, PushClaims: true})
 	})
 	as.Issuer = strings.TrimSuffix(as.Issuer, "/uma") + "/realms/demo"
-	f := &keycloakFixture{GrantFixture: &authztest.GrantFixture{AS: as, IdP: idp}, audit: logs}
+	f := &keycloakTokenFixture{GrantFixture: &authztest.GrantFixture{AS: as, IdP: idp}, audit: logs}
 	var err error
 	if f.AlicePAT, err = as.Server.IssuePAT(t.Context(), "rs-a", "alice"); err != nil {
 		t.Fatal(err)
@@ -79,7 +79,7 @@ allow contains "view" if input.requesting_party.sub == "doc"
 }
 
 // kcToken posts to Keycloak's token path.
-func (f *keycloakFixture) kcToken(params url.Values, headers ...string) authztest.Response {
+func (f *keycloakTokenFixture) kcToken(params url.Values, headers ...string) authztest.Response {
 	f.T.Helper()
 	if params.Get("grant_type") == "" {
 		params.Set("grant_type", authz.GrantTypeUMATicket)
@@ -87,7 +87,7 @@ func (f *keycloakFixture) kcToken(params url.Values, headers ...string) authztes
 	return f.Do("POST", authz.KeycloakPathToken, params, headers...)
 }
 
-func (f *keycloakFixture) doctor() string {
+func (f *keycloakTokenFixture) doctor() string {
 	return f.IDToken(map[string]any{"sub": "doc", "email": "doctor@clinic.example"})
 }
 
@@ -120,7 +120,7 @@ func pushedClaims(v map[string]any) string {
 // is 401 invalid_grant, and our own path still wants client
 // authentication.
 func TestKeycloakBearerParty(t *testing.T) {
-	f := newKeycloakFixture(t)
+	f := newKeycloakTokenFixture(t)
 	other := claimtokentest.NewProvider(t)
 	now := time.Now()
 	labsRead := url.Values{"audience": {"rs-a"}, "permission": {f.Labs + "#read"}}
@@ -214,7 +214,7 @@ func TestKeycloakBearerParty(t *testing.T) {
 // that is not a resource server may present only its own person's
 // tokens; a bad subject_token is 400 unauthorized_client.
 func TestKeycloakSubjectToken(t *testing.T) {
-	f := newKeycloakFixture(t)
+	f := newKeycloakTokenFixture(t)
 	tests := []struct {
 		name, client, secret, token string
 		status                      int
@@ -249,7 +249,7 @@ func TestKeycloakSubjectToken(t *testing.T) {
 // certs path; our introspection and enforcement still read it. Another
 // resource server's RPTs keep our layout.
 func TestKeycloakRPTLayout(t *testing.T) {
-	f := newKeycloakFixture(t)
+	f := newKeycloakTokenFixture(t)
 	r := f.kcToken(url.Values{"audience": {"rs-a"}, "permission": {f.Labs + "#read"}}, "Authorization", authztest.Bearer(f.doctor()))
 	if r.Status != 200 {
 		t.Fatalf("%d %s", r.Status, r.Body)
@@ -299,7 +299,7 @@ func TestKeycloakRPTLayout(t *testing.T) {
 // her, which files a pending request (not with submit_request=false); a
 // bad ticket is invalid_ticket and a bad previous RPT invalid_rpt.
 func TestKeycloakDenials(t *testing.T) {
-	f := newKeycloakFixture(t)
+	f := newKeycloakTokenFixture(t)
 	insurer := f.IDToken(map[string]any{"sub": "ins", "email": "agent@insurer.example"})
 	nobody := f.IDToken(map[string]any{"sub": "bob", "email": "bob@example.com"})
 	noEmail := f.IDToken(map[string]any{"sub": "anon"})
@@ -369,7 +369,7 @@ func TestKeycloakDenials(t *testing.T) {
 // without matching), response_permissions_limit,
 // response_include_resource_name, on both token paths; bad values are 400.
 func TestKeycloakGrantParameters(t *testing.T) {
-	f := newKeycloakFixture(t)
+	f := newKeycloakTokenFixture(t)
 	doctor := f.doctor()
 	tests := []struct {
 		name   string
@@ -453,7 +453,7 @@ func TestKeycloakGrantParameters(t *testing.T) {
 // base64url JSON claims, taken from push_claims clients only; they reach
 // the rules as input.pushed_claims and are never an identity.
 func TestKeycloakPushedClaims(t *testing.T) {
-	f := newKeycloakFixture(t)
+	f := newKeycloakTokenFixture(t)
 	pusher := authztest.BasicAuth("pusher", pusherSecret)
 	tests := []struct {
 		name, auth, claimToken string
