@@ -89,7 +89,9 @@ http://127.0.0.1:{{.APIPort}} {
 
 // keycloakRules are alice's: bob (by his verified e-mail address) reads
 // shared-report and holiday-photos, and writes shared-report when the
-// resource server pushes department=finance. Nothing else is anyone's.
+// resource server pushes department=finance (a claim only a push_claims
+// client can push: input.pushed_claims); when he asks to write
+// holiday-photos, alice is asked. Nothing else is anyone's.
 const keycloakRules = `package uma.share
 
 import data.uma.lib
@@ -102,7 +104,12 @@ allow contains "read" if {
 allow contains "write" if {
 	lib.is_email("bob@example.org")
 	input.resource.name == "shared-report"
-	"finance" in lib.claim_values("department")
+	"finance" in input.pushed_claims.department
+}
+
+ask_owner contains "write" if {
+	lib.is_email("bob@example.org")
+	input.resource.name == "holiday-photos"
 }
 `
 

@@ -38,9 +38,9 @@ function outcome (request) {
 }
 
 // challenge calls the API without a token and returns the ticket of its
-// UMA challenge.
-async function challenge (path) {
-  const res = await call(env.apiURL + path)
+// UMA challenge (GET asks for read, POST for write).
+async function challenge (path, method = 'GET') {
+  const res = await call(env.apiURL + path, { method })
   assert.equal(res.status, 401, `${path} without a token: ${JSON.stringify(res.body)}`)
   const header = res.headers.get('www-authenticate')
   assert.match(header, /^UMA /)
@@ -110,13 +110,14 @@ test('authorize() with the ticket of uma_protect\'s challenge, then the API', as
   const api = await call(`${env.apiURL}/albums/alice/holiday-photos`, { token: r.granted })
   assert.equal(api.status, 200, `the API with the RPT: ${JSON.stringify(api.body)}`)
   assert.equal(api.body.trim(), 'the album')
-  // The RPT opens this album only.
+  // The RPT opens this album only: another answers with a new ticket,
+  // which a second authorize() redeems together with the RPT it holds
+  // (incremental authorization); what bob may not have is still refused.
   const other = await call(`${env.apiURL}/albums/alice/secret-album`, { token: r.granted })
-  assert.equal(other.status, 403, `another album with the RPT: ${JSON.stringify(other.body)}`)
-
-  // A second authorize() sends the RPT it holds (incremental
-  // authorization); what bob may not have is still refused.
-  const again = await outcome(authz.authorize({ ticket: await challenge('/albums/alice/secret-album') }))
+  assert.ok(other.status === 401 || other.status === 403, `another album with the RPT: ${other.status} ${JSON.stringify(other.body)}`)
+  const ticket = /ticket="([^"]+)"/.exec(other.headers.get('www-authenticate') || '')
+  assert.ok(ticket, `no ticket in ${other.headers.get('www-authenticate')}`)
+  const again = await outcome(authz.authorize({ ticket: ticket[1] }))
   assert.ok(again.denied, `authorize secret-album: ${JSON.stringify(again)}`)
   assert.equal(authz.rpt, r.granted)
 })
@@ -131,18 +132,38 @@ test('authorize() refused', async (t) => {
     await t.test(c.name, async () => {
       const authz = await newAuthorization(c.token)
       const r = await outcome(authz.authorize({ ticket: c.ticket || await challenge(c.path) }))
-      assert.ok(!r.granted, `authorize: ${JSON.stringify(r)}`)
+      assert.ok(r.denied, `authorize: ${JSON.stringify(r)}`)
       assert.equal(authz.rpt, null)
     })
   }
 })
 
-test('authorize() with a bad user token is not granted', async (t) => {
+test('authorize() with a bad user token is an error, not a grant', async (t) => {
   for (const [name, token] of Object.entries({ 'no token': undefined, garbage: 'a.b.c', 'a tampered token': env.userToken.slice(0, -4) + 'AAAA' })) {
     await t.test(name, async () => {
       const authz = await newAuthorization(token)
       const r = await outcome(authz.authorize({ ticket: await challenge('/albums/alice/holiday-photos') }))
-      assert.ok(!r.granted, `authorize: ${JSON.stringify(r)}`)
+      assert.ok(r.error, `authorize: ${JSON.stringify(r)}`)
+      assert.equal(authz.rpt, null)
     })
   }
+})
+
+test('authorize() with submitRequest: alice is asked, and the resource server sees the request', async () => {
+  const authz = await newAuthorization(env.userToken)
+  const r = await outcome(authz.authorize({ ticket: await challenge('/albums/alice/holiday-photos', 'POST'), submitRequest: true }))
+  assert.ok(r.denied, `authorize: ${JSON.stringify(r)}`)
+
+  // The resource server lists the pending requests (Keycloak's permission
+  // ticket API, with a PAT of its client credentials).
+  const pat = await fetch(`${issuer}/protocol/openid-connect/token`, {
+    method: 'POST',
+    headers: { Authorization: 'Basic ' + Buffer.from(`${env.rsClientID}:${env.rsSecret}`).toString('base64') },
+    body: new URLSearchParams({ grant_type: 'client_credentials' })
+  }).then((res) => res.json())
+  assert.ok(pat.access_token, JSON.stringify(pat))
+  const pending = await call(`${issuer}/authz/protection/permission/ticket?granted=false&returnNames=true`, { token: pat.access_token })
+  assert.equal(pending.status, 200, JSON.stringify(pending.body))
+  assert.ok(pending.body.some((tk) => tk.resourceName === 'holiday-photos' && tk.scopeName === 'write' && !tk.granted),
+    `no pending request of bob for holiday-photos#write in ${JSON.stringify(pending.body)}`)
 })

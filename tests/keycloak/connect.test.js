@@ -135,13 +135,17 @@ test('enforcer with an RPT as bearer: decided from the token, or asked again', a
 })
 
 test('enforcer with pushed claims (claim_token_format urn:ietf:params:oauth:token-type:jwt)', async (t) => {
+  // The claim token is standard base64 (with + and / for some values, as
+  // this purpose gives), which Keycloak decodes as it decodes base64url.
   const cases = [
-    { name: 'department finance may write', department: 'finance', status: 200 },
-    { name: 'department sales may not', department: 'sales', status: 403 }
+    { name: 'department finance may write', department: 'finance', purpose: 'audit', status: 200 },
+    { name: 'department finance, a claim token with + and /', department: 'finance', purpose: 'review ~?~?~?', status: 200 },
+    { name: 'department sales may not', department: 'sales', purpose: 'audit', status: 403 },
+    { name: 'another user of department finance may not', department: 'finance', purpose: 'audit', token: await userToken('carol', 'carol@example.org'), status: 403 }
   ]
   for (const c of cases) {
     await t.test(c.name, async () => {
-      const res = await call(`${env.rsURL}/claims/shared-report`, { method: 'POST', token: bob, headers: { 'X-Department': c.department } })
+      const res = await call(`${env.rsURL}/claims/shared-report`, { method: 'POST', token: c.token || bob, headers: { 'X-Department': c.department, 'X-Purpose': c.purpose } })
       assert.equal(res.status, c.status, `body: ${JSON.stringify(res.body)}`)
     })
   }

@@ -76,10 +76,14 @@ app.get('/permissions/:name', perName((name) => keycloak.enforcer(`${name}:read`
 // read with hasPermission.
 app.get('/token/:name', perName((name) => keycloak.enforcer(`${name}:read`, { response_mode: 'token' })), granted)
 
-// Pushed claims: the enforcer sends claim_token (base64 JSON) with
+// Pushed claims: the enforcer sends claim_token (JSON in standard base64,
+// Buffer's 'base64', which Keycloak reads as it reads base64url) with
 // claim_token_format urn:ietf:params:oauth:token-type:jwt.
 app.post('/claims/:name', perName((name) => keycloak.enforcer(`${name}:write`, {
-  claims: (req) => ({ department: [req.get('X-Department') || 'none'] })
+  claims: (req) => ({
+    department: [req.get('X-Department') || 'none'],
+    purpose: [req.get('X-Purpose') || 'none']
+  })
 })), granted)
 
 const server = app.listen(Number(process.env.PORT || 0), '127.0.0.1', () => {
