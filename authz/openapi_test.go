@@ -103,12 +103,21 @@ func TestOpenAPIRoutesAnswer(t *testing.T) {
 	})
 	admin := httptest.NewServer(f.Server.AdminHandler("/uma"))
 	t.Cleanup(admin.Close)
+	// Keycloak's paths (tag keycloak) are served in compat mode only.
+	keycloak := authztest.New(t, func(c *authz.Config) {
+		c.Issuer = strings.TrimSuffix(c.Issuer, "/uma") + "/realms/demo"
+		c.KeycloakCompat = true
+	})
+	keycloakIssuer := strings.TrimSuffix(keycloak.Issuer, "/uma") + "/realms/demo"
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	for path, item := range doc.Paths.Map() {
-		for method := range item.Operations() {
+		for method, op := range item.Operations() {
 			target := f.Issuer + path
-			if isAdminPath(item) {
+			switch {
+			case isAdminPath(item):
 				target = admin.URL + path
+			case slices.Contains(op.Tags, "keycloak"):
+				target = keycloakIssuer + path
 			}
 			target = strings.NewReplacer("{id}", "no-such-id", "{name}", "no-such-rule").Replace(target)
 			req, err := http.NewRequest(method, target, strings.NewReader(""))
