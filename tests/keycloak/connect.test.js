@@ -23,14 +23,18 @@ after(() => http.globalAgent.destroy())
 // audience, permission=RESOURCE#SCOPE and bob's token as subject_token.
 // The grant manager verifies the RPT (RS256 against the realm's certs, typ
 // Bearer, iss) before it resolves.
-async function rptFor (resource, scope) {
-  const keycloak = new Keycloak({}, {
+function newKeycloak () {
+  return new Keycloak({}, {
     realm: env.realm,
     'auth-server-url': env.serverURL + '/',
     resource: env.rsClientID,
     credentials: { secret: env.rsSecret },
     'bearer-only': true
   })
+}
+
+async function rptFor (resource, scope) {
+  const keycloak = newKeycloak()
   const grant = await keycloak.grantManager.checkPermissions(
     { audience: env.rsClientID, permissions: [{ id: resource, scopes: [scope] }] },
     { headers: { authorization: `Bearer ${bob}` } })
@@ -147,6 +151,21 @@ test('enforcer with pushed claims (claim_token_format urn:ietf:params:oauth:toke
     await t.test(c.name, async () => {
       const res = await call(`${env.rsURL}/claims/shared-report`, { method: 'POST', token: c.token || bob, headers: { 'X-Department': c.department, 'X-Purpose': c.purpose } })
       assert.equal(res.status, c.status, `body: ${JSON.stringify(res.body)}`)
+    })
+  }
+})
+
+test('validateAccessToken() introspects on Keycloak\'s path', async (t) => {
+  const rpt = (await rptFor('shared-report', 'read')).token
+  const cases = [
+    { name: 'an RPT', token: rpt, active: true },
+    { name: 'a user token of another issuer', token: bob, active: false },
+    { name: 'garbage', token: 'not-a-token', active: false }
+  ]
+  for (const c of cases) {
+    await t.test(c.name, async () => {
+      const result = await newKeycloak().grantManager.validateAccessToken(c.token)
+      assert.equal(result !== false, c.active, `validateAccessToken: ${result}`)
     })
   }
 })
