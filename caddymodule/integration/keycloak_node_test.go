@@ -5,7 +5,10 @@ package integration
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"os"
 	"os/exec"
@@ -15,6 +18,8 @@ import (
 	"testing"
 	"text/template"
 	"time"
+
+	"github.com/chromedp/chromedp"
 )
 
 // Keycloak's Node client libraries against caddy-uma, unchanged: the
@@ -63,9 +68,21 @@ var keycloakCaddyfile = template.Must(template.New("Caddyfile").Parse(`{
 
 http://127.0.0.1:{{.Port}} {
 	bind 127.0.0.1
-	uma_demo_idp /idp/* http://127.0.0.1:{{.Port}}/idp
-	uma_server
-	respond "not an AS endpoint" 404
+	# CORS for the browser application of {{.AppOrigin}} (Keycloak's "Web
+	# origins" of a client): keycloak-js fetches discovery and posts to the
+	# token endpoint with an Authorization header, which a browser preflights.
+	route {
+		header Access-Control-Allow-Origin {{.AppOrigin}}
+		header Vary Origin
+		@preflight method OPTIONS
+		header @preflight Access-Control-Allow-Methods "GET, POST"
+		header @preflight Access-Control-Allow-Headers "Authorization, Content-Type"
+		header @preflight Access-Control-Max-Age 600
+		respond @preflight 204
+		uma_demo_idp /idp/* http://127.0.0.1:{{.Port}}/idp
+		uma_server
+		respond "not an AS endpoint" 404
+	}
 }
 
 http://127.0.0.1:{{.APIPort}} {
@@ -126,9 +143,12 @@ func TestKeycloakNode(t *testing.T) {
 	}
 	upstream := newUpstream(t)
 	apiPort := freePort(t)
+	// The browser application's origin: tests/keycloak, served as files.
+	app := httptest.NewServer(http.FileServer(http.Dir(dir)))
+	t.Cleanup(app.Close)
 	inst := startCaddyfile(t, keycloakCaddyfile, map[string]any{
 		"AliceHash": hash(t, alicePassword), "BobHash": hash(t, bobPassword), "Policies": rules,
-		"APIPort": apiPort, "Upstream": strings.TrimPrefix(upstream.srv.URL, "http://"),
+		"APIPort": apiPort, "Upstream": strings.TrimPrefix(upstream.srv.URL, "http://"), "AppOrigin": app.URL,
 	})
 	server := inst.cfg.issuer()
 	issuer := server + "/realms/demo"
@@ -177,11 +197,67 @@ func TestKeycloakNode(t *testing.T) {
 	cmd.Env = append(env, "KC_RS_URL="+rsURL, "NO_COLOR=1")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
-		t.Fatalf("node %s: %v\n%s", strings.Join(args, " "), err, out)
+		t.Errorf("node %s: %v\n%s", strings.Join(args, " "), err, out)
+	} else {
+		t.Logf("node %s:\n%s", strings.Join(args, " "), out)
 	}
-	t.Logf("node %s:\n%s", strings.Join(args, " "), out)
 	if upstream.count() == 0 {
 		t.Error("no request reached the upstream behind uma_protect")
+	}
+
+	t.Run("keycloak-js in Chromium", func(t *testing.T) {
+		keycloakJSInBrowser(t, app.URL, server, fmt.Sprintf("http://127.0.0.1:%d", apiPort), bob)
+	})
+}
+
+// keycloakJSInBrowser runs keycloak-js's authorization client in headless
+// Chromium, in the page tests/keycloak/browser.html of an application on
+// its own origin (app): the browser's own fetch and XMLHttpRequest, CORS
+// included, where authz.test.js runs the library in Node.
+func keycloakJSInBrowser(t *testing.T, app, server, api, token string) {
+	chromium := chromiumPath(t)
+	challenge := send(t, http.MethodGet, api+"/albums/alice/holiday-photos", "")
+	if challenge.status != http.StatusUnauthorized {
+		t.Fatalf("the API without a token: %d %s", challenge.status, challenge.body)
+	}
+	ticket := challengeParams(t, challenge.header.Get("WWW-Authenticate"))["ticket"]
+	q := url.Values{
+		"url": {server}, "realm": {"demo"}, "client": {"demo-app"}, "token": {token},
+		"audience": {"rs-api"}, "granted": {"shared-report"}, "denied": {"private-diary"}, "ticket": {ticket},
+	}
+	browser := newBrowser(t, chromium)
+	browse(t, browser, "running keycloak-js", chromedp.Navigate(app+"/browser.html?"+q.Encode()), chromedp.WaitVisible(chromedp.CSS("#done")))
+	ctx, cancel := context.WithTimeout(browser, 10*time.Second)
+	defer cancel()
+	raw, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#result")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var result struct {
+		Entitlement, Refused, Authorize struct {
+			Granted string
+			Denied  bool
+			Error   string
+		}
+		Exception string
+	}
+	if err := json.Unmarshal([]byte(raw), &result); err != nil {
+		t.Fatalf("the page's result %q: %v", raw, err)
+	}
+	if result.Exception != "" {
+		t.Fatalf("keycloak-js threw: %s", result.Exception)
+	}
+	if result.Entitlement.Granted == "" {
+		t.Errorf("entitlement(rs-api, shared-report#read) was not granted: %+v", result.Entitlement)
+	}
+	if !result.Refused.Denied {
+		t.Errorf("entitlement(rs-api, private-diary#read) was not denied: %+v", result.Refused)
+	}
+	if result.Authorize.Granted == "" {
+		t.Fatalf("authorize({ticket}) was not granted: %+v", result.Authorize)
+	}
+	if r := send(t, http.MethodGet, api+"/albums/alice/holiday-photos", result.Authorize.Granted); r.status != http.StatusOK {
+		t.Errorf("the API with the browser's RPT: %d %s", r.status, r.body)
 	}
 }
 
