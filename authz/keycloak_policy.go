@@ -42,7 +42,7 @@ const nsKeycloakPolicy = "keycloak_policy"
 // Limits on UMA policies.
 const (
 	maxPolicyMembers = 100
-	maxPolicies      = 1000 // per resource server, in one listing
+	maxPolicies      = 1000 // per resource server
 )
 
 // keycloakPolicyRecord is a stored UMA policy, with what it made.
@@ -163,6 +163,13 @@ func (s *Server) createKeycloakPolicy(w http.ResponseWriter, r *http.Request, ca
 	if err := readPolicy(w, r, res, &p); err != nil {
 		return err
 	}
+	existing, err := s.store.List(r.Context(), nsKeycloakPolicy, caller.ClientID+sep, maxPolicies)
+	if err != nil {
+		return oauth.ErrServer("could not list the policies", err)
+	}
+	if len(existing) >= maxPolicies {
+		return oauth.ErrInvalidRequest("this resource server has %d UMA policies, the most it may have: delete some, or write owners' rules", maxPolicies)
+	}
 	if err := s.applyPolicy(r.Context(), &p); err != nil {
 		return err
 	}
@@ -191,6 +198,12 @@ func (s *Server) updateKeycloakPolicy(w http.ResponseWriter, r *http.Request, ca
 		return err
 	}
 	if err := s.applyPolicy(r.Context(), &p); err != nil {
+		// The old policy stands: made again, and its record updated.
+		restored := old
+		restored.Shares, restored.Rule = nil, ""
+		if s.applyPolicy(r.Context(), &restored) == nil {
+			_ = s.storePolicy(r.Context(), restored)
+		}
 		return err
 	}
 	if err := s.storePolicy(r.Context(), p); err != nil {
