@@ -54,6 +54,10 @@ func (s *Server) keycloakGrant(w http.ResponseWriter, t *tokenRequest) error {
 // (tokenRequest.party) the process's, with the token's claims, and keeps
 // the claims a push_claims client pushed apart from them.
 func (s *Server) identify(g *grantState) error {
+	if p := g.party; p != nil && p.resourceServer != "" && p.resourceServer != g.rs {
+		s.log.Info("an RPT presented as the requesting party's token for another resource server", clientField(g.client.ID))
+		return errNotAuthorized("")
+	}
 	if p := g.party; p != nil && p.subject != "" {
 		same := g.proc.Subject == p.subject && g.proc.RqPIssuer == p.issuer
 		switch {

@@ -12,9 +12,9 @@ import (
 
 // Claims a client pushes itself, as Keycloak reads
 // claim_token_format=urn:ietf:params:oauth:token-type:jwt on its token
-// path: claim_token is a base64url-encoded JSON object of claim names to
-// values (keycloak-connect's enforcer sends {"claim": ["value", ...]}),
-// signed by no one.
+// path: claim_token is a base64url-encoded (or, as keycloak-connect's
+// enforcer writes it, base64-encoded) JSON object of claim names to values
+// ({"claim": ["value", ...]}), signed by no one.
 //
 // Nothing vouches for such claims but the client, so only a client
 // trusted to push them (Client.PushClaims) may send them; others get 400
@@ -38,7 +38,9 @@ func (s *Server) keycloakPushedClaims(g *grantState, token string) (map[string]a
 	if len(token) > claimtoken.MaxTokenSize {
 		return nil, invalid
 	}
-	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimRight(token, "="))
+	// base64url, or the standard alphabet keycloak-connect writes (as
+	// Keycloak reads both), padded or not.
+	raw, err := base64.RawURLEncoding.DecodeString(strings.NewReplacer("+", "-", "/", "_").Replace(strings.TrimRight(token, "=")))
 	if err != nil {
 		return nil, invalid
 	}

@@ -32,7 +32,8 @@ import (
 // The token is one that a trusted issuer signed, checked as pushed claim
 // tokens are (claimtoken.Verifier: signature, issuer, audience, expiry, the
 // client it was issued to), or an RPT of this AS (signature, issuer,
-// expiry, not revoked), whose requesting party it carries on. Its verified
+// expiry, not revoked), whose requesting party it carries on at its own
+// resource server (elsewhere the answer is not_authorized). Its verified
 // claims count as those of a pushed claim token do. A token that does not
 // pass is answered as Keycloak answers: 401 invalid_grant "Invalid bearer
 // token" (Bearer) or 400 unauthorized_client "Invalid identity"
@@ -44,6 +45,10 @@ type requestingParty struct {
 	subject, issuer string
 	// claims are the token's verified claims (none for an RPT).
 	claims map[string]any
+	// resourceServer, for an RPT, is its resource server, the only one at
+	// which it names the requesting party: an RPT reaches the resource
+	// server it is for, which must not use it to ask for more elsewhere.
+	resourceServer string
 }
 
 // tokenClient authenticates the client of a token request. On Keycloak's
@@ -123,7 +128,7 @@ func (s *Server) verifyPartyToken(ctx context.Context, tok, presenter string) (*
 		case presenter != "" && rec.ClientID != presenter:
 			return nil, "", errors.New("the RPT was issued to another client")
 		}
-		p := &requestingParty{}
+		p := &requestingParty{resourceServer: rec.ResourceServer}
 		if rec.Subject != rec.ClientID || rec.RqPIssuer != "" {
 			// An RPT a client obtained for itself names no person.
 			p.subject, p.issuer = rec.Subject, rec.RqPIssuer

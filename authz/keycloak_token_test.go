@@ -185,6 +185,19 @@ func TestKeycloakBearerParty(t *testing.T) {
 		})
 	}
 
+	t.Run("an RPT names its requesting party at its own resource server only", func(t *testing.T) {
+		patB, err := f.Server.IssuePAT(t.Context(), "rs-b", "alice")
+		if err != nil {
+			t.Fatal(err)
+		}
+		onB := f.Register(patB, `{"name":"notes","resource_scopes":["view"]}`)
+		r := f.kcToken(url.Values{"audience": {"rs-b"}, "permission": {onB + "#view"}}, "Authorization", authztest.Bearer(rpt))
+		authztest.ExpectError(t, r, 403, "access_denied")
+		r = f.kcToken(url.Values{"audience": {"rs-b"}, "permission": {onB + "#view"}}, "Authorization", authztest.Bearer(f.IDToken(map[string]any{"sub": "doc"})))
+		if r.Status != 200 {
+			t.Fatalf("the same person's token: %d %s", r.Status, r.Body)
+		}
+	})
 	t.Run("our own token path wants client authentication", func(t *testing.T) {
 		params := url.Values{"grant_type": {authz.GrantTypeUMATicket}, "audience": {"rs-a"}, "permission": {f.Labs + "#read"}}
 		r := f.Do("POST", authz.PathToken, params, "Authorization", authztest.Bearer(f.doctor()))
@@ -465,6 +478,8 @@ func TestKeycloakPushedClaims(t *testing.T) {
 		{name: "a purpose the owner's rules accept", auth: pusher, claimToken: pushedClaims(map[string]any{"purpose": []string{"treatment"}}),
 			params: url.Values{"permission": {f.Labs + "#delete"}}, status: 200, want: []string{"delete"}},
 		{name: "padded base64url", auth: pusher, claimToken: base64.URLEncoding.EncodeToString([]byte(`{"purpose":["treatment"]}`)),
+			params: url.Values{"permission": {f.Labs + "#delete"}}, status: 200, want: []string{"delete"}},
+		{name: "standard base64, as keycloak-connect writes it", auth: pusher, claimToken: base64.StdEncoding.EncodeToString([]byte(`{"purpose":["treatment"],"n":"~~~"}`)),
 			params: url.Values{"permission": {f.Labs + "#delete"}}, status: 200, want: []string{"delete"}},
 		{name: "a purpose they do not", auth: pusher, claimToken: pushedClaims(map[string]any{"purpose": []string{"marketing"}}),
 			params: url.Values{"permission": {f.Labs + "#delete"}}, status: 403, code: "access_denied"},
