@@ -60,6 +60,9 @@ type keycloakPolicyRecord struct {
 	Shares         []string  `json:"shares,omitempty"`
 	Rule           string    `json:"rule,omitempty"`
 	CreatedAt      time.Time `json:"created_at"`
+	// Version counts the updates: an update claims the record by swapping
+	// it from the version it read, so that of concurrent updates one wins.
+	Version int `json:"version,omitempty"`
 }
 
 // keycloakPolicy is Keycloak's UmaPermissionRepresentation.
@@ -185,7 +188,7 @@ func (s *Server) createKeycloakPolicy(w http.ResponseWriter, r *http.Request, ca
 // updateKeycloakPolicy replaces a policy (what it made goes, the new one
 // is made) and answers 204.
 func (s *Server) updateKeycloakPolicy(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
-	old, res, err := s.managedPolicy(r, caller)
+	old, res, raw, err := s.managedPolicy(r, caller)
 	if err != nil {
 		return err
 	}
@@ -194,20 +197,46 @@ func (s *Server) updateKeycloakPolicy(w http.ResponseWriter, r *http.Request, ca
 	if err := readPolicy(w, r, res, &p); err != nil {
 		return err
 	}
+	old.Version++
+	p.Version = old.Version
+	claimed, err := json.Marshal(old)
+	if err != nil {
+		return oauth.ErrServer("could not store the policy", err)
+	}
+	if err := s.store.Swap(r.Context(), nsKeycloakPolicy, old.ResourceServer+sep+old.ID, raw, claimed, time.Time{}); errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+		return errPolicyChanged()
+	} else if err != nil {
+		return oauth.ErrServer("could not store the policy", err)
+	}
 	if err := s.unapplyPolicy(r.Context(), old); err != nil {
 		return err
 	}
+	key := old.ResourceServer + sep + old.ID
 	if err := s.applyPolicy(r.Context(), &p); err != nil {
 		// The old policy stands: made again, and its record updated.
 		restored := old
 		restored.Shares, restored.Rule = nil, ""
 		if s.applyPolicy(r.Context(), &restored) == nil {
-			_ = s.storePolicy(r.Context(), restored)
+			if val, merr := json.Marshal(restored); merr == nil && s.store.Swap(r.Context(), nsKeycloakPolicy, key, claimed, val, time.Time{}) != nil {
+				s.unapplyPolicy(r.Context(), restored) // another write won meanwhile
+			}
 		}
 		return err
 	}
-	if err := s.storePolicy(r.Context(), p); err != nil {
-		return err
+	// The record goes from the version claimed to the new one, unless a
+	// concurrent update or delete claimed it meanwhile: then what this
+	// update made goes, and the other stands.
+	val, err := json.Marshal(p)
+	if err != nil {
+		s.unapplyPolicy(r.Context(), p)
+		return oauth.ErrServer("could not store the policy", err)
+	}
+	if err := s.store.Swap(r.Context(), nsKeycloakPolicy, key, claimed, val, time.Time{}); err != nil {
+		s.unapplyPolicy(r.Context(), p)
+		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+			return errPolicyChanged()
+		}
+		return oauth.ErrServer("could not store the policy", err)
 	}
 	s.log.Info("UMA policy updated", clientField(caller.ClientID), ownerField(p.Owner), resourceField(p.ResourceID))
 	oauth.WriteNoContent(w, http.StatusNoContent)
@@ -216,14 +245,18 @@ func (s *Server) updateKeycloakPolicy(w http.ResponseWriter, r *http.Request, ca
 
 // deleteKeycloakPolicy removes a policy and what it made.
 func (s *Server) deleteKeycloakPolicy(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
-	p, _, err := s.managedPolicy(r, caller)
+	p, _, raw, err := s.managedPolicy(r, caller)
 	if err != nil {
 		return err
 	}
 	if err := s.unapplyPolicy(r.Context(), p); err != nil {
 		return err
 	}
-	if err := s.store.Delete(r.Context(), nsKeycloakPolicy, p.ResourceServer+sep+p.ID); err != nil && !errors.Is(err, store.ErrNotFound) {
+	// Deleted only as read: a concurrent update's policy stands.
+	err = s.store.PutAll(r.Context(), []store.Write{{Namespace: nsKeycloakPolicy, Key: p.ResourceServer + sep + p.ID, Delete: true, Old: raw}})
+	if errors.Is(err, store.ErrConflict) {
+		return errPolicyChanged()
+	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return oauth.ErrServer("could not delete the policy", err)
 	}
 	s.log.Info("UMA policy deleted", clientField(caller.ClientID), ownerField(p.Owner), resourceField(p.ResourceID))
@@ -233,7 +266,7 @@ func (s *Server) deleteKeycloakPolicy(w http.ResponseWriter, r *http.Request, ca
 
 // readKeycloakPolicy answers one policy.
 func (s *Server) readKeycloakPolicy(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
-	p, _, err := s.managedPolicy(r, caller)
+	p, _, _, err := s.managedPolicy(r, caller)
 	if err != nil {
 		return err
 	}
@@ -286,32 +319,37 @@ func (s *Server) listKeycloakPolicies(w http.ResponseWriter, r *http.Request, ca
 
 func errNoSuchPolicy() error { return oauth.ErrNotFound("no such UMA policy") }
 
-// managedPolicy returns the path's policy and its resource, if within the
-// caller's reach; any other is not found.
-func (s *Server) managedPolicy(r *http.Request, caller protectionCaller) (keycloakPolicyRecord, store.Resource, error) {
+// managedPolicy returns the path's policy, its resource and the record as
+// stored, if within the caller's reach; any other is not found.
+func (s *Server) managedPolicy(r *http.Request, caller protectionCaller) (keycloakPolicyRecord, store.Resource, []byte, error) {
 	var p keycloakPolicyRecord
 	id := r.PathValue("id")
 	if id == "" || strings.Contains(id, sep) {
-		return p, store.Resource{}, errNoSuchPolicy()
+		return p, store.Resource{}, nil, errNoSuchPolicy()
 	}
 	val, err := s.store.Get(r.Context(), nsKeycloakPolicy, caller.ClientID+sep+id)
 	if errors.Is(err, store.ErrNotFound) {
-		return p, store.Resource{}, errNoSuchPolicy()
+		return p, store.Resource{}, nil, errNoSuchPolicy()
 	}
 	if err != nil {
-		return p, store.Resource{}, oauth.ErrServer("could not read the policy", err)
+		return p, store.Resource{}, nil, oauth.ErrServer("could not read the policy", err)
 	}
 	if err := json.Unmarshal(val, &p); err != nil {
-		return p, store.Resource{}, oauth.ErrServer("could not read the policy", err)
+		return p, store.Resource{}, nil, oauth.ErrServer("could not read the policy", err)
 	}
 	res, err := s.store.GetResource(r.Context(), p.ResourceID)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && (!caller.mayManage(res) || res.Owner != p.Owner)) {
-		return p, store.Resource{}, errNoSuchPolicy()
+		return p, store.Resource{}, nil, errNoSuchPolicy()
 	}
 	if err != nil {
-		return p, store.Resource{}, oauth.ErrServer("could not read the resource", err)
+		return p, store.Resource{}, nil, oauth.ErrServer("could not read the resource", err)
 	}
-	return p, res, nil
+	return p, res, val, nil
+}
+
+// errPolicyChanged answers a write that lost to a concurrent one.
+func errPolicyChanged() error {
+	return oauth.ErrInvalidRequest("the policy changed meanwhile: read it again").WithStatus(http.StatusConflict)
 }
 
 func (s *Server) storePolicy(ctx context.Context, p keycloakPolicyRecord) error {

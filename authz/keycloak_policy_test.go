@@ -185,3 +185,38 @@ func TestKeycloakPolicyRefusals(t *testing.T) {
 	}
 	f.expectGranted("bob", album, true, "view")
 }
+
+// TestKeycloakPolicyConcurrentUpdates updates one policy from several
+// goroutines: each update wins or answers 409, and the shares in force are
+// those of the policy as stored.
+func TestKeycloakPolicyConcurrentUpdates(t *testing.T) {
+	f := newKeycloakFixture(t)
+	album := f.create(f.AlicePAT, `{"name":"album","resource_scopes":["view"]}`)
+	p := f.createPolicy(album, `{"name":"p","users":["u0"]}`, f.RSPAT)
+	const n = 4
+	statuses := make(chan int, n)
+	for i := range n {
+		go func() {
+			body := `{"name":"p","users":["u` + string(rune('1'+i)) + `"]}`
+			statuses <- f.kc("PUT", authz.KeycloakPathUMAPolicy+"/"+p.ID, body, f.RSPAT).Status
+		}()
+	}
+	won := 0
+	for range n {
+		switch st := <-statuses; st {
+		case http.StatusNoContent:
+			won++
+		case http.StatusConflict:
+		default:
+			t.Fatalf("update answered %d", st)
+		}
+	}
+	if won == 0 {
+		t.Fatal("no update won")
+	}
+	stored := f.policies("", f.RSPAT)
+	shares, err := f.Server.ResourceShares(t.Context(), "alice", album)
+	if err != nil || len(stored) != 1 || len(shares) != 1 || shares[0].Subject != stored[0].Users[0] {
+		t.Fatalf("policy %+v, shares %+v, %v", stored, shares, err)
+	}
+}
