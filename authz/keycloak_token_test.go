@@ -157,6 +157,9 @@ func TestKeycloakBearerParty(t *testing.T) {
 		{name: "unsigned", token: "eyJhbGciOiJub25lIn0.eyJzdWIiOiJkb2MiLCJhdWQiOiJhcHAifQ.", status: 401, code: "invalid_grant"},
 		{name: "with a client secret too", token: f.doctor(), extra: url.Values{"client_secret": {"x"}}, status: 400, code: "invalid_request"},
 		{name: "with another client_id", token: f.doctor(), extra: url.Values{"client_id": {"scoped"}}, status: 400, code: "invalid_request"},
+		{name: "with the same client_id", token: f.doctor(), extra: url.Values{"client_id": {"app"}}, status: 200, sub: "doc"},
+		{name: "with another person's claim token", token: f.doctor(), extra: url.Values{"claim_token": {f.IDToken(map[string]any{"sub": "mallory", "email": "doctor@clinic.example"})}, "claim_token_format": {claimtoken.FormatIDToken}}, status: 400, code: "invalid_request"},
+		{name: "with the same person's claim token", token: f.doctor(), extra: url.Values{"claim_token": {f.doctor()}, "claim_token_format": {claimtoken.FormatIDToken}}, status: 200, sub: "doc"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
