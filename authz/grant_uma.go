@@ -74,6 +74,9 @@ type grantState struct {
 	// pushedClaims are the claims a push_claims client asserted in this
 	// request, for the process once it is loaded.
 	pushedClaims map[string]any
+	// uriResources are the audience's resources with URIs, once read
+	// (permission_resource_format=uri).
+	uriResources *[]store.Resource
 }
 
 // requestedPermission is one resource with the scopes requested on it.
@@ -389,7 +392,11 @@ func (s *Server) ticketlessPermissions(ctx context.Context, g *grantState) ([]re
 			}
 		}
 		found, err := s.permissionResources(ctx, g, name, scopes)
-		if err != nil {
+		var refused *oauth.Error
+		switch {
+		case errors.As(err, &refused):
+			return nil, refused
+		case err != nil:
 			return nil, oauth.ErrServer("could not list the resources", err)
 		}
 		for _, res := range found {
