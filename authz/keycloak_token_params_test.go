@@ -38,7 +38,9 @@ func TestURIMatches(t *testing.T) {
 // TestGrantOptionsShape: names left out on request, and the limit keeps
 // the first new permissions, then the most recent of an upgrade.
 func TestGrantOptionsShape(t *testing.T) {
-	perm := func(id string) Permission { return Permission{ResourceID: id, ResourceScopes: []string{"read"}, ResourceName: "n-" + id} }
+	perm := func(id string) Permission {
+		return Permission{ResourceID: id, ResourceScopes: []string{"read"}, ResourceName: "n-" + id}
+	}
 	ids := func(ps []Permission) []string {
 		var out []string
 		for _, p := range ps {

@@ -40,6 +40,9 @@ func newKeycloakFixture(t *testing.T) *keycloakFixture {
 		c.Issuer = strings.TrimSuffix(c.Issuer, "/uma") + "/realms/demo"
 		c.KeycloakCompat = true
 		c.SigningAlg = "RS256"
+		// Generous for a loaded machine: a rule that times out would turn a
+		// grant into not_authorized.
+		c.PolicyTimeout = 5 * time.Second
 		c.Audit = zap.New(core)
 		c.TrustedIssuers = []claimtoken.Issuer{{Issuer: idp.Issuer(), Audiences: []string{"app"}}}
 		clients := slices.Clone(authztest.Clients)
