@@ -163,6 +163,7 @@ func TestKeycloakBearerParty(t *testing.T) {
 		{name: "with the same client_id", token: f.doctor(), extra: url.Values{"client_id": {"app"}}, status: 200, sub: "doc"},
 		{name: "with another person's claim token", token: f.doctor(), extra: url.Values{"claim_token": {f.IDToken(map[string]any{"sub": "mallory", "email": "doctor@clinic.example"})}, "claim_token_format": {claimtoken.FormatIDToken}}, status: 400, code: "invalid_request"},
 		{name: "with the same person's claim token", token: f.doctor(), extra: url.Values{"claim_token": {f.doctor()}, "claim_token_format": {claimtoken.FormatIDToken}}, status: 200, sub: "doc"},
+		{name: "with a claim token without format, an ID token", token: f.doctor(), extra: url.Values{"claim_token": {f.doctor()}}, status: 200, sub: "doc"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
