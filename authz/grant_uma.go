@@ -631,9 +631,9 @@ func (s *Server) claimsNeeded(g *grantState, a assessment) string {
 
 // asksForClaims reports whether the answer to a request assessed as a is
 // need_info (a rotated ticket: not a ticketless request, nor one of
-// Keycloak's response modes).
+// Keycloak's response modes, nor one on Keycloak's path).
 func (s *Server) asksForClaims(g *grantState, a assessment) bool {
-	return len(a.granted) == 0 && g.mode == "" && g.ticket.ResourceServer != "" && s.claimsNeeded(g, a) != ""
+	return len(a.granted) == 0 && g.mode == "" && g.ticket.ResourceServer != "" && !keycloakRequest(g.r) && s.claimsNeeded(g, a) != ""
 }
 
 // askOwner files a request with the owner of each permission and answers
