@@ -247,6 +247,18 @@ func TestKeycloakSubjectToken(t *testing.T) {
 		{name: "the resource server, garbage", client: "rs-a", secret: "secret-a", token: "garbage", status: 400, code: "unauthorized_client"},
 		{name: "a wrong client secret", client: "rs-a", secret: "nope", token: f.doctor(), status: 401, code: "invalid_client"},
 	}
+	t.Run("the resource server, an RPT the person presented to it", func(t *testing.T) {
+		r := f.kcToken(url.Values{"audience": {"rs-a"}, "permission": {f.Photos + "#view"}}, "Authorization", authztest.Bearer(f.doctor()))
+		if r.Status != 200 {
+			t.Fatalf("%d %s", r.Status, r.Body)
+		}
+		rpt := r.JSON(t)["access_token"].(string)
+		r = f.kcToken(url.Values{"audience": {"rs-a"}, "permission": {f.Photos + "#view"}, "response_mode": {"decision"}, "subject_token": {rpt}},
+			"Authorization", authztest.BasicAuth("rs-a", "secret-a"))
+		if r.Status != 200 || r.JSON(t)["result"] != true {
+			t.Fatalf("%d %s", r.Status, r.Body)
+		}
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := f.kcToken(url.Values{"audience": {"rs-a"}, "permission": {f.Labs + "#read"}, "response_mode": {"permissions"}, "subject_token": {tt.token}},
