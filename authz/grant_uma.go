@@ -74,6 +74,9 @@ type grantState struct {
 	// pushedClaims are the claims a push_claims client asserted in this
 	// request, for the process once it is loaded.
 	pushedClaims map[string]any
+	// uriResources are the audience's resources with URIs, once read
+	// (permission_resource_format=uri).
+	uriResources *[]store.Resource
 }
 
 // requestedPermission is one resource with the scopes requested on it.
@@ -389,7 +392,11 @@ func (s *Server) ticketlessPermissions(ctx context.Context, g *grantState) ([]re
 			}
 		}
 		found, err := s.permissionResources(ctx, g, name, scopes)
-		if err != nil {
+		var refused *oauth.Error
+		switch {
+		case errors.As(err, &refused):
+			return nil, refused
+		case err != nil:
 			return nil, oauth.ErrServer("could not list the resources", err)
 		}
 		for _, res := range found {
@@ -624,9 +631,9 @@ func (s *Server) claimsNeeded(g *grantState, a assessment) string {
 
 // asksForClaims reports whether the answer to a request assessed as a is
 // need_info (a rotated ticket: not a ticketless request, nor one of
-// Keycloak's response modes).
+// Keycloak's response modes, nor one on Keycloak's path).
 func (s *Server) asksForClaims(g *grantState, a assessment) bool {
-	return len(a.granted) == 0 && g.mode == "" && g.ticket.ResourceServer != "" && s.claimsNeeded(g, a) != ""
+	return len(a.granted) == 0 && g.mode == "" && g.ticket.ResourceServer != "" && !keycloakRequest(g.r) && s.claimsNeeded(g, a) != ""
 }
 
 // askOwner files a request with the owner of each permission and answers

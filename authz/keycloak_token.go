@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
 	"github.com/caddy-uma/caddy-uma/authz/oauth"
 )
 
@@ -19,12 +20,17 @@ func (s *Server) keycloakTokenRoutes() []route {
 }
 
 // keycloakGrant decides a UMA grant request on Keycloak's token path and
-// answers as Keycloak does (uma-spec section 13.3): a previous RPT that is
-// not ours is 403 invalid_rpt; a bad, spent or expired ticket 403
-// invalid_ticket; a request of which nothing is granted 403 access_denied,
-// not_authorized (or request_submitted, keycloakRefusal), with no ticket
-// and no need_info.
+// answers as Keycloak does (uma-spec section 13.3): a claim token without
+// a format is an ID token; a previous RPT that is not ours is 403
+// invalid_rpt; a bad, spent or expired ticket 403 invalid_ticket; a
+// request of which nothing is granted 403 access_denied, not_authorized
+// (or request_submitted, keycloakRefusal), with no ticket and no
+// need_info.
 func (s *Server) keycloakGrant(w http.ResponseWriter, t *tokenRequest) error {
+	if t.form.Get("claim_token") != "" && t.form.Get("claim_token_format") == "" {
+		// Keycloak's default format (keycloak-js sends none unless told).
+		t.form.Set("claim_token_format", claimtoken.FormatIDToken)
+	}
 	if raw := t.form.Get("rpt"); raw != "" {
 		_, _, err := s.parseRPT(t.r.Context(), raw)
 		switch {

@@ -103,6 +103,11 @@ func (o grantOptions) shape(previous, granted []Permission) []Permission {
 	return perms
 }
 
+// maxURIScan bounds the resources of a resource server that
+// permission_resource_format=uri reads (no index holds URIs): a resource
+// server with more is refused that format, rather than matched in part.
+const maxURIScan = 10000
+
 // permissionResources returns the resources of the audience that one
 // permission parameter names, by id or name, or by URI
 // (permission_resource_format=uri).
@@ -113,27 +118,48 @@ func (s *Server) permissionResources(ctx context.Context, g *grantState, name st
 	if !validText(name, false) {
 		return nil, nil
 	}
-	offers := func(res store.Resource) bool {
-		return len(scopes) == 0 || slices.ContainsFunc(scopes, func(sc string) bool { return slices.Contains(res.Scopes, sc) })
+	all, err := s.uriCandidates(ctx, g)
+	if err != nil {
+		return nil, err
 	}
 	var found []store.Resource
+	for _, res := range all {
+		offers := len(scopes) == 0 || slices.ContainsFunc(scopes, func(sc string) bool { return slices.Contains(res.Scopes, sc) })
+		if offers && slices.ContainsFunc(res.URIs, func(u string) bool { return uriMatches(u, name, g.opts.matchingURI) }) {
+			found = append(found, res)
+		}
+	}
+	return found, nil
+}
+
+// uriCandidates reads, once per request, the resources of the audience
+// that have URIs.
+func (s *Server) uriCandidates(ctx context.Context, g *grantState) ([]store.Resource, error) {
+	if g.uriResources != nil {
+		return *g.uriResources, nil
+	}
+	var withURIs []store.Resource
 	q := store.ResourceQuery{ResourceServer: g.rs, Limit: ticketlessPage}
-	for len(found) <= maxTicketlessResources {
+	for read := 0; ; {
 		page, err := s.store.ListResources(ctx, q)
 		if err != nil {
 			return nil, err
 		}
 		for _, res := range page {
-			if offers(res) && slices.ContainsFunc(res.URIs, func(u string) bool { return uriMatches(u, name, g.opts.matchingURI) }) {
-				found = append(found, res)
+			if len(res.URIs) > 0 {
+				withURIs = append(withURIs, res)
 			}
+		}
+		if read += len(page); read > maxURIScan {
+			return nil, oauth.ErrInvalidRequest("permission_resource_format=uri is served for resource servers of at most %d resources: name the resources by id or name", maxURIScan)
 		}
 		if len(page) < q.Limit {
 			break
 		}
 		q.After = page[len(page)-1].ID
 	}
-	return found, nil
+	g.uriResources = &withURIs
+	return withURIs, nil
 }
 
 // uriMatches says whether a resource's registered URI names uri: the same

@@ -40,6 +40,9 @@ func newKeycloakTokenFixture(t *testing.T) *keycloakTokenFixture {
 		c.Issuer = strings.TrimSuffix(c.Issuer, "/uma") + "/realms/demo"
 		c.KeycloakCompat = true
 		c.SigningAlg = "RS256"
+		// Generous for a loaded machine: a rule that times out would turn a
+		// grant into not_authorized.
+		c.PolicyTimeout = 5 * time.Second
 		c.Audit = zap.New(core)
 		c.TrustedIssuers = []claimtoken.Issuer{{Issuer: idp.Issuer(), Audiences: []string{"app"}}}
 		clients := slices.Clone(authztest.Clients)
@@ -157,6 +160,10 @@ func TestKeycloakBearerParty(t *testing.T) {
 		{name: "unsigned", token: "eyJhbGciOiJub25lIn0.eyJzdWIiOiJkb2MiLCJhdWQiOiJhcHAifQ.", status: 401, code: "invalid_grant"},
 		{name: "with a client secret too", token: f.doctor(), extra: url.Values{"client_secret": {"x"}}, status: 400, code: "invalid_request"},
 		{name: "with another client_id", token: f.doctor(), extra: url.Values{"client_id": {"scoped"}}, status: 400, code: "invalid_request"},
+		{name: "with the same client_id", token: f.doctor(), extra: url.Values{"client_id": {"app"}}, status: 200, sub: "doc"},
+		{name: "with another person's claim token", token: f.doctor(), extra: url.Values{"claim_token": {f.IDToken(map[string]any{"sub": "mallory", "email": "doctor@clinic.example"})}, "claim_token_format": {claimtoken.FormatIDToken}}, status: 400, code: "invalid_request"},
+		{name: "with the same person's claim token", token: f.doctor(), extra: url.Values{"claim_token": {f.doctor()}, "claim_token_format": {claimtoken.FormatIDToken}}, status: 200, sub: "doc"},
+		{name: "with a claim token without format, an ID token", token: f.doctor(), extra: url.Values{"claim_token": {f.doctor()}}, status: 200, sub: "doc"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -240,6 +247,18 @@ func TestKeycloakSubjectToken(t *testing.T) {
 		{name: "the resource server, garbage", client: "rs-a", secret: "secret-a", token: "garbage", status: 400, code: "unauthorized_client"},
 		{name: "a wrong client secret", client: "rs-a", secret: "nope", token: f.doctor(), status: 401, code: "invalid_client"},
 	}
+	t.Run("the resource server, an RPT the person presented to it", func(t *testing.T) {
+		r := f.kcToken(url.Values{"audience": {"rs-a"}, "permission": {f.Photos + "#view"}}, "Authorization", authztest.Bearer(f.doctor()))
+		if r.Status != 200 {
+			t.Fatalf("%d %s", r.Status, r.Body)
+		}
+		rpt := r.JSON(t)["access_token"].(string)
+		r = f.kcToken(url.Values{"audience": {"rs-a"}, "permission": {f.Photos + "#view"}, "response_mode": {"decision"}, "subject_token": {rpt}},
+			"Authorization", authztest.BasicAuth("rs-a", "secret-a"))
+		if r.Status != 200 || r.JSON(t)["result"] != true {
+			t.Fatalf("%d %s", r.Status, r.Body)
+		}
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := f.kcToken(url.Values{"audience": {"rs-a"}, "permission": {f.Labs + "#read"}, "response_mode": {"permissions"}, "subject_token": {tt.token}},

@@ -204,6 +204,12 @@ func TestKeycloakGocloakToken(t *testing.T) {
 		}
 		_, err = kc.GetRequestingPartyToken(ctx, bob, realm, gocloak.RequestingPartyTokenOptions{Audience: gocloak.StringP("rs-api"), Permissions: permissions(doc + "#write")})
 		expectAPIError(t, err, 403, "not_authorized")
+		// An upgrade of the first RPT, and a previous RPT that is not ours.
+		if _, err := kc.GetRequestingPartyToken(ctx, bob, realm, gocloak.RequestingPartyTokenOptions{Audience: gocloak.StringP("rs-api"), Permissions: permissions(doc + "#read"), RPT: gocloak.StringP(rpt)}); err != nil {
+			t.Fatalf("with rpt: %v", err)
+		}
+		_, err = kc.GetRequestingPartyToken(ctx, bob, realm, gocloak.RequestingPartyTokenOptions{Audience: gocloak.StringP("rs-api"), Permissions: permissions(doc + "#read"), RPT: gocloak.StringP(bob)})
+		expectAPIError(t, err, 403, "invalid_rpt")
 	})
 	t.Run("GetRequestingPartyPermissions", func(t *testing.T) {
 		perms, err := kc.GetRequestingPartyPermissions(ctx, bob, realm, gocloak.RequestingPartyTokenOptions{Audience: gocloak.StringP("rs-api"), Permissions: permissions(doc+"#read", doc+"#write")})
