@@ -160,8 +160,13 @@ func TestKeycloakNode(t *testing.T) {
 		t.Fatal(err)
 	}
 	u := &umaClient{t: t, issuer: issuer, pat: pat}
+	ids := map[string]string{}
 	for _, name := range []string{"shared-report", "private-diary"} {
-		u.register(`{"name":"` + name + `","owner":"alice","type":"report","resource_scopes":["read","write"]}`)
+		ids[name] = u.register(`{"name":"` + name + `","owner":"alice","type":"report","resource_scopes":["read","write"]}`)
+	}
+	resources, err := json.Marshal(ids)
+	if err != nil {
+		t.Fatal(err)
 	}
 
 	// Bob's token from the demo IdP, once the AS has its keys (it fetches
@@ -179,6 +184,7 @@ func TestKeycloakNode(t *testing.T) {
 		fmt.Sprintf("KC_API_URL=http://127.0.0.1:%d", apiPort),
 		"KC_USER_TOKEN="+bob,
 		"KC_TOKEN_URL="+server+"/idp/id_token",
+		"KC_RESOURCES="+string(resources),
 	)
 	rsURL := startNodeResourceServer(t, node, dir, env)
 

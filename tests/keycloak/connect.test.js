@@ -52,6 +52,15 @@ test('enforcer, response_mode permissions: bob may read shared-report', async ()
   assert.deepEqual(p.scopes, ['read'])
 })
 
+test('enforcer, response_mode permissions: a resource named by its id', async () => {
+  const id = env.resources['shared-report']
+  const res = await call(`${env.rsURL}/permissions/${id}`, { token: bob })
+  assert.equal(res.status, 200, `body: ${JSON.stringify(res.body)}`)
+  assert.ok(res.body.permissions.some((p) => p.rsid === id && p.scopes.includes('read')), JSON.stringify(res.body.permissions))
+  const denied = await call(`${env.rsURL}/permissions/${env.resources['private-diary']}`, { token: bob })
+  assert.equal(denied.status, 403, `body: ${JSON.stringify(denied.body)}`)
+})
+
 test('enforcer, response_mode permissions: denied', async (t) => {
   const cases = [
     { name: 'a resource bob has no right to', path: '/permissions/private-diary', token: bob },

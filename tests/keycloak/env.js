@@ -12,6 +12,7 @@
 //	KC_API_URL       the API behind uma_protect (as co-hosted, resource_server KC_RS_CLIENT_ID)
 //	KC_USER_TOKEN    the requesting party's (bob's) token, for KC_APP_CLIENT_ID
 //	KC_TOKEN_URL     where more user tokens come from: POST form sub, email, aud -> {"id_token"}
+//	KC_RESOURCES     the ids of alice's registered resources, as JSON {"name": "id"}
 import assert from 'node:assert/strict'
 
 function need (name) {
@@ -31,7 +32,8 @@ export const env = {
   rsURL: need('KC_RS_URL'),
   apiURL: need('KC_API_URL'),
   userToken: need('KC_USER_TOKEN'),
-  tokenURL: need('KC_TOKEN_URL')
+  tokenURL: need('KC_TOKEN_URL'),
+  resources: JSON.parse(need('KC_RESOURCES'))
 }
 
 // issuer is the realm's URL, as Keycloak's clients build it.
