@@ -56,6 +56,9 @@ type tokenAudit struct {
 	subject   string
 	issuer    string
 	decisions []auditDecision
+	// submitted says that the owner was asked, in an answer whose code
+	// does not say so (Keycloak's access_denied, request_submitted).
+	submitted bool
 }
 
 // auditDecision is the decision on one resource of a UMA grant request.
@@ -84,6 +87,14 @@ func (a *tokenAudit) decided(g *grantState, p requestedPermission, ev evaluation
 		d.grantedBy, d.refusedBy = decidedBy(ev, g.proc, g.client.ID)
 	}
 	a.decisions = append(a.decisions, d)
+}
+
+// requestSubmitted records that the answer asked the owner. It does
+// nothing on a nil tokenAudit.
+func (a *tokenAudit) requestSubmitted() {
+	if a != nil {
+		a.submitted = true
+	}
 }
 
 // decidedBy says, per requested scope, what granted it (the owner's shares
@@ -126,6 +137,9 @@ func (s *Server) finishTokenAudit(a *tokenAudit, form map[string][]string, err e
 	var decision GrantDecision
 	if a.grantType == GrantTypeUMATicket {
 		decision = grantDecision(code)
+		if a.submitted && decision == GrantRequestDenied {
+			decision = GrantRequestSubmitted
+		}
 	}
 	s.observer.TokenAnswered(TokenAnswer{GrantType: a.grantType, Code: code, Decision: decision, Elapsed: time.Since(a.start)})
 

@@ -32,6 +32,9 @@ type Metadata struct {
 	ResourceRegistrationEndpoint string   `json:"resource_registration_endpoint"`
 	ClaimsInteractionEndpoint    string   `json:"claims_interaction_endpoint,omitempty"`
 	UMAProfilesSupported         []string `json:"uma_profiles_supported"`
+	// PolicyEndpoint is Keycloak's UMA policy API, in Keycloak
+	// compatibility mode (Config.KeycloakCompat).
+	PolicyEndpoint string `json:"policy_endpoint,omitempty"`
 }
 
 // Metadata returns the AS metadata, with absolute URLs built from the
@@ -65,6 +68,9 @@ func (s *Server) Metadata() Metadata {
 	}
 	if s.registration != nil {
 		m.RegistrationEndpoint = s.Endpoint(PathRegister)
+	}
+	if s.keycloakRealm != "" {
+		m.PolicyEndpoint = s.Endpoint(KeycloakPathUMAPolicy)
 	}
 	return m
 }

@@ -52,6 +52,7 @@ func (s *Server) evaluateRules(ctx context.Context, res store.Resource, scopes [
 		Subject:  proc.Subject,
 		Issuer:   proc.RqPIssuer,
 		Claims:   proc.Claims,
+		Pushed:   proc.PushedClaims,
 		Request:  request,
 		Shares:   policyShares(ev.shares),
 		Now:      ev.now,

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"slices"
 	"strings"
@@ -42,6 +41,10 @@ type process struct {
 	// interaction endpoint, to having the claims kept: the grant then
 	// issues a PCT.
 	KeepClaims bool `json:"keep,omitempty"`
+	// PushedClaims are claims the client asserted itself (a push_claims
+	// client, keycloak_token_claims.go): never an identity, and apart from
+	// Claims; the rules see them as input.pushed_claims.
+	PushedClaims map[string]any `json:"pushed_claims,omitempty"`
 }
 
 // Maximum resources a ticketless request may name.
@@ -66,6 +69,14 @@ type grantState struct {
 	mode    string
 	rs      string
 	request map[string]any
+	// opts are the extension parameters (keycloak_token_params.go).
+	opts grantOptions
+	// pushedClaims are the claims a push_claims client asserted in this
+	// request, for the process once it is loaded.
+	pushedClaims map[string]any
+	// uriResources are the audience's resources with URIs, once read
+	// (permission_resource_format=uri).
+	uriResources *[]store.Resource
 }
 
 // requestedPermission is one resource with the scopes requested on it.
@@ -85,12 +96,24 @@ func errNotAuthorized(detail string) *oauth.Error {
 }
 
 func (s *Server) grantUMATicket(w http.ResponseWriter, t *tokenRequest) error {
+	if keycloakRequest(t.r) {
+		return s.keycloakGrant(w, t)
+	}
+	return s.umaGrant(w, t)
+}
+
+// umaGrant decides a UMA grant request.
+func (s *Server) umaGrant(w http.ResponseWriter, t *tokenRequest) error {
 	ctx := t.r.Context()
 	g := &grantState{tokenRequest: t, mode: t.form.Get("response_mode")}
 	switch g.mode {
 	case "", responseModeDecision, responseModePermissions:
 	default:
 		return oauth.ErrInvalidRequest("response_mode must be decision or permissions")
+	}
+	var err error
+	if g.opts, err = readGrantOptions(t.form); err != nil {
+		return err
 	}
 	if (t.form.Get("claim_token") == "") != (t.form.Get("claim_token_format") == "") {
 		return oauth.ErrInvalidRequest("claim_token and claim_token_format go together")
@@ -99,7 +122,6 @@ func (s *Server) grantUMATicket(w http.ResponseWriter, t *tokenRequest) error {
 	// The permissions asked for: a ticket, or Keycloak's ticketless form.
 	raw := t.form.Get("ticket")
 	var tk ticket
-	var err error
 	switch {
 	case raw != "":
 		if tk, err = s.openGrantTicket(g.client.ID, raw); err != nil {
@@ -135,6 +157,10 @@ func (s *Server) grantUMATicket(w http.ResponseWriter, t *tokenRequest) error {
 		if errors.As(err, &ne) {
 			return s.needInfo(ctx, g, ne.description, nil)
 		}
+		return err
+	}
+	// Keycloak's requesting party (a person's token) and pushed claims.
+	if err := s.identify(g); err != nil {
 		return err
 	}
 
@@ -175,16 +201,7 @@ func (s *Server) grantUMATicket(w http.ResponseWriter, t *tokenRequest) error {
 		if len(outcome.granted) == 0 {
 			return errNotAuthorized("")
 		}
-		type keycloakPermission struct {
-			RSID   string   `json:"rsid"`
-			RSName string   `json:"rsname,omitempty"`
-			Scopes []string `json:"scopes"`
-		}
-		out := []keycloakPermission{}
-		for _, p := range outcome.granted {
-			out = append(out, keycloakPermission{RSID: p.ResourceID, RSName: p.ResourceName, Scopes: p.ResourceScopes})
-		}
-		oauth.WriteJSON(w, http.StatusOK, out)
+		oauth.WriteJSON(w, http.StatusOK, keycloakPermissions(g.opts.shape(nil, outcome.granted)))
 		return nil
 	}
 
@@ -374,8 +391,12 @@ func (s *Server) ticketlessPermissions(ctx context.Context, g *grantState) ([]re
 				scopes = append(scopes, sc)
 			}
 		}
-		found, err := s.ticketlessResources(ctx, g.rs, name, scopes)
-		if err != nil {
+		found, err := s.permissionResources(ctx, g, name, scopes)
+		var refused *oauth.Error
+		switch {
+		case errors.As(err, &refused):
+			return nil, refused
+		case err != nil:
 			return nil, oauth.ErrServer("could not list the resources", err)
 		}
 		for _, res := range found {
@@ -499,10 +520,15 @@ type pushedToken struct {
 // cannot be fetched, the error is 503 temporarily_unavailable: the token
 // may well be good, and the client should send it again, with the same
 // ticket, after Retry-After.
-func (s *Server) verifyClaimToken(ctx context.Context, g *grantState) (*pushedToken, error) {
+func (s *Server) verifyClaimToken(ctx context.Context, g *grantState) (_ *pushedToken, err error) {
 	token := strings.TrimSpace(g.form.Get("claim_token"))
 	if token == "" {
 		return nil, nil
+	}
+	if keycloakRequest(g.r) && g.form.Get("claim_token_format") == claimtoken.FormatJWT {
+		// Keycloak's reading: claims the client asserts, not a token.
+		g.pushedClaims, err = s.keycloakPushedClaims(g, token)
+		return nil, err
 	}
 	if s.claimTokens == nil {
 		return &pushedToken{refused: &needInfo{"claim tokens are not accepted: this authorization server trusts no issuer"}}, nil
@@ -510,8 +536,7 @@ func (s *Server) verifyClaimToken(ctx context.Context, g *grantState) (*pushedTo
 	claims, err := s.claimTokens.Verify(ctx, g.form.Get("claim_token_format"), token, g.client.ID)
 	if errors.Is(err, claimtoken.ErrKeysUnavailable) {
 		s.log.Debug("claim token issuer's keys unavailable", clientField(g.client.ID), zap.String("reason", err.Error()))
-		retryAfter := int(math.Ceil(claimtoken.KeysRetryInterval.Seconds()))
-		return nil, oauth.ErrUnavailable("the signing keys of the claim token's issuer cannot be fetched now; send the same request again", retryAfter, err)
+		return nil, claimKeysUnavailable(err)
 	}
 	if err != nil {
 		s.log.Info("claim token refused", clientField(g.client.ID), zap.String("reason", err.Error()))
@@ -570,6 +595,9 @@ func mergeClaims(base, over map[string]any) map[string]any {
 // (claimsNeeded), request_submitted when the rules send the request to the
 // owner, request_denied otherwise.
 func (s *Server) refusal(ctx context.Context, g *grantState, a assessment) error {
+	if keycloakRequest(g.r) {
+		return s.keycloakRefusal(ctx, g, a)
+	}
 	if desc := s.claimsNeeded(g, a); desc != "" {
 		return s.needInfo(ctx, g, desc, dedupeClaims(a.requiredClaims))
 	}
@@ -603,9 +631,9 @@ func (s *Server) claimsNeeded(g *grantState, a assessment) string {
 
 // asksForClaims reports whether the answer to a request assessed as a is
 // need_info (a rotated ticket: not a ticketless request, nor one of
-// Keycloak's response modes).
+// Keycloak's response modes, nor one on Keycloak's path).
 func (s *Server) asksForClaims(g *grantState, a assessment) bool {
-	return len(a.granted) == 0 && g.mode == "" && g.ticket.ResourceServer != "" && s.claimsNeeded(g, a) != ""
+	return len(a.granted) == 0 && g.mode == "" && g.ticket.ResourceServer != "" && !keycloakRequest(g.r) && s.claimsNeeded(g, a) != ""
 }
 
 // askOwner files a request with the owner of each permission and answers
@@ -615,18 +643,9 @@ func (s *Server) askOwner(ctx context.Context, g *grantState, perms []requestedP
 	if err := s.spendTicket(ctx, g); err != nil {
 		return err
 	}
-	denied := false
-	for _, p := range perms {
-		email, _ := g.proc.Claims["email"].(string)
-		name, _ := g.proc.Claims["name"].(string)
-		req, err := s.FileRequest(ctx, AccessRequest{
-			Owner: p.res.Owner, ResourceID: p.res.ID, ResourceName: p.res.Name, Scopes: p.scopes,
-			ClientID: g.client.ID, Subject: g.proc.Subject, Issuer: g.proc.RqPIssuer, Email: email, Name: name,
-		})
-		if err != nil {
-			return oauth.ErrServer("could not submit the request", err)
-		}
-		denied = denied || req.Status == RequestDenied
+	denied, err := s.fileRequests(ctx, g, perms)
+	if err != nil {
+		return err
 	}
 	if denied {
 		return oauth.New(oauth.RequestDenied).WithDescription("the resource owner denied the request")
@@ -638,6 +657,24 @@ func (s *Server) askOwner(ctx context.Context, g *grantState, perms []requestedP
 	e := oauth.New(oauth.RequestSubmitted).WithDescription("the request was sent to the resource owner for approval")
 	e.Ticket, e.Interval = tk, int(s.requestInterval.Seconds())
 	return e
+}
+
+// fileRequests files a request with the owner of each permission, and
+// says whether the owner already denied one.
+func (s *Server) fileRequests(ctx context.Context, g *grantState, perms []requestedPermission) (denied bool, err error) {
+	for _, p := range perms {
+		email, _ := g.proc.Claims["email"].(string)
+		name, _ := g.proc.Claims["name"].(string)
+		req, err := s.FileRequest(ctx, AccessRequest{
+			Owner: p.res.Owner, ResourceID: p.res.ID, ResourceName: p.res.Name, Scopes: p.scopes,
+			ClientID: g.client.ID, Subject: g.proc.Subject, Issuer: g.proc.RqPIssuer, Email: email, Name: name,
+		})
+		if err != nil {
+			return false, oauth.ErrServer("could not submit the request", err)
+		}
+		denied = denied || req.Status == RequestDenied
+	}
+	return denied, nil
 }
 
 // needInfo answers need_info with a rotated ticket and hints. Hints
@@ -719,7 +756,7 @@ func dedupeClaims(in []policies.RequiredClaim) []policies.RequiredClaim {
 // upgrade), a refresh token, and a PCT when claims were pushed.
 func (s *Server) issueGrant(w http.ResponseWriter, g *grantState, outcome assessment, previous []Permission, previousJTI string) error {
 	ctx := g.r.Context()
-	perms := mergePermissions(previous, outcome.granted)
+	perms := g.opts.shape(previous, outcome.granted)
 	subject := g.proc.Subject
 	if subject == "" {
 		subject = g.client.ID

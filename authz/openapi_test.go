@@ -105,6 +105,9 @@ func TestOpenAPIRoutesAnswer(t *testing.T) {
 	t.Cleanup(admin.Close)
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	for path, item := range doc.Paths.Map() {
+		if isKeycloakPath(item) {
+			continue // served in compat mode only: TestOpenAPIKeycloakRoutes
+		}
 		for method := range item.Operations() {
 			target := f.Issuer + path
 			if isAdminPath(item) {

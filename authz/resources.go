@@ -76,6 +76,11 @@ func (s *Server) decodeResource(w http.ResponseWriter, r *http.Request, caller p
 	if err := oauth.ReadJSON(w, r, &in); err != nil {
 		return err
 	}
+	return applyResource(in, caller, res)
+}
+
+// applyResource validates a resource description body into res.
+func applyResource(in resourceInput, caller protectionCaller, res *store.Resource) error {
 	scopes, err := parseScopeList(in.ResourceScopes)
 	if err != nil {
 		return err

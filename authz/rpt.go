@@ -139,7 +139,7 @@ func (s *Server) signRPT(ctx context.Context, rec rptRecord) (token, jti string,
 		Claim("azp", rec.ClientID).
 		Claim("client_id", rec.ClientID).
 		Claim("permissions", rec.Permissions)
-	tok, err := b.Build()
+	tok, err := s.rptLayout(b, rec).Build()
 	if err != nil {
 		return "", "", w, fmt.Errorf("building an RPT: %w", err)
 	}

@@ -36,6 +36,9 @@ type tokenRequest struct {
 	// audit gathers what the request decided, for its audit line; nil
 	// outside the token endpoint.
 	audit *tokenAudit
+	// party is the requesting party that a person's token identified, on
+	// Keycloak's token path (keycloak_token_party.go); nil otherwise.
+	party *requestingParty
 }
 
 // grantHandler issues tokens for one grant type.
@@ -75,14 +78,14 @@ func (s *Server) serveToken(w http.ResponseWriter, r *http.Request) (err error) 
 	} else {
 		audit.grantType = GrantTypeOther
 	}
-	client, err := s.authenticateClient(r, form)
+	client, party, err := s.tokenClient(r, form, grant)
 	if err != nil {
 		return err
 	}
 	audit.client = client.ID
 	switch {
 	case ok:
-		return h(w, &tokenRequest{r: r, client: client, form: form, audit: audit})
+		return h(w, &tokenRequest{r: r, client: client, form: form, audit: audit, party: party})
 	case grant == GrantTypeAuthorizationCode:
 		return oauth.New(oauth.UnsupportedGrantType).
 			WithDescription("the authorization_code grant needs login at the authorization server")

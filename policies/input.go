@@ -27,6 +27,11 @@ type Input struct {
 	// (input.claims). Values must be JSON-like: strings, numbers, booleans,
 	// nil, []any, []string, map[string]any.
 	Claims map[string]any
+	// Pushed are claims the client asserted itself, which nothing else
+	// vouches for (input.pushed_claims): never the requesting party's
+	// identity; rules may use them for what the client is believed on,
+	// such as the purpose of its request.
+	Pushed map[string]any
 	// Request is context from the enforcement point (input.request), such
 	// as the method, path or address of the request; it may be empty.
 	Request map[string]any
@@ -82,6 +87,10 @@ func (in *Input) value(owner string, now time.Time) (ast.Value, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: converting request: %v", ErrEvaluation, err)
 	}
+	pushed, err := objectValue(in.Pushed)
+	if err != nil {
+		return nil, fmt.Errorf("%w: converting pushed claims: %v", ErrEvaluation, err)
+	}
 	shares := make([]*ast.Term, len(in.Shares))
 	for i, s := range in.Shares {
 		shares[i] = ast.ObjectTerm(
@@ -112,6 +121,7 @@ func (in *Input) value(owner string, now time.Time) (ast.Value, error) {
 		)),
 		ast.Item(ast.InternedTerm("claims"), ast.NewTerm(claims)),
 		ast.Item(ast.InternedTerm("request"), ast.NewTerm(request)),
+		ast.Item(ast.InternedTerm("pushed_claims"), ast.NewTerm(pushed)),
 		ast.Item(ast.InternedTerm("shares"), ast.ArrayTerm(shares...)),
 		ast.Item(ast.InternedTerm("now"), unixTerm(now)),
 	), nil
@@ -159,6 +169,7 @@ type inputJSON struct {
 		Iss string `json:"iss"`
 	} `json:"requesting_party"`
 	Claims  map[string]any `json:"claims"`
+	Pushed  map[string]any `json:"pushed_claims"`
 	Request map[string]any `json:"request"`
 	Shares  []struct {
 		Subject   string   `json:"subject"`
@@ -171,8 +182,8 @@ type inputJSON struct {
 }
 
 // ParseInput reads an Input from JSON in the shape the rules see as
-// `input` (resource, scopes, client.id, requesting_party, claims, request,
-// shares, now in unix seconds): what a dry run of a decision starts from.
+// `input` (resource, scopes, client.id, requesting_party, claims,
+// pushed_claims, request, shares, now in unix seconds): what a dry run of a decision starts from.
 // Unknown members are an error, so that a misspelt one is not silently
 // ignored; resource.id and resource.scopes are required.
 func ParseInput(data []byte) (Input, error) {
@@ -193,7 +204,7 @@ func ParseInput(data []byte) (Input, error) {
 		Resource: Resource{ID: in.Resource.ID, Name: in.Resource.Name, Type: in.Resource.Type, Owner: in.Resource.Owner,
 			Scopes: in.Resource.Scopes, URIs: in.Resource.URIs},
 		Scopes: in.Scopes, ClientID: in.Client.ID, Subject: in.RequestingParty.Sub, Issuer: in.RequestingParty.Iss,
-		Claims: jsonNumbers(in.Claims), Request: jsonNumbers(in.Request),
+		Claims: jsonNumbers(in.Claims), Pushed: jsonNumbers(in.Pushed), Request: jsonNumbers(in.Request),
 	}
 	for _, s := range in.Shares {
 		sh := Share{Subject: s.Subject, Email: s.Email, Scopes: s.Scopes, Client: s.Client}

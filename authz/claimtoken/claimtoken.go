@@ -598,3 +598,39 @@ func (v *Verifier) shutdown() error {
 	}
 	return errors.Join(errs...)
 }
+
+// Unverified is what a token says of itself before it is verified: enough
+// to choose how to verify it, never to trust it.
+type Unverified struct {
+	// Issuer is the token's iss claim.
+	Issuer string
+	// IssuedTo is the client the token says it was issued to: its azp
+	// claim, or else its only audience; empty when it names none or
+	// several.
+	IssuedTo string
+}
+
+// Peek reads the iss, azp and aud claims of a compact JWS without verifying
+// anything (ErrMalformed, ErrUnsigned when it is no signed JWT). A caller
+// uses them only to choose the issuer and client that Verify then checks.
+func Peek(token string) (Unverified, error) {
+	tok, err := parseCompact(token)
+	if err != nil {
+		return Unverified{}, err
+	}
+	var u Unverified
+	u.Issuer, _ = tok.claims["iss"].(string)
+	if azp, ok := tok.claims["azp"].(string); ok {
+		u.IssuedTo = azp
+		return u, nil
+	}
+	switch aud := tok.claims["aud"].(type) {
+	case string:
+		u.IssuedTo = aud
+	case []any:
+		if len(aud) == 1 {
+			u.IssuedTo, _ = aud[0].(string)
+		}
+	}
+	return u, nil
+}

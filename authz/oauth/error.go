@@ -51,6 +51,10 @@ const (
 	RequestDenied    Code = "request_denied"
 	// Keycloak's ticketless extension of the UMA grant.
 	InvalidResource Code = "invalid_resource"
+	// Keycloak's answers on its own token path: a bad ticket, a previous
+	// RPT that is not the server's.
+	InvalidTicket Code = "invalid_ticket"
+	InvalidRPT    Code = "invalid_rpt"
 )
 
 // defaultStatus is the HTTP status each code is answered with unless a
@@ -77,6 +81,8 @@ var defaultStatus = map[Code]int{
 	RequestSubmitted:        http.StatusForbidden,
 	RequestDenied:           http.StatusForbidden,
 	InvalidResource:         http.StatusBadRequest,
+	InvalidTicket:           http.StatusForbidden,
+	InvalidRPT:              http.StatusForbidden,
 }
 
 // Error is an error answer: RFC 6749 section 5.2's members, the members

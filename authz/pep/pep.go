@@ -724,7 +724,7 @@ func (e *Enforcer) mapTemplate(ctx context.Context, r *http.Request, method stri
 	}
 	owner := e.expand(r, params, tpl.owner)
 	if owner == "" {
-		return target{}, refuse(http.StatusForbidden, ReasonNoOwner, fmt.Errorf("the owner of %s expanded to nothing", tpl.pattern.raw)), false
+		return target{}, refuse(http.StatusForbidden, ReasonNoOwner, fmt.Errorf("the owner of %s expanded to nothing", tpl.pattern.Raw)), false
 	}
 	name := r.URL.Path
 	if tpl.name != "" {

@@ -56,9 +56,9 @@ func placeholderKeys(s string) []string {
 // compiled pattern p and known.
 func checkPlaceholders(t Template, p pattern, known func(string) bool) error {
 	var params []string
-	for _, s := range p.segs {
-		if s.text != "" && (s.kind == segParam || s.kind == segRest) {
-			params = append(params, s.text)
+	for _, s := range p.Segs {
+		if s.Text != "" && (s.Kind == segParam || s.Kind == segRest) {
+			params = append(params, s.Text)
 		}
 	}
 	values := []struct{ name, value string }{{"owner", t.Owner}, {"name", t.Name}, {"type", t.Type}}
@@ -71,7 +71,7 @@ func checkPlaceholders(t Template, p pattern, known func(string) bool) error {
 				continue
 			}
 			return fmt.Errorf("%s %s of resource %s: {%s} names neither a parameter of the path (%s) nor a known placeholder%s",
-				v.name, v.value, p.raw, key, braced(params), suggestion(key, params))
+				v.name, v.value, p.Raw, key, braced(params), suggestion(key, params))
 		}
 	}
 	return nil

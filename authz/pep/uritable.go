@@ -110,7 +110,7 @@ func (t *uriTable) put(res Resource) (invalid map[string]error) {
 			continue
 		}
 		tr.uris = append(tr.uris, u)
-		t.root(p.host, true).insert(p.segs, uriEntry{spec: p.specificity(), res: tr})
+		t.root(p.Host, true).insert(p.Segs, uriEntry{spec: p.specificity(), res: tr})
 	}
 	if len(tr.uris) > 0 {
 		t.resources[res.ID] = tr
@@ -127,13 +127,13 @@ func (t *uriTable) remove(id string) {
 	delete(t.resources, id)
 	for _, u := range tr.uris {
 		p, _ := compilePattern(u) // compiled when put
-		key := hostKey(p.host)
-		root := t.root(p.host, false)
+		key := hostKey(p.Host)
+		root := t.root(p.Host, false)
 		if root == nil {
 			continue
 		}
-		root.delete(p.segs, tr)
-		if p.host != "" && root.empty() {
+		root.delete(p.Segs, tr)
+		if p.Host != "" && root.empty() {
 			delete(t.byHost, key)
 		}
 	}
@@ -247,9 +247,9 @@ func foldCase(s string) string {
 // insert adds e under the path of segs.
 func (n *uriNode) insert(segs []segment, e uriEntry) {
 	for _, s := range segs {
-		switch s.kind {
+		switch s.Kind {
 		case segLiteral:
-			n = n.literalChild(s.text, true)
+			n = n.literalChild(s.Text, true)
 		case segParam, segAny:
 			if n.wild == nil {
 				n.wild = &uriNode{}
@@ -284,14 +284,14 @@ func (n *uriNode) delete(segs []segment, tr *tableResource) {
 		return
 	}
 	s := segs[0]
-	switch s.kind {
+	switch s.Kind {
 	case segRest:
 		n.rest = slices.DeleteFunc(n.rest, func(e uriEntry) bool { return e.res == tr })
 	case segLiteral:
-		if c := n.literalChild(s.text, false); c != nil {
+		if c := n.literalChild(s.Text, false); c != nil {
 			c.delete(segs[1:], tr)
 			if c.empty() {
-				n.removeLiteral(s.text)
+				n.removeLiteral(s.Text)
 			}
 		}
 	default:

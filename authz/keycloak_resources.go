@@ -1,0 +1,375 @@
+package authz
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/caddy-uma/caddy-uma/authz/oauth"
+	"github.com/caddy-uma/caddy-uma/authz/uripattern"
+	"github.com/caddy-uma/caddy-uma/store"
+)
+
+// Resource registration as Keycloak serves it ({issuer}/authz/protection/
+// resource_set): its representation (scopes and owner as objects,
+// displayName, ownerManagedAccess), its answers (201 with the whole
+// representation, 204 to an update) and its list query. The resources are
+// ours: the same store records, the same validation (applyResource) and
+// the same reach of a PAT (protectionCaller.mayManage) as on our path.
+//
+// What Keycloak keeps and caddy-uma does not: attributes (read and
+// ignored), scope ids (a scope's id is its name, here and in permission
+// tickets), and ownerManagedAccess=false (every owner manages access to
+// their resources in the console; the member is read and ignored, and
+// answered true for a resource a person owns). displayName is kept in our
+// description member.
+
+// keycloakScope is a scope as Keycloak represents it. Scopes have no ids
+// of their own here: the id is the name.
+type keycloakScope struct {
+	ID   string `json:"id,omitempty"`
+	Name string `json:"name"`
+}
+
+// keycloakOwner is an owner as Keycloak represents it: its subject is both
+// the id and the name.
+type keycloakOwner struct {
+	ID   string `json:"id"`
+	Name string `json:"name,omitempty"`
+}
+
+// keycloakResource is Keycloak's representation of a resource
+// (UmaResourceRepresentation; with deep=true listing, scopes again under
+// "scopes", as its ResourceRepresentation has them).
+type keycloakResource struct {
+	ID                 string          `json:"_id"`
+	Name               string          `json:"name"`
+	DisplayName        string          `json:"displayName,omitempty"`
+	Type               string          `json:"type,omitempty"`
+	URIs               []string        `json:"uris"`
+	ResourceScopes     []keycloakScope `json:"resource_scopes"`
+	Scopes             []keycloakScope `json:"scopes,omitempty"`
+	IconURI            string          `json:"icon_uri,omitempty"`
+	Owner              keycloakOwner   `json:"owner"`
+	OwnerManagedAccess bool            `json:"ownerManagedAccess"`
+}
+
+func toKeycloakResource(r store.Resource) keycloakResource {
+	scopes := make([]keycloakScope, 0, len(r.Scopes))
+	for _, sc := range r.Scopes {
+		scopes = append(scopes, keycloakScope{ID: sc, Name: sc})
+	}
+	return keycloakResource{
+		ID: r.ID, Name: r.Name, DisplayName: r.Description, Type: r.Type, URIs: nonNil(r.URIs),
+		ResourceScopes: scopes, IconURI: r.IconURI,
+		Owner:              keycloakOwner{ID: r.Owner, Name: r.Owner},
+		OwnerManagedAccess: r.Owner != r.ResourceServer,
+	}
+}
+
+// keycloakResourceInput is a create or update body in Keycloak's shape:
+// ours (scopes as strings or {"name": ...} objects, the owner as a string
+// or {"id"|"name": ...}) with Keycloak's members.
+type keycloakResourceInput struct {
+	resourceInput
+	DisplayName *string         `json:"displayName"`
+	Scopes      json.RawMessage `json:"scopes"`
+	// URI is the single uri of older Keycloak clients.
+	URI                string              `json:"uri"`
+	OwnerManagedAccess *bool               `json:"ownerManagedAccess"`
+	Attributes         map[string][]string `json:"attributes"`
+}
+
+// decodeKeycloakResource reads a Keycloak resource body into res.
+func (s *Server) decodeKeycloakResource(w http.ResponseWriter, r *http.Request, caller protectionCaller, res *store.Resource) error {
+	var in keycloakResourceInput
+	if err := oauth.ReadJSON(w, r, &in); err != nil {
+		return err
+	}
+	ours := in.resourceInput
+	if isAbsent(ours.ResourceScopes) {
+		// Keycloak's resources may have no scopes, and its clients send
+		// them under either name.
+		ours.ResourceScopes = in.Scopes
+		if isAbsent(ours.ResourceScopes) {
+			ours.ResourceScopes = json.RawMessage("[]")
+		}
+	}
+	if ours.Description == "" && in.DisplayName != nil {
+		ours.Description = *in.DisplayName
+	}
+	if in.URI != "" && !slices.Contains(ours.URIs, in.URI) {
+		ours.URIs = append(ours.URIs, in.URI)
+	}
+	return applyResource(ours, caller, res)
+}
+
+func isAbsent(raw json.RawMessage) bool { return len(raw) == 0 || string(raw) == "null" }
+
+// createKeycloakResource registers a resource and answers 201 with its
+// representation.
+func (s *Server) createKeycloakResource(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
+	res := store.Resource{ResourceServer: caller.ClientID}
+	if err := s.decodeKeycloakResource(w, r, caller, &res); err != nil {
+		return err
+	}
+	now := s.now().UTC()
+	res.ID = randomID()
+	res.CreatedAt, res.UpdatedAt = now, now
+	if err := s.store.CreateResource(r.Context(), res); err != nil {
+		return oauth.ErrServer("could not store the resource", err)
+	}
+	s.log.Info("resource registered", clientField(caller.ClientID), ownerField(res.Owner), resourceField(res.ID))
+	w.Header().Set("Location", s.Endpoint(KeycloakPathResourceSet+"/"+url.PathEscape(res.ID)))
+	oauth.WriteJSON(w, http.StatusCreated, toKeycloakResource(res))
+	return nil
+}
+
+// readKeycloakResource answers a resource's representation.
+func (s *Server) readKeycloakResource(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
+	res, err := s.managedResource(r, caller)
+	if err != nil {
+		return err
+	}
+	oauth.WriteJSON(w, http.StatusOK, toKeycloakResource(res))
+	return nil
+}
+
+// updateKeycloakResource replaces a resource and answers 204, as Keycloak.
+func (s *Server) updateKeycloakResource(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
+	res, err := s.managedResource(r, caller)
+	if err != nil {
+		return err
+	}
+	if err := s.decodeKeycloakResource(w, r, caller, &res); err != nil {
+		return err
+	}
+	res.UpdatedAt = s.now().UTC()
+	if err := s.store.UpdateResource(r.Context(), res); errors.Is(err, store.ErrNotFound) {
+		return errResourceNotFound()
+	} else if err != nil {
+		return oauth.ErrServer("could not store the resource", err)
+	}
+	s.log.Info("resource updated", clientField(caller.ClientID), resourceField(res.ID))
+	oauth.WriteNoContent(w, http.StatusNoContent)
+	return nil
+}
+
+// keycloakDefaultMax is how many resources a Keycloak list answers without
+// max (Keycloak's Constants.DEFAULT_MAX_RESULTS); max=-1 means all of
+// them, up to maxListedResult.
+const keycloakDefaultMax = 100
+
+// keycloakResourceQuery is the list query of Keycloak's resource_set.
+type keycloakResourceQuery struct {
+	id, name, uri, owner, typ, scope string
+	exactName, matchingURI, deep     bool
+	first, max                       int
+}
+
+func parseKeycloakResourceQuery(params url.Values) (keycloakResourceQuery, error) {
+	q := keycloakResourceQuery{
+		id: params.Get("_id"), name: params.Get("name"), uri: params.Get("uri"), owner: params.Get("owner"),
+		typ: params.Get("type"), scope: params.Get("scope"),
+		exactName: keycloakBool(params.Get("exactName")), matchingURI: keycloakBool(params.Get("matchingUri")),
+		deep: keycloakBool(params.Get("deep")), max: keycloakDefaultMax,
+	}
+	var err error
+	if q.first, err = keycloakInt(params, "first", 0); err != nil {
+		return q, err
+	}
+	if q.max, err = keycloakInt(params, "max", keycloakDefaultMax); err != nil {
+		return q, err
+	}
+	q.first = max(q.first, 0)
+	if q.max < 0 || q.max > maxListedResult {
+		q.max = maxListedResult
+	}
+	return q, nil
+}
+
+// keycloakBool reads a boolean query parameter as Keycloak (Java's
+// Boolean.valueOf): "true" in any case is true, anything else false.
+func keycloakBool(v string) bool { return strings.EqualFold(v, "true") }
+
+// keycloakInt reads an integer query parameter, def when absent.
+func keycloakInt(params url.Values, name string, def int) (int, error) {
+	v := params.Get(name)
+	if v == "" {
+		return def, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return 0, oauth.ErrInvalidRequest("%s must be an integer", name)
+	}
+	return n, nil
+}
+
+// matches reports whether res passes the query's filters but the uri
+// pattern fallback: name (a case-insensitive substring, or exactly with
+// exactName), uri (one of its uris, exactly), type, scope and _id.
+func (q keycloakResourceQuery) matches(res store.Resource) bool {
+	switch {
+	case q.id != "" && res.ID != q.id:
+		return false
+	case q.name != "" && q.exactName && res.Name != q.name:
+		return false
+	case q.name != "" && !q.exactName && !strings.Contains(strings.ToLower(res.Name), strings.ToLower(q.name)):
+		return false
+	case q.typ != "" && res.Type != q.typ:
+		return false
+	case q.scope != "" && !slices.Contains(res.Scopes, q.scope):
+		return false
+	}
+	return true
+}
+
+// listKeycloakResources answers Keycloak's list query: the ids of the
+// matching resources, or with deep=true their representations, from
+// first, at most max. The caller's reach is ours (an owner's PAT lists the
+// owner's resources of this resource server; a resource server's own PAT
+// all of its resources, or one owner's with owner=).
+//
+// exactName and _id are answered through the store's indexes; a substring
+// name, uri, type or scope filter reads the caller's resources of this
+// resource server in pages (as Keycloak, which queries its database with
+// LIKE), stopping once the answer is full.
+func (s *Server) listKeycloakResources(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
+	q, err := parseKeycloakResourceQuery(r.URL.Query())
+	if err != nil {
+		return err
+	}
+	sq := store.ResourceQuery{ResourceServer: caller.ClientID}
+	if !caller.actsForAnyOwner() {
+		sq.Owner = caller.Subject
+	}
+	if q.owner != "" {
+		if sq.Owner != "" && sq.Owner != q.owner {
+			return s.writeKeycloakResources(w, q, nil)
+		}
+		sq.Owner = q.owner
+	}
+	if q.name != "" && q.exactName {
+		if !validText(q.name, false) {
+			return s.writeKeycloakResources(w, q, nil) // no resource has that name
+		}
+		sq.Name = q.name
+	}
+	var found []store.Resource
+	if q.max == 0 {
+		return s.writeKeycloakResources(w, q, nil)
+	}
+	if q.id != "" {
+		res, err := s.store.GetResource(r.Context(), q.id)
+		if err != nil && !errors.Is(err, store.ErrNotFound) {
+			return oauth.ErrServer("could not read the resource", err)
+		}
+		if err == nil && caller.mayManage(res) && (sq.Owner == "" || res.Owner == sq.Owner) && q.matches(res) &&
+			(q.uri == "" || slices.Contains(res.URIs, q.uri)) && q.first == 0 {
+			found = append(found, res)
+		}
+		return s.writeKeycloakResources(w, q, found)
+	}
+	skipped := 0
+	err = s.eachResource(r, sq, func(res store.Resource) bool {
+		if !q.matches(res) || (q.uri != "" && !slices.Contains(res.URIs, q.uri)) {
+			return true
+		}
+		if skipped < q.first {
+			skipped++
+			return true
+		}
+		found = append(found, res)
+		return len(found) < q.max
+	})
+	if err != nil {
+		return err
+	}
+	if len(found) == 0 && q.matchingURI && q.uri != "" {
+		// Keycloak's fallback: the resource whose uri pattern matches
+		// the path best.
+		if res, ok, err := s.matchResourceURI(r, sq, q); err != nil {
+			return err
+		} else if ok {
+			found = append(found, res)
+		}
+	}
+	return s.writeKeycloakResources(w, q, found)
+}
+
+// eachResource calls f with the resources of sq, in pages, until f returns
+// false or they run out.
+func (s *Server) eachResource(r *http.Request, sq store.ResourceQuery, f func(store.Resource) bool) error {
+	for sq.Limit = listPage; ; {
+		list, err := s.store.ListResources(r.Context(), sq)
+		if err != nil {
+			return oauth.ErrServer("could not list resources", err)
+		}
+		for _, res := range list {
+			if !f(res) {
+				return nil
+			}
+		}
+		if len(list) < sq.Limit {
+			return nil
+		}
+		sq.After = list[len(list)-1].ID
+	}
+}
+
+// matchResourceURI returns the resource of sq whose uris match the query's
+// uri as a path pattern ({name}, {name...} and * segments; see
+// uripattern), the most specific first, then the smallest id. It reads
+// the resources of sq that have uris, as Keycloak does.
+func (s *Server) matchResourceURI(r *http.Request, sq store.ResourceQuery, q keycloakResourceQuery) (store.Resource, bool, error) {
+	target, err := uripattern.ParseTarget(q.uri)
+	if err != nil {
+		return store.Resource{}, false, nil // a path no pattern matches
+	}
+	var best store.Resource
+	bestSpec, found := 0, false
+	err = s.eachResource(r, sq, func(res store.Resource) bool {
+		if len(res.URIs) == 0 || !q.matches(res) {
+			return true
+		}
+		for _, u := range res.URIs {
+			p, err := uripattern.Compile(u)
+			if err != nil {
+				continue
+			}
+			if !p.MatchTarget(target) {
+				continue
+			}
+			if spec := p.Specificity(); !found || spec > bestSpec || spec == bestSpec && res.ID < best.ID {
+				best, bestSpec, found = res, spec, true
+			}
+		}
+		return true
+	})
+	return best, found, err
+}
+
+// writeKeycloakResources answers a list: ids, or representations with
+// deep=true.
+func (s *Server) writeKeycloakResources(w http.ResponseWriter, q keycloakResourceQuery, found []store.Resource) error {
+	if !q.deep {
+		ids := make([]string, 0, len(found))
+		for _, res := range found {
+			ids = append(ids, res.ID)
+		}
+		oauth.WriteJSON(w, http.StatusOK, ids)
+		return nil
+	}
+	out := make([]keycloakResource, 0, len(found))
+	for _, res := range found {
+		kr := toKeycloakResource(res)
+		kr.Scopes = kr.ResourceScopes
+		out = append(out, kr)
+	}
+	oauth.WriteJSON(w, http.StatusOK, out)
+	return nil
+}
