@@ -190,7 +190,9 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (*register
 	}
 	postID, postSecret := form.Get("client_id"), form.Get("client_secret")
 	switch {
-	case basic && postSecret != "":
+	case basic && postSecret != "" && !(keycloakRequest(r) && sameCredentials(id, given, postID, postSecret)):
+		// Keycloak takes both methods at once when they agree, and
+		// keycloak-connect sends both (its introspection).
 		return nil, oauth.ErrInvalidRequest("use only one client authentication method")
 	case basic && postID != "" && postID != id:
 		return nil, oauth.ErrInvalidRequest("client_id does not match the authenticated client")
@@ -220,6 +222,13 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (*register
 		return nil, invalid("unknown client or wrong credentials")
 	}
 	return c, nil
+}
+
+// sameCredentials says whether client_secret_post credentials (an
+// optional id and a secret) repeat client_secret_basic ones.
+func sameCredentials(basicID, basicSecret, postID, postSecret string) bool {
+	same := subtle.ConstantTimeCompare([]byte(basicSecret), []byte(postSecret)) == 1
+	return same && (postID == "" || postID == basicID)
 }
 
 // basicCredentials reads client_secret_basic credentials, whose id and

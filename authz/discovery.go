@@ -70,6 +70,11 @@ func (s *Server) Metadata() Metadata {
 		m.RegistrationEndpoint = s.Endpoint(PathRegister)
 	}
 	if s.keycloakRealm != "" {
+		// keycloak-js posts its requests, which identify the requesting
+		// party by a Bearer token, to the discovered token endpoint:
+		// Keycloak's, as Keycloak's discovery names it. {issuer}/token
+		// keeps standard UMA (need_info, request_denied with a ticket).
+		m.TokenEndpoint = s.Endpoint(KeycloakPathToken)
 		m.PolicyEndpoint = s.Endpoint(KeycloakPathUMAPolicy)
 	}
 	return m

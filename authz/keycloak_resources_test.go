@@ -3,6 +3,7 @@ package authz_test
 import (
 	"encoding/json"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
@@ -324,11 +325,53 @@ func TestKeycloakDiscovery(t *testing.T) {
 	if m["resource_registration_endpoint"] != f.Issuer+authz.PathResourceSet || m["permission_endpoint"] != f.Issuer+authz.PathPermission {
 		t.Errorf("standard endpoints changed: %v", m)
 	}
+	// keycloak-js posts to the discovered token endpoint: Keycloak's.
+	if m["token_endpoint"] != f.Issuer+authz.KeycloakPathToken {
+		t.Errorf("token_endpoint = %v, want Keycloak's", m["token_endpoint"])
+	}
 	std := authztest.New(t, nil)
-	if _, ok := std.Do("GET", authz.PathUMAConfiguration, nil).JSON(t)["policy_endpoint"]; ok {
+	sm := std.Do("GET", authz.PathUMAConfiguration, nil).JSON(t)
+	if _, ok := sm["policy_endpoint"]; ok {
 		t.Error("policy_endpoint outside compat mode")
+	}
+	if sm["token_endpoint"] != std.Issuer+authz.PathToken {
+		t.Errorf("token_endpoint outside compat mode = %v", sm["token_endpoint"])
 	}
 	for _, p := range []string{authz.KeycloakPathResourceSet, authz.KeycloakPathPermissionTicket, authz.KeycloakPathUMAPolicy} {
 		authztest.ExpectError(t, std.Do("GET", p, nil, "Authorization", authztest.Bearer(std.PAT("rs-a", "secret-a"))), 404, "not_found")
+	}
+}
+
+// TestKeycloakBothClientAuthentications: keycloak-connect's introspection
+// sends client_secret_basic and client_secret_post at once; Keycloak's
+// paths take them when they agree, ours keep refusing two methods.
+func TestKeycloakBothClientAuthentications(t *testing.T) {
+	f := newKeycloakFixture(t)
+	pat := f.PAT("rs-a", "secret-a")
+	basic := authztest.BasicAuth("rs-a", "secret-a")
+	tests := []struct {
+		name       string
+		path       string
+		form       url.Values
+		wantStatus int
+		wantCode   string
+	}{
+		{"Keycloak's path, the same secret", authz.KeycloakPathIntrospect, url.Values{"token": {pat}, "client_secret": {"secret-a"}}, 200, ""},
+		{"Keycloak's path, the same id and secret", authz.KeycloakPathIntrospect, url.Values{"token": {pat}, "client_id": {"rs-a"}, "client_secret": {"secret-a"}}, 200, ""},
+		{"Keycloak's path, another secret", authz.KeycloakPathIntrospect, url.Values{"token": {pat}, "client_secret": {"secret-b"}}, 400, "invalid_request"},
+		{"Keycloak's path, another id", authz.KeycloakPathIntrospect, url.Values{"token": {pat}, "client_id": {"rs-b"}, "client_secret": {"secret-a"}}, 400, "invalid_request"},
+		{"our path, the same secret", authz.PathIntrospect, url.Values{"token": {pat}, "client_secret": {"secret-a"}}, 400, "invalid_request"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			r := f.Do("POST", tc.path, tc.form, "Authorization", basic)
+			if tc.wantCode != "" {
+				authztest.ExpectError(t, r, tc.wantStatus, tc.wantCode)
+				return
+			}
+			if r.Status != tc.wantStatus || r.JSON(t)["active"] != true {
+				t.Fatalf("%d %s", r.Status, r.Body)
+			}
+		})
 	}
 }
