@@ -141,20 +141,9 @@ func (s *Server) readKeycloakResource(w http.ResponseWriter, r *http.Request, ca
 
 // updateKeycloakResource replaces a resource and answers 204, as Keycloak.
 func (s *Server) updateKeycloakResource(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
-	res, err := s.managedResource(r, caller)
-	if err != nil {
+	if _, err := s.replaceResource(w, r, caller, s.decodeKeycloakResource); err != nil {
 		return err
 	}
-	if err := s.decodeKeycloakResource(w, r, caller, &res); err != nil {
-		return err
-	}
-	res.UpdatedAt = s.now().UTC()
-	if err := s.store.UpdateResource(r.Context(), res); errors.Is(err, store.ErrNotFound) {
-		return errResourceNotFound()
-	} else if err != nil {
-		return oauth.ErrServer("could not store the resource", err)
-	}
-	s.log.Info("resource updated", clientField(caller.ClientID), resourceField(res.ID))
 	oauth.WriteNoContent(w, http.StatusNoContent)
 	return nil
 }

@@ -302,22 +302,35 @@ func (s *Server) readResource(w http.ResponseWriter, r *http.Request, caller pro
 
 // updateResource replaces a resource description (PUT).
 func (s *Server) updateResource(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
-	res, err := s.managedResource(r, caller)
+	res, err := s.replaceResource(w, r, caller, s.decodeResource)
 	if err != nil {
 		return err
 	}
-	if err := s.decodeResource(w, r, caller, &res); err != nil {
-		return err
+	oauth.WriteJSON(w, http.StatusOK, s.resourceRef(res.ID))
+	return nil
+}
+
+// resourceDecoder reads a resource description of a request into res.
+type resourceDecoder func(w http.ResponseWriter, r *http.Request, caller protectionCaller, res *store.Resource) error
+
+// replaceResource replaces the caller's resource of the request's path
+// with the description decode reads (PUT, on our path and Keycloak's).
+func (s *Server) replaceResource(w http.ResponseWriter, r *http.Request, caller protectionCaller, decode resourceDecoder) (store.Resource, error) {
+	res, err := s.managedResource(r, caller)
+	if err != nil {
+		return res, err
+	}
+	if err := decode(w, r, caller, &res); err != nil {
+		return res, err
 	}
 	res.UpdatedAt = s.now().UTC()
 	if err := s.store.UpdateResource(r.Context(), res); errors.Is(err, store.ErrNotFound) {
-		return errResourceNotFound()
+		return res, errResourceNotFound()
 	} else if err != nil {
-		return oauth.ErrServer("could not store the resource", err)
+		return res, oauth.ErrServer("could not store the resource", err)
 	}
 	s.log.Info("resource updated", clientField(caller.ClientID), resourceField(res.ID))
-	oauth.WriteJSON(w, http.StatusOK, s.resourceRef(res.ID))
-	return nil
+	return res, nil
 }
 
 // deleteResource deregisters a resource (DELETE).
