@@ -113,18 +113,10 @@ func isAbsent(raw json.RawMessage) bool { return len(raw) == 0 || string(raw) ==
 // createKeycloakResource registers a resource and answers 201 with its
 // representation.
 func (s *Server) createKeycloakResource(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
-	res := store.Resource{ResourceServer: caller.ClientID}
-	if err := s.decodeKeycloakResource(w, r, caller, &res); err != nil {
+	res, err := s.registerResource(w, r, caller, s.decodeKeycloakResource, KeycloakPathResourceSet)
+	if err != nil {
 		return err
 	}
-	now := s.now().UTC()
-	res.ID = randomID()
-	res.CreatedAt, res.UpdatedAt = now, now
-	if err := s.store.CreateResource(r.Context(), res); err != nil {
-		return oauth.ErrServer("could not store the resource", err)
-	}
-	s.log.Info("resource registered", clientField(caller.ClientID), ownerField(res.Owner), resourceField(res.ID))
-	w.Header().Set("Location", s.Endpoint(KeycloakPathResourceSet+"/"+url.PathEscape(res.ID)))
 	oauth.WriteJSON(w, http.StatusCreated, toKeycloakResource(res))
 	return nil
 }

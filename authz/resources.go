@@ -202,20 +202,31 @@ func errResourceNotFound() error { return oauth.ErrNotFound("no such resource") 
 
 // createResource registers a resource (POST {issuer}/resource_set).
 func (s *Server) createResource(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
-	res := store.Resource{ResourceServer: caller.ClientID}
-	if err := s.decodeResource(w, r, caller, &res); err != nil {
+	res, err := s.registerResource(w, r, caller, s.decodeResource, PathResourceSet)
+	if err != nil {
 		return err
+	}
+	oauth.WriteJSON(w, http.StatusCreated, s.resourceRef(res.ID))
+	return nil
+}
+
+// registerResource registers the resource that decode reads for the
+// caller and sets Location to it under collection (POST, on our path and
+// Keycloak's).
+func (s *Server) registerResource(w http.ResponseWriter, r *http.Request, caller protectionCaller, decode resourceDecoder, collection string) (store.Resource, error) {
+	res := store.Resource{ResourceServer: caller.ClientID}
+	if err := decode(w, r, caller, &res); err != nil {
+		return res, err
 	}
 	now := s.now().UTC()
 	res.ID = randomID()
 	res.CreatedAt, res.UpdatedAt = now, now
 	if err := s.store.CreateResource(r.Context(), res); err != nil {
-		return oauth.ErrServer("could not store the resource", err)
+		return res, oauth.ErrServer("could not store the resource", err)
 	}
 	s.log.Info("resource registered", clientField(caller.ClientID), ownerField(res.Owner), resourceField(res.ID))
-	w.Header().Set("Location", s.Endpoint(PathResourceSet+"/"+url.PathEscape(res.ID)))
-	oauth.WriteJSON(w, http.StatusCreated, s.resourceRef(res.ID))
-	return nil
+	w.Header().Set("Location", s.Endpoint(collection+"/"+url.PathEscape(res.ID)))
+	return res, nil
 }
 
 // listResources answers the ids of the caller's resources. The query
