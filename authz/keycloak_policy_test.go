@@ -145,11 +145,7 @@ func TestKeycloakPolicyRefusals(t *testing.T) {
 	}
 	p := f.createPolicy(album, `{"name":"p","users":["bob"]}`, f.RSPAT)
 	path := authz.KeycloakPathUMAPolicy + "/" + album
-	tests := []struct {
-		name, method, path, body, pat string
-		status                        int
-		code                          string
-	}{
+	tests := []keycloakRefusal{
 		{"no PAT", "POST", path, `{"name":"p","users":["bob"]}`, "", 401, "invalid_token"},
 		{"JavaScript condition", "POST", path, `{"name":"p","condition":"$evaluation.grant()"}`, f.RSPAT, 400, "invalid_request"},
 		{"roles", "POST", path, `{"name":"p","roles":["admin"]}`, f.RSPAT, 400, "invalid_request"},
@@ -170,19 +166,7 @@ func TestKeycloakPolicyRefusals(t *testing.T) {
 		{"bad first", "GET", authz.KeycloakPathUMAPolicy + "?first=-", "", f.RSPAT, 400, "invalid_request"},
 		{"method", "POST", authz.KeycloakPathUMAPolicy, "", f.RSPAT, 405, "unsupported_method_type"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var body any
-			if tt.body != "" {
-				body = tt.body
-			}
-			headers := []string{}
-			if tt.pat != "" {
-				headers = append(headers, "Authorization", authztest.Bearer(tt.pat))
-			}
-			authztest.ExpectError(t, f.Do(tt.method, tt.path, body, headers...), tt.status, tt.code)
-		})
-	}
+	f.expectRefusals(t, tests)
 	f.expectGranted("bob", album, true, "view")
 }
 

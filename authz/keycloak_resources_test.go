@@ -23,6 +23,32 @@ type keycloakFixture struct {
 	RSPAT, BPAT string
 }
 
+// keycloakRefusal is a request on a Keycloak path and the error it gets.
+type keycloakRefusal struct {
+	name, method, path, body, pat string
+	status                        int
+	code                          string
+}
+
+// expectRefusals sends each request (a JSON body if any, the PAT if any)
+// and checks its error.
+func (f *keycloakFixture) expectRefusals(t *testing.T, tests []keycloakRefusal) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var body any
+			if tt.body != "" {
+				body = tt.body
+			}
+			headers := []string{}
+			if tt.pat != "" {
+				headers = append(headers, "Authorization", authztest.Bearer(tt.pat))
+			}
+			authztest.ExpectError(t, f.Do(tt.method, tt.path, body, headers...), tt.status, tt.code)
+		})
+	}
+}
+
 func newKeycloakFixture(t *testing.T) *keycloakFixture {
 	t.Helper()
 	idp := claimtokentest.NewProvider(t)
@@ -145,11 +171,7 @@ func TestKeycloakResourceRepresentation(t *testing.T) {
 func TestKeycloakResourceRefusals(t *testing.T) {
 	f := newKeycloakFixture(t)
 	id := f.create(f.AlicePAT, `{"name":"a","resource_scopes":["view"]}`)
-	tests := []struct {
-		name, method, path, body, pat string
-		status                        int
-		code                          string
-	}{
+	tests := []keycloakRefusal{
 		{"no PAT", "GET", authz.KeycloakPathResourceSet, "", "", 401, "invalid_token"},
 		{"scope of the wrong type", "POST", authz.KeycloakPathResourceSet, `{"name":"x","resource_scopes":[1]}`, f.RSPAT, 400, "invalid_request"},
 		{"scope object without a name", "POST", authz.KeycloakPathResourceSet, `{"name":"x","resource_scopes":[{"id":"v"}]}`, f.RSPAT, 400, "invalid_request"},
@@ -166,19 +188,7 @@ func TestKeycloakResourceRefusals(t *testing.T) {
 		{"bad max", "GET", authz.KeycloakPathResourceSet + "?max=1e3", "", f.RSPAT, 400, "invalid_request"},
 		{"method", "PATCH", authz.KeycloakPathResourceSet, "", f.RSPAT, 405, "unsupported_method_type"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var body any
-			if tt.body != "" {
-				body = tt.body
-			}
-			headers := []string{}
-			if tt.pat != "" {
-				headers = append(headers, "Authorization", authztest.Bearer(tt.pat))
-			}
-			authztest.ExpectError(t, f.Do(tt.method, tt.path, body, headers...), tt.status, tt.code)
-		})
-	}
+	f.expectRefusals(t, tests)
 }
 
 func TestKeycloakResourceQuery(t *testing.T) {

@@ -185,11 +185,7 @@ func TestKeycloakTicketRefusals(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tests := []struct {
-		name, method, path, body, pat string
-		status                        int
-		code                          string
-	}{
+	tests := []keycloakRefusal{
 		{"no PAT", "GET", authz.KeycloakPathPermissionTicket, "", "", 401, "invalid_token"},
 		{"no resource", "POST", authz.KeycloakPathPermissionTicket, `{"requester":"bob","scopeName":"view","granted":true}`, f.RSPAT, 400, "invalid_request"},
 		{"unknown resource", "POST", authz.KeycloakPathPermissionTicket, `{"resource":"nope","requester":"bob","scopeName":"view","granted":true}`, f.RSPAT, 400, "invalid_resource_id"},
@@ -208,17 +204,5 @@ func TestKeycloakTicketRefusals(t *testing.T) {
 		{"bad max", "GET", authz.KeycloakPathPermissionTicket + "?max=many", "", f.RSPAT, 400, "invalid_request"},
 		{"method", "DELETE", authz.KeycloakPathPermissionTicket, "", f.RSPAT, 405, "unsupported_method_type"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			var body any
-			if tt.body != "" {
-				body = tt.body
-			}
-			headers := []string{}
-			if tt.pat != "" {
-				headers = append(headers, "Authorization", authztest.Bearer(tt.pat))
-			}
-			authztest.ExpectError(t, f.Do(tt.method, tt.path, body, headers...), tt.status, tt.code)
-		})
-	}
+	f.expectRefusals(t, tests)
 }
