@@ -16,42 +16,9 @@ import (
 	"github.com/Nerzal/gocloak/v13"
 )
 
-// protectionKeycloakCaddyfile is the shared fixture of the Keycloak
-// interop tests: the AS under /realms/demo in Keycloak compatibility mode,
-// the demo OpenID provider as trusted issuer of demo-app's ID tokens,
-// alice (owner) and bob (requesting party), the resource server rs-api
-// (Keycloak's RPT layout) and the client demo-app.
-var protectionKeycloakCaddyfile = template.Must(template.New("Caddyfile").Parse(`{
-	admin {{.AdminAddr}}
-	persist_config off
-
-	uma {
-		issuer http://127.0.0.1:{{.Port}}/realms/demo
-		keycloak_compat
-		signing_alg RS256
-		storage badger {{.Storage}}
-		trust_issuer http://127.0.0.1:{{.Port}}/idp {
-			audience demo-app
-		}
-		user alice {
-			password_hash {{.AliceHash}}
-			email alice@example.org
-		}
-		user bob {
-			password_hash {{.BobHash}}
-			email bob@example.org
-		}
-		client rs-api {
-			secret rs-api-secret
-			resource_server
-			rpt_format keycloak
-		}
-		client demo-app {
-			secret demo-app-secret
-		}
-	}
-}
-
+// protectionKeycloakCaddyfile is the Keycloak interop fixture
+// (keycloakGlobalOptions) with the AS and the demo provider on one site.
+var protectionKeycloakCaddyfile = template.Must(template.New("Caddyfile").Parse(keycloakGlobalOptions + `
 http://127.0.0.1:{{.Port}} {
 	bind 127.0.0.1
 	uma_demo_idp /idp/* http://127.0.0.1:{{.Port}}/idp

@@ -21,43 +21,10 @@ import (
 	"github.com/Nerzal/gocloak/v13"
 )
 
-// keycloakTokenCaddyfile is the shared Keycloak fixture: the AS under
-// /realms/demo in compat mode (RS256, rs-api's RPTs in Keycloak's layout),
-// the demo identity provider trusted for demo-app's tokens, alice's rules
-// from the operator directory, and uma_protect (co-hosted, rs-api) in
-// front of alice's documents.
-var keycloakTokenCaddyfile = template.Must(template.New("Caddyfile").Parse(`{
-	admin {{.AdminAddr}}
-	persist_config off
-
-	uma {
-		issuer http://127.0.0.1:{{.Port}}/realms/demo
-		keycloak_compat
-		signing_alg RS256
-		storage badger {{.Storage}}
-		policies {{.Policies}}
-		user alice {
-			password_hash {{.AliceHash}}
-			email alice@example.org
-		}
-		user bob {
-			password_hash {{.BobHash}}
-			email bob@example.org
-		}
-		trust_issuer http://127.0.0.1:{{.Port}}/idp {
-			audience demo-app
-		}
-		client rs-api {
-			secret rs-api-secret
-			resource_server
-			rpt_format keycloak
-		}
-		client demo-app {
-			secret demo-app-secret
-		}
-	}
-}
-
+// keycloakTokenCaddyfile is the Keycloak interop fixture
+// (keycloakGlobalOptions, with alice's rules from the operator directory)
+// and uma_protect (co-hosted, rs-api) in front of alice's documents.
+var keycloakTokenCaddyfile = template.Must(template.New("Caddyfile").Parse(keycloakGlobalOptions + `
 http://127.0.0.1:{{.Port}} {
 	bind 127.0.0.1
 	uma_demo_idp /idp/* http://127.0.0.1:{{.Port}}/idp

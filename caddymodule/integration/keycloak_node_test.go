@@ -29,11 +29,16 @@ import (
 // uma_protect in front of an upstream. CI installs tests/keycloak's
 // node_modules (npm ci in .ci/run).
 
-// keycloakCaddyfile is the fixture of issue 13's interop tests: the realm
-// demo, bob as requesting party with tokens of the demo IdP, rs-api as a
-// Keycloak resource server, and an API behind uma_protect.
-var keycloakCaddyfile = template.Must(template.New("Caddyfile").Parse(`{
+// keycloakGlobalOptions are the global options of the Keycloak interop
+// tests' Caddyfiles: the AS under /realms/demo in Keycloak compatibility
+// mode (RS256), the demo identity provider trusted for demo-app's tokens,
+// alice (owner) and bob (requesting party), the resource server rs-api in
+// Keycloak's RPT layout and the client demo-app. Optional: Policies (the
+// operator directory), PushClaims (rs-api's enforcer pushes claims), Debug.
+const keycloakGlobalOptions = `{
+{{- if .Debug}}
 	debug
+{{- end}}
 	admin {{.AdminAddr}}
 	persist_config off
 
@@ -42,7 +47,9 @@ var keycloakCaddyfile = template.Must(template.New("Caddyfile").Parse(`{
 		keycloak_compat
 		signing_alg RS256
 		storage badger {{.Storage}}
+{{- if .Policies}}
 		policies {{.Policies}}
+{{- end}}
 		user alice {
 			password_hash {{.AliceHash}}
 			email alice@example.org
@@ -58,14 +65,21 @@ var keycloakCaddyfile = template.Must(template.New("Caddyfile").Parse(`{
 			secret rs-api-secret
 			resource_server
 			rpt_format keycloak
+{{- if .PushClaims}}
 			push_claims
+{{- end}}
 		}
 		client demo-app {
 			secret demo-app-secret
 		}
 	}
 }
+`
 
+// keycloakCaddyfile is the Keycloak interop fixture (keycloakGlobalOptions,
+// rs-api pushing claims) with CORS for the browser application, and an API
+// behind uma_protect.
+var keycloakCaddyfile = template.Must(template.New("Caddyfile").Parse(keycloakGlobalOptions + `
 http://127.0.0.1:{{.Port}} {
 	bind 127.0.0.1
 	# CORS for the browser application of {{.AppOrigin}} (Keycloak's "Web
@@ -147,7 +161,7 @@ func TestKeycloakNode(t *testing.T) {
 	app := httptest.NewServer(http.FileServer(http.Dir(dir)))
 	t.Cleanup(app.Close)
 	inst := startCaddyfile(t, keycloakCaddyfile, map[string]any{
-		"AliceHash": hash(t, alicePassword), "BobHash": hash(t, bobPassword), "Policies": rules,
+		"AliceHash": hash(t, alicePassword), "BobHash": hash(t, bobPassword), "Policies": rules, "PushClaims": true, "Debug": true,
 		"APIPort": apiPort, "Upstream": strings.TrimPrefix(upstream.srv.URL, "http://"), "AppOrigin": app.URL,
 	})
 	server := inst.cfg.issuer()
