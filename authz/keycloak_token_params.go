@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/caddy-uma/caddy-uma/authz/oauth"
+	"github.com/caddy-uma/caddy-uma/authz/uripattern"
 	"github.com/caddy-uma/caddy-uma/store"
 )
 
@@ -163,34 +164,23 @@ func (s *Server) uriCandidates(ctx context.Context, g *grantState) ([]store.Reso
 }
 
 // uriMatches says whether a resource's registered URI names uri: the same
-// path (a trailing slash aside), or, with matching, a pattern whose
-// segments "*" (the rest of the path, or one segment in the middle) and
-// "{name}" (one segment) match, as Keycloak's path matching does. Only
-// the paths count: a registered absolute URI is compared by its path.
+// path (a trailing slash aside; a registered absolute URI is compared by
+// its path), or, with matching, the registered URI as a path pattern
+// ({name}, * segments; package uripattern, the rule of matchingUri and of
+// the enforcement point's templates) that uri matches.
 func uriMatches(registered, uri string, matching bool) bool {
-	reg, want := uriPath(registered), uriPath(uri)
-	if reg == want {
+	if uriPath(registered) == uriPath(uri) {
 		return true
 	}
 	if !matching {
 		return false
 	}
-	rs, ws := strings.Split(reg, "/"), strings.Split(want, "/")
-	for i, seg := range rs {
-		switch {
-		case seg == "*" && i == len(rs)-1:
-			return len(ws) >= len(rs)-1
-		case i >= len(ws):
-			return false
-		case seg == "*", strings.HasPrefix(seg, "{") && strings.HasSuffix(seg, "}"):
-			if ws[i] == "" {
-				return false
-			}
-		case seg != ws[i]:
-			return false
-		}
+	p, err := uripattern.Compile(registered)
+	if err != nil {
+		return false
 	}
-	return len(ws) == len(rs)
+	target, err := uripattern.ParseTarget(uri)
+	return err == nil && p.MatchTarget(target)
 }
 
 // uriPath is the cleaned path of a URI or path.
