@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"path"
 	"strings"
 )
 
@@ -37,18 +38,11 @@ const (
 // KeycloakRealm returns the realm of an issuer path /…/realms/{realm}, or
 // an error that says what compat mode needs.
 func KeycloakRealm(issuerPath string) (string, error) {
-	parent, realm, ok := cutLast(strings.TrimSuffix(issuerPath, "/"), "/")
-	if !ok || realm == "" || !strings.HasSuffix(parent, "/realms") {
+	parent, realm := path.Split(strings.TrimSuffix(issuerPath, "/"))
+	if realm == "" || !strings.HasSuffix(parent, "/realms/") {
 		return "", fmt.Errorf("keycloak_compat: the issuer's path is %q, but Keycloak's clients build it as {server}/realms/{realm}: use an issuer such as https://auth.example.com/realms/demo", issuerPath)
 	}
 	return realm, nil
-}
-
-func cutLast(s, sep string) (before, after string, found bool) {
-	if i := strings.LastIndex(s, sep); i >= 0 {
-		return s[:i], s[i+len(sep):], true
-	}
-	return s, "", false
 }
 
 // keycloakRoutes are Keycloak's paths, relative to the issuer's path.

@@ -385,3 +385,23 @@ func TestKeycloakBothClientAuthentications(t *testing.T) {
 		})
 	}
 }
+
+// TestKeycloakRealm: compat mode needs an issuer path .../realms/{realm}.
+func TestKeycloakRealm(t *testing.T) {
+	tests := []struct{ path, realm string }{
+		{"/realms/demo", "demo"},
+		{"/realms/demo/", "demo"},
+		{"/auth/realms/demo", "demo"},
+		{"", ""},
+		{"/uma", ""},
+		{"/realms", ""},
+		{"/realms/", ""},
+		{"/realmsx/demo", ""},
+	}
+	for _, tt := range tests {
+		realm, err := authz.KeycloakRealm(tt.path)
+		if realm != tt.realm || (err != nil) != (tt.realm == "") {
+			t.Errorf("KeycloakRealm(%q) = %q, %v; want %q", tt.path, realm, err, tt.realm)
+		}
+	}
+}
