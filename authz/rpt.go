@@ -90,9 +90,12 @@ type rptRecord struct {
 
 // RPT is a verified, live RPT.
 type RPT struct {
-	ID             string
-	ClientID       string
-	Subject        string
+	ID       string
+	ClientID string
+	Subject  string
+	// RqPIssuer is the issuer of the requesting party's subject: empty for
+	// a subject of this AS (or a client that obtained the RPT for itself).
+	RqPIssuer      string
 	ResourceServer string
 	Permissions    []Permission
 	IssuedAt       time.Time
@@ -139,7 +142,12 @@ func (s *Server) signRPT(ctx context.Context, rec rptRecord) (token, jti string,
 		Claim("azp", rec.ClientID).
 		Claim("client_id", rec.ClientID).
 		Claim("permissions", rec.Permissions)
-	tok, err := s.rptLayout(b, rec).Build()
+	if rs, ok := s.clients[rec.ResourceServer]; ok && s.rptClaims != nil {
+		for name, v := range s.rptClaims(rs.Client, rec.Permissions) {
+			b = b.Claim(name, v)
+		}
+	}
+	tok, err := b.Build()
 	if err != nil {
 		return "", "", w, fmt.Errorf("building an RPT: %w", err)
 	}

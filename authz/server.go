@@ -105,9 +105,12 @@ type Server struct {
 	observer     Observer
 	now          func() time.Time
 
-	// keycloakRealm is the realm of the issuer's path when Keycloak's
-	// paths are served too (Config.KeycloakCompat); empty when not.
-	keycloakRealm string
+	// discovery changes the metadata document (Config.Discovery); nil
+	// when nothing does.
+	discovery func(*Metadata)
+	// rptClaims returns the claims an RPT carries besides ours
+	// (Config.RPTClaims); nil when none.
+	rptClaims func(rs Client, perms []Permission) map[string]any
 	// loginPages says that people log in at the AS (Config.LoginPages).
 	loginPages bool
 	// mux is the route table of the endpoints, relative to basePath.
@@ -145,12 +148,6 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Store == nil {
 		return nil, fmt.Errorf("no store configured")
 	}
-	var realm string
-	if cfg.KeycloakCompat {
-		if realm, err = KeycloakRealm(basePath); err != nil {
-			return nil, err
-		}
-	}
 	clients, err := newClientRegistry(cfg.Clients)
 	if err != nil {
 		return nil, fmt.Errorf("registering clients: %w", err)
@@ -169,7 +166,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		requestInterval:   orDefault(cfg.RequestInterval, DefaultRequestInterval),
 		claimsInteraction: cfg.ClaimsInteractionEndpoint,
 		loginPages:        cfg.LoginPages,
-		keycloakRealm:     realm,
+		discovery:         cfg.Discovery,
+		rptClaims:         cfg.RPTClaims,
 		rules: &ruleBook{
 			dir:       cfg.PolicyDir,
 			dirOwners: map[string]map[string]string{},
@@ -211,6 +209,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	for _, c := range cfg.Clients {
 		if c.RPTFormat == RPTFormatKeycloak && alg != "RS256" {
 			return nil, fmt.Errorf("client %q: rpt_format keycloak needs signing_alg RS256 (keycloak-connect verifies RS256 only), not %s", c.ID, alg)
+		}
+		if c.RPTFormat == RPTFormatKeycloak && cfg.RPTClaims == nil {
+			return nil, fmt.Errorf("client %q: rpt_format keycloak needs Config.RPTClaims to write Keycloak's claims (keycloak.RPTClaims)", c.ID)
 		}
 	}
 	s.keys = &keyRing{
