@@ -2,6 +2,7 @@ package authz
 
 import (
 	"net/http"
+	"net/url"
 	"time"
 
 	"go.uber.org/zap"
@@ -125,6 +126,10 @@ type Config struct {
 	// keycloak: Keycloak's layout, Client.RPTFormat). Required when a
 	// client has RPTFormatKeycloak.
 	RPTClaims func(rs Client, perms []Permission) map[string]any
+	// GrantOptions, when set, reads the extension parameters of a UMA
+	// grant request (package keycloak: Keycloak's); an error it returns is
+	// the answer.
+	GrantOptions func(form url.Values) (GrantOptions, error)
 	// Registration, when set, turns on RFC 7591 dynamic client
 	// registration at {issuer}/register. It is off by default.
 	Registration *Registration

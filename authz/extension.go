@@ -125,8 +125,8 @@ type Dialect struct {
 	UMAGrant func(r *http.Request, form url.Values, decide func() error) error
 	// Refusal, when set, answers a UMA grant request of which nothing is
 	// granted, for clients that cannot interact: no need_info and no
-	// ticket. When the request has a ticket (and does not say
-	// submit_request=false), an identified requesting party, and
+	// ticket. When the request has a ticket (and GrantOptions.NoRequests
+	// is not set), an identified requesting party, and
 	// permissions that the owners' rules send to the owner, those are
 	// filed with the owners first, and submitted is true (unless an owner
 	// already denied one).

@@ -70,13 +70,10 @@ type grantState struct {
 	rs      string
 	request map[string]any
 	// opts are the extension parameters (grant_options.go).
-	opts grantOptions
+	opts GrantOptions
 	// pushedClaims are the claims a push_claims client asserted in this
 	// request, for the process once it is loaded.
 	pushedClaims map[string]any
-	// uriResources are the audience's resources with URIs, once read
-	// (permission_resource_format=uri).
-	uriResources *[]store.Resource
 }
 
 // requestedPermission is one resource with the scopes requested on it.
@@ -112,7 +109,7 @@ func (s *Server) umaGrant(w http.ResponseWriter, t *tokenRequest) error {
 		return oauth.ErrInvalidRequest("response_mode must be decision or permissions")
 	}
 	var err error
-	if g.opts, err = readGrantOptions(t.form); err != nil {
+	if g.opts, err = s.grantOptions(t.form); err != nil {
 		return err
 	}
 	if (t.form.Get("claim_token") == "") != (t.form.Get("claim_token_format") == "") {
@@ -391,7 +388,13 @@ func (s *Server) ticketlessPermissions(ctx context.Context, g *grantState) ([]re
 				scopes = append(scopes, sc)
 			}
 		}
-		found, err := s.permissionResources(ctx, g, name, scopes)
+		var found []store.Resource
+		var err error
+		if g.opts.FindResources != nil && name != "" {
+			found, err = g.opts.FindResources(ctx, g.rs, name, scopes)
+		} else {
+			found, err = s.ticketlessResources(ctx, g.rs, name, scopes)
+		}
 		var refused *oauth.Error
 		switch {
 		case errors.As(err, &refused):
@@ -640,7 +643,7 @@ func (s *Server) refusal(ctx context.Context, g *grantState, a assessment) error
 
 // refuseWithoutInteraction answers a request of which nothing was granted
 // with the dialect's refusal (Dialect.Refusal): with a ticket, an
-// identified requesting party and submit_request (the default), the
+// identified requesting party and requests on (GrantOptions.NoRequests), the
 // permissions that the owners' rules send to the owner (ask_owner) are
 // filed with them, and refuse says submitted unless an owner already
 // denied one.
@@ -648,7 +651,7 @@ func (s *Server) refuseWithoutInteraction(ctx context.Context, g *grantState, a 
 	if err := s.spendTicket(ctx, g); err != nil {
 		return err
 	}
-	if !g.opts.submit || g.ticket.ID == "" || g.proc.Subject == "" || len(a.askOwner) == 0 {
+	if g.opts.NoRequests || g.ticket.ID == "" || g.proc.Subject == "" || len(a.askOwner) == 0 {
 		return refuse(false)
 	}
 	denied, err := s.fileRequests(ctx, g, a.askOwner)

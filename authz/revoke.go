@@ -5,8 +5,9 @@ import (
 	"net/http"
 	"strings"
 
-	"github.com/caddy-uma/caddy-uma/authz/oauth"
 	"go.uber.org/zap"
+
+	"github.com/caddy-uma/caddy-uma/authz/oauth"
 )
 
 // serveRevoke is the RFC 7009 revocation endpoint. A client may revoke the

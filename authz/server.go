@@ -111,6 +111,9 @@ type Server struct {
 	// rptClaims returns the claims an RPT carries besides ours
 	// (Config.RPTClaims); nil when none.
 	rptClaims func(rs Client, perms []Permission) map[string]any
+	// readGrantOptions reads a UMA grant request's extension parameters
+	// (Config.GrantOptions); nil when none are read.
+	readGrantOptions func(form url.Values) (GrantOptions, error)
 	// loginPages says that people log in at the AS (Config.LoginPages).
 	loginPages bool
 	// mux is the route table of the endpoints, relative to basePath.
@@ -168,6 +171,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		loginPages:        cfg.LoginPages,
 		discovery:         cfg.Discovery,
 		rptClaims:         cfg.RPTClaims,
+		readGrantOptions:  cfg.GrantOptions,
 		rules: &ruleBook{
 			dir:       cfg.PolicyDir,
 			dirOwners: map[string]map[string]string{},

@@ -5,8 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddy-uma/caddy-uma/authz/authztest"
 	"github.com/lestrrat-go/jwx/v3/jwt"
+
+	"github.com/caddy-uma/caddy-uma/authz/authztest"
 )
 
 func newTestJWT(t *testing.T) jwt.Token {

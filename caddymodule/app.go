@@ -509,10 +509,10 @@ func (a *App) Start() error {
 		Logger:          a.logger,
 		Audit:           a.audit,
 		Observer:        asObserver{},
-		// Keycloak's layout, for the resource servers with rpt_format
-		// keycloak (with or without keycloak_compat).
-		RPTClaims: keycloak.RPTClaims,
 	}
+	// Keycloak's RPT layout (rpt_format keycloak) and grant parameters
+	// are served with or without keycloak_compat.
+	keycloak.Extend(&cfg)
 	if a.KeycloakCompat {
 		if err := keycloak.Configure(&cfg); err != nil {
 			return fmt.Errorf("starting authorization server: %w", err)

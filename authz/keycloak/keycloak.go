@@ -18,8 +18,9 @@
 // are a route table of their own (Compat), joined with the AS's
 // (Endpoints); the token endpoint is the AS's in a dialect (authz.Dialect);
 // resources, shares, requests and rules are the AS's. RPTs in Keycloak's
-// layout (rpt.go) are written by the AS for the resource servers that ask
-// for them, through authz.Config.RPTClaims.
+// layout (rpt.go) and Keycloak's extension parameters of the UMA grant
+// (params.go) are the AS's on every token path, through
+// authz.Config.RPTClaims and authz.Config.GrantOptions (Extend).
 package keycloak
 
 import (
@@ -58,10 +59,19 @@ func Realm(issuerPath string) (string, error) {
 	return realm, nil
 }
 
+// Extend lets Keycloak's clients use the AS's own token path as they use
+// Keycloak's, with or without Keycloak's paths: RPTs in Keycloak's layout
+// for the resource servers that ask for it (RPTClaims), and Keycloak's
+// extension parameters of the UMA grant on cfg's store (GrantOptions).
+func Extend(cfg *authz.Config) {
+	cfg.RPTClaims = RPTClaims
+	cfg.GrantOptions = GrantOptions(cfg.Store)
+}
+
 // Configure readies the configuration of an AS for Keycloak's paths: it
-// checks the issuer's path (Realm), advertises Keycloak's token endpoint
-// and UMA policy API in the metadata, and writes RPTs in Keycloak's layout
-// for the resource servers that ask for it (RPTClaims).
+// checks the issuer's path (Realm), extends the AS (Extend), and
+// advertises Keycloak's token endpoint and UMA policy API in the
+// metadata.
 func Configure(cfg *authz.Config) error {
 	u, err := url.Parse(cfg.Issuer)
 	if err != nil {
@@ -70,8 +80,8 @@ func Configure(cfg *authz.Config) error {
 	if _, err := Realm(strings.TrimRight(u.EscapedPath(), "/")); err != nil {
 		return err
 	}
+	Extend(cfg)
 	cfg.Discovery = advertise
-	cfg.RPTClaims = RPTClaims
 	return nil
 }
 
