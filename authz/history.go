@@ -10,10 +10,9 @@ import (
 	"sync"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/caddy-uma/caddy-uma/authz/secret"
 	"github.com/caddy-uma/caddy-uma/store"
+	"go.uber.org/zap"
 )
 
 // Every access decision of the UMA grant on an owner's resource is kept in

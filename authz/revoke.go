@@ -5,9 +5,8 @@ import (
 	"net/http"
 	"strings"
 
-	"go.uber.org/zap"
-
 	"github.com/caddy-uma/caddy-uma/authz/oauth"
+	"go.uber.org/zap"
 )
 
 // serveRevoke is the RFC 7009 revocation endpoint. A client may revoke the

@@ -11,10 +11,9 @@ import (
 	"sync"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/caddy-uma/caddy-uma/policies"
 	"github.com/caddy-uma/caddy-uma/store"
+	"go.uber.org/zap"
 )
 
 // An owner's rules come from two places: the operator directory

@@ -9,11 +9,10 @@ import (
 	"strings"
 	"time"
 
-	"go.uber.org/zap"
-
 	"github.com/caddy-uma/caddy-uma/authz/secret"
 	"github.com/caddy-uma/caddy-uma/policies"
 	"github.com/caddy-uma/caddy-uma/store"
+	"go.uber.org/zap"
 )
 
 // An owner's data: their resources, the shares they made (this file),

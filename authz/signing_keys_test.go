@@ -5,9 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/lestrrat-go/jwx/v3/jwt"
-
 	"github.com/caddy-uma/caddy-uma/authz/authztest"
+	"github.com/lestrrat-go/jwx/v3/jwt"
 )
 
 func newTestJWT(t *testing.T) jwt.Token {
