@@ -274,39 +274,6 @@ const (
 // characters: what names, types and descriptions may hold.
 func ValidText(s string, multiline bool) bool { return validText(s, multiline) }
 
-// ResourceInput is a resource description as the protection API reads it
-// (resource_scopes and owner as raw JSON, read leniently: scopes as
-// strings or {"name": ...} objects, the owner as a string or an
-// {"id"|"name": ...} object).
-type ResourceInput = resourceInput
-
-// ApplyResource validates a resource description into res, with the
-// caller's reach over its owner.
-func ApplyResource(in ResourceInput, caller PATCaller, res *store.Resource) error {
-	return applyResource(in, caller, res)
-}
-
-// ResourceDecoder reads the resource description of a request into res.
-type ResourceDecoder = resourceDecoder
-
-// RegisterResource registers the resource that decode reads for the
-// caller, and sets Location to it under the collection path.
-func (s *Server) RegisterResource(w http.ResponseWriter, r *http.Request, caller PATCaller, decode ResourceDecoder, collection string) (store.Resource, error) {
-	return s.registerResource(w, r, caller, decode, collection)
-}
-
-// ManagedResource returns the resource of the path's {id}, if the caller
-// may manage it; any other is 404.
-func (s *Server) ManagedResource(r *http.Request, caller PATCaller) (store.Resource, error) {
-	return s.managedResource(r, caller)
-}
-
-// ReplaceResource replaces the caller's resource of the path's {id} with
-// the description decode reads.
-func (s *Server) ReplaceResource(w http.ResponseWriter, r *http.Request, caller PATCaller, decode ResourceDecoder) (store.Resource, error) {
-	return s.replaceResource(w, r, caller, decode)
-}
-
 // DeleteResource deregisters the caller's resource of the path's {id},
 // and answers 204.
 func (s *Server) DeleteResource(w http.ResponseWriter, r *http.Request, caller PATCaller) error {
