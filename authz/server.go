@@ -23,7 +23,10 @@
 // With Config.LoginPages, package people serves the pages people see under
 // the same issuer path (login, {issuer}/authorize, {issuer}/claims,
 // {issuer}/console), through this package's exported API; this package
-// only advertises them.
+// only advertises them. With Keycloak compatibility, package keycloak
+// serves Keycloak's paths under the issuer the same way (extension.go:
+// route tables, the token endpoint in a Dialect, the protection API for a
+// PAT caller).
 package authz
 
 import (
