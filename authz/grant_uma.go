@@ -530,7 +530,9 @@ func (s *Server) verifyClaimToken(ctx context.Context, g *grantState) (_ *pushed
 	}
 	if d := dialectOf(g.r); d != nil && d.PushedClaims != nil {
 		// The dialect's reading: claims the client asserts, not a token.
-		claims, ok, err := d.PushedClaims(g.client.Client, g.form.Get("claim_token_format"), token)
+		client := g.client.Client
+		client.Secret = ""
+		claims, ok, err := d.PushedClaims(client, g.form.Get("claim_token_format"), token)
 		if ok || err != nil {
 			g.pushedClaims = claims
 			return nil, err

@@ -88,7 +88,8 @@ type rptRecord struct {
 	Expires        int64        `json:"exp"`
 }
 
-// RPT is a verified, live RPT.
+// RPT is a verified RPT: live from VerifyRPT, live or expired from
+// ReadRPT.
 type RPT struct {
 	ID       string
 	ClientID string
@@ -208,7 +209,7 @@ func (s *Server) VerifyRPT(ctx context.Context, token, audience string) (*RPT, e
 		return nil, errInvalidRPT
 	}
 	return &RPT{
-		ID: jti, ClientID: rec.ClientID, Subject: rec.Subject, ResourceServer: rec.ResourceServer,
+		ID: jti, ClientID: rec.ClientID, Subject: rec.Subject, RqPIssuer: rec.RqPIssuer, ResourceServer: rec.ResourceServer,
 		Permissions: rec.Permissions, IssuedAt: time.Unix(rec.IssuedAt, 0), ExpiresAt: time.Unix(rec.Expires, 0),
 	}, nil
 }
