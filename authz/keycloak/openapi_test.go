@@ -32,7 +32,7 @@ func TestOpenAPIKeycloakRoutes(t *testing.T) {
 			documented[method+" "+path] = true
 		}
 	}
-	keycloak := func(path string) bool {
+	keycloakPath := func(path string) bool {
 		return strings.HasPrefix(path, "/protocol/openid-connect/") || strings.HasPrefix(path, "/authz/protection/")
 	}
 	for _, r := range routes {
@@ -42,7 +42,7 @@ func TestOpenAPIKeycloakRoutes(t *testing.T) {
 	}
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	for path, item := range doc.Paths.Map() {
-		if isKeycloakPath(item) != keycloak(path) {
+		if isKeycloakPath(item) != keycloakPath(path) {
 			t.Errorf("%s: x-keycloak-compat on Keycloak's paths, and only on them", path)
 		}
 		if !isKeycloakPath(item) {
