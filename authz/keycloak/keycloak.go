@@ -145,13 +145,14 @@ func (c *Compat) Handles(path string) bool {
 	return c.as.Route(c.mux, &http.Request{Method: http.MethodGet, URL: &url.URL{Path: path}}) != nil
 }
 
-// ServeHTTP serves Keycloak's paths; any other gets the AS's 404.
+// ServeHTTP serves Keycloak's paths; any other gets a 404 in OAuth error
+// format, as the AS answers (Endpoints serves the AS's paths too).
 func (c *Compat) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if h := c.as.Route(c.mux, r); h != nil {
 		h.ServeHTTP(w, r)
 		return
 	}
-	c.as.ServeHTTP(w, r)
+	oauth.WriteError(w, oauth.ErrNotFound("no such endpoint"))
 }
 
 // Paths is what serves the paths under an issuer: the AS's endpoints and
@@ -166,6 +167,7 @@ type Paths interface {
 // Endpoints serves, under one issuer, Keycloak's paths and every path of
 // Next: what the uma_server handler serves in compat mode.
 type Endpoints struct {
+	// Compat serves Keycloak's paths.
 	Compat *Compat
 	// Next serves the AS's own endpoints and pages.
 	Next Paths
