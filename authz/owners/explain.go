@@ -11,8 +11,9 @@ import (
 )
 
 // Evaluation is one evaluation of an owner's rules on one resource for a
-// requesting party, with what the history and the audit trail explain it
-// by.
+// requesting party: what was asked, the owner's shares the rules saw, and
+// what they decided. The history and the audit trail explain decisions
+// from it.
 type Evaluation struct {
 	// Resource is the resource; Requested the scopes asked for on it.
 	Resource  store.Resource

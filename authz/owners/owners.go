@@ -25,6 +25,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -44,6 +45,29 @@ const (
 	nsTokenHolder = "token_holder"
 	nsDecision    = "decision"
 )
+
+// Options are what the owners' data takes from the authorization server.
+type Options struct {
+	// Store holds the data; the resources it holds are the owners'.
+	Store store.Store
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Log receives what changed (default: nothing).
+	Log *zap.Logger
+	// ValidName says whether a subject, an e-mail address or a client id
+	// may be stored (the AS's rule for subjects). It is required.
+	ValidName func(string) bool
+}
+
+func (o Options) withDefaults() Options {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.Log == nil {
+		o.Log = zap.NewNop()
+	}
+	return o
+}
 
 // sep separates the parts of a key.
 const sep = "\x00"
@@ -70,9 +94,3 @@ func listJSON[T any](ctx context.Context, st store.Records, namespace, prefix st
 func ownerField(owner string) zap.Field { return zap.String("owner", owner) }
 func resourceField(id string) zap.Field { return zap.String("resource_id", id) }
 func clientField(id string) zap.Field   { return zap.String("client_id", id) }
-func orNop(log *zap.Logger) *zap.Logger {
-	if log == nil {
-		return zap.NewNop()
-	}
-	return log
-}

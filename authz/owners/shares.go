@@ -50,27 +50,6 @@ type Share struct {
 	Request string `json:"request,omitempty"`
 }
 
-// Options are what the owners' data takes from the authorization server.
-type Options struct {
-	// Store holds the data; the resources it holds are the owners'.
-	Store store.Store
-	// Now is the clock (default time.Now).
-	Now func() time.Time
-	// Log receives what changed (default: nothing).
-	Log *zap.Logger
-	// ValidName says whether a subject, an e-mail address or a client id
-	// may be stored (the AS's rule for subjects).
-	ValidName func(string) bool
-}
-
-func (o Options) withDefaults() Options {
-	if o.Now == nil {
-		o.Now = time.Now
-	}
-	o.Log = orNop(o.Log)
-	return o
-}
-
 // Shares are the shares owners made of their resources. They are safe for
 // concurrent use.
 type Shares struct {
