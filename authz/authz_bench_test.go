@@ -15,6 +15,7 @@ import (
 	"github.com/caddy-uma/caddy-uma/authz/authztest"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken/claimtokentest"
+	"github.com/caddy-uma/caddy-uma/authz/ownerapi"
 	"github.com/caddy-uma/caddy-uma/store"
 	"github.com/caddy-uma/caddy-uma/store/pgstore"
 	"github.com/caddy-uma/caddy-uma/store/pgstore/pgtest"
@@ -44,7 +45,7 @@ func benchASOn(b testing.TB, st store.Store) (*authz.Server, *claimtokentest.Pro
 	return srv, idp
 }
 
-func serve(b testing.TB, srv *authz.Server, method, path, body, ctype, auth string) *httptest.ResponseRecorder {
+func serve(b testing.TB, srv http.Handler, method, path, body, ctype, auth string) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(method, "https://as.example"+path, strings.NewReader(body))
 	if ctype != "" {
 		req.Header.Set("Content-Type", ctype)
@@ -149,7 +150,7 @@ func benchGrant(b *testing.B, srv *authz.Server, idp *claimtokentest.Provider) f
 	if err != nil {
 		b.Fatal(err)
 	}
-	rec := serve(b, srv, "PUT", authz.PathOwnerRules+"/main", authztest.AliceRules, "text/plain", "Bearer "+pat)
+	rec := serve(b, ownerapi.New(srv), "PUT", ownerapi.PathRules+"/main", authztest.AliceRules, "text/plain", "Bearer "+pat)
 	if rec.Code != 200 {
 		b.Fatal(rec.Body.String())
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/caddy-uma/caddy-uma/authz"
 	"github.com/caddy-uma/caddy-uma/authz/authztest"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
+	"github.com/caddy-uma/caddy-uma/authz/ownerapi"
 	"github.com/caddy-uma/caddy-uma/store"
 )
 
@@ -110,7 +111,7 @@ func TestOneCommitPerGrant(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if rec := serve(t, srv, "PUT", authz.PathOwnerRules+"/main", authztest.AliceRules, "text/plain", "Bearer "+pat); rec.Code != 200 {
+	if rec := serve(t, ownerapi.New(srv), "PUT", ownerapi.PathRules+"/main", authztest.AliceRules, "text/plain", "Bearer "+pat); rec.Code != 200 {
 		t.Fatal(rec.Body.String())
 	}
 	rec := serve(t, srv, "POST", authz.PathResourceSet, `{"name":"labs","resource_scopes":["read"]}`, "application/json", "Bearer "+pat)
@@ -326,7 +327,7 @@ func TestNodesRefreshOnce(t *testing.T) {
 	c := newCluster(t, 2)
 	doc := c.idToken(t, map[string]any{"sub": "doc-1", "email": "doc@example.org"})
 	rule := "package uma.share\n\nimport data.uma.lib\n\nallow contains \"read\" if lib.is_email(\"doc@example.org\")\n"
-	c.nodes[0].DoRaw("PUT", authz.PathOwnerRules+"/main", rule, "text/plain", "Authorization", authztest.Bearer(c.alicePAT))
+	c.nodes[0].DoRaw("PUT", ownerapi.PathRules+"/main", rule, "text/plain", "Authorization", authztest.Bearer(c.alicePAT))
 	var refresh string
 	within(t, "node 1 grants", 2*time.Second, func() bool {
 		r := c.grant(0, authztest.WithClaims(c.ticket(t, 0), doc))

@@ -288,7 +288,20 @@ func (s *Server) ServePermission(w http.ResponseWriter, r *http.Request, caller 
 
 // RulesRefused is the answer to owners' rules that do not compile: 400
 // invalid_request with the problems.
-func RulesRefused(ce policies.CompileErrors) error { return errRulesRefused(ce) }
+func RulesRefused(ce policies.CompileErrors) error {
+	e := oauth.ErrInvalidRequest("%s", ce.Error())
+	e.Problems = ce
+	return e
+}
+
+// RulesUnavailable is the answer to an error of the rules engine that says
+// that rules could not be compiled now: 503 temporarily_unavailable with
+// Retry-After; nil for any other error.
+func RulesUnavailable(err error) *oauth.Error { return compileUnavailable(err) }
+
+// RulesFailed reports whether err, from Evaluate, is the rules' own
+// failure (the rules are at fault, not the server).
+func RulesFailed(err error) bool { return errors.As(err, new(rulesFailed)) }
 
 // DecideRequestScope approves or denies one scope of an owner's pending
 // request for the resource resourceID: the request is narrowed to that

@@ -12,7 +12,7 @@ import (
 	"github.com/caddy-uma/caddy-uma/authz/authztest"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken/claimtokentest"
-	"github.com/caddy-uma/caddy-uma/policies"
+	"github.com/caddy-uma/caddy-uma/authz/ownerapi"
 )
 
 func TestGrantNeedInfoThenRPT(t *testing.T) {
@@ -145,7 +145,7 @@ func TestGrantDeniedSubmittedApproved(t *testing.T) {
 	// Polling before approval: submitted again, one pending request only.
 	m = authztest.ExpectUMAError(t, f.Grant(url.Values{"ticket": {m["ticket"].(string)}}), "request_submitted", true)
 	ownerAuth := []string{"Authorization", authztest.Bearer(f.AlicePAT)}
-	r := f.Do("GET", authz.PathOwnerRequests, nil, ownerAuth...)
+	r := f.Do("GET", ownerapi.PathRequests, nil, ownerAuth...)
 	var list struct {
 		Requests []authz.AccessRequest `json:"requests"`
 	}
@@ -155,17 +155,17 @@ func TestGrantDeniedSubmittedApproved(t *testing.T) {
 	}
 	// Another owner sees none of them and cannot decide them.
 	bobPAT, _ := f.Server.IssuePAT(t.Context(), "rs-a", "bob")
-	if r := f.Do("GET", authz.PathOwnerRequests, nil, "Authorization", authztest.Bearer(bobPAT)); !strings.Contains(string(r.Body), `"requests":[]`) {
+	if r := f.Do("GET", ownerapi.PathRequests, nil, "Authorization", authztest.Bearer(bobPAT)); !strings.Contains(string(r.Body), `"requests":[]`) {
 		t.Fatalf("bob sees alice's requests: %s", r.Body)
 	}
-	authztest.ExpectError(t, f.Do("POST", authz.PathOwnerRequests+"/"+list.Requests[0].ID, `{"decision":"approve"}`, "Authorization", authztest.Bearer(bobPAT)), 404, "not_found")
+	authztest.ExpectError(t, f.Do("POST", ownerapi.PathRequests+"/"+list.Requests[0].ID, `{"decision":"approve"}`, "Authorization", authztest.Bearer(bobPAT)), 404, "not_found")
 
-	r = f.Do("POST", authz.PathOwnerRequests+"/"+list.Requests[0].ID, `{"decision":"approve"}`, ownerAuth...)
+	r = f.Do("POST", ownerapi.PathRequests+"/"+list.Requests[0].ID, `{"decision":"approve"}`, ownerAuth...)
 	if r.Status != 200 || r.JSON(t)["status"] != authz.RequestApproved {
 		t.Fatalf("approve: %d %s", r.Status, r.Body)
 	}
-	authztest.ExpectError(t, f.Do("POST", authz.PathOwnerRequests+"/"+list.Requests[0].ID, `{"decision":"deny"}`, ownerAuth...), 409, "invalid_request")
-	authztest.ExpectError(t, f.Do("POST", authz.PathOwnerRequests+"/"+list.Requests[0].ID, `{"decision":"maybe"}`, ownerAuth...), 400, "invalid_request")
+	authztest.ExpectError(t, f.Do("POST", ownerapi.PathRequests+"/"+list.Requests[0].ID, `{"decision":"deny"}`, ownerAuth...), 409, "invalid_request")
+	authztest.ExpectError(t, f.Do("POST", ownerapi.PathRequests+"/"+list.Requests[0].ID, `{"decision":"maybe"}`, ownerAuth...), 400, "invalid_request")
 
 	// The client's retry with the last ticket succeeds.
 	r = f.Grant(url.Values{"ticket": {m["ticket"].(string)}})
@@ -179,12 +179,12 @@ func TestGrantDeniedSubmittedApproved(t *testing.T) {
 	// A denied request answers request_denied from then on.
 	m = authztest.ExpectUMAError(t, f.Grant(authztest.WithClaims(f.LabsTicket("write"), insurer)), "request_submitted", true)
 	_ = m
-	r = f.Do("GET", authz.PathOwnerRequests+"?status=pending", nil, ownerAuth...)
+	r = f.Do("GET", ownerapi.PathRequests+"?status=pending", nil, ownerAuth...)
 	_ = json.Unmarshal(r.Body, &list)
 	if len(list.Requests) != 1 {
 		t.Fatalf("pending: %s", r.Body)
 	}
-	f.Do("POST", authz.PathOwnerRequests+"/"+list.Requests[0].ID, `{"decision":"deny"}`, ownerAuth...)
+	f.Do("POST", ownerapi.PathRequests+"/"+list.Requests[0].ID, `{"decision":"deny"}`, ownerAuth...)
 	authztest.ExpectUMAError(t, f.Grant(authztest.WithClaims(f.LabsTicket("write"), insurer)), "request_denied", false)
 }
 
@@ -316,12 +316,12 @@ allow contains "read" if input.resource.owner == "alice"
 	stranger := f.IDToken(map[string]any{"sub": "bob", "email": "bob@example.com"})
 	authztest.ExpectUMAError(t, f.Grant(authztest.WithClaims(f.LabsTicket("read"), stranger)), "request_denied", false)
 	// Bob cannot see alice's rules either.
-	r = f.Do("GET", authz.PathOwnerRules, nil, "Authorization", authztest.Bearer(bobPAT))
+	r = f.Do("GET", ownerapi.PathRules, nil, "Authorization", authztest.Bearer(bobPAT))
 	if strings.Contains(string(r.Body), "doctor@clinic.example") {
 		t.Fatalf("bob reads alice's rules: %s", r.Body)
 	}
 	// Nor dry-run on alice's resource.
-	authztest.ExpectError(t, f.Do("POST", authz.PathOwnerEvaluate, `{"resource_id":"`+f.Labs+`"}`, "Authorization", authztest.Bearer(bobPAT)), 400, "invalid_resource_id")
+	authztest.ExpectError(t, f.Do("POST", ownerapi.PathEvaluate, `{"resource_id":"`+f.Labs+`"}`, "Authorization", authztest.Bearer(bobPAT)), 400, "invalid_resource_id")
 }
 
 func TestLoopingRuleTimesOut(t *testing.T) {
@@ -447,50 +447,4 @@ func TestRPTRevocationAndIntrospection(t *testing.T) {
 	if r := f.Do("POST", authz.PathIntrospect, url.Values{"token": {rpt}}, "Authorization", authztest.Bearer(f.AlicePAT)); string(r.Body) != `{"active":false}` {
 		t.Fatalf("expired authz.RPT active: %s", r.Body)
 	}
-}
-
-func TestOwnerRulesAPI(t *testing.T) {
-	f := authztest.NewGrantFixture(t, nil)
-	auth := []string{"Authorization", authztest.Bearer(f.AlicePAT)}
-	// A syntax error is refused with its line and column.
-	r := f.PutRule(f.AlicePAT, "broken", "package uma.share\n\nallow contains \"read\" if {\n\tinput.x ==\n}\n")
-	authztest.ExpectError(t, r, 400, "invalid_request")
-	var ce struct {
-		Errors []*policies.CompileError `json:"errors"`
-	}
-	if err := json.Unmarshal(r.Body, &ce); err != nil || len(ce.Errors) == 0 || ce.Errors[0].Line == 0 || ce.Errors[0].Module != "broken" {
-		t.Fatalf("compile errors: %s", r.Body)
-	}
-	// Refused built-ins.
-	r = f.PutRule(f.AlicePAT, "net", "package uma.share\n\nallow contains \"read\" if http.send({\"method\": \"get\", \"url\": \"http://x\"}).status_code == 200\n")
-	authztest.ExpectError(t, r, 400, "invalid_request")
-	// Bad names.
-	authztest.ExpectError(t, f.PutRule(f.AlicePAT, "a%20b", "package uma.share\n"), 400, "invalid_request")
-	// JSON body.
-	r = f.Do("PUT", authz.PathOwnerRules+"/family", `{"source":"package uma.share\n\nallow contains \"read\" if input.claims.family == true\n"}`, auth...)
-	if r.Status != 200 {
-		t.Fatalf("put JSON: %d %s", r.Status, r.Body)
-	}
-	r = f.Do("GET", authz.PathOwnerRules, nil, auth...)
-	if !strings.Contains(string(r.Body), `"name":"family"`) || !strings.Contains(string(r.Body), `"name":"main"`) {
-		t.Fatalf("list: %s", r.Body)
-	}
-	if r := f.Do("GET", authz.PathOwnerRules+"/family", nil, auth...); r.Status != 200 || !strings.Contains(string(r.Body), "input.claims.family") {
-		t.Fatalf("get: %d %s", r.Status, r.Body)
-	}
-	// Dry run, saved rules and unsaved ones.
-	r = f.Do("POST", authz.PathOwnerEvaluate, `{"resource_id":"`+f.Labs+`","scopes":["read","write"],"claims":{"email":"doctor@clinic.example"}}`, auth...)
-	if r.Status != 200 || !strings.Contains(string(r.Body), `"granted":["read","write"]`) {
-		t.Fatalf("dry run: %d %s", r.Status, r.Body)
-	}
-	r = f.Do("POST", authz.PathOwnerEvaluate, `{"resource_id":"`+f.Labs+`","scopes":["read"],"claims":{"family":true},"rules":{"x":"package uma.share\n\nallow contains \"delete\" if true\n"}}`, auth...)
-	if r.Status != 200 || !strings.Contains(string(r.Body), `"granted":[]`) {
-		t.Fatalf("dry run with unsaved rules: %d %s", r.Status, r.Body)
-	}
-	if r := f.Do("DELETE", authz.PathOwnerRules+"/family", nil, auth...); r.Status != 204 {
-		t.Fatalf("delete: %d", r.Status)
-	}
-	authztest.ExpectError(t, f.Do("DELETE", authz.PathOwnerRules+"/family", nil, auth...), 404, "not_found")
-	authztest.ExpectError(t, f.Do("GET", authz.PathOwnerRules+"/family", nil, auth...), 404, "not_found")
-	authztest.ExpectError(t, f.Do("GET", authz.PathOwnerRules, nil), 401, "invalid_token")
 }

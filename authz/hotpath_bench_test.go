@@ -12,6 +12,7 @@ import (
 	"github.com/caddy-uma/caddy-uma/authz"
 	"github.com/caddy-uma/caddy-uma/authz/authztest"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
+	"github.com/caddy-uma/caddy-uma/authz/ownerapi"
 )
 
 // The hot paths of the AS, each through its exported API or its HTTP
@@ -38,7 +39,7 @@ func newGrantBench(b *testing.B, resources int) *grantBench {
 	if err != nil {
 		b.Fatal(err)
 	}
-	if rec := serve(b, srv, "PUT", authz.PathOwnerRules+"/main", authztest.AliceRules, "text/plain", "Bearer "+pat); rec.Code != http.StatusOK {
+	if rec := serve(b, ownerapi.New(srv), "PUT", ownerapi.PathRules+"/main", authztest.AliceRules, "text/plain", "Bearer "+pat); rec.Code != http.StatusOK {
 		b.Fatal(rec.Code, rec.Body.String())
 	}
 	g := &grantBench{srv: srv, pat: pat, app: authztest.BasicAuth("app", authztest.AppSecret),

@@ -9,6 +9,7 @@ import (
 
 	"github.com/caddy-uma/caddy-uma/authz"
 	"github.com/caddy-uma/caddy-uma/authz/authztest"
+	"github.com/caddy-uma/caddy-uma/authz/ownerapi"
 	"github.com/caddy-uma/caddy-uma/authz/people"
 )
 
@@ -75,14 +76,14 @@ func TestIsolationMatrix(t *testing.T) {
 				return f.Do("POST", authz.PathResourceSet, `{"name":"x","resource_scopes":["read"],"owner":"alice"}`, auth...)
 			})
 		}
-		add("read the rule", func() authztest.Response { return f.Do("GET", authz.PathOwnerRules+"/main", nil, auth...) })
-		add("delete the rule", func() authztest.Response { return f.Do("DELETE", authz.PathOwnerRules+"/main", nil, auth...) })
+		add("read the rule", func() authztest.Response { return f.Do("GET", ownerapi.PathRules+"/main", nil, auth...) })
+		add("delete the rule", func() authztest.Response { return f.Do("DELETE", ownerapi.PathRules+"/main", nil, auth...) })
 		add("evaluate on the resource", func() authztest.Response {
-			return f.Do("POST", authz.PathOwnerEvaluate, `{"resource_id":"`+f.Labs+`"}`, auth...)
+			return f.Do("POST", ownerapi.PathEvaluate, `{"resource_id":"`+f.Labs+`"}`, auth...)
 		})
-		add("read the request", func() authztest.Response { return f.Do("GET", authz.PathOwnerRequests+"/"+request, nil, auth...) })
+		add("read the request", func() authztest.Response { return f.Do("GET", ownerapi.PathRequests+"/"+request, nil, auth...) })
 		add("approve the request", func() authztest.Response {
-			return f.Do("POST", authz.PathOwnerRequests+"/"+request, `{"decision":"approve"}`, auth...)
+			return f.Do("POST", ownerapi.PathRequests+"/"+request, `{"decision":"approve"}`, auth...)
 		})
 	}
 	// The tokens, by other clients.

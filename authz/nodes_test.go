@@ -14,6 +14,7 @@ import (
 	"github.com/caddy-uma/caddy-uma/authz/authztest"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken/claimtokentest"
+	"github.com/caddy-uma/caddy-uma/authz/ownerapi"
 	"github.com/caddy-uma/caddy-uma/store"
 	"github.com/caddy-uma/caddy-uma/store/pgstore"
 	"github.com/caddy-uma/caddy-uma/store/pgstore/pgtest"
@@ -111,7 +112,7 @@ func TestNodesShareTicketsOnce(t *testing.T) {
 	c := newCluster(t, 2)
 	doc := c.idToken(t, map[string]any{"sub": "doc-1", "email": "doc@example.org"})
 	rule := "package uma.share\n\nimport data.uma.lib\n\nallow contains \"read\" if lib.is_email(\"doc@example.org\")\n"
-	c.nodes[0].DoRaw("PUT", authz.PathOwnerRules+"/main", rule, "text/plain", "Authorization", authztest.Bearer(c.alicePAT))
+	c.nodes[0].DoRaw("PUT", ownerapi.PathRules+"/main", rule, "text/plain", "Authorization", authztest.Bearer(c.alicePAT))
 
 	// A ticket from node 1 redeemed on node 2; a second redemption on node 1 refused.
 	tk := c.ticket(t, 0)
@@ -152,7 +153,7 @@ func TestNodesSeeRuleChanges(t *testing.T) {
 	c := newCluster(t, 2)
 	bob := c.idToken(t, map[string]any{"sub": "bob", "email": "bob@example.org"})
 	put := func(src string) {
-		if r := c.nodes[0].DoRaw("PUT", authz.PathOwnerRules+"/main", src, "text/plain", "Authorization", authztest.Bearer(c.alicePAT)); r.Status != 200 {
+		if r := c.nodes[0].DoRaw("PUT", ownerapi.PathRules+"/main", src, "text/plain", "Authorization", authztest.Bearer(c.alicePAT)); r.Status != 200 {
 			t.Fatalf("rule: %d %s", r.Status, r.Body)
 		}
 	}
@@ -211,7 +212,7 @@ func TestNodesRulesWhileTheFeedIsDown(t *testing.T) {
 	bob := c.idToken(t, map[string]any{"sub": "bob", "email": "bob@example.org"})
 	put := func(src string) {
 		t.Helper()
-		if r := c.nodes[0].DoRaw("PUT", authz.PathOwnerRules+"/main", src, "text/plain", "Authorization", authztest.Bearer(c.alicePAT)); r.Status != 200 {
+		if r := c.nodes[0].DoRaw("PUT", ownerapi.PathRules+"/main", src, "text/plain", "Authorization", authztest.Bearer(c.alicePAT)); r.Status != 200 {
 			t.Fatalf("rule: %d %s", r.Status, r.Body)
 		}
 	}

@@ -59,13 +59,6 @@ func (s *Server) routeTable() []route {
 		{path: PathResourceSet, methods: []method{onGet(pat(s.listResources)), onPost(pat(s.createResource))}, refuse: protectionRefusal, authenticate: s.patCaller, collection: true},
 		{path: PathResourceSet + "/{id}", methods: []method{onGet(pat(s.readResource)), onPut(pat(s.updateResource)), onDelete(pat(s.deleteResource))}, refuse: protectionRefusal, authenticate: s.patCaller},
 		{path: PathPermission, methods: []method{onPost(pat(s.servePermission))}, refuse: oauthRefusal, authenticate: s.patCaller},
-		// The owner API, behind the owner's PAT.
-		{path: PathOwnerRules, methods: []method{onGet(pat(s.listRules))}, refuse: oauthRefusal, authenticate: s.patCaller, collection: true},
-		{path: PathOwnerRules + "/{name}", methods: []method{onGet(pat(s.readRule)), onPut(pat(s.putRule)), onDelete(pat(s.deleteRule))}, refuse: protectionRefusal, authenticate: s.patCaller},
-		{path: PathOwnerEvaluate, methods: []method{onPost(pat(s.serveEvaluate))}, refuse: oauthRefusal, authenticate: s.patCaller},
-		{path: PathOwnerTests, methods: []method{onPost(pat(s.runTests))}, refuse: oauthRefusal, authenticate: s.patCaller},
-		{path: PathOwnerRequests, methods: []method{onGet(pat(s.listRequests))}, refuse: oauthRefusal, authenticate: s.patCaller, collection: true},
-		{path: PathOwnerRequests + "/{id}", methods: []method{onGet(pat(s.readRequest)), onPost(pat(s.decideRequest))}, refuse: protectionRefusal, authenticate: s.patCaller},
 	}
 	if s.registration != nil {
 		routes = append(routes, route{path: PathRegister, methods: []method{onPost(s.serveRegister)}, refuse: oauthRefusal})

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddy-uma/caddy-uma/authz"
 	"github.com/caddy-uma/caddy-uma/authz/authztest"
+	"github.com/caddy-uma/caddy-uma/authz/ownerapi"
 )
 
 // hostileModule is the audit's module: 30 KB, a chain of 15,000 additions,
@@ -73,8 +73,8 @@ func TestHostileRulesAreRefusedBeforeCompiling(t *testing.T) {
 	tests := []struct {
 		name, method, path, body, contentType string
 	}{
-		{"dry run", "POST", authz.PathOwnerEvaluate, draftBody(t, f.Labs, hostileModule), "application/json"},
-		{"saving a rule", "PUT", authz.PathOwnerRules + "/hostile", hostileModule, "text/plain"},
+		{"dry run", "POST", ownerapi.PathEvaluate, draftBody(t, f.Labs, hostileModule), "application/json"},
+		{"saving a rule", "PUT", ownerapi.PathRules + "/hostile", hostileModule, "text/plain"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -99,7 +99,7 @@ func TestHostileRulesAreRefusedBeforeCompiling(t *testing.T) {
 		})
 	}
 	// Nothing was saved.
-	authztest.ExpectError(t, f.Do("GET", authz.PathOwnerRules+"/hostile", nil, "Authorization", authztest.Bearer(f.AlicePAT)), 404, "not_found")
+	authztest.ExpectError(t, f.Do("GET", ownerapi.PathRules+"/hostile", nil, "Authorization", authztest.Bearer(f.AlicePAT)), 404, "not_found")
 }
 
 // TestConcurrentCompilesAreLimited shows that an owner gets one compilation
@@ -126,7 +126,7 @@ func TestConcurrentCompilesAreLimited(t *testing.T) {
 		answers := make([]authztest.Response, 2)
 		for i := range answers {
 			wg.Go(func() {
-				r, err := send(ctx, t, f.AS, "POST", authz.PathOwnerEvaluate, draftBody(t, box, heavyModule(2*round+i)), "application/json", malloryPAT)
+				r, err := send(ctx, t, f.AS, "POST", ownerapi.PathEvaluate, draftBody(t, box, heavyModule(2*round+i)), "application/json", malloryPAT)
 				if err != nil {
 					t.Errorf("dry run: %v", err)
 				}

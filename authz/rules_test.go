@@ -13,6 +13,7 @@ import (
 
 	"github.com/caddy-uma/caddy-uma/authz"
 	"github.com/caddy-uma/caddy-uma/authz/authztest"
+	"github.com/caddy-uma/caddy-uma/authz/ownerapi"
 )
 
 // writeRule writes a rule file under dir atomically, as the watcher wants.
@@ -180,7 +181,7 @@ func TestPolicyDirectoryIsWatched(t *testing.T) {
 	authztest.ExpectUMAError(t, f.Grant(authztest.WithClaims(ticket(), eve)), "request_denied", false)
 
 	// The directory's rules are listed read-only in the owner API.
-	r := f.Do("GET", authz.PathOwnerRules, nil, "Authorization", authztest.Bearer(carolPAT))
+	r := f.Do("GET", ownerapi.PathRules, nil, "Authorization", authztest.Bearer(carolPAT))
 	if !strings.Contains(string(r.Body), `"name":"dir/share.rego"`) || !strings.Contains(string(r.Body), `"read_only":true`) {
 		t.Fatalf("rules list: %s", r.Body)
 	}

@@ -15,7 +15,6 @@
 //	{issuer}/resource_set[/{_id}]             resource registration
 //	{issuer}/permission                       permission tickets
 //	{issuer}/register                         RFC 7591 dynamic client registration (when on)
-//	{issuer}/owner/...                        the owner API (rules, dry runs, requests), behind the owner's PAT
 //
 // routes.go holds the route table; each grant of the token endpoint has
 // its own file (grant_*.go).
@@ -23,7 +22,9 @@
 // With Config.LoginPages, package people serves the pages people see under
 // the same issuer path (login, {issuer}/authorize, {issuer}/claims,
 // {issuer}/console), through this package's exported API; this package
-// only advertises them. With Keycloak compatibility, package keycloak
+// only advertises them. Package ownerapi serves the owner API
+// ({issuer}/owner/...: rules, dry runs, requests, behind the owner's PAT)
+// the same way. With Keycloak compatibility, package keycloak
 // serves Keycloak's paths under the issuer the same way (extension.go:
 // route tables, the token endpoint in a Dialect, the protection API for a
 // PAT caller).

@@ -27,6 +27,7 @@ import (
 	"github.com/caddy-uma/caddy-uma/authz"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
 	"github.com/caddy-uma/caddy-uma/authz/keycloak"
+	"github.com/caddy-uma/caddy-uma/authz/ownerapi"
 	"github.com/caddy-uma/caddy-uma/authz/people"
 	"github.com/caddy-uma/caddy-uma/authz/urlcheck"
 	"github.com/caddy-uma/caddy-uma/policies"
@@ -186,6 +187,8 @@ type appState struct {
 	// keycloak are Keycloak's paths (nil outside compat mode), published
 	// with server.
 	keycloak atomic.Pointer[keycloak.Compat]
+	// ownerAPI is the owner API, published with server.
+	ownerAPI atomic.Pointer[ownerapi.API]
 	// started is closed by a successful Start, after server is published.
 	started chan struct{}
 	// store is the database as the storage backend opened it, and
@@ -546,6 +549,7 @@ func (a *App) Start() error {
 		}
 		a.state.pages.Store(pages)
 	}
+	a.state.ownerAPI.Store(ownerapi.New(srv))
 	a.state.server.Store(srv)
 	close(a.state.started)
 	a.logger.Info("authorization server started",

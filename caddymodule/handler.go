@@ -9,6 +9,7 @@ import (
 
 	"github.com/caddy-uma/caddy-uma/authz/keycloak"
 	"github.com/caddy-uma/caddy-uma/authz/oauth"
+	"github.com/caddy-uma/caddy-uma/authz/ownerapi"
 	"github.com/caddy-uma/caddy-uma/authz/people"
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -39,7 +40,8 @@ type Handler struct {
 const startWait = 5 * time.Second
 
 // endpoints is what the handler needs of the authorization server;
-// people.Endpoints implements it, and keycloak.Endpoints in compat mode.
+// ownerapi.Endpoints implements it (the owner API joined with
+// people.Endpoints), and keycloak.Endpoints in compat mode.
 type endpoints interface {
 	http.Handler
 	// Handles reports whether path is one the server serves.
@@ -63,7 +65,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.live = func(ctx context.Context) endpoints {
 		// Return a nil interface, not a typed nil value.
 		if srv := app.awaitRunning(ctx, startWait); srv != nil {
-			paths := people.Endpoints{AS: srv, Site: app.state.pages.Load()}
+			paths := ownerapi.Endpoints{API: app.state.ownerAPI.Load(), Next: people.Endpoints{AS: srv, Site: app.state.pages.Load()}}
 			if kc := app.state.keycloak.Load(); kc != nil {
 				return keycloak.Endpoints{Compat: kc, Next: paths}
 			}

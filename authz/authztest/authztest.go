@@ -20,6 +20,7 @@ import (
 	"github.com/caddy-uma/caddy-uma/authz"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken/claimtokentest"
+	"github.com/caddy-uma/caddy-uma/authz/ownerapi"
 	"github.com/caddy-uma/caddy-uma/store"
 	"github.com/caddy-uma/caddy-uma/store/badgerstore"
 )
@@ -57,16 +58,18 @@ var Clients = []authz.Client{
 const AppSecret = "app secret:with&chars"
 
 // AS is an authorization server on an httptest server. Its issuer is
-// {HTTP.URL}/uma. Mux serves the AS (or what SetRoot says) at "/"; tests
-// may add handlers.
+// {HTTP.URL}/uma. Mux serves the AS with its owner API (or what SetRoot
+// says) at "/"; tests may add handlers.
 type AS struct {
 	T      *testing.T
 	Server *authz.Server
-	HTTP   *httptest.Server
-	Mux    *http.ServeMux
-	Store  store.Store
-	Clock  *Clock
-	Issuer string
+	// OwnerAPI is the owner API of Server.
+	OwnerAPI *ownerapi.API
+	HTTP     *httptest.Server
+	Mux      *http.ServeMux
+	Store    store.Store
+	Clock    *Clock
+	Issuer   string
 
 	mu   sync.RWMutex
 	root http.Handler
@@ -84,6 +87,12 @@ func (as *AS) serveRoot(w http.ResponseWriter, r *http.Request) {
 	h := as.root
 	as.mu.RUnlock()
 	h.ServeHTTP(w, r)
+}
+
+// WithOwnerAPI joins the owner API with next (the AS, or the AS with its
+// pages), as the uma_server handler serves them.
+func (as *AS) WithOwnerAPI(next ownerapi.Paths) ownerapi.Endpoints {
+	return ownerapi.Endpoints{API: as.OwnerAPI, Next: next}
 }
 
 // OpenStore opens a Badger store in dir.
@@ -149,7 +158,8 @@ func newNode(t *testing.T, st store.Store, issuer string, clock *Clock, mod func
 	}
 	t.Cleanup(func() { srv.Close() })
 	as.Server = srv
-	as.root = srv
+	as.OwnerAPI = ownerapi.New(srv)
+	as.root = as.WithOwnerAPI(srv)
 	as.Mux.HandleFunc("/", as.serveRoot)
 	return as
 }
@@ -323,7 +333,7 @@ func NewGrantFixture(t *testing.T, mod func(*authz.Config)) *GrantFixture {
 // PutRule stores a rule module through the owner API, as the PAT's owner.
 func (f *GrantFixture) PutRule(pat, name, src string) Response {
 	f.T.Helper()
-	return f.DoRaw("PUT", authz.PathOwnerRules+"/"+name, src, "text/plain", "Authorization", Bearer(pat))
+	return f.DoRaw("PUT", ownerapi.PathRules+"/"+name, src, "text/plain", "Authorization", Bearer(pat))
 }
 
 // Ticket asks the permission endpoint for a ticket, as rs-a for alice.

@@ -88,7 +88,7 @@ func NewPeopleFixture(t *testing.T, mod func(*authz.Config, *people.Config)) *Pe
 	}
 	t.Cleanup(func() { site.Close() })
 	pf := &PeopleFixture{GrantFixture: f, Site: site}
-	f.SetRoot(people.Endpoints{AS: f.Server, Site: site})
+	f.SetRoot(f.WithOwnerAPI(people.Endpoints{AS: f.Server, Site: site}))
 	return pf
 }
 

@@ -18,6 +18,7 @@ import (
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken/claimtokentest"
 	"github.com/caddy-uma/caddy-uma/authz/keycloak"
+	"github.com/caddy-uma/caddy-uma/authz/ownerapi"
 )
 
 // keycloakTokenFixture is the grant fixture under a Keycloak issuer
@@ -373,7 +374,7 @@ func TestKeycloakDenials(t *testing.T) {
 		authztest.ExpectError(t, f.kcToken(url.Values{"ticket": {tk}}, "Authorization", authztest.Bearer(f.doctor())), 403, "invalid_ticket")
 	})
 	t.Run("only the submitted request was filed", func(t *testing.T) {
-		r := f.Do("GET", authz.PathOwnerRequests, nil, "Authorization", authztest.Bearer(f.AlicePAT))
+		r := f.Do("GET", ownerapi.PathRequests, nil, "Authorization", authztest.Bearer(f.AlicePAT))
 		if r.Status != 200 {
 			t.Fatalf("%d %s", r.Status, r.Body)
 		}

@@ -243,7 +243,8 @@ func (s *Site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // Endpoints serves, under one issuer, the AS's endpoints and the pages
-// (when Site is not nil): what the uma_server handler serves.
+// (when Site is not nil): what the uma_server handler serves, with the
+// owner API (ownerapi.Endpoints).
 type Endpoints struct {
 	AS   *authz.Server
 	Site *Site

@@ -15,6 +15,7 @@ import (
 	"github.com/caddy-uma/caddy-uma/authz/authztest"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken/claimtokentest"
+	"github.com/caddy-uma/caddy-uma/authz/ownerapi"
 	"github.com/caddy-uma/caddy-uma/authz/pep"
 )
 
@@ -27,7 +28,8 @@ import (
 // they grant read, as the co-hosted enforcement point of rs-a sees it.
 type enforcerBench struct {
 	srv     *authz.Server
-	pat     string // rs-a's PAT acting for alice
+	paths   http.Handler // the AS's paths with the owner API
+	pat     string       // rs-a's PAT acting for alice
 	idToken string
 }
 
@@ -48,9 +50,9 @@ func newEnforcerBench(b *testing.B) *enforcerBench {
 	if err != nil {
 		b.Fatal(err)
 	}
-	eb := &enforcerBench{srv: srv, pat: pat,
+	eb := &enforcerBench{srv: srv, paths: ownerapi.Endpoints{API: ownerapi.New(srv), Next: srv}, pat: pat,
 		idToken: idp.Sign(b, map[string]any{"aud": "app", "sub": "doc", "email": "doctor@clinic.example"})}
-	if rec := eb.serve("PUT", authz.PathOwnerRules+"/main", authztest.AliceRules, "text/plain", "Bearer "+pat); rec.Code != http.StatusOK {
+	if rec := eb.serve("PUT", ownerapi.PathRules+"/main", authztest.AliceRules, "text/plain", "Bearer "+pat); rec.Code != http.StatusOK {
 		b.Fatal(rec.Code, rec.Body.String())
 	}
 	return eb
@@ -61,7 +63,7 @@ func (eb *enforcerBench) serve(method, path, body, ctype, auth string) *httptest
 	req.Header.Set("Content-Type", ctype)
 	req.Header.Set("Authorization", auth)
 	rec := httptest.NewRecorder()
-	eb.srv.ServeHTTP(rec, req)
+	eb.paths.ServeHTTP(rec, req)
 	return rec
 }
 

@@ -1,4 +1,4 @@
-package authz_test
+package ownerapi_test
 
 import (
 	"os"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/caddy-uma/caddy-uma/authz"
 	"github.com/caddy-uma/caddy-uma/authz/authztest"
+	"github.com/caddy-uma/caddy-uma/authz/ownerapi"
 )
 
 const aliceTests = `package uma.share_test
@@ -39,7 +40,7 @@ func TestOwnerRuleTests(t *testing.T) {
 	}
 	f := authztest.NewGrantFixture(t, func(c *authz.Config) { c.PolicyDir = dir })
 	pat := authztest.Bearer(f.AlicePAT)
-	tests := func() authztest.Response { return f.Do("POST", authz.PathOwnerTests, nil, "Authorization", pat) }
+	tests := func() authztest.Response { return f.Do("POST", ownerapi.PathTests, nil, "Authorization", pat) }
 
 	if r := f.PutRule(f.AlicePAT, "main_test.rego", aliceTests); r.Status != 200 {
 		t.Fatalf("saving a test: %d %s", r.Status, r.Body)
@@ -99,7 +100,7 @@ func TestOwnerRuleTests(t *testing.T) {
 		t.Errorf("granted %v", perms)
 	}
 
-	if r := f.Do("DELETE", authz.PathOwnerRules+"/main_test.rego", nil, "Authorization", pat); r.Status != 204 {
+	if r := f.Do("DELETE", ownerapi.PathRules+"/main_test.rego", nil, "Authorization", pat); r.Status != 204 {
 		t.Fatalf("deleting a test: %d %s", r.Status, r.Body)
 	}
 	if r := tests(); r.Status != 200 || len(r.JSON(t)["results"].([]any)) != 1 {
@@ -108,7 +109,7 @@ func TestOwnerRuleTests(t *testing.T) {
 
 	// Without tests at all: 404; the route takes POST only.
 	noTests := authztest.NewGrantFixture(t, nil)
-	authztest.ExpectError(t, noTests.Do("POST", authz.PathOwnerTests, nil, "Authorization", authztest.Bearer(noTests.AlicePAT)), 404, "not_found")
-	authztest.ExpectError(t, noTests.Do("GET", authz.PathOwnerTests, nil, "Authorization", authztest.Bearer(noTests.AlicePAT)), 405, "invalid_request")
-	authztest.ExpectError(t, noTests.Do("POST", authz.PathOwnerTests, nil), 401, "invalid_token")
+	authztest.ExpectError(t, noTests.Do("POST", ownerapi.PathTests, nil, "Authorization", authztest.Bearer(noTests.AlicePAT)), 404, "not_found")
+	authztest.ExpectError(t, noTests.Do("GET", ownerapi.PathTests, nil, "Authorization", authztest.Bearer(noTests.AlicePAT)), 405, "invalid_request")
+	authztest.ExpectError(t, noTests.Do("POST", ownerapi.PathTests, nil), 401, "invalid_token")
 }
