@@ -17,6 +17,9 @@ import (
 // that registering a resource by name is idempotent.
 const nsResourceName = "resource_name"
 
+// sep separates the parts of a store key.
+const sep = "\x00"
+
 // ErrTooManyNewResources means that resources are being registered on
 // first sight faster than Config.NewResourceRate allows.
 var ErrTooManyNewResources = errors.New("too many new resources registered on first sight; try again later")

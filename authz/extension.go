@@ -2,13 +2,10 @@ package authz
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 	"math"
 	"net/http"
 	"net/url"
-	"slices"
 	"time"
 
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
@@ -302,39 +299,3 @@ func RulesUnavailable(err error) *oauth.Error { return compileUnavailable(err) }
 // RulesFailed reports whether err, from Evaluate, is the rules' own
 // failure (the rules are at fault, not the server).
 func RulesFailed(err error) bool { return errors.As(err, new(rulesFailed)) }
-
-// DecideRequestScope approves or denies one scope of an owner's pending
-// request for the resource resourceID: the request is narrowed to that
-// scope and decided, and its other scopes stay pending as a request of
-// their own. ErrNoSuchRequest when the owner has no such pending request
-// with that scope.
-func (s *Server) DecideRequestScope(ctx context.Context, owner, resourceID, id, scope string, approve bool) error {
-	req, err := s.Request(ctx, owner, id)
-	if errors.Is(err, ErrNoSuchRequest) || (err == nil && (req.ResourceID != resourceID || req.Status != RequestPending || !slices.Contains(req.Scopes, scope))) {
-		return ErrNoSuchRequest
-	}
-	if err != nil {
-		return err
-	}
-	if rest := slices.DeleteFunc(slices.Clone(req.Scopes), func(sc string) bool { return sc == scope }); len(rest) > 0 {
-		other := req
-		other.Scopes = rest
-		if _, err := s.FileRequest(ctx, other); err != nil {
-			return fmt.Errorf("filing the request's other scopes: %w", err)
-		}
-		req.Scopes = []string{scope}
-		val, err := json.Marshal(req)
-		if err != nil {
-			return err
-		}
-		if err := s.store.Put(ctx, nsRequest, req.Owner+sep+req.ID, val, time.Time{}); err != nil {
-			return fmt.Errorf("storing a request: %w", err)
-		}
-	}
-	if _, err := s.DecideRequest(ctx, owner, req.ID, approve); errors.Is(err, ErrRequestDecided) {
-		return ErrNoSuchRequest
-	} else if err != nil {
-		return err
-	}
-	return nil
-}

@@ -51,14 +51,6 @@ var (
 	ErrNoSuchRule     = owners.ErrNoSuchRule
 )
 
-// sep separates the parts of a store key.
-const sep = "\x00"
-
-// nsRequest is the namespace of access requests, which
-// DecideRequestScope narrows (extension.go; Keycloak's permission
-// tickets).
-const nsRequest = owners.NamespaceRequests
-
 // OwnerResource returns one of owner's resources; any other is
 // ErrNoSuchResource.
 func (s *Server) OwnerResource(ctx context.Context, owner, id string) (store.Resource, error) {
@@ -77,10 +69,6 @@ func (s *Server) OwnerResources(ctx context.Context, owner string) ([]store.Reso
 
 // ResourceShares returns the live shares of one of owner's resources.
 func (s *Server) ResourceShares(ctx context.Context, owner, resourceID string) ([]Share, error) {
-	return s.shares.ResourceShares(ctx, owner, resourceID)
-}
-
-func (s *Server) sharesOf(ctx context.Context, owner, resourceID string) ([]Share, error) {
 	return s.shares.ResourceShares(ctx, owner, resourceID)
 }
 
@@ -145,6 +133,13 @@ func (s *Server) Requests(ctx context.Context, owner string) ([]AccessRequest, e
 // restricted to the requesting client.
 func (s *Server) DecideRequest(ctx context.Context, owner, id string, approve bool) (AccessRequest, error) {
 	return s.requests.DecideRequest(ctx, owner, id, approve)
+}
+
+// DecideRequestScope approves or denies one scope of an owner's pending
+// request for the resource resourceID (owners.Requests.DecideScope):
+// Keycloak's permission tickets.
+func (s *Server) DecideRequestScope(ctx context.Context, owner, resourceID, id, scope string, approve bool) error {
+	return s.requests.DecideScope(ctx, owner, resourceID, id, scope, approve)
 }
 
 // Rules returns an owner's rule modules, those from the operator directory

@@ -155,3 +155,39 @@ func (q *Requests) DecideRequest(ctx context.Context, owner, id string, approve 
 	q.opts.Log.Info("access request "+req.Status, ownerField(owner), resourceField(req.ResourceID))
 	return req, nil
 }
+
+// DecideScope approves or denies one scope of an owner's pending request
+// for the resource resourceID: the request is narrowed to that scope and
+// decided, and its other scopes stay pending as a request of their own.
+// ErrNoSuchRequest when the owner has no such pending request with that
+// scope.
+func (q *Requests) DecideScope(ctx context.Context, owner, resourceID, id, scope string, approve bool) error {
+	req, err := q.Request(ctx, owner, id)
+	if errors.Is(err, ErrNoSuchRequest) || (err == nil && (req.ResourceID != resourceID || req.Status != RequestPending || !slices.Contains(req.Scopes, scope))) {
+		return ErrNoSuchRequest
+	}
+	if err != nil {
+		return err
+	}
+	if rest := slices.DeleteFunc(slices.Clone(req.Scopes), func(sc string) bool { return sc == scope }); len(rest) > 0 {
+		other := req
+		other.Scopes = rest
+		if _, err := q.FileRequest(ctx, other); err != nil {
+			return fmt.Errorf("filing the request's other scopes: %w", err)
+		}
+		req.Scopes = []string{scope}
+		val, err := json.Marshal(req)
+		if err != nil {
+			return err
+		}
+		if err := q.opts.Store.Put(ctx, NamespaceRequests, req.Owner+sep+req.ID, val, time.Time{}); err != nil {
+			return fmt.Errorf("storing a request: %w", err)
+		}
+	}
+	if _, err := q.DecideRequest(ctx, owner, req.ID, approve); errors.Is(err, ErrRequestDecided) {
+		return ErrNoSuchRequest
+	} else if err != nil {
+		return err
+	}
+	return nil
+}
