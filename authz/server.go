@@ -42,6 +42,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
+	"github.com/caddy-uma/caddy-uma/authz/signing"
 	"github.com/caddy-uma/caddy-uma/authz/urlcheck"
 	"github.com/caddy-uma/caddy-uma/policies"
 	"github.com/caddy-uma/caddy-uma/store"
@@ -84,7 +85,7 @@ type Server struct {
 	// dummySum is compared against when a client is unknown, so that
 	// unknown and known clients take the same time.
 	dummySum  [32]byte
-	keys      *keyRing
+	keys      *signing.KeyRing
 	tickets   cipher.AEAD
 	patTTL    time.Duration
 	ticketTTL time.Duration
@@ -203,9 +204,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	alg := cfg.SigningAlg
 	if alg == "" {
-		alg = SigningAlgorithms[0]
+		alg = signing.Algorithms[0]
 	}
-	if err := CheckSigningAlg(alg); err != nil {
+	if err := signing.CheckAlg(alg); err != nil {
 		return nil, err
 	}
 	for _, c := range cfg.Clients {
@@ -213,14 +214,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("client %q: rpt_format keycloak needs signing_alg RS256 (keycloak-connect verifies RS256 only), not %s", c.ID, alg)
 		}
 	}
-	s.keys = &keyRing{
-		store:     cfg.Store,
-		alg:       alg,
-		rotation:  cfg.KeyRotation,
-		retention: s.rptTTL,
-		now:       s.now,
-	}
-	if err := s.keys.load(ctx); err != nil {
+	s.keys, err = signing.Open(ctx, signing.Options{
+		Store: cfg.Store, Alg: alg, Rotation: cfg.KeyRotation, Retention: s.rptTTL, Now: s.now,
+	})
+	if err != nil {
 		return nil, fmt.Errorf("loading signing keys: %w", err)
 	}
 	if s.tickets, err = loadTicketCipher(ctx, cfg.Store); err != nil {
