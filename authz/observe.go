@@ -1,8 +1,10 @@
 package authz
 
 import (
+	"net/http"
 	"time"
 
+	"github.com/caddy-uma/caddy-uma/authz/audit"
 	"github.com/caddy-uma/caddy-uma/authz/oauth"
 	"github.com/caddy-uma/caddy-uma/policies"
 )
@@ -14,69 +16,123 @@ import (
 type Observer interface {
 	policies.Observer
 	// TokenAnswered reports one answer of the token endpoint.
-	TokenAnswered(TokenAnswer)
+	TokenAnswered(audit.TokenAnswer)
 }
 
-// TokenAnswer is one answer of the token endpoint, as an Observer sees it:
-// only values from small fixed sets, fit for metric labels.
-type TokenAnswer struct {
-	// GrantType is the request's grant_type: one of the GrantType
-	// constants, GrantTypeNone when it named none, GrantTypeOther for
-	// any other value.
-	GrantType string
-	// Code is the error code of the answer, "" when tokens were issued
-	// (or, for Keycloak's response_mode=decision, access granted).
-	Code oauth.Code
-	// Decision is the outcome of a UMA grant request whose permissions
-	// were decided; "" for other grants and for requests refused before
-	// (a bad ticket or client, a server fault).
-	Decision GrantDecision
-	// Elapsed is how long the answer took.
-	Elapsed time.Duration
-}
-
-// Grant types of a TokenAnswer besides the GrantType constants.
+// Grant types of an audit.TokenAnswer besides the GrantType constants.
 const (
 	GrantTypeNone  = "none"
 	GrantTypeOther = "other"
 )
 
-// GrantDecision is the outcome of a UMA grant request (UMA Grant section
-// 3.3): a metric label and the outcome of its audit line.
-type GrantDecision string
-
-// Outcomes of a UMA grant request.
-const (
-	// GrantGranted: an RPT (something was granted).
-	GrantGranted GrantDecision = "granted"
-	// GrantNeedInfo: need_info, more about the requesting party is needed.
-	GrantNeedInfo GrantDecision = "need_info"
-	// GrantRequestSubmitted: request_submitted, the owner was asked.
-	GrantRequestSubmitted GrantDecision = "request_submitted"
-	// GrantRequestDenied: request_denied (and Keycloak's access_denied
-	// of the ticketless form): nothing was granted.
-	GrantRequestDenied GrantDecision = "request_denied"
-)
-
-// grantDecision returns the decision a UMA grant's answer code stands
-// for, or "" when the answer is no decision.
-func grantDecision(code oauth.Code) GrantDecision {
-	switch code {
-	case "":
-		return GrantGranted
-	case oauth.NeedInfo:
-		return GrantNeedInfo
-	case oauth.RequestSubmitted:
-		return GrantRequestSubmitted
-	case oauth.RequestDenied, oauth.AccessDenied:
-		return GrantRequestDenied
-	}
-	return ""
-}
-
 // nopObserver is the Observer of a Server without one.
 type nopObserver struct{}
 
-func (nopObserver) Compiled(time.Duration, error)  {}
-func (nopObserver) Evaluated(time.Duration, error) {}
-func (nopObserver) TokenAnswered(TokenAnswer)      {}
+func (nopObserver) Compiled(time.Duration, error)   {}
+func (nopObserver) Evaluated(time.Duration, error)  {}
+func (nopObserver) TokenAnswered(audit.TokenAnswer) {}
+
+// Every answer of the token endpoint is reported to the Observer and
+// written to the audit trail (Config.Audit, in the format of package
+// audit). tokenAudit gathers, while the request is answered, what it
+// decided.
+
+// auditOutcomes are the audit outcomes of the decision on one resource,
+// by the history's outcome.
+var auditOutcomes = map[string]string{
+	OutcomeGranted: audit.Granted,
+	OutcomePartly:  audit.PartlyGranted,
+	OutcomeRefused: audit.Refused,
+	OutcomeError:   audit.Failed,
+}
+
+// tokenAudit gathers what one token request decided, for its audit line
+// and the Observer.
+type tokenAudit struct {
+	start     time.Time
+	grantType string
+	client    string
+	subject   string
+	issuer    string
+	decisions []audit.Decision
+	// submitted says that the owner was asked, in an answer whose code
+	// does not say so (Keycloak's access_denied, request_submitted).
+	submitted bool
+}
+
+// decided records the evaluation of the owner's rules on one resource of
+// a UMA grant request (err: it failed). It does nothing on a nil
+// tokenAudit.
+func (a *tokenAudit) decided(g *grantState, p requestedPermission, ev evaluation, err error) {
+	if a == nil {
+		return
+	}
+	a.subject, a.issuer = g.proc.Subject, g.proc.RqPIssuer
+	d := audit.Decision{
+		Owner: p.res.Owner, ResourceID: p.res.ID, Requested: p.scopes, Granted: ev.granted,
+		Outcome: auditOutcomes[decisionOutcome(ev, err)],
+	}
+	if err == nil {
+		d.GrantedBy, d.RefusedBy = decidedBy(ev, g.proc, g.client.ID)
+	}
+	a.decisions = append(a.decisions, d)
+}
+
+// requestSubmitted records that the answer asked the owner. It does
+// nothing on a nil tokenAudit.
+func (a *tokenAudit) requestSubmitted() {
+	if a != nil {
+		a.submitted = true
+	}
+}
+
+// decidedBy says, per requested scope, what granted it (the owner's shares
+// by id, the owner's rules) or what refused it.
+func decidedBy(ev evaluation, proc process, clientID string) (map[string][]string, map[string]string) {
+	matching := matchingShares(ev.shares, proc, clientID, ev.now)
+	granted := make(map[string][]string, len(ev.granted))
+	for _, sc := range ev.granted {
+		shares, rules := grantedBy(sc, ev, matching)
+		var by []string
+		for _, sh := range shares {
+			by = append(by, audit.GrantedByShare(sh.ID))
+		}
+		if rules {
+			by = append(by, audit.GrantedByRules)
+		}
+		granted[sc] = by
+	}
+	refused := make(map[string]string, len(ev.missing))
+	for _, sc := range ev.missing {
+		refused[sc] = string(refusedBy(sc, ev, proc, clientID))
+	}
+	return granted, refused
+}
+
+// startTokenAudit begins the audit of a token request.
+func (s *Server) startTokenAudit() *tokenAudit {
+	return &tokenAudit{start: time.Now(), grantType: GrantTypeNone}
+}
+
+// finishTokenAudit reports the answer to a token request, err (nil when
+// tokens were issued), to the Observer and the audit trail.
+func (s *Server) finishTokenAudit(a *tokenAudit, form map[string][]string, err error) {
+	var code oauth.Code
+	status := http.StatusOK
+	if err != nil {
+		e := s.answerError(err)
+		code, status = e.Code, e.Status
+	}
+	answer := audit.TokenAnswer{GrantType: a.grantType, Code: code, Elapsed: time.Since(a.start)}
+	if a.grantType == GrantTypeUMATicket {
+		answer.Decision = audit.DecisionOf(code)
+		if a.submitted && answer.Decision == audit.GrantRequestDenied {
+			answer.Decision = audit.GrantRequestSubmitted
+		}
+	}
+	s.observer.TokenAnswered(answer)
+	audit.Write(s.audit, audit.Record{
+		TokenAnswer: answer, ClientID: a.client, RequestingParty: a.subject, RequestingPartyIssuer: a.issuer,
+		Scope: form["scope"], Status: status, Decisions: a.decisions,
+	})
+}
