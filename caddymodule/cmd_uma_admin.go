@@ -423,16 +423,13 @@ Exit status: 0 done, 1 failed (the server refused the metadata), 2 wrong usage.
 		if fl.Bool("public") {
 			md.TokenEndpointAuthMethod = "none"
 		}
-		var ans struct {
-			authz.ClientInfo
-			Secret string `json:"client_secret"`
-		}
+		var ans admin.ClientAdded
 		if printed, err := c.call(fl, http.MethodPost, admin.PathClients, md, &ans); err != nil || printed {
 			return err
 		}
 		fmt.Printf("client_id: %s\n", ans.ClientID)
-		if ans.Secret != "" {
-			fmt.Printf("client_secret: %s\n", ans.Secret)
+		if ans.ClientSecret != "" {
+			fmt.Printf("client_secret: %s\n", ans.ClientSecret)
 			fmt.Fprintln(os.Stderr, "the secret is shown once: keep it now")
 		}
 		return nil
