@@ -6,6 +6,7 @@ import (
 
 	"github.com/lestrrat-go/jwx/v3/jwt"
 
+	"github.com/caddy-uma/caddy-uma/authz/owners"
 	"github.com/caddy-uma/caddy-uma/authz/signing"
 )
 
@@ -20,8 +21,6 @@ const (
 	NSTicketsUsed = nsTicketsUsed
 	NSSecrets     = nsSecrets
 	NSSigningKeys = signing.Namespace
-	NSDecision    = nsDecision
-	Sep           = sep
 )
 
 // Wire types.
@@ -61,16 +60,10 @@ func (s *Server) ClientSecretMatches(id, given string) (ok bool, cached int) {
 	return ok, cached
 }
 
-// History bounds.
-const (
-	MaxDecisionsPerOwner = maxDecisionsPerOwner
-	PruneEvery           = pruneEvery
-)
-
 // RecordDecision adds a decision to an owner's history, through the
 // history queue.
 func (s *Server) RecordDecision(ctx context.Context, owner string, rec DecisionRecord) {
-	s.queueDecisions([]ownedDecision{{owner, rec}})
+	s.history.Queue([]owners.HistoryEntry{{Owner: owner, Record: rec}})
 }
 
 // AddShareForTest shares a resource with a subject.

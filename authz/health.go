@@ -19,14 +19,6 @@ type Readiness struct {
 func (s *Server) Readiness() Readiness {
 	var r Readiness
 	r.SigningKeyID = s.keys.CurrentKeyID()
-	s.rules.mu.Lock()
-	defer s.rules.mu.Unlock()
-	for owner := range s.rules.degraded {
-		if owner == "" {
-			r.SystemRuleErrors = true
-		} else {
-			r.OwnersWithRuleErrors++
-		}
-	}
+	r.OwnersWithRuleErrors, r.SystemRuleErrors = s.rules.Degraded()
 	return r
 }

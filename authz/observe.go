@@ -6,6 +6,7 @@ import (
 
 	"github.com/caddy-uma/caddy-uma/authz/audit"
 	"github.com/caddy-uma/caddy-uma/authz/oauth"
+	"github.com/caddy-uma/caddy-uma/authz/owners"
 	"github.com/caddy-uma/caddy-uma/policies"
 )
 
@@ -63,17 +64,17 @@ type tokenAudit struct {
 // decided records the evaluation of the owner's rules on one resource of
 // a UMA grant request (err: it failed). It does nothing on a nil
 // tokenAudit.
-func (a *tokenAudit) decided(g *grantState, p requestedPermission, ev evaluation, err error) {
+func (a *tokenAudit) decided(g *grantState, p requestedPermission, ev owners.Evaluation, err error) {
 	if a == nil {
 		return
 	}
 	a.subject, a.issuer = g.proc.Subject, g.proc.RqPIssuer
 	d := audit.Decision{
-		Owner: p.res.Owner, ResourceID: p.res.ID, Requested: p.scopes, Granted: ev.granted,
-		Outcome: auditOutcomes[decisionOutcome(ev, err)],
+		Owner: p.res.Owner, ResourceID: p.res.ID, Requested: p.scopes, Granted: ev.Granted,
+		Outcome: auditOutcomes[ev.Outcome(err)],
 	}
 	if err == nil {
-		d.GrantedBy, d.RefusedBy = decidedBy(ev, g.proc, g.client.ID)
+		d.GrantedBy, d.RefusedBy = decidedBy(ev)
 	}
 	a.decisions = append(a.decisions, d)
 }
@@ -88,11 +89,11 @@ func (a *tokenAudit) requestSubmitted() {
 
 // decidedBy says, per requested scope, what granted it (the owner's shares
 // by id, the owner's rules) or what refused it.
-func decidedBy(ev evaluation, proc process, clientID string) (map[string][]string, map[string]string) {
-	matching := matchingShares(ev.shares, proc, clientID, ev.now)
-	granted := make(map[string][]string, len(ev.granted))
-	for _, sc := range ev.granted {
-		shares, rules := grantedBy(sc, ev, matching)
+func decidedBy(ev owners.Evaluation) (map[string][]string, map[string]string) {
+	matching := ev.MatchingShares()
+	granted := make(map[string][]string, len(ev.Granted))
+	for _, sc := range ev.Granted {
+		shares, rules := ev.GrantedBy(sc, matching)
 		var by []string
 		for _, sh := range shares {
 			by = append(by, audit.GrantedByShare(sh.ID))
@@ -102,9 +103,9 @@ func decidedBy(ev evaluation, proc process, clientID string) (map[string][]strin
 		}
 		granted[sc] = by
 	}
-	refused := make(map[string]string, len(ev.missing))
-	for _, sc := range ev.missing {
-		refused[sc] = string(refusedBy(sc, ev, proc, clientID))
+	refused := make(map[string]string, len(ev.Missing))
+	for _, sc := range ev.Missing {
+		refused[sc] = string(ev.RefusedBy(sc))
 	}
 	return granted, refused
 }
