@@ -38,15 +38,6 @@ func (nopObserver) TokenAnswered(audit.TokenAnswer) {}
 // audit). tokenAudit gathers, while the request is answered, what it
 // decided.
 
-// auditOutcomes are the audit outcomes of the decision on one resource,
-// by the history's outcome.
-var auditOutcomes = map[string]string{
-	OutcomeGranted: audit.Granted,
-	OutcomePartly:  audit.PartlyGranted,
-	OutcomeRefused: audit.Refused,
-	OutcomeError:   audit.Failed,
-}
-
 // tokenAudit gathers what one token request decided, for its audit line
 // and the Observer.
 type tokenAudit struct {
@@ -61,22 +52,15 @@ type tokenAudit struct {
 	submitted bool
 }
 
-// decided records the evaluation of the owner's rules on one resource of
-// a UMA grant request (err: it failed). It does nothing on a nil
+// decided records ev, the evaluation of the owner's rules on one resource
+// of a UMA grant request (err: it failed). It does nothing on a nil
 // tokenAudit.
-func (a *tokenAudit) decided(g *grantState, p requestedPermission, ev owners.Evaluation, err error) {
+func (a *tokenAudit) decided(ev owners.Evaluation, err error) {
 	if a == nil {
 		return
 	}
-	a.subject, a.issuer = g.proc.Subject, g.proc.RqPIssuer
-	d := audit.Decision{
-		Owner: p.res.Owner, ResourceID: p.res.ID, Requested: p.scopes, Granted: ev.Granted,
-		Outcome: auditOutcomes[ev.Outcome(err)],
-	}
-	if err == nil {
-		d.GrantedBy, d.RefusedBy = decidedBy(ev)
-	}
-	a.decisions = append(a.decisions, d)
+	a.subject, a.issuer = ev.Subject, ev.Issuer
+	a.decisions = append(a.decisions, audit.NewDecision(ev, err))
 }
 
 // requestSubmitted records that the answer asked the owner. It does
@@ -85,29 +69,6 @@ func (a *tokenAudit) requestSubmitted() {
 	if a != nil {
 		a.submitted = true
 	}
-}
-
-// decidedBy says, per requested scope, what granted it (the owner's shares
-// by id, the owner's rules) or what refused it.
-func decidedBy(ev owners.Evaluation) (map[string][]string, map[string]string) {
-	matching := ev.MatchingShares()
-	granted := make(map[string][]string, len(ev.Granted))
-	for _, sc := range ev.Granted {
-		shares, rules := ev.GrantedBy(sc, matching)
-		var by []string
-		for _, sh := range shares {
-			by = append(by, audit.GrantedByShare(sh.ID))
-		}
-		if rules {
-			by = append(by, audit.GrantedByRules)
-		}
-		granted[sc] = by
-	}
-	refused := make(map[string]string, len(ev.Missing))
-	for _, sc := range ev.Missing {
-		refused[sc] = string(ev.RefusedBy(sc))
-	}
-	return granted, refused
 }
 
 // startTokenAudit begins the audit of a token request.

@@ -31,6 +31,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/caddy-uma/caddy-uma/authz/oauth"
+	"github.com/caddy-uma/caddy-uma/authz/owners"
 )
 
 // Message is the message of every audit line.
@@ -135,9 +136,47 @@ type Decision struct {
 	// GrantedBy says, per granted scope, what granted it: GrantedByShare
 	// of each share, GrantedByRules.
 	GrantedBy map[string][]string
-	// RefusedBy says, per scope not granted, why: system_rules,
-	// owner_deny, ask_owner, unidentified or no_match.
+	// RefusedBy says, per scope not granted, why: an owners.Refusal
+	// (system_rules, owner_deny, ask_owner, unidentified or no_match).
 	RefusedBy map[string]string
+}
+
+// outcomes are the outcomes of the decision on one resource, by the
+// history's outcome.
+var outcomes = map[string]string{
+	owners.OutcomeGranted: Granted,
+	owners.OutcomePartly:  PartlyGranted,
+	owners.OutcomeRefused: Refused,
+	owners.OutcomeError:   Failed,
+}
+
+// NewDecision returns the decision of ev, the evaluation of the owner's
+// rules on one resource of a UMA grant request (err: it failed), with what
+// granted each scope and what refused the others.
+func NewDecision(ev owners.Evaluation, err error) Decision {
+	d := Decision{Owner: ev.Resource.Owner, ResourceID: ev.Resource.ID, Requested: ev.Requested, Granted: ev.Granted,
+		Outcome: outcomes[ev.Outcome(err)]}
+	if err != nil {
+		return d
+	}
+	matching := ev.MatchingShares()
+	d.GrantedBy = make(map[string][]string, len(ev.Granted))
+	for _, sc := range ev.Granted {
+		shares, rules := ev.GrantedBy(sc, matching)
+		var by []string
+		for _, sh := range shares {
+			by = append(by, GrantedByShare(sh.ID))
+		}
+		if rules {
+			by = append(by, GrantedByRules)
+		}
+		d.GrantedBy[sc] = by
+	}
+	d.RefusedBy = make(map[string]string, len(ev.Missing))
+	for _, sc := range ev.Missing {
+		d.RefusedBy[sc] = string(ev.RefusedBy(sc))
+	}
+	return d
 }
 
 // Write writes the audit line of r to log, at info level.
