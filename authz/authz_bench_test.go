@@ -15,6 +15,7 @@ import (
 	"github.com/caddy-uma/caddy-uma/authz/authztest"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken/claimtokentest"
+	"github.com/caddy-uma/caddy-uma/authz/keycloak"
 	"github.com/caddy-uma/caddy-uma/authz/ownerapi"
 	"github.com/caddy-uma/caddy-uma/store"
 	"github.com/caddy-uma/caddy-uma/store/pgstore"
@@ -34,10 +35,12 @@ func benchAS(b *testing.B) (*authz.Server, *claimtokentest.Provider) {
 func benchASOn(b testing.TB, st store.Store) (*authz.Server, *claimtokentest.Provider) {
 	b.Helper()
 	idp := claimtokentest.NewProvider(b)
-	srv, err := authz.New(context.Background(), authz.Config{
+	cfg := authz.Config{
 		Issuer: "https://as.example", Store: st, Clients: authztest.Clients,
 		TrustedIssuers: []claimtoken.Issuer{{Issuer: idp.Issuer(), Audiences: []string{"app"}}},
-	})
+	}
+	keycloak.Extend(&cfg) // Keycloak's ticketless form and response modes
+	srv, err := authz.New(context.Background(), cfg)
 	if err != nil {
 		b.Fatal(err)
 	}

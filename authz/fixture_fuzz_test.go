@@ -18,6 +18,7 @@ import (
 	"github.com/caddy-uma/caddy-uma/authz/authztest"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken/claimtokentest"
+	"github.com/caddy-uma/caddy-uma/authz/keycloak"
 	"github.com/caddy-uma/caddy-uma/store/badgerstore"
 )
 
@@ -58,11 +59,13 @@ func newFuzzAS(f *testing.F) *fuzzAS {
 	}
 	f.Cleanup(func() { st.Close() })
 	idp := claimtokentest.NewProvider(f)
-	srv, err := authz.New(context.Background(), authz.Config{
+	cfg := authz.Config{
 		Issuer: fuzzIssuer, Store: st, LoginPages: true,
 		Clients:        append(append([]authz.Client{}, authztest.Clients...), authztest.PeopleClients...),
 		TrustedIssuers: []claimtoken.Issuer{{Issuer: idp.Issuer(), Audiences: []string{"app"}}},
-	})
+	}
+	keycloak.Extend(&cfg) // Keycloak's ticketless form and response modes, as uma_server serves them
+	srv, err := authz.New(context.Background(), cfg)
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -2,6 +2,7 @@ package authz
 
 import (
 	"context"
+	"net/http"
 	"net/url"
 	"slices"
 
@@ -12,11 +13,15 @@ import (
 // Config.GrantOptions reads them (package keycloak: Keycloak's, taken on
 // every token path). The zero value changes nothing.
 type GrantOptions struct {
-	// FindResources, when set, finds the resources of the resource server
-	// rs that a ticketless request's permission parameter names (in place
-	// of by id or name), that offer one of scopes (any, without scopes).
-	// An *oauth.Error it returns is the answer.
-	FindResources func(ctx context.Context, rs, name string, scopes []string) ([]store.Resource, error)
+	// Ticketless, when set, names the permissions of a request without a
+	// ticket (Keycloak's permission and audience parameters); without it,
+	// a ticket is required.
+	Ticketless Ticketless
+	// Decide, when set, answers the request with its decision in place of
+	// tokens (Keycloak's response_mode): all says whether every requested
+	// scope was granted, granted is what was (shaped by these options).
+	// The ticket is spent, and nothing is issued.
+	Decide func(w http.ResponseWriter, all bool, granted []Permission) error
 	// Limit, when positive, bounds the permissions of the answer: at most
 	// Limit new ones, and on an upgrade (rpt), the most recent Limit.
 	Limit int
@@ -25,6 +30,19 @@ type GrantOptions struct {
 	// NoRequests files no request with the owner on a refusal in a dialect
 	// without interaction (Dialect.Refusal).
 	NoRequests bool
+}
+
+// Ticketless reads the permissions of a UMA grant request of clientID
+// that has no ticket: the resource server asked, which isResourceServer
+// must accept, and each resource with the scopes asked of it (none: all of
+// them, as a ticket's). An *oauth.Error it returns is the answer.
+type Ticketless func(ctx context.Context, clientID string, isResourceServer func(id string) bool) (rs string, perms []RequestedResource, err error)
+
+// RequestedResource is a resource of a grant request with the scopes
+// asked of it.
+type RequestedResource struct {
+	Resource store.Resource
+	Scopes   []string
 }
 
 // grantOptions reads the extension parameters of a UMA grant request

@@ -20,7 +20,8 @@ import (
 )
 
 // The UMA grant (UMA 2.0 Grant section 3.3) at the token endpoint, with
-// Keycloak's ticketless extension (permission, audience, response_mode).
+// room for Keycloak's ticketless extension (GrantOptions.Ticketless and
+// Decide: permission, audience, response_mode; package keycloak).
 //
 // Partial grants: an RPT is issued whenever at least one requested scope is
 // granted, and it holds exactly what was granted. need_info,
@@ -48,15 +49,6 @@ type process struct {
 	PushedClaims map[string]any `json:"pushed_claims,omitempty"`
 }
 
-// Maximum resources a ticketless request may name.
-const maxTicketlessResources = 100
-
-// Response modes of Keycloak's ticketless extension.
-const (
-	responseModeDecision    = "decision"
-	responseModePermissions = "permissions"
-)
-
 // grantState is one UMA grant request being decided.
 type grantState struct {
 	*tokenRequest
@@ -67,7 +59,6 @@ type grantState struct {
 	// spent says that the ticket's use is recorded; until then, the commit
 	// of the answer records it (ticketUsedWrite).
 	spent   bool
-	mode    string
 	rs      string
 	request map[string]any
 	// opts are the extension parameters (grant_options.go).
@@ -103,12 +94,7 @@ func (s *Server) grantUMATicket(w http.ResponseWriter, t *tokenRequest) error {
 // umaGrant decides a UMA grant request.
 func (s *Server) umaGrant(w http.ResponseWriter, t *tokenRequest) error {
 	ctx := t.r.Context()
-	g := &grantState{tokenRequest: t, mode: t.form.Get("response_mode")}
-	switch g.mode {
-	case "", responseModeDecision, responseModePermissions:
-	default:
-		return oauth.ErrInvalidRequest("response_mode must be decision or permissions")
-	}
+	g := &grantState{tokenRequest: t}
 	var err error
 	if g.opts, err = s.grantOptions(t.form); err != nil {
 		return err
@@ -117,7 +103,7 @@ func (s *Server) umaGrant(w http.ResponseWriter, t *tokenRequest) error {
 		return oauth.ErrInvalidRequest("claim_token and claim_token_format go together")
 	}
 
-	// The permissions asked for: a ticket, or Keycloak's ticketless form.
+	// The permissions asked for: a ticket, or the ticketless form.
 	raw := t.form.Get("ticket")
 	var tk ticket
 	switch {
@@ -125,7 +111,7 @@ func (s *Server) umaGrant(w http.ResponseWriter, t *tokenRequest) error {
 		if tk, err = s.openGrantTicket(g.client.ID, raw); err != nil {
 			return err
 		}
-	case len(t.form["permission"]) > 0 || t.form.Get("audience") != "":
+	case g.opts.Ticketless != nil:
 	default:
 		return oauth.ErrInvalidRequest("ticket is required")
 	}
@@ -177,30 +163,16 @@ func (s *Server) umaGrant(w http.ResponseWriter, t *tokenRequest) error {
 		}
 		return err
 	}
-	if g.mode != "" || len(outcome.granted) == 0 {
+	if g.opts.Decide != nil || len(outcome.granted) == 0 {
 		// Nothing issued: the decisions need not be durable before the
 		// answer (issueGrant commits them with the tokens otherwise).
 		s.history.Queue(outcome.history)
 	}
-	if g.mode != "" {
+	if g.opts.Decide != nil {
 		if err := s.spendTicket(ctx, g); err != nil {
 			return err
 		}
-	}
-
-	switch g.mode {
-	case responseModeDecision:
-		if !outcome.all {
-			return errNotAuthorized("")
-		}
-		oauth.WriteJSON(w, http.StatusOK, map[string]bool{"result": true})
-		return nil
-	case responseModePermissions:
-		if len(outcome.granted) == 0 {
-			return errNotAuthorized("")
-		}
-		oauth.WriteJSON(w, http.StatusOK, GrantedPermissions(g.opts.shape(nil, outcome.granted)))
-		return nil
+		return g.opts.Decide(w, outcome.all, g.opts.shape(nil, outcome.granted))
 	}
 
 	if len(outcome.granted) == 0 {
@@ -343,138 +315,23 @@ func (s *Server) loadProcess(ctx context.Context, clientID, id string) (process,
 	return proc, id, nil
 }
 
-// ticketlessPermissions reads Keycloak's permission=RESOURCE#SCOPE,SCOPE
-// parameters (resource by id or name) at the audience resource server
-// (default: the client itself). Without permission parameters, every
-// resource of the audience is asked for. A name that matches no resource,
-// or a scope a resource does not offer, is left out rather than refused:
-// an error would tell any client which resources exist, across all owners;
-// what is left out is simply not granted.
+// ticketlessPermissions reads the permissions of a request without a
+// ticket, through the Ticketless extension.
 func (s *Server) ticketlessPermissions(ctx context.Context, g *grantState) ([]requestedPermission, error) {
-	g.rs = g.form.Get("audience")
-	if g.rs == "" {
-		g.rs = g.client.ID
+	isResourceServer := func(id string) bool {
+		rs, ok := s.clients[id]
+		return ok && rs.ResourceServer
 	}
-	if rs, ok := s.clients[g.rs]; !ok || !rs.ResourceServer {
-		return nil, oauth.ErrInvalidRequest("audience is not a resource server of this authorization server")
+	rs, asked, err := g.opts.Ticketless(ctx, g.client.ID, isResourceServer)
+	if err != nil {
+		return nil, err
 	}
-	if len(g.form["permission"]) > maxTicketlessResources {
-		return nil, oauth.ErrInvalidRequest("at most %d resources per request", maxTicketlessResources)
-	}
-	g.proc = process{ClientID: g.client.ID}
-	var perms []requestedPermission
-	add := func(res store.Resource, scopes []string) {
-		for i := range perms {
-			if perms[i].res.ID == res.ID {
-				perms[i].scopes = appendNew(perms[i].scopes, scopes...)
-				return
-			}
-		}
-		perms = append(perms, requestedPermission{res: res, scopes: scopes})
-	}
-	if len(g.form["permission"]) == 0 {
-		all, err := s.store.ListResources(ctx, store.ResourceQuery{ResourceServer: g.rs, Limit: maxTicketlessResources + 1})
-		if err != nil {
-			return nil, oauth.ErrServer("could not list the resources", err)
-		}
-		for _, res := range all {
-			add(res, nil)
-		}
-	}
-	for _, p := range g.form["permission"] {
-		name, scopeList, _ := strings.Cut(p, "#")
-		var scopes []string
-		for _, sc := range strings.Split(scopeList, ",") {
-			if sc = strings.TrimSpace(sc); sc != "" {
-				scopes = append(scopes, sc)
-			}
-		}
-		var found []store.Resource
-		var err error
-		if g.opts.FindResources != nil && name != "" {
-			found, err = g.opts.FindResources(ctx, g.rs, name, scopes)
-		} else {
-			found, err = s.ticketlessResources(ctx, g.rs, name, scopes)
-		}
-		var refused *oauth.Error
-		switch {
-		case errors.As(err, &refused):
-			return nil, refused
-		case err != nil:
-			return nil, oauth.ErrServer("could not list the resources", err)
-		}
-		for _, res := range found {
-			var have []string
-			for _, sc := range scopes {
-				if slices.Contains(res.Scopes, sc) {
-					have = append(have, sc)
-				}
-			}
-			add(res, have)
-		}
-		if len(perms) > maxTicketlessResources {
-			break
-		}
-	}
-	if len(perms) > maxTicketlessResources {
-		return nil, oauth.ErrInvalidRequest("at most %d resources per request", maxTicketlessResources)
-	}
-	if len(perms) == 0 {
-		return nil, errNotAuthorized("")
+	g.rs, g.proc = rs, process{ClientID: g.client.ID}
+	perms := make([]requestedPermission, len(asked))
+	for i, a := range asked {
+		perms[i] = requestedPermission{res: a.Resource, scopes: a.Scopes}
 	}
 	return perms, nil
-}
-
-// ticketlessPage is how many resources ticketlessResources reads at a
-// time.
-const ticketlessPage = 256
-
-// ticketlessResources returns, in ID order, the resources of the resource
-// server rs that one permission parameter names and that offer one of
-// scopes (or any scope, without scopes): the resource of that ID and those
-// of that name, looked up through the store's indexes, or, for an empty
-// name, every resource of rs, read a page at a time. It stops past
-// maxTicketlessResources: more are refused anyway. A name that no
-// resource can have (see validText) finds none without asking the store.
-func (s *Server) ticketlessResources(ctx context.Context, rs, name string, scopes []string) ([]store.Resource, error) {
-	if name != "" && !validText(name, false) {
-		return nil, nil
-	}
-	offers := func(res store.Resource) bool {
-		return len(scopes) == 0 || slices.ContainsFunc(scopes, func(sc string) bool { return slices.Contains(res.Scopes, sc) })
-	}
-	var found []store.Resource
-	q := store.ResourceQuery{ResourceServer: rs, Name: name, Limit: ticketlessPage}
-	for len(found) <= maxTicketlessResources {
-		page, err := s.store.ListResources(ctx, q)
-		if err != nil {
-			return nil, err
-		}
-		for _, res := range page {
-			if offers(res) {
-				found = append(found, res)
-			}
-		}
-		if len(page) < q.Limit {
-			break
-		}
-		q.After = page[len(page)-1].ID
-	}
-	if name == "" {
-		return found, nil
-	}
-	byID, err := s.store.GetResource(ctx, name)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-	case err != nil:
-		return nil, err
-	case byID.ResourceServer == rs && offers(byID):
-		i, dup := slices.BinarySearchFunc(found, byID.ID, func(r store.Resource, id string) int { return strings.Compare(r.ID, id) })
-		if !dup {
-			found = slices.Insert(found, i, byID)
-		}
-	}
-	return found, nil
 }
 
 // addClientScopes applies the scope parameter (Grant section 3.3.4): a
@@ -694,7 +551,7 @@ func (s *Server) asksForClaims(g *grantState, a assessment) bool {
 	if d := dialectOf(g.r); d != nil && d.Refusal != nil {
 		return false
 	}
-	return len(a.granted) == 0 && g.mode == "" && g.ticket.ResourceServer != "" && s.claimsNeeded(g, a) != ""
+	return len(a.granted) == 0 && g.opts.Decide == nil && g.ticket.ResourceServer != "" && s.claimsNeeded(g, a) != ""
 }
 
 // askOwner files a request with the owner of each permission and answers

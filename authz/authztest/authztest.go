@@ -1,7 +1,10 @@
 // Package authztest runs an authorization server of package authz on an
 // httptest server with a real Badger store and a settable clock, for the
 // tests of authz and of the packages built on it. Everything goes through
-// the server's HTTP interface or its exported API.
+// the server's HTTP interface or its exported API. The AS serves what the
+// uma_server handler serves on the AS's paths: the owner API (package
+// ownerapi), and Keycloak's RPT layout and grant parameters (keycloak.
+// Extend: the ticketless form, response modes).
 package authztest
 
 import (
@@ -20,6 +23,7 @@ import (
 	"github.com/caddy-uma/caddy-uma/authz"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken/claimtokentest"
+	"github.com/caddy-uma/caddy-uma/authz/keycloak"
 	"github.com/caddy-uma/caddy-uma/authz/ownerapi"
 	"github.com/caddy-uma/caddy-uma/store"
 	"github.com/caddy-uma/caddy-uma/store/badgerstore"
@@ -149,6 +153,9 @@ func newNode(t *testing.T, st store.Store, issuer string, clock *Clock, mod func
 		issuer = as.Issuer
 	}
 	cfg := authz.Config{Issuer: issuer, Store: st, Clients: Clients, Now: clock.Now}
+	// Keycloak's RPT layout and grant parameters, as the uma_server
+	// handler always serves them.
+	keycloak.Extend(&cfg)
 	if mod != nil {
 		mod(&cfg)
 	}

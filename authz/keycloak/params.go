@@ -16,7 +16,7 @@ import (
 
 // Keycloak's extension parameters of the UMA grant, taken on every token
 // path (authz.Config.GrantOptions; they change nothing for a request
-// without them):
+// without them), besides the ticketless form (ticketless.go):
 //
 //	permission_resource_format        id (default) or uri: the RESOURCE of a
 //	                                  permission parameter is a resource URI
@@ -38,6 +38,10 @@ const maxPermissionsLimit = 1 << 20
 func GrantOptions(st store.Store) func(form url.Values) (authz.GrantOptions, error) {
 	return func(form url.Values) (authz.GrantOptions, error) {
 		var o authz.GrantOptions
+		var err error
+		if o.Decide, err = responseMode(form); err != nil {
+			return o, err
+		}
 		uriFormat := false
 		switch form.Get("permission_resource_format") {
 		case "", "id":
@@ -67,8 +71,12 @@ func GrantOptions(st store.Store) func(form url.Values) (authz.GrantOptions, err
 			}
 			o.Limit = n
 		}
-		if uriFormat {
-			o.FindResources = (&uriFinder{store: st, matching: matching}).find
+		if len(form["permission"]) > 0 || form.Get("audience") != "" {
+			t := &ticketless{store: st, form: form}
+			if uriFormat {
+				t.byURI = (&uriFinder{store: st, matching: matching}).find
+			}
+			o.Ticketless = t.permissions
 		}
 		return o, nil
 	}
