@@ -18,9 +18,10 @@
 // are a route table of their own (Compat), joined with the AS's
 // (Endpoints); the token endpoint is the AS's in a dialect (authz.Dialect);
 // resources, shares, requests and rules are the AS's. RPTs in Keycloak's
-// layout (rpt.go) and Keycloak's extension parameters of the UMA grant
-// (params.go) are the AS's on every token path, through
-// authz.Config.RPTClaims and authz.Config.GrantOptions (Extend).
+// layout (rpt.go), Keycloak's extension parameters of the UMA grant
+// (params.go) and its ticketless form (ticketless.go) are the AS's on every
+// token path, through authz.Config.RPTClaims and authz.Config.GrantOptions
+// (Extend).
 package keycloak
 
 import (
