@@ -1,4 +1,4 @@
-package authz_test
+package keycloak_test
 
 import (
 	"encoding/json"
