@@ -79,8 +79,8 @@ func (s *Server) AddShareForTest(t *testing.T, owner, resourceID, subject string
 func (s *Server) RoutePatterns() []string {
 	var out []string
 	for _, rt := range s.routeTable() {
-		for _, m := range rt.methods {
-			out = append(out, m.name+" "+rt.path)
+		for _, m := range rt.Methods {
+			out = append(out, m.Name+" "+rt.Path)
 		}
 	}
 	return out

@@ -55,13 +55,9 @@ type Method struct {
 func (s *Server) Mux(routes []Route) *http.ServeMux {
 	mux := http.NewServeMux()
 	for _, rt := range routes {
-		in := route{path: rt.Path, refuse: rt.Refuse, authenticate: rt.Authenticate, collection: rt.Collection}
-		for _, m := range rt.Methods {
-			in.methods = append(in.methods, method{m.Name, handler(m.Handler)})
-		}
-		s.register(mux, in, s.basePath+in.path)
-		if in.collection {
-			s.register(mux, in, s.basePath+in.path+"/{$}")
+		s.register(mux, rt, s.basePath+rt.Path)
+		if rt.Collection {
+			s.register(mux, rt, s.basePath+rt.Path+"/{$}")
 		}
 	}
 	return mux

@@ -14,28 +14,14 @@ import (
 	"github.com/caddy-uma/caddy-uma/store"
 )
 
-// handler is an endpoint: it decodes the request, does what it asks, and
-// writes the success answer; an error it returns is answered by answer,
-// in one place.
-type handler func(w http.ResponseWriter, r *http.Request) error
-
-// route is one path of the route table: its handler per method, and how
-// the other methods are refused.
-type route struct {
-	path    string
-	methods []method
-	refuse  func(allow ...string) *oauth.Error
-	// authenticate, when set, checks the caller before a refusal.
-	authenticate func(*http.Request) error
-	// collection says that path + "/" is the same collection.
-	collection bool
-}
-
-// method is the handler of one method of a route.
-type method struct {
-	name string
-	h    handler
-}
+// handler, route and method are the AS's names for the exported types of
+// a route table (extension.go), one definition for its own table and for
+// those of other packages served with Server.Mux.
+type (
+	handler = Handler
+	route   = Route
+	method  = Method
+)
 
 func onGet(h handler) method    { return method{http.MethodGet, h} }
 func onPost(h handler) method   { return method{http.MethodPost, h} }
@@ -48,20 +34,20 @@ func (s *Server) routeTable() []route {
 	oauthRefusal, protectionRefusal := oauth.ErrMethodNotAllowed, oauth.ErrUnsupportedMethodType
 	routes := []route{
 		// Discovery and keys.
-		{path: PathUMAConfiguration, methods: []method{onGet(s.serveMetadata)}, refuse: oauthRefusal},
-		{path: PathOAuthMetadata, methods: []method{onGet(s.serveMetadata)}, refuse: oauthRefusal},
-		{path: PathJWKS, methods: []method{onGet(s.serveJWKS)}, refuse: oauthRefusal},
+		{Path: PathUMAConfiguration, Methods: []method{onGet(s.serveMetadata)}, Refuse: oauthRefusal},
+		{Path: PathOAuthMetadata, Methods: []method{onGet(s.serveMetadata)}, Refuse: oauthRefusal},
+		{Path: PathJWKS, Methods: []method{onGet(s.serveJWKS)}, Refuse: oauthRefusal},
 		// The token endpoint and the token services of RFC 7662 and 7009.
-		{path: PathToken, methods: []method{onPost(s.serveToken)}, refuse: oauthRefusal},
-		{path: PathIntrospect, methods: []method{onPost(s.serveIntrospect)}, refuse: oauthRefusal, authenticate: s.introspectionCaller},
-		{path: PathRevoke, methods: []method{onPost(s.serveRevoke)}, refuse: oauthRefusal},
+		{Path: PathToken, Methods: []method{onPost(s.serveToken)}, Refuse: oauthRefusal},
+		{Path: PathIntrospect, Methods: []method{onPost(s.serveIntrospect)}, Refuse: oauthRefusal, Authenticate: s.introspectionCaller},
+		{Path: PathRevoke, Methods: []method{onPost(s.serveRevoke)}, Refuse: oauthRefusal},
 		// The protection API, behind PATs.
-		{path: PathResourceSet, methods: []method{onGet(pat(s.listResources)), onPost(pat(s.createResource))}, refuse: protectionRefusal, authenticate: s.patCaller, collection: true},
-		{path: PathResourceSet + "/{id}", methods: []method{onGet(pat(s.readResource)), onPut(pat(s.updateResource)), onDelete(pat(s.deleteResource))}, refuse: protectionRefusal, authenticate: s.patCaller},
-		{path: PathPermission, methods: []method{onPost(pat(s.servePermission))}, refuse: oauthRefusal, authenticate: s.patCaller},
+		{Path: PathResourceSet, Methods: []method{onGet(pat(s.listResources)), onPost(pat(s.createResource))}, Refuse: protectionRefusal, Authenticate: s.patCaller, Collection: true},
+		{Path: PathResourceSet + "/{id}", Methods: []method{onGet(pat(s.readResource)), onPut(pat(s.updateResource)), onDelete(pat(s.deleteResource))}, Refuse: protectionRefusal, Authenticate: s.patCaller},
+		{Path: PathPermission, Methods: []method{onPost(pat(s.servePermission))}, Refuse: oauthRefusal, Authenticate: s.patCaller},
 	}
 	if s.registration != nil {
-		routes = append(routes, route{path: PathRegister, methods: []method{onPost(s.serveRegister)}, refuse: oauthRefusal})
+		routes = append(routes, route{Path: PathRegister, Methods: []method{onPost(s.serveRegister)}, Refuse: oauthRefusal})
 	}
 	return routes
 }
@@ -73,17 +59,10 @@ func (s *Server) routeTable() []route {
 // also puts the metadata at the well-known path inserted before the
 // issuer's path.
 func (s *Server) routes() *http.ServeMux {
-	mux := http.NewServeMux()
-	table := s.routeTable()
+	mux := s.Mux(s.routeTable())
 	if s.basePath != "" {
-		inserted := route{path: PathOAuthMetadata + s.basePath, methods: []method{onGet(s.serveMetadata)}, refuse: oauth.ErrMethodNotAllowed}
-		s.register(mux, inserted, inserted.path)
-	}
-	for _, rt := range table {
-		s.register(mux, rt, s.basePath+rt.path)
-		if rt.collection {
-			s.register(mux, rt, s.basePath+rt.path+"/{$}")
-		}
+		inserted := route{Path: PathOAuthMetadata + s.basePath, Methods: []method{onGet(s.serveMetadata)}, Refuse: oauth.ErrMethodNotAllowed}
+		s.register(mux, inserted, inserted.Path)
 	}
 	return mux
 }
@@ -91,20 +70,20 @@ func (s *Server) routes() *http.ServeMux {
 // register adds a route's patterns at path to mux.
 func (s *Server) register(mux *http.ServeMux, rt route, path string) {
 	var allow []string
-	for _, m := range rt.methods {
-		mux.Handle(m.name+" "+path, s.answer(m.h))
-		allow = append(allow, m.name)
-		if m.name == http.MethodGet {
+	for _, m := range rt.Methods {
+		mux.Handle(m.Name+" "+path, s.answer(m.Handler))
+		allow = append(allow, m.Name)
+		if m.Name == http.MethodGet {
 			allow = append(allow, http.MethodHead)
 		}
 	}
 	mux.Handle(path, s.answer(func(w http.ResponseWriter, r *http.Request) error {
-		if rt.authenticate != nil {
-			if err := rt.authenticate(r); err != nil {
+		if rt.Authenticate != nil {
+			if err := rt.Authenticate(r); err != nil {
 				return err
 			}
 		}
-		return rt.refuse(allow...)
+		return rt.Refuse(allow...)
 	}))
 }
 
