@@ -227,6 +227,11 @@ type program struct {
 	// (Engine.admit): they keep their sources, and evaluate to
 	// ErrNotInForce.
 	evicted bool
+	// resolved are an owner's modules with every reference made whole by
+	// the compiler and nothing else changed, for compiling them in a shard
+	// (see shard.go); shard marks rules compiled in one.
+	resolved map[string]*ast.Module
+	shard    bool
 }
 
 // dropped returns p without its compilation.
@@ -305,22 +310,20 @@ func compile(ctx context.Context, k *ruleKind, modules map[string]string, b boun
 	for name, mod := range lib {
 		parsed[name] = mod
 	}
-	decision, err := ast.ParseModuleWithOpts(decisionModule, k.decision, parserOptions)
-	if err != nil {
-		panic(fmt.Sprintf("policies: decision module: %v", err))
-	}
-	parsed[decisionModule] = decision
+	parsed[decisionModule] = parsedDecision(k)
 
-	c := newCompiler()
-	// OPA cannot stop a stage half way; measure keeps each stage short,
-	// and this stops between them.
-	for _, stage := range c.StagesToRun() {
-		c = c.WithStageAfterID(stage, ast.CompilerStageDefinition{
-			Name:       "uma_deadline_" + string(stage),
-			MetricName: "uma_deadline",
-			Stage: func(*ast.Compiler) *ast.Error {
-				if ctx.Err() != nil {
-					return ast.NewError(ast.CompileErr, nil, "compilation stopped")
+	c := withDeadline(ctx, newCompiler())
+	var resolved map[string]*ast.Module
+	if k == ownerKind {
+		c = c.WithStageAfterID(ast.StageResolveRefs, ast.CompilerStageDefinition{
+			Name:       "uma_resolved",
+			MetricName: "uma_resolved",
+			Stage: func(c *ast.Compiler) *ast.Error {
+				resolved = make(map[string]*ast.Module, len(modules))
+				for name, mod := range c.Modules {
+					if user, ok := strings.CutPrefix(name, userPrefix); ok {
+						resolved[user] = mod.Copy()
+					}
 				}
 				return nil
 			},
@@ -350,7 +353,26 @@ func compile(ctx context.Context, k *ruleKind, modules map[string]string, b boun
 		modules:   maps.Clone(modules),
 		query:     query,
 		undefined: undefinedRules(k, c),
+		resolved:  resolved,
 	}, nil
+}
+
+// withDeadline returns c stopping between two stages once ctx ends: OPA
+// cannot stop a stage half way; measure keeps each stage short.
+func withDeadline(ctx context.Context, c *ast.Compiler) *ast.Compiler {
+	for _, stage := range c.StagesToRun() {
+		c = c.WithStageAfterID(stage, ast.CompilerStageDefinition{
+			Name:       "uma_deadline_" + string(stage),
+			MetricName: "uma_deadline",
+			Stage: func(*ast.Compiler) *ast.Error {
+				if ctx.Err() != nil {
+					return ast.NewError(ast.CompileErr, nil, "compilation stopped")
+				}
+				return nil
+			},
+		})
+	}
+	return c
 }
 
 // parseModule checks a module's name and size against b and parses it, for
@@ -542,3 +564,23 @@ func sortErrors(errs CompileErrors) CompileErrors {
 	}
 	return out
 }
+
+// parsedDecision returns the decision module of kind k, parsed once.
+func parsedDecision(k *ruleKind) *ast.Module {
+	decisionOnce.Do(func() {
+		decisions = map[*ruleKind]*ast.Module{}
+		for _, k := range []*ruleKind{ownerKind, systemKind} {
+			mod, err := ast.ParseModuleWithOpts(decisionModule, k.decision, parserOptions)
+			if err != nil {
+				panic(fmt.Sprintf("policies: decision module: %v", err))
+			}
+			decisions[k] = mod
+		}
+	})
+	return decisions[k]
+}
+
+var (
+	decisionOnce sync.Once
+	decisions    map[*ruleKind]*ast.Module
+)
