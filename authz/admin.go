@@ -13,7 +13,6 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/caddy-uma/caddy-uma/policies"
 	"github.com/caddy-uma/caddy-uma/store"
 	"github.com/caddy-uma/caddy-uma/store/dump"
 )
@@ -275,26 +274,6 @@ func (s *Server) RotateKeys(ctx context.Context) ([]SigningKey, error) {
 	return s.SigningKeys(), nil
 }
 
-// PolicyProblem is what the last load of one owner's rules from the
-// operator directory (or of the system rules) found wrong.
-type PolicyProblem struct {
-	// Owner is the owner whose rules these are; empty for the system
-	// rules.
-	Owner string `json:"owner,omitempty"`
-	// Broken is true when no safe part of the rules compiles: every
-	// request for the owner's resources (for the system rules, every
-	// request) is refused until they compile.
-	Broken bool `json:"broken"`
-	// Files are the files that do not compile.
-	Files []string `json:"files"`
-	// Problems are the compile errors, by file, line and column.
-	Problems policies.CompileErrors `json:"problems"`
-	// OldVersionInForce are the files whose previous version stays in
-	// force; LeftOut those left out.
-	OldVersionInForce []string `json:"old_version_in_force,omitempty"`
-	LeftOut           []string `json:"left_out,omitempty"`
-}
-
 // PolicyStatus is the state of the operator directory of rules.
 type PolicyStatus struct {
 	// Directory is the operator directory; empty when none is configured.
@@ -311,12 +290,8 @@ type PolicyStatus struct {
 // compile at their last load, and whether the operator directory could
 // last be read.
 func (s *Server) PolicyStatus() PolicyStatus {
-	s.rules.mu.Lock()
-	defer s.rules.mu.Unlock()
-	st := PolicyStatus{Directory: s.rules.dir, DirectoryError: s.rules.dirError, Problems: []PolicyProblem{}}
-	for _, owner := range slices.Sorted(maps.Keys(s.rules.problems)) {
-		st.Problems = append(st.Problems, s.rules.problems[owner])
-	}
+	st := PolicyStatus{Directory: s.rules.Directory()}
+	st.DirectoryError, st.Problems = s.rules.Status()
 	return st
 }
 
@@ -335,12 +310,10 @@ func (s *Server) ReloadPolicies(ctx context.Context) (PolicyStatus, error) {
 	}
 	err := s.watcher.Reload()
 	if err != nil {
-		s.rules.mu.Lock()
-		s.rules.dirError = err.Error()
-		s.rules.mu.Unlock()
+		s.rules.DirectoryFailed(err)
 		return s.PolicyStatus(), fmt.Errorf("reloading the rules: %w", err)
 	}
-	s.log.Info("rules reloaded by the operator", zap.String("directory", s.rules.dir))
+	s.log.Info("rules reloaded by the operator", zap.String("directory", s.rules.Directory()))
 	return s.PolicyStatus(), ctx.Err()
 }
 

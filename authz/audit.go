@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/caddy-uma/caddy-uma/authz/oauth"
+	"github.com/caddy-uma/caddy-uma/authz/owners"
 )
 
 // The audit trail: every answer of the token endpoint is one line of the
@@ -67,24 +68,24 @@ type auditDecision struct {
 	requested, granted []string
 	outcome            string // a value of auditOutcomes
 	grantedBy          map[string][]string
-	refusedBy          map[string]refusal
+	refusedBy          map[string]owners.Refusal
 	failed             bool
 }
 
 // decided records the evaluation of the owner's rules on one resource of
 // a UMA grant request (err: it failed). It does nothing on a nil
 // tokenAudit.
-func (a *tokenAudit) decided(g *grantState, p requestedPermission, ev evaluation, err error) {
+func (a *tokenAudit) decided(g *grantState, p requestedPermission, ev owners.Evaluation, err error) {
 	if a == nil {
 		return
 	}
 	a.subject, a.issuer = g.proc.Subject, g.proc.RqPIssuer
 	d := auditDecision{
-		owner: p.res.Owner, resourceID: p.res.ID, requested: p.scopes, granted: ev.granted,
-		outcome: auditOutcomes[decisionOutcome(ev, err)], failed: err != nil,
+		owner: p.res.Owner, resourceID: p.res.ID, requested: p.scopes, granted: ev.Granted,
+		outcome: auditOutcomes[ev.Outcome(err)], failed: err != nil,
 	}
 	if err == nil {
-		d.grantedBy, d.refusedBy = decidedBy(ev, g.proc, g.client.ID)
+		d.grantedBy, d.refusedBy = decidedBy(ev)
 	}
 	a.decisions = append(a.decisions, d)
 }
@@ -99,11 +100,11 @@ func (a *tokenAudit) requestSubmitted() {
 
 // decidedBy says, per requested scope, what granted it (the owner's shares
 // by id, the owner's rules) or what refused it.
-func decidedBy(ev evaluation, proc process, clientID string) (map[string][]string, map[string]refusal) {
-	matching := matchingShares(ev.shares, proc, clientID, ev.now)
-	granted := make(map[string][]string, len(ev.granted))
-	for _, sc := range ev.granted {
-		shares, rules := grantedBy(sc, ev, matching)
+func decidedBy(ev owners.Evaluation) (map[string][]string, map[string]owners.Refusal) {
+	matching := ev.MatchingShares()
+	granted := make(map[string][]string, len(ev.Granted))
+	for _, sc := range ev.Granted {
+		shares, rules := ev.GrantedBy(sc, matching)
 		var by []string
 		for _, sh := range shares {
 			by = append(by, auditBySharePrefix+sh.ID)
@@ -113,9 +114,9 @@ func decidedBy(ev evaluation, proc process, clientID string) (map[string][]strin
 		}
 		granted[sc] = by
 	}
-	refused := make(map[string]refusal, len(ev.missing))
-	for _, sc := range ev.missing {
-		refused[sc] = refusedBy(sc, ev, proc, clientID)
+	refused := make(map[string]owners.Refusal, len(ev.Missing))
+	for _, sc := range ev.Missing {
+		refused[sc] = ev.RefusedBy(sc)
 	}
 	return granted, refused
 }
@@ -202,7 +203,7 @@ func (d auditDecision) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 		return nil
 	}
 	_ = enc.AddObject("granted_by", scopeMap[[]string](d.grantedBy))
-	_ = enc.AddObject("refused_by", scopeMap[refusal](d.refusedBy))
+	_ = enc.AddObject("refused_by", scopeMap[owners.Refusal](d.refusedBy))
 	return nil
 }
 
@@ -217,7 +218,7 @@ func (ss stringArray) MarshalLogArray(enc zapcore.ArrayEncoder) error {
 }
 
 // scopeMap encodes what decided each scope, in the scopes' order.
-type scopeMap[V refusal | []string] map[string]V
+type scopeMap[V owners.Refusal | []string] map[string]V
 
 func (m scopeMap[V]) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	keys := make([]string, 0, len(m))
@@ -227,7 +228,7 @@ func (m scopeMap[V]) MarshalLogObject(enc zapcore.ObjectEncoder) error {
 	slices.Sort(keys)
 	for _, k := range keys {
 		switch v := any(m[k]).(type) {
-		case refusal:
+		case owners.Refusal:
 			enc.AddString(k, string(v))
 		case []string:
 			_ = enc.AddArray(k, stringArray(v))

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"slices"
-	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/caddy-uma/caddy-uma/authz/oauth"
+	"github.com/caddy-uma/caddy-uma/authz/owners"
 	"github.com/caddy-uma/caddy-uma/policies"
 	"github.com/caddy-uma/caddy-uma/store"
 )
@@ -25,24 +25,16 @@ type rulesFailed struct{ err error }
 func (e rulesFailed) Error() string { return e.err.Error() }
 func (e rulesFailed) Unwrap() error { return e.err }
 
-// evaluation is one evaluation of an owner's rules on one resource.
-type evaluation struct {
-	shares  []Share
-	dec     policies.Decision
-	granted []string // the requested scopes the rules grant
-	missing []string // the requested scopes they do not
-	now     time.Time
-}
-
 // evaluateRules evaluates the rules of res's owner for a requesting party
 // (proc) asking for scopes on res through clientID, with the owner's
 // shares of res. trial, when not nil, replaces the owner's saved rules (an
 // unsaved draft, with the same system rules).
-func (s *Server) evaluateRules(ctx context.Context, res store.Resource, scopes []string, clientID string, proc process, request map[string]any, trial map[string]string) (evaluation, error) {
-	ev := evaluation{now: s.now()}
+func (s *Server) evaluateRules(ctx context.Context, res store.Resource, scopes []string, clientID string, proc process, request map[string]any, trial map[string]string) (owners.Evaluation, error) {
+	ev := owners.Evaluation{Resource: res, Requested: scopes, ClientID: clientID,
+		Subject: proc.Subject, Issuer: proc.RqPIssuer, Claims: proc.Claims, At: s.now()}
 	owner := res.Owner
 	var err error
-	if ev.shares, err = s.sharesOf(ctx, owner, res.ID); err != nil {
+	if ev.Shares, err = s.shares.ResourceShares(ctx, owner, res.ID); err != nil {
 		return ev, err
 	}
 	in := policies.Input{
@@ -54,27 +46,27 @@ func (s *Server) evaluateRules(ctx context.Context, res store.Resource, scopes [
 		Claims:   proc.Claims,
 		Pushed:   proc.PushedClaims,
 		Request:  request,
-		Shares:   policyShares(ev.shares),
-		Now:      ev.now,
+		Shares:   owners.PolicyShares(ev.Shares),
+		Now:      ev.At,
 	}
 	if trial != nil {
 		// A draft is compiled as the owner asked: refused when too many
 		// compilations run (policies.ErrBusy), never put in force.
-		ev.dec, err = s.rules.engine.EvaluateDraft(ctx, owner, trial, in)
+		ev.Decision, err = s.engine.EvaluateDraft(ctx, owner, trial, in)
 	} else {
 		// Rules in force are evaluated at once; only rules not compiled
 		// yet (the first use after a start or a change) wait here.
-		if err := s.ensureRules(ctx, owner); err != nil {
+		if err := s.rules.InForce(ctx, owner); err != nil {
 			return ev, err
 		}
-		ev.dec, err = s.rules.engine.Evaluate(ctx, owner, in)
+		ev.Decision, err = s.engine.Evaluate(ctx, owner, in)
 		if errors.Is(err, policies.ErrNotInForce) {
 			// Compiled rules are kept for the owners evaluated most
 			// recently only: compile this owner's again.
-			if err := s.reloadRules(ctx, owner); err != nil {
+			if err := s.rules.Reload(ctx, owner); err != nil {
 				return ev, err
 			}
-			ev.dec, err = s.rules.engine.Evaluate(ctx, owner, in)
+			ev.Decision, err = s.engine.Evaluate(ctx, owner, in)
 		}
 	}
 	if err != nil {
@@ -84,10 +76,10 @@ func (s *Server) evaluateRules(ctx context.Context, res store.Resource, scopes [
 		return ev, rulesFailed{err}
 	}
 	for _, sc := range scopes {
-		if slices.Contains(ev.dec.Granted, sc) {
-			ev.granted = append(ev.granted, sc)
+		if slices.Contains(ev.Decision.Granted, sc) {
+			ev.Granted = append(ev.Granted, sc)
 		} else {
-			ev.missing = append(ev.missing, sc)
+			ev.Missing = append(ev.Missing, sc)
 		}
 	}
 	return ev, nil
@@ -127,7 +119,7 @@ type assessment struct {
 	// history is the decisions for the owners' histories, which the
 	// caller writes: in the grant's commit when it issues tokens,
 	// otherwise through the history queue.
-	history []ownedDecision
+	history []owners.HistoryEntry
 }
 
 // assess evaluates each owner's rules for each requested permission of a
@@ -135,11 +127,11 @@ type assessment struct {
 // caller to record; when assess fails, it queues them itself.
 func (s *Server) assess(ctx context.Context, g *grantState, perms []requestedPermission) (assessment, error) {
 	out := assessment{all: true}
-	var history []ownedDecision
+	var history []owners.HistoryEntry
 	handed := false
 	defer func() {
 		if !handed {
-			s.queueDecisions(history)
+			s.history.Queue(history)
 		}
 	}()
 	for _, p := range perms {
@@ -152,7 +144,7 @@ func (s *Server) assess(ctx context.Context, g *grantState, perms []requestedPer
 			if !errors.As(err, new(rulesFailed)) {
 				return out, oauth.ErrServer("could not assess the request", err)
 			}
-			history = append(history, ownedDecision{owner, newDecisionRecord(p, g.client.ID, g.proc, ev, err)})
+			history = append(history, owners.HistoryEntry{Owner: owner, Record: ev.Record(err)})
 			g.audit.decided(g, p, ev, err)
 			s.log.Warn("an owner's rules failed", ownerField(owner), resourceField(p.res.ID), zap.Error(err))
 			desc := "the resource owner's rules could not be evaluated"
@@ -164,20 +156,20 @@ func (s *Server) assess(ctx context.Context, g *grantState, perms []requestedPer
 		s.log.Info("access decision",
 			ownerField(owner), resourceField(p.res.ID), clientField(g.client.ID),
 			zap.String("requesting_party", g.proc.Subject),
-			zap.Strings("requested", p.scopes), zap.Strings("granted", ev.granted))
-		history = append(history, ownedDecision{owner, newDecisionRecord(p, g.client.ID, g.proc, ev, nil)})
+			zap.Strings("requested", p.scopes), zap.Strings("granted", ev.Granted))
+		history = append(history, owners.HistoryEntry{Owner: owner, Record: ev.Record(nil)})
 		g.audit.decided(g, p, ev, nil)
-		if len(ev.granted) > 0 {
-			out.granted = append(out.granted, Permission{ResourceID: p.res.ID, ResourceScopes: ev.granted, ResourceName: p.res.Name})
+		if len(ev.Granted) > 0 {
+			out.granted = append(out.granted, Permission{ResourceID: p.res.ID, ResourceScopes: ev.Granted, ResourceName: p.res.Name})
 		}
-		if len(ev.missing) == 0 {
+		if len(ev.Missing) == 0 {
 			continue
 		}
 		out.all = false
-		out.requiredClaims = append(out.requiredClaims, ev.dec.RequiredClaims...)
+		out.requiredClaims = append(out.requiredClaims, ev.Decision.RequiredClaims...)
 		var ask []string
-		for _, sc := range ev.missing {
-			if slices.Contains(ev.dec.AskOwner, sc) && !slices.Contains(ev.dec.Deny, sc) && !slices.Contains(ev.dec.SystemDeny, sc) {
+		for _, sc := range ev.Missing {
+			if slices.Contains(ev.Decision.AskOwner, sc) && !slices.Contains(ev.Decision.Deny, sc) && !slices.Contains(ev.Decision.SystemDeny, sc) {
 				ask = append(ask, sc)
 			}
 		}
@@ -186,7 +178,7 @@ func (s *Server) assess(ctx context.Context, g *grantState, perms []requestedPer
 		}
 	}
 	if s.asksForClaims(g, out) {
-		markAskedForClaims(history)
+		owners.MarkAskedForClaims(history)
 	}
 	out.history, handed = history, true
 	return out, nil
@@ -244,7 +236,7 @@ func (s *Server) Evaluate(ctx context.Context, req EvaluationRequest) (Evaluatio
 	if err != nil {
 		return out, err
 	}
-	out.Granted, out.Decision = ev.granted, ev.dec
-	out.Reasons = newDecisionRecord(requestedPermission{res: res, scopes: out.Requested}, req.ClientID, proc, ev, nil).Reasons
+	out.Granted, out.Decision = ev.Granted, ev.Decision
+	out.Reasons = ev.Record(nil).Reasons
 	return out, nil
 }

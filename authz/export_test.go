@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/lestrrat-go/jwx/v3/jwt"
+
+	"github.com/caddy-uma/caddy-uma/authz/owners"
 )
 
 // Hooks for the tests in package authz_test: they reach what the tests
@@ -18,8 +20,6 @@ const (
 	NSTicketsUsed = nsTicketsUsed
 	NSSecrets     = nsSecrets
 	NSSigningKeys = nsSigningKeys
-	NSDecision    = nsDecision
-	Sep           = sep
 )
 
 // Wire types.
@@ -59,16 +59,10 @@ func (s *Server) ClientSecretMatches(id, given string) (ok bool, cached int) {
 	return ok, cached
 }
 
-// History bounds.
-const (
-	MaxDecisionsPerOwner = maxDecisionsPerOwner
-	PruneEvery           = pruneEvery
-)
-
 // RecordDecision adds a decision to an owner's history, through the
 // history queue.
 func (s *Server) RecordDecision(ctx context.Context, owner string, rec DecisionRecord) {
-	s.queueDecisions([]ownedDecision{{owner, rec}})
+	s.history.Queue([]owners.HistoryEntry{{Owner: owner, Record: rec}})
 }
 
 // AddShareForTest shares a resource with a subject.

@@ -3,12 +3,12 @@ package authz
 import (
 	"context"
 	"errors"
-	"strings"
 	"sync"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-uma/caddy-uma/authz/owners"
 	"github.com/caddy-uma/caddy-uma/store"
 )
 
@@ -26,7 +26,7 @@ import (
 // Config.FeedStaleness (default 5 s); past that every request reads the
 // store, and a store that cannot be read refuses (fail closed). An owner's
 // compiled rules are bounded the same way: past FeedStaleness, each use
-// reads them from the store (ensureRules). Clients are never changed once
+// reads them from the store (owners.Rules.InForce). Clients are never changed once
 // registered, and keys are read again for a token they do not verify.
 
 // DefaultFeedStaleness is how long RPT liveness answers are trusted while
@@ -34,7 +34,7 @@ import (
 const DefaultFeedStaleness = 5 * time.Second
 
 // watchedNamespaces are the namespaces whose changes drop a cache.
-var watchedNamespaces = []string{nsPolicy, nsClient, nsSigningKeys, nsRPT}
+var watchedNamespaces = []string{owners.NamespaceRules, nsClient, nsSigningKeys, nsRPT}
 
 // feedState is what the AS knows of its change feed.
 type feedState struct {
@@ -82,9 +82,8 @@ func (s *Server) onChange(c store.Change) {
 	case c.Resync:
 		s.dropCaches()
 		s.feed.up()
-	case c.Namespace == nsPolicy:
-		owner, _, _ := strings.Cut(c.Key, sep)
-		s.forgetRules(owner)
+	case c.Namespace == owners.NamespaceRules:
+		s.rules.Changed(c.Key)
 	case c.Namespace == nsClient:
 		s.dynamicClients.Delete(c.Key)
 	case c.Namespace == nsSigningKeys:
@@ -101,9 +100,7 @@ func (s *Server) onChange(c store.Change) {
 // dropCaches forgets every cached answer, after changes may have been
 // missed.
 func (s *Server) dropCaches() {
-	s.rules.mu.Lock()
-	clear(s.rules.loaded)
-	s.rules.mu.Unlock()
+	s.rules.ForgetAll()
 	s.dynamicClients.Clear()
 	s.liveRPTs.clear()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -111,14 +108,6 @@ func (s *Server) dropCaches() {
 	if err := s.keys.load(ctx); err != nil {
 		s.log.Error("reading the signing keys again", zap.Error(err))
 	}
-}
-
-// forgetRules makes the next use of an owner's rules compile them again
-// from the store.
-func (s *Server) forgetRules(owner string) {
-	s.rules.mu.Lock()
-	delete(s.rules.loaded, owner)
-	s.rules.mu.Unlock()
 }
 
 // forgetRevoked drops the liveness answers of the RPTs whose records

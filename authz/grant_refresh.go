@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/caddy-uma/caddy-uma/authz/oauth"
+	"github.com/caddy-uma/caddy-uma/authz/owners"
 	"github.com/caddy-uma/caddy-uma/store"
 )
 
@@ -67,9 +68,9 @@ func (s *Server) grantRefreshToken(w http.ResponseWriter, t *tokenRequest) error
 	}
 	// Single use: the refresh token goes, in the commit of what replaces it.
 	writes := []store.Write{{Namespace: nsTokens, Key: tokenKey(raw), Delete: true, Old: stored}, rptWrite, refreshWrite}
-	if h, ok := s.holderOfRefresh(ctx, live, raw); ok {
+	if h, ok := s.shares.HolderOfRefresh(ctx, resourceIDs(live), tokenKey(raw)); ok {
 		h.RPT = jti
-		writes = append(writes, holderWrites(live, h, next, until)...)
+		writes = append(writes, owners.HolderWrites(resourceIDs(live), h, tokenKey(next), until)...)
 	}
 	err = s.store.PutAll(ctx, writes)
 	switch {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
 	"github.com/caddy-uma/caddy-uma/authz/oauth"
+	"github.com/caddy-uma/caddy-uma/authz/owners"
 	"github.com/caddy-uma/caddy-uma/authz/secret"
 	"github.com/caddy-uma/caddy-uma/policies"
 	"github.com/caddy-uma/caddy-uma/store"
@@ -182,7 +183,7 @@ func (s *Server) umaGrant(w http.ResponseWriter, t *tokenRequest) error {
 	if g.mode != "" || len(outcome.granted) == 0 {
 		// Nothing issued: the decisions need not be durable before the
 		// answer (issueGrant commits them with the tokens otherwise).
-		s.queueDecisions(outcome.history)
+		s.history.Queue(outcome.history)
 	}
 	if g.mode != "" {
 		if err := s.spendTicket(ctx, g); err != nil {
@@ -782,8 +783,8 @@ func (s *Server) issueGrant(w http.ResponseWriter, g *grantState, outcome assess
 	}
 	resp.RefreshToken = refresh
 	writes := []store.Write{rptWrite, refreshWrite}
-	writes = append(writes, holderWrites(perms, tokenHolder{RPT: jti, Subject: subject, Email: verifiedEmail(g.proc.Claims), ClientID: g.client.ID},
-		refresh, s.now().Add(s.refreshTTL))...)
+	writes = append(writes, owners.HolderWrites(resourceIDs(perms), owners.TokenHolder{RPT: jti, Subject: subject, Email: owners.VerifiedEmail(g.proc.Claims), ClientID: g.client.ID},
+		tokenKey(refresh), s.now().Add(s.refreshTTL))...)
 	if (g.pushed || g.proc.KeepClaims) && g.proc.Subject != "" {
 		pct, pctWrite, err := s.newToken(tokenRecord{
 			Kind: kindPCT, ClientID: g.client.ID, Subject: g.proc.Subject, RqPIssuer: g.proc.RqPIssuer, Claims: g.proc.Claims,
@@ -802,7 +803,7 @@ func (s *Server) issueGrant(w http.ResponseWriter, g *grantState, outcome assess
 		resp.Upgraded = &upgraded
 		writes = append(writes, store.Write{Namespace: nsRPT, Key: previousJTI, Delete: true})
 	}
-	decisions := s.decisionWrites(outcome.history)
+	decisions := s.history.Writes(outcome.history)
 	writes = append(append(writes, decisions...), ticketWrites(g)...)
 	err = s.store.PutAll(ctx, writes)
 	switch {
@@ -811,12 +812,12 @@ func (s *Server) issueGrant(w http.ResponseWriter, g *grantState, outcome assess
 		return errTicketUsed()
 	case err != nil:
 		if len(decisions) > 0 {
-			s.history.add(decisions)
+			s.history.QueueWrites(decisions)
 		}
 		return fail(err)
 	}
 	g.spent = true
-	s.decisionsWritten(decisions)
+	s.history.Written(decisions)
 	oauth.WriteJSON(w, http.StatusOK, resp)
 	return nil
 }

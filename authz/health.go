@@ -23,14 +23,6 @@ func (s *Server) Readiness() Readiness {
 		r.SigningKeyID = s.keys.current.rec.ID
 	}
 	s.keys.mu.RUnlock()
-	s.rules.mu.Lock()
-	defer s.rules.mu.Unlock()
-	for owner := range s.rules.degraded {
-		if owner == "" {
-			r.SystemRuleErrors = true
-		} else {
-			r.OwnersWithRuleErrors++
-		}
-	}
+	r.OwnersWithRuleErrors, r.SystemRuleErrors = s.rules.Degraded()
 	return r
 }

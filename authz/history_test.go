@@ -9,22 +9,6 @@ import (
 	"github.com/caddy-uma/caddy-uma/authz/authztest"
 )
 
-func TestHistoryBounded(t *testing.T) {
-	f := authztest.NewPeopleFixture(t, nil)
-	ctx := t.Context()
-	for i := 0; i < authz.MaxDecisionsPerOwner+authz.PruneEvery+1; i++ {
-		f.Server.RecordDecision(ctx, "zoe", authz.DecisionRecord{At: f.Clock.Now().Add(time.Duration(i) * time.Second), ResourceID: "r", ClientID: "c", Outcome: authz.OutcomeGranted})
-	}
-	recs, err := f.Store.List(ctx, authz.NSDecision, "zoe"+authz.Sep, 0)
-	if err != nil || len(recs) > authz.MaxDecisionsPerOwner+authz.PruneEvery {
-		t.Fatalf("history of zoe: %d records, %v", len(recs), err)
-	}
-	hist, _ := f.Server.History(ctx, "zoe", 1)
-	if len(hist) != 1 || !hist[0].At.Equal(f.Clock.Now().Add(time.Duration(authz.MaxDecisionsPerOwner+authz.PruneEvery)*time.Second).UTC()) {
-		t.Fatalf("newest first: %+v", hist)
-	}
-}
-
 func TestHistoryExplains(t *testing.T) {
 	f := authztest.NewPeopleFixture(t, nil)
 	// family reads the labs (rule); a stranger gets nothing; an insurer is asked about.

@@ -8,6 +8,7 @@ import (
 	"sort"
 
 	"github.com/caddy-uma/caddy-uma/authz/oauth"
+	"github.com/caddy-uma/caddy-uma/authz/owners"
 	"github.com/caddy-uma/caddy-uma/policies"
 )
 
@@ -46,7 +47,7 @@ func (s *Server) listRules(w http.ResponseWriter, r *http.Request, caller protec
 	}
 	out := []ruleView{}
 	for name, src := range mods {
-		out = append(out, ruleView{Name: name, Source: src, ReadOnly: IsDirectoryRule(name)})
+		out = append(out, ruleView{Name: name, Source: src, ReadOnly: owners.IsDirectoryRule(name)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	oauth.WriteJSON(w, http.StatusOK, map[string]any{"rules": out})

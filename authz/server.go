@@ -35,13 +35,13 @@ import (
 	"net/url"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/time/rate"
 
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
+	"github.com/caddy-uma/caddy-uma/authz/owners"
 	"github.com/caddy-uma/caddy-uma/authz/urlcheck"
 	"github.com/caddy-uma/caddy-uma/policies"
 	"github.com/caddy-uma/caddy-uma/store"
@@ -93,7 +93,6 @@ type Server struct {
 	refreshTTL        time.Duration
 	pctTTL            time.Duration
 	requestInterval   time.Duration
-	rules             *ruleBook
 	watcher           *policies.Watcher
 	claimTokens       *claimtoken.Verifier
 	trustedIssuers    []string
@@ -124,15 +123,13 @@ type Server struct {
 	liveRPTs liveRPTs
 	// faults logs server faults, rate-limited.
 	faults faultLog
-	// anonymous bounds how often refusals of unidentified parties reach
-	// the owners' histories.
-	anonymous anonymousDecisions
-	// decisionCount counts access decisions recorded, to prune the
-	// history now and then.
-	decisionCount atomic.Uint64
-	// history writes the decisions of requests that grant nothing off the
-	// request path.
-	history historyQueue
+
+	// The owners' data; rules puts the owners' rules in force in engine.
+	shares   *owners.Shares
+	requests *owners.Requests
+	rules    *owners.Rules
+	history  *owners.History
+	engine   *policies.Engine
 }
 
 // New returns a Server for cfg. It loads the signing keys from the store,
@@ -170,14 +167,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		claimsInteraction: cfg.ClaimsInteractionEndpoint,
 		loginPages:        cfg.LoginPages,
 		keycloakRealm:     realm,
-		rules: &ruleBook{
-			dir:       cfg.PolicyDir,
-			dirOwners: map[string]map[string]string{},
-			system:    cfg.PolicyDir == "",
-			loaded:    map[string]bool{},
-			degraded:  map[string]bool{},
-			problems:  map[string]PolicyProblem{},
-		},
+
 		log:      cfg.Logger,
 		audit:    cfg.Audit,
 		observer: cfg.Observer,
@@ -192,15 +182,21 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if s.observer == nil {
 		s.observer = nopObserver{}
 	}
-	s.rules.engine = policies.NewEngine(policies.Options{Timeout: cfg.PolicyTimeout, MaxOwnersInForce: cfg.RulesInMemory, Observer: s.observer})
+	if s.now == nil {
+		s.now = time.Now
+	}
+	s.feed = feedState{now: s.now, staleness: orDefault(cfg.FeedStaleness, DefaultFeedStaleness)}
+	s.engine = policies.NewEngine(policies.Options{Timeout: cfg.PolicyTimeout, MaxOwnersInForce: cfg.RulesInMemory, Observer: s.observer})
+	data := owners.Options{Store: cfg.Store, Now: s.now, Log: s.log, ValidName: ValidSubject}
+	s.shares = owners.NewShares(data)
+	s.requests = owners.NewRequests(data, s.shares)
+	s.rules = owners.NewRules(data, owners.RulesOptions{Engine: s.engine, Dir: cfg.PolicyDir, Fresh: s.feed.fresh})
+	s.history = owners.NewHistory(data)
 	newRate := cfg.NewResourceRate
 	if newRate <= 0 {
 		newRate = DefaultNewResourceRate
 	}
 	s.newResources = rate.NewLimiter(rate.Limit(newRate), int(10*newRate))
-	if s.now == nil {
-		s.now = time.Now
-	}
 	alg := cfg.SigningAlg
 	if alg == "" {
 		alg = SigningAlgorithms[0]
@@ -249,10 +245,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.registration = &reg
 	}
 	if cfg.PolicyDir != "" {
-		s.watcher = policies.NewWatcher(cfg.PolicyDir, cfg.PolicyPollInterval, s.setDirRules, func(err error) {
-			s.rules.mu.Lock()
-			s.rules.dirError = err.Error()
-			s.rules.mu.Unlock()
+		s.watcher = policies.NewWatcher(cfg.PolicyDir, cfg.PolicyPollInterval, s.rules.SetDirectory, func(err error) {
+			s.rules.DirectoryFailed(err)
 			s.log.Error("reading the rules directory", zap.Error(err))
 		})
 		if err := s.watcher.Start(context.Background()); err != nil {
@@ -260,16 +254,13 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("loading rules from %s: %w", cfg.PolicyDir, err)
 		}
 	}
-	s.feed = feedState{now: s.now, staleness: orDefault(cfg.FeedStaleness, DefaultFeedStaleness)}
 	watch, stop := context.WithCancel(context.Background())
 	s.stopWatching = stop
 	if err := s.watchChanges(watch); err != nil {
 		s.Close()
 		return nil, fmt.Errorf("subscribing to the store's changes: %w", err)
 	}
-	s.anonymous.now = s.now
 	s.faults.now = s.now
-	s.history.start(s)
 	s.mux = s.routes()
 	return s, nil
 }
@@ -305,7 +296,7 @@ func (s *Server) Endpoint(path string) string { return s.issuer + path }
 // Close stops the server's background work, after writing the access
 // decisions still queued. It does not close the store.
 func (s *Server) Close() error {
-	s.history.close()
+	s.history.Close()
 	if s.stopWatching != nil {
 		s.stopWatching()
 	}

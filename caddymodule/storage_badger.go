@@ -45,8 +45,8 @@ type BadgerStorage struct {
 	// MinFreeSpace is the free space, in bytes, that the filesystem of the
 	// database keeps: below it, writes are refused, and the database does
 	// not open. It covers what Badger writes on its own (a memtable flush
-	// and a compaction) besides the writes it is asked for. Default: 410 MiB
-	// (from Badger's default table sizes); at least 1 MiB. A small database
+	// and a compaction) besides the writes it is asked for. Default: 122 MiB
+	// (from the table sizes the store gives Badger); at least 1 MiB. A small database
 	// (a few MB) on a small disk can use less, such as 16 MiB: Badger's own
 	// writes are at most about the size of the database. A change applies
 	// on reload.
@@ -163,7 +163,7 @@ func (b *BadgerStorage) Reuse(st store.Store) {
 //
 // min_free_space is the free space the disk of <dir> keeps: below it,
 // writes are refused (and the database does not open), so that a full disk
-// cannot crash Caddy. A size such as 256MiB or 1GB; default 410MiB, at
+// cannot crash Caddy. A size such as 256MiB or 1GB; default 122MiB, at
 // least 1MiB.
 func (b *BadgerStorage) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume the backend name

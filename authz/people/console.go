@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/caddy-uma/caddy-uma/authz"
+	"github.com/caddy-uma/caddy-uma/authz/owners"
 	"github.com/caddy-uma/caddy-uma/store"
 	"go.uber.org/zap"
 )
@@ -225,7 +226,7 @@ func (s *Site) consoleShare(w http.ResponseWriter, r *http.Request, sess *sessio
 		refuse("An e-mail address or identifier has no spaces.")
 		return
 	case strings.Contains(f.Person, "@"):
-		sh.Email = authz.NormalizeEmail(f.Person)
+		sh.Email = owners.NormalizeEmail(f.Person)
 	default:
 		sh.Subject = f.Person
 	}

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-uma/caddy-uma/authz"
+	"github.com/caddy-uma/caddy-uma/authz/owners"
 	"github.com/caddy-uma/caddy-uma/store"
 )
 
@@ -115,7 +116,7 @@ func (s *Site) newAccessCheck(ctx context.Context, owner string) *accessCheck {
 			return
 		}
 		email, _ := p.claims["email"].(string)
-		email = authz.NormalizeEmail(email)
+		email = owners.NormalizeEmail(email)
 		keys := []string{}
 		if p.subject != "" {
 			// Without the issuer: shares and lib.is_subject compare

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/caddy-uma/caddy-uma/authz"
+	"github.com/caddy-uma/caddy-uma/authz/owners"
 	"github.com/caddy-uma/caddy-uma/policies"
 	"github.com/caddy-uma/caddy-uma/store"
 )
@@ -179,11 +180,11 @@ func (s *Site) rulesData(r *http.Request, owner, name string) (rulesPage, error)
 	}
 	data := rulesPage{}
 	for n := range mods {
-		data.Modules = append(data.Modules, ruleModule{Name: n, ReadOnly: authz.IsDirectoryRule(n)})
+		data.Modules = append(data.Modules, ruleModule{Name: n, ReadOnly: owners.IsDirectoryRule(n)})
 	}
 	sort.Slice(data.Modules, func(i, j int) bool { return data.Modules[i].Name < data.Modules[j].Name })
 	if src, ok := mods[name]; ok {
-		data.Name, data.Source, data.ReadOnly = name, src, authz.IsDirectoryRule(name)
+		data.Name, data.Source, data.ReadOnly = name, src, owners.IsDirectoryRule(name)
 	} else {
 		data.IsNew, data.Source = true, newRuleTemplate
 		data.Name = "main"

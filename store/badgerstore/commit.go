@@ -42,7 +42,7 @@ import (
 // resources' own transactions durable as they were.
 
 // Bounds of one shared transaction, well under Badger's own limits (a
-// transaction holds at most 15% of a memtable, 9.6 MB by default): a batch
+// transaction holds at most 15% of a memtable, 2.4 MB with memTableSize): a batch
 // that would exceed them is committed in several transactions. A member
 // above them alone gets a transaction of its own, and Badger's limit.
 const (

@@ -292,9 +292,9 @@ func TestSuiteNoSpace(t *testing.T) {
 }
 
 func TestDefaultMinFreeSpace(t *testing.T) {
-	// 64 MiB memtables: one flush (64), a level-0 compaction of five
-	// tables into a 10 MiB base level (330), and the 16 MiB margin.
-	if want := int64(410 << 20); DefaultMinFreeSpace != want {
+	// 16 MiB memtables: one flush (16), a level-0 compaction of five
+	// tables into a 10 MiB base level (90), and the 16 MiB margin.
+	if want := int64(122 << 20); DefaultMinFreeSpace != want {
 		t.Errorf("DefaultMinFreeSpace = %d (%s), want %d", DefaultMinFreeSpace, formatBytes(uint64(DefaultMinFreeSpace)), want)
 	}
 	s := openDir(t, t.TempDir())

@@ -1,4 +1,4 @@
-package authz
+package owners
 
 import (
 	"context"
@@ -39,6 +39,19 @@ type AccessRequest struct {
 	DecidedAt    time.Time `json:"decided_at,omitzero"`
 }
 
+// Requests are the access requests sent to owners. They are safe for
+// concurrent use.
+type Requests struct {
+	opts   Options
+	shares *Shares
+}
+
+// NewRequests returns the requests kept in opts.Store; an approval adds
+// its share to shares.
+func NewRequests(opts Options, shares *Shares) *Requests {
+	return &Requests{opts: opts.withDefaults(), shares: shares}
+}
+
 // requestID derives a pending request's id from what it asks, so that a
 // client polling for the same access files one request, not many.
 func requestID(owner, resourceID, clientID, subject, issuer string, scopes []string) string {
@@ -52,24 +65,24 @@ func requestID(owner, resourceID, clientID, subject, issuer string, scopes []str
 
 // FileRequest stores a pending request unless the same one exists, and
 // returns the stored one (which may already be decided).
-func (s *Server) FileRequest(ctx context.Context, req AccessRequest) (AccessRequest, error) {
+func (q *Requests) FileRequest(ctx context.Context, req AccessRequest) (AccessRequest, error) {
 	slices.Sort(req.Scopes)
 	req.ID = requestID(req.Owner, req.ResourceID, req.ClientID, req.Subject, req.Issuer, req.Scopes)
 	req.Status = RequestPending
-	req.CreatedAt = s.now().UTC()
+	req.CreatedAt = q.opts.Now().UTC()
 	val, err := json.Marshal(req)
 	if err != nil {
 		return req, err
 	}
 	key := req.Owner + sep + req.ID
-	err = s.store.Insert(ctx, nsRequest, key, val, time.Time{})
+	err = q.opts.Store.Insert(ctx, NamespaceRequests, key, val, time.Time{})
 	if errors.Is(err, store.ErrExists) {
-		return s.Request(ctx, req.Owner, req.ID)
+		return q.Request(ctx, req.Owner, req.ID)
 	}
 	if err != nil {
 		return req, fmt.Errorf("storing a request: %w", err)
 	}
-	s.log.Info("access request submitted to the owner", ownerField(req.Owner), resourceField(req.ResourceID), clientField(req.ClientID))
+	q.opts.Log.Info("access request submitted to the owner", ownerField(req.Owner), resourceField(req.ResourceID), clientField(req.ClientID))
 	return req, nil
 }
 
@@ -83,9 +96,9 @@ var (
 )
 
 // Request returns one of owner's requests.
-func (s *Server) Request(ctx context.Context, owner, id string) (AccessRequest, error) {
+func (q *Requests) Request(ctx context.Context, owner, id string) (AccessRequest, error) {
 	var req AccessRequest
-	val, err := s.store.Get(ctx, nsRequest, owner+sep+id)
+	val, err := q.opts.Store.Get(ctx, NamespaceRequests, owner+sep+id)
 	if errors.Is(err, store.ErrNotFound) {
 		return req, ErrNoSuchRequest
 	}
@@ -96,8 +109,8 @@ func (s *Server) Request(ctx context.Context, owner, id string) (AccessRequest, 
 }
 
 // Requests returns an owner's requests, pending first, newest first.
-func (s *Server) Requests(ctx context.Context, owner string) ([]AccessRequest, error) {
-	out, err := listJSON[AccessRequest](ctx, s.store, nsRequest, owner+sep, 0)
+func (q *Requests) Requests(ctx context.Context, owner string) ([]AccessRequest, error) {
+	out, err := listJSON[AccessRequest](ctx, q.opts.Store, NamespaceRequests, owner+sep, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -116,18 +129,18 @@ func (s *Server) Requests(ctx context.Context, owner string) ([]AccessRequest, e
 // DecideRequest approves or denies an owner's pending request. Approval
 // creates a share of the requested scopes with the requesting party,
 // restricted to the requesting client.
-func (s *Server) DecideRequest(ctx context.Context, owner, id string, approve bool) (AccessRequest, error) {
-	req, err := s.Request(ctx, owner, id)
+func (q *Requests) DecideRequest(ctx context.Context, owner, id string, approve bool) (AccessRequest, error) {
+	req, err := q.Request(ctx, owner, id)
 	if err != nil {
 		return req, err
 	}
 	if req.Status != RequestPending {
 		return req, ErrRequestDecided
 	}
-	req.Status, req.DecidedAt = RequestDenied, s.now().UTC()
+	req.Status, req.DecidedAt = RequestDenied, q.opts.Now().UTC()
 	if approve {
 		req.Status = RequestApproved
-		if _, err := s.AddShare(ctx, Share{Owner: owner, ResourceID: req.ResourceID, Subject: req.Subject,
+		if _, err := q.shares.AddShare(ctx, Share{Owner: owner, ResourceID: req.ResourceID, Subject: req.Subject,
 			Scopes: req.Scopes, Client: req.ClientID, Request: req.ID}); err != nil {
 			return req, err
 		}
@@ -136,9 +149,9 @@ func (s *Server) DecideRequest(ctx context.Context, owner, id string, approve bo
 	if err != nil {
 		return req, err
 	}
-	if err := s.store.Put(ctx, nsRequest, owner+sep+id, val, time.Time{}); err != nil {
+	if err := q.opts.Store.Put(ctx, NamespaceRequests, owner+sep+id, val, time.Time{}); err != nil {
 		return req, fmt.Errorf("storing a request: %w", err)
 	}
-	s.log.Info("access request "+req.Status, ownerField(owner), resourceField(req.ResourceID))
+	q.opts.Log.Info("access request "+req.Status, ownerField(owner), resourceField(req.ResourceID))
 	return req, nil
 }
