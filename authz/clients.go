@@ -190,9 +190,9 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (*register
 	}
 	postID, postSecret := form.Get("client_id"), form.Get("client_secret")
 	switch {
-	case basic && postSecret != "" && !(keycloakRequest(r) && sameCredentials(id, given, postID, postSecret)):
-		// Keycloak takes both methods at once when they agree, and
-		// keycloak-connect sends both (its introspection).
+	case basic && postSecret != "" && !(bothAuthMethods(r) && sameCredentials(id, given, postID, postSecret)):
+		// A dialect may take both methods at once when they agree
+		// (Keycloak's: keycloak-connect sends both in its introspection).
 		return nil, oauth.ErrInvalidRequest("use only one client authentication method")
 	case basic && postID != "" && postID != id:
 		return nil, oauth.ErrInvalidRequest("client_id does not match the authenticated client")
@@ -222,6 +222,13 @@ func (s *Server) authenticateClient(r *http.Request, form url.Values) (*register
 		return nil, invalid("unknown client or wrong credentials")
 	}
 	return c, nil
+}
+
+// bothAuthMethods says whether r's dialect takes both client
+// authentication methods at once.
+func bothAuthMethods(r *http.Request) bool {
+	d := dialectOf(r)
+	return d != nil && d.BothClientAuthMethods
 }
 
 // sameCredentials says whether client_secret_post credentials (an

@@ -2,6 +2,7 @@ package authz
 
 import (
 	"net/http"
+	"net/url"
 	"time"
 
 	"go.uber.org/zap"
@@ -31,13 +32,25 @@ type Client struct {
 	// RPTFormat is the layout of the RPTs whose permissions are for this
 	// resource server's resources: RPTFormatUMA (empty means it) or
 	// RPTFormatKeycloak (Keycloak's, for keycloak-connect; needs
-	// SigningAlg RS256).
+	// SigningAlg RS256, and Config.RPTClaims to write it).
 	RPTFormat string
 	// PushClaims trusts the client to push claims it asserts itself
 	// (Keycloak's claim_token_format urn:ietf:params:oauth:token-type:jwt,
-	// base64url JSON); without it such claim tokens are refused.
+	// base64url JSON, Dialect.PushedClaims); without it such claim tokens
+	// are refused.
 	PushClaims bool
 }
+
+// RPT formats of a resource server (Client.RPTFormat).
+const (
+	// RPTFormatUMA is our layout: permissions with resource_id and
+	// resource_scopes.
+	RPTFormatUMA = "uma"
+	// RPTFormatKeycloak is Keycloak's: typ "Bearer" and
+	// authorization.permissions with rsid, rsname and scopes, besides
+	// ours (package keycloak writes them, through Config.RPTClaims).
+	RPTFormatKeycloak = "keycloak"
+)
 
 // Config configures a Server.
 type Config struct {
@@ -106,9 +119,19 @@ type Config struct {
 	// authorization_code grant, and answers an unidentified requesting
 	// party need_info (it can prove who it is there).
 	LoginPages bool
-	// KeycloakCompat serves Keycloak's paths under the issuer beside ours
-	// (see keycloak.go); the issuer's path must be /realms/{realm}.
-	KeycloakCompat bool
+	// Discovery, when set, changes the metadata document before it is
+	// served: another server's paths, advertised (package keycloak names
+	// Keycloak's token endpoint and its UMA policy API).
+	Discovery func(*Metadata)
+	// RPTClaims, when set, returns the claims that an RPT for the resource
+	// server rs carries besides ours, for its permissions perms (package
+	// keycloak: Keycloak's layout, Client.RPTFormat). Required when a
+	// client has RPTFormatKeycloak.
+	RPTClaims func(rs Client, perms []Permission) map[string]any
+	// GrantOptions, when set, reads the extension parameters of a UMA
+	// grant request (package keycloak: Keycloak's); an error it returns is
+	// the answer.
+	GrantOptions func(form url.Values) (GrantOptions, error)
 	// Registration, when set, turns on RFC 7591 dynamic client
 	// registration at {issuer}/register. It is off by default.
 	Registration *Registration

@@ -33,7 +33,7 @@ type Metadata struct {
 	ClaimsInteractionEndpoint    string   `json:"claims_interaction_endpoint,omitempty"`
 	UMAProfilesSupported         []string `json:"uma_profiles_supported"`
 	// PolicyEndpoint is Keycloak's UMA policy API, in Keycloak
-	// compatibility mode (Config.KeycloakCompat).
+	// compatibility mode (package keycloak, through Config.Discovery).
 	PolicyEndpoint string `json:"policy_endpoint,omitempty"`
 }
 
@@ -69,13 +69,8 @@ func (s *Server) Metadata() Metadata {
 	if s.registration != nil {
 		m.RegistrationEndpoint = s.Endpoint(PathRegister)
 	}
-	if s.keycloakRealm != "" {
-		// keycloak-js posts its requests, which identify the requesting
-		// party by a Bearer token, to the discovered token endpoint:
-		// Keycloak's, as Keycloak's discovery names it. {issuer}/token
-		// keeps standard UMA (need_info, request_denied with a ticket).
-		m.TokenEndpoint = s.Endpoint(KeycloakPathToken)
-		m.PolicyEndpoint = s.Endpoint(KeycloakPathUMAPolicy)
+	if s.discovery != nil {
+		s.discovery(&m)
 	}
 	return m
 }

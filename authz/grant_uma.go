@@ -43,7 +43,7 @@ type process struct {
 	// issues a PCT.
 	KeepClaims bool `json:"keep,omitempty"`
 	// PushedClaims are claims the client asserted itself (a push_claims
-	// client, keycloak_token_claims.go): never an identity, and apart from
+	// client, Dialect.PushedClaims): never an identity, and apart from
 	// Claims; the rules see them as input.pushed_claims.
 	PushedClaims map[string]any `json:"pushed_claims,omitempty"`
 }
@@ -70,14 +70,11 @@ type grantState struct {
 	mode    string
 	rs      string
 	request map[string]any
-	// opts are the extension parameters (keycloak_token_params.go).
-	opts grantOptions
+	// opts are the extension parameters (grant_options.go).
+	opts GrantOptions
 	// pushedClaims are the claims a push_claims client asserted in this
 	// request, for the process once it is loaded.
 	pushedClaims map[string]any
-	// uriResources are the audience's resources with URIs, once read
-	// (permission_resource_format=uri).
-	uriResources *[]store.Resource
 }
 
 // requestedPermission is one resource with the scopes requested on it.
@@ -97,8 +94,8 @@ func errNotAuthorized(detail string) *oauth.Error {
 }
 
 func (s *Server) grantUMATicket(w http.ResponseWriter, t *tokenRequest) error {
-	if keycloakRequest(t.r) {
-		return s.keycloakGrant(w, t)
+	if d := dialectOf(t.r); d != nil && d.UMAGrant != nil {
+		return d.UMAGrant(t.r, t.form, func() error { return s.umaGrant(w, t) })
 	}
 	return s.umaGrant(w, t)
 }
@@ -113,7 +110,7 @@ func (s *Server) umaGrant(w http.ResponseWriter, t *tokenRequest) error {
 		return oauth.ErrInvalidRequest("response_mode must be decision or permissions")
 	}
 	var err error
-	if g.opts, err = readGrantOptions(t.form); err != nil {
+	if g.opts, err = s.grantOptions(t.form); err != nil {
 		return err
 	}
 	if (t.form.Get("claim_token") == "") != (t.form.Get("claim_token_format") == "") {
@@ -160,7 +157,7 @@ func (s *Server) umaGrant(w http.ResponseWriter, t *tokenRequest) error {
 		}
 		return err
 	}
-	// Keycloak's requesting party (a person's token) and pushed claims.
+	// The requesting party a person's token identified, and pushed claims.
 	if err := s.identify(g); err != nil {
 		return err
 	}
@@ -202,7 +199,7 @@ func (s *Server) umaGrant(w http.ResponseWriter, t *tokenRequest) error {
 		if len(outcome.granted) == 0 {
 			return errNotAuthorized("")
 		}
-		oauth.WriteJSON(w, http.StatusOK, keycloakPermissions(g.opts.shape(nil, outcome.granted)))
+		oauth.WriteJSON(w, http.StatusOK, GrantedPermissions(g.opts.shape(nil, outcome.granted)))
 		return nil
 	}
 
@@ -392,7 +389,13 @@ func (s *Server) ticketlessPermissions(ctx context.Context, g *grantState) ([]re
 				scopes = append(scopes, sc)
 			}
 		}
-		found, err := s.permissionResources(ctx, g, name, scopes)
+		var found []store.Resource
+		var err error
+		if g.opts.FindResources != nil && name != "" {
+			found, err = g.opts.FindResources(ctx, g.rs, name, scopes)
+		} else {
+			found, err = s.ticketlessResources(ctx, g.rs, name, scopes)
+		}
 		var refused *oauth.Error
 		switch {
 		case errors.As(err, &refused):
@@ -526,10 +529,15 @@ func (s *Server) verifyClaimToken(ctx context.Context, g *grantState) (_ *pushed
 	if token == "" {
 		return nil, nil
 	}
-	if keycloakRequest(g.r) && g.form.Get("claim_token_format") == claimtoken.FormatJWT {
-		// Keycloak's reading: claims the client asserts, not a token.
-		g.pushedClaims, err = s.keycloakPushedClaims(g, token)
-		return nil, err
+	if d := dialectOf(g.r); d != nil && d.PushedClaims != nil {
+		// The dialect's reading: claims the client asserts, not a token.
+		client := g.client.Client
+		client.Secret = ""
+		claims, ok, err := d.PushedClaims(client, g.form.Get("claim_token_format"), token)
+		if ok || err != nil {
+			g.pushedClaims = claims
+			return nil, err
+		}
 	}
 	if s.claimTokens == nil {
 		return &pushedToken{refused: &needInfo{"claim tokens are not accepted: this authorization server trusts no issuer"}}, nil
@@ -580,6 +588,31 @@ func (s *Server) gatherClaims(ctx context.Context, g *grantState, pushed *pushed
 	return nil
 }
 
+// identify makes the requesting party that a person's token identified
+// (tokenRequest.party) the process's, with the token's claims, and keeps
+// the claims a client pushed apart from them.
+func (s *Server) identify(g *grantState) error {
+	if p := g.party; p != nil && p.ResourceServer != "" && p.ResourceServer != g.rs {
+		s.log.Info("an RPT presented as the requesting party's token for another resource server", clientField(g.client.ID))
+		return errNotAuthorized("")
+	}
+	if p := g.party; p != nil && p.Subject != "" {
+		same := g.proc.Subject == p.Subject && g.proc.RqPIssuer == p.Issuer
+		switch {
+		case g.pushed && !same:
+			return oauth.ErrInvalidRequest("the claim token and the token of the requesting party are not of the same person")
+		case !same:
+			g.proc.Claims = nil // another requesting party: start over
+		}
+		g.proc.Subject, g.proc.RqPIssuer = p.Subject, p.Issuer
+		g.proc.Claims = mergeClaims(g.proc.Claims, p.Claims)
+	}
+	if g.pushedClaims != nil {
+		g.proc.PushedClaims = g.pushedClaims
+	}
+	return nil
+}
+
 func mergeClaims(base, over map[string]any) map[string]any {
 	out := make(map[string]any, len(base)+len(over))
 	for k, v := range base {
@@ -596,8 +629,8 @@ func mergeClaims(base, over map[string]any) map[string]any {
 // (claimsNeeded), request_submitted when the rules send the request to the
 // owner, request_denied otherwise.
 func (s *Server) refusal(ctx context.Context, g *grantState, a assessment) error {
-	if keycloakRequest(g.r) {
-		return s.keycloakRefusal(ctx, g, a)
+	if d := dialectOf(g.r); d != nil && d.Refusal != nil {
+		return s.refuseWithoutInteraction(ctx, g, a, d.Refusal)
 	}
 	if desc := s.claimsNeeded(g, a); desc != "" {
 		return s.needInfo(ctx, g, desc, dedupeClaims(a.requiredClaims))
@@ -609,6 +642,30 @@ func (s *Server) refusal(ctx context.Context, g *grantState, a assessment) error
 		return err
 	}
 	return oauth.New(oauth.RequestDenied).WithDescription("the resource owner's rules do not grant the requested access")
+}
+
+// refuseWithoutInteraction answers a request of which nothing was granted
+// with the dialect's refusal (Dialect.Refusal): with a ticket, an
+// identified requesting party and requests on (GrantOptions.NoRequests), the
+// permissions that the owners' rules send to the owner (ask_owner) are
+// filed with them, and refuse says submitted unless an owner already
+// denied one.
+func (s *Server) refuseWithoutInteraction(ctx context.Context, g *grantState, a assessment, refuse func(submitted bool) error) error {
+	if err := s.spendTicket(ctx, g); err != nil {
+		return err
+	}
+	if g.opts.NoRequests || g.ticket.ID == "" || g.proc.Subject == "" || len(a.askOwner) == 0 {
+		return refuse(false)
+	}
+	denied, err := s.fileRequests(ctx, g, a.askOwner)
+	switch {
+	case err != nil:
+		return err
+	case denied:
+		return refuse(false)
+	}
+	g.audit.requestSubmitted()
+	return refuse(true)
 }
 
 // claimsNeeded says why a request of which nothing was granted is answered
@@ -632,9 +689,12 @@ func (s *Server) claimsNeeded(g *grantState, a assessment) string {
 
 // asksForClaims reports whether the answer to a request assessed as a is
 // need_info (a rotated ticket: not a ticketless request, nor one of
-// Keycloak's response modes, nor one on Keycloak's path).
+// Keycloak's response modes, nor one in a dialect without interaction).
 func (s *Server) asksForClaims(g *grantState, a assessment) bool {
-	return len(a.granted) == 0 && g.mode == "" && g.ticket.ResourceServer != "" && !keycloakRequest(g.r) && s.claimsNeeded(g, a) != ""
+	if d := dialectOf(g.r); d != nil && d.Refusal != nil {
+		return false
+	}
+	return len(a.granted) == 0 && g.mode == "" && g.ticket.ResourceServer != "" && s.claimsNeeded(g, a) != ""
 }
 
 // askOwner files a request with the owner of each permission and answers

@@ -2,9 +2,7 @@ package authz
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"fmt"
 
 	"github.com/caddy-uma/caddy-uma/authz/owners"
 	"github.com/caddy-uma/caddy-uma/policies"
@@ -56,27 +54,10 @@ var (
 // sep separates the parts of a store key.
 const sep = "\x00"
 
-// nsRequest is the namespace of access requests, which Keycloak's
-// permission tickets narrow (keycloak_tickets.go).
+// nsRequest is the namespace of access requests, which
+// DecideRequestScope narrows (extension.go; Keycloak's permission
+// tickets).
 const nsRequest = owners.NamespaceRequests
-
-// listJSON lists the records of a namespace under a prefix, decoded from
-// JSON.
-func listJSON[T any](ctx context.Context, st store.Records, namespace, prefix string, limit int) ([]T, error) {
-	recs, err := st.List(ctx, namespace, prefix, limit)
-	if err != nil {
-		return nil, fmt.Errorf("listing %s records: %w", namespace, err)
-	}
-	out := make([]T, 0, len(recs))
-	for _, r := range recs {
-		var v T
-		if err := json.Unmarshal(r.Value, &v); err != nil {
-			return nil, fmt.Errorf("decoding a %s record: %w", namespace, err)
-		}
-		out = append(out, v)
-	}
-	return out, nil
-}
 
 // OwnerResource returns one of owner's resources; any other is
 // ErrNoSuchResource.

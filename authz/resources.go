@@ -40,10 +40,11 @@ type resourceDescription struct {
 	UserAccessPolicyURI string `json:"user_access_policy_uri,omitempty"`
 }
 
-// resourceInput is a create or update body. resource_scopes and owner are
-// read leniently: scopes as strings or as Keycloak's {"name": ...}
-// objects, the owner as a string or Keycloak's {"id"|"name": ...} object.
-type resourceInput struct {
+// ResourceInput is a create or update body of the protection API.
+// resource_scopes and owner are read leniently: scopes as strings or as
+// Keycloak's {"name": ...} objects, the owner as a string or Keycloak's
+// {"id"|"name": ...} object.
+type ResourceInput struct {
 	ID             *string         `json:"_id"`
 	Name           string          `json:"name"`
 	Type           string          `json:"type"`
@@ -72,15 +73,16 @@ func nonNil[T any](s []T) []T {
 // decodeResource reads and validates a resource description body into res
 // (whose ID, ResourceServer and timestamps the caller sets).
 func (s *Server) decodeResource(w http.ResponseWriter, r *http.Request, caller protectionCaller, res *store.Resource) error {
-	var in resourceInput
+	var in ResourceInput
 	if err := oauth.ReadJSON(w, r, &in); err != nil {
 		return err
 	}
-	return applyResource(in, caller, res)
+	return ApplyResource(in, caller, res)
 }
 
-// applyResource validates a resource description body into res.
-func applyResource(in resourceInput, caller protectionCaller, res *store.Resource) error {
+// ApplyResource validates a resource description body into res, with the
+// caller's reach over its owner.
+func ApplyResource(in ResourceInput, caller protectionCaller, res *store.Resource) error {
 	scopes, err := parseScopeList(in.ResourceScopes)
 	if err != nil {
 		return err
@@ -202,7 +204,7 @@ func errResourceNotFound() error { return oauth.ErrNotFound("no such resource") 
 
 // createResource registers a resource (POST {issuer}/resource_set).
 func (s *Server) createResource(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
-	res, err := s.registerResource(w, r, caller, s.decodeResource, PathResourceSet)
+	res, err := s.RegisterResource(w, r, caller, s.decodeResource, PathResourceSet)
 	if err != nil {
 		return err
 	}
@@ -210,10 +212,10 @@ func (s *Server) createResource(w http.ResponseWriter, r *http.Request, caller p
 	return nil
 }
 
-// registerResource registers the resource that decode reads for the
-// caller and sets Location to it under collection (POST, on our path and
-// Keycloak's).
-func (s *Server) registerResource(w http.ResponseWriter, r *http.Request, caller protectionCaller, decode resourceDecoder, collection string) (store.Resource, error) {
+// RegisterResource registers the resource that decode reads for the
+// caller and sets Location to it under the collection path (POST, on our
+// path and Keycloak's).
+func (s *Server) RegisterResource(w http.ResponseWriter, r *http.Request, caller protectionCaller, decode ResourceDecoder, collection string) (store.Resource, error) {
 	res := store.Resource{ResourceServer: caller.ClientID}
 	if err := decode(w, r, caller, &res); err != nil {
 		return res, err
@@ -286,9 +288,9 @@ func (s *Server) listResources(w http.ResponseWriter, r *http.Request, caller pr
 // listPage is how many resources listResources reads at a time.
 const listPage = 1000
 
-// managedResource returns the resource of the path's {id}, if the caller
-// may manage it; any other is not found.
-func (s *Server) managedResource(r *http.Request, caller protectionCaller) (store.Resource, error) {
+// ManagedResource returns the resource of the path's {id}, if the caller
+// may manage it; any other is 404.
+func (s *Server) ManagedResource(r *http.Request, caller protectionCaller) (store.Resource, error) {
 	res, err := s.store.GetResource(r.Context(), r.PathValue("id"))
 	if errors.Is(err, store.ErrNotFound) || (err == nil && !caller.mayManage(res)) {
 		return res, errResourceNotFound()
@@ -301,7 +303,7 @@ func (s *Server) managedResource(r *http.Request, caller protectionCaller) (stor
 
 // readResource answers a resource description (GET).
 func (s *Server) readResource(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
-	res, err := s.managedResource(r, caller)
+	res, err := s.ManagedResource(r, caller)
 	if err != nil {
 		return err
 	}
@@ -313,7 +315,7 @@ func (s *Server) readResource(w http.ResponseWriter, r *http.Request, caller pro
 
 // updateResource replaces a resource description (PUT).
 func (s *Server) updateResource(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
-	res, err := s.replaceResource(w, r, caller, s.decodeResource)
+	res, err := s.ReplaceResource(w, r, caller, s.decodeResource)
 	if err != nil {
 		return err
 	}
@@ -321,13 +323,13 @@ func (s *Server) updateResource(w http.ResponseWriter, r *http.Request, caller p
 	return nil
 }
 
-// resourceDecoder reads a resource description of a request into res.
-type resourceDecoder func(w http.ResponseWriter, r *http.Request, caller protectionCaller, res *store.Resource) error
+// ResourceDecoder reads a resource description of a request into res.
+type ResourceDecoder func(w http.ResponseWriter, r *http.Request, caller protectionCaller, res *store.Resource) error
 
-// replaceResource replaces the caller's resource of the request's path
+// ReplaceResource replaces the caller's resource of the request's path
 // with the description decode reads (PUT, on our path and Keycloak's).
-func (s *Server) replaceResource(w http.ResponseWriter, r *http.Request, caller protectionCaller, decode resourceDecoder) (store.Resource, error) {
-	res, err := s.managedResource(r, caller)
+func (s *Server) ReplaceResource(w http.ResponseWriter, r *http.Request, caller protectionCaller, decode ResourceDecoder) (store.Resource, error) {
+	res, err := s.ManagedResource(r, caller)
 	if err != nil {
 		return res, err
 	}
@@ -346,7 +348,7 @@ func (s *Server) replaceResource(w http.ResponseWriter, r *http.Request, caller 
 
 // deleteResource deregisters a resource (DELETE).
 func (s *Server) deleteResource(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
-	res, err := s.managedResource(r, caller)
+	res, err := s.ManagedResource(r, caller)
 	if err != nil {
 		return err
 	}

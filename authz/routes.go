@@ -67,9 +67,6 @@ func (s *Server) routeTable() []route {
 		{path: PathOwnerRequests, methods: []method{onGet(pat(s.listRequests))}, refuse: oauthRefusal, authenticate: s.patCaller, collection: true},
 		{path: PathOwnerRequests + "/{id}", methods: []method{onGet(pat(s.readRequest)), onPost(pat(s.decideRequest))}, refuse: protectionRefusal, authenticate: s.patCaller},
 	}
-	if s.keycloakRealm != "" {
-		routes = append(routes, s.keycloakRoutes()...)
-	}
 	if s.registration != nil {
 		routes = append(routes, route{path: PathRegister, methods: []method{onPost(s.serveRegister)}, refuse: oauthRefusal})
 	}

@@ -88,11 +88,15 @@ type rptRecord struct {
 	Expires        int64        `json:"exp"`
 }
 
-// RPT is a verified, live RPT.
+// RPT is a verified RPT: live from VerifyRPT, live or expired from
+// ReadRPT.
 type RPT struct {
-	ID             string
-	ClientID       string
-	Subject        string
+	ID       string
+	ClientID string
+	Subject  string
+	// RqPIssuer is the issuer of the requesting party's subject: empty for
+	// a subject of this AS (or a client that obtained the RPT for itself).
+	RqPIssuer      string
 	ResourceServer string
 	Permissions    []Permission
 	IssuedAt       time.Time
@@ -139,7 +143,12 @@ func (s *Server) signRPT(ctx context.Context, rec rptRecord) (token, jti string,
 		Claim("azp", rec.ClientID).
 		Claim("client_id", rec.ClientID).
 		Claim("permissions", rec.Permissions)
-	tok, err := s.rptLayout(b, rec).Build()
+	if rs, ok := s.clients[rec.ResourceServer]; ok && s.rptClaims != nil {
+		for name, v := range s.rptClaims(rs.Client, rec.Permissions) {
+			b = b.Claim(name, v)
+		}
+	}
+	tok, err := b.Build()
 	if err != nil {
 		return "", "", w, fmt.Errorf("building an RPT: %w", err)
 	}
@@ -200,7 +209,7 @@ func (s *Server) VerifyRPT(ctx context.Context, token, audience string) (*RPT, e
 		return nil, errInvalidRPT
 	}
 	return &RPT{
-		ID: jti, ClientID: rec.ClientID, Subject: rec.Subject, ResourceServer: rec.ResourceServer,
+		ID: jti, ClientID: rec.ClientID, Subject: rec.Subject, RqPIssuer: rec.RqPIssuer, ResourceServer: rec.ResourceServer,
 		Permissions: rec.Permissions, IssuedAt: time.Unix(rec.IssuedAt, 0), ExpiresAt: time.Unix(rec.Expires, 0),
 	}, nil
 }

@@ -23,7 +23,10 @@
 // With Config.LoginPages, package people serves the pages people see under
 // the same issuer path (login, {issuer}/authorize, {issuer}/claims,
 // {issuer}/console), through this package's exported API; this package
-// only advertises them.
+// only advertises them. With Keycloak compatibility, package keycloak
+// serves Keycloak's paths under the issuer the same way (extension.go:
+// route tables, the token endpoint in a Dialect, the protection API for a
+// PAT caller).
 package authz
 
 import (
@@ -104,9 +107,15 @@ type Server struct {
 	observer     Observer
 	now          func() time.Time
 
-	// keycloakRealm is the realm of the issuer's path when Keycloak's
-	// paths are served too (Config.KeycloakCompat); empty when not.
-	keycloakRealm string
+	// discovery changes the metadata document (Config.Discovery); nil
+	// when nothing does.
+	discovery func(*Metadata)
+	// rptClaims returns the claims an RPT carries besides ours
+	// (Config.RPTClaims); nil when none.
+	rptClaims func(rs Client, perms []Permission) map[string]any
+	// readGrantOptions reads a UMA grant request's extension parameters
+	// (Config.GrantOptions); nil when none are read.
+	readGrantOptions func(form url.Values) (GrantOptions, error)
 	// loginPages says that people log in at the AS (Config.LoginPages).
 	loginPages bool
 	// mux is the route table of the endpoints, relative to basePath.
@@ -142,12 +151,6 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Store == nil {
 		return nil, fmt.Errorf("no store configured")
 	}
-	var realm string
-	if cfg.KeycloakCompat {
-		if realm, err = KeycloakRealm(basePath); err != nil {
-			return nil, err
-		}
-	}
 	clients, err := newClientRegistry(cfg.Clients)
 	if err != nil {
 		return nil, fmt.Errorf("registering clients: %w", err)
@@ -166,7 +169,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		requestInterval:   orDefault(cfg.RequestInterval, DefaultRequestInterval),
 		claimsInteraction: cfg.ClaimsInteractionEndpoint,
 		loginPages:        cfg.LoginPages,
-		keycloakRealm:     realm,
+		discovery:         cfg.Discovery,
+		rptClaims:         cfg.RPTClaims,
+		readGrantOptions:  cfg.GrantOptions,
 
 		log:      cfg.Logger,
 		audit:    cfg.Audit,
@@ -207,6 +212,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	for _, c := range cfg.Clients {
 		if c.RPTFormat == RPTFormatKeycloak && alg != "RS256" {
 			return nil, fmt.Errorf("client %q: rpt_format keycloak needs signing_alg RS256 (keycloak-connect verifies RS256 only), not %s", c.ID, alg)
+		}
+		if c.RPTFormat == RPTFormatKeycloak && cfg.RPTClaims == nil {
+			return nil, fmt.Errorf("client %q: rpt_format keycloak needs Config.RPTClaims to write Keycloak's claims (keycloak.RPTClaims)", c.ID)
 		}
 	}
 	s.keys = &keyRing{

@@ -36,9 +36,32 @@ type tokenRequest struct {
 	// audit gathers what the request decided, for its audit line; nil
 	// outside the token endpoint.
 	audit *tokenAudit
-	// party is the requesting party that a person's token identified, on
-	// Keycloak's token path (keycloak_token_party.go); nil otherwise.
-	party *requestingParty
+	// party is the requesting party that a person's token identified
+	// (Dialect.UMAClient); nil otherwise.
+	party *Party
+}
+
+// tokenClient authenticates the client of a token request, or lets the
+// request's dialect identify the client of a UMA grant request and its
+// requesting party (Dialect.UMAClient).
+func (s *Server) tokenClient(r *http.Request, form url.Values, grant string) (*registeredClient, *Party, error) {
+	d := dialectOf(r)
+	if d == nil || d.UMAClient == nil || grant != GrantTypeUMATicket {
+		c, err := s.authenticateClient(r, form)
+		return c, nil, err
+	}
+	id, party, err := d.UMAClient(r, form)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := s.client(r.Context(), id)
+	switch {
+	case err != nil:
+		return nil, nil, oauth.ErrServer("could not read a registered client", err)
+	case c == nil:
+		return nil, nil, oauth.New(oauth.InvalidClient).WithDescription("unknown client")
+	}
+	return c, party, nil
 }
 
 // grantHandler issues tokens for one grant type.

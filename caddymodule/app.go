@@ -26,6 +26,7 @@ import (
 
 	"github.com/caddy-uma/caddy-uma/authz"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
+	"github.com/caddy-uma/caddy-uma/authz/keycloak"
 	"github.com/caddy-uma/caddy-uma/authz/people"
 	"github.com/caddy-uma/caddy-uma/authz/urlcheck"
 	"github.com/caddy-uma/caddy-uma/policies"
@@ -182,6 +183,9 @@ type appState struct {
 	// pages are the pages people see (nil when nobody logs in),
 	// published with server.
 	pages atomic.Pointer[people.Site]
+	// keycloak are Keycloak's paths (nil outside compat mode), published
+	// with server.
+	keycloak atomic.Pointer[keycloak.Compat]
 	// started is closed by a successful Start, after server is published.
 	started chan struct{}
 	// store is the database as the storage backend opened it, and
@@ -482,7 +486,7 @@ func (a *App) Start() error {
 	// releases the store.
 	st := newMeasuredStore(raw, a.storage.CaddyModule().ID.Name())
 	a.state.store, a.state.measured = raw, st
-	srv, err := authz.New(a.ctx, authz.Config{
+	cfg := authz.Config{
 		Issuer:          a.issuer,
 		Store:           st,
 		Clients:         a.clients,
@@ -500,15 +504,31 @@ func (a *App) Start() error {
 		TrustedIssuers:  a.trustedIssuers(),
 		NewResourceRate: a.NewResourceRate,
 		LoginPages:      a.loginPages(),
-		KeycloakCompat:  a.KeycloakCompat,
 		Registration:    a.registration(),
 		HTTPClient:      &http.Client{Timeout: keyFetchTimeout, Transport: keyFetchTransport{http.DefaultTransport}},
 		Logger:          a.logger,
 		Audit:           a.audit,
 		Observer:        asObserver{},
-	})
+	}
+	// Keycloak's RPT layout (rpt_format keycloak) and grant parameters
+	// are served with or without keycloak_compat.
+	keycloak.Extend(&cfg)
+	if a.KeycloakCompat {
+		if err := keycloak.Configure(&cfg); err != nil {
+			return fmt.Errorf("starting authorization server: %w", err)
+		}
+	}
+	srv, err := authz.New(a.ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("starting authorization server: %w", err)
+	}
+	if a.KeycloakCompat {
+		kc, err := keycloak.New(srv, st, keycloak.Config{Logger: a.logger})
+		if err != nil {
+			_ = srv.Close()
+			return fmt.Errorf("serving Keycloak's paths: %w", err)
+		}
+		a.state.keycloak.Store(kc)
 	}
 	if a.loginPages() {
 		pages, err := people.New(a.ctx, srv, st, people.Config{

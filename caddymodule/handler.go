@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/caddy-uma/caddy-uma/authz/keycloak"
 	"github.com/caddy-uma/caddy-uma/authz/oauth"
 	"github.com/caddy-uma/caddy-uma/authz/people"
 	"github.com/caddyserver/caddy/v2"
@@ -38,7 +39,7 @@ type Handler struct {
 const startWait = 5 * time.Second
 
 // endpoints is what the handler needs of the authorization server;
-// people.Endpoints implements it.
+// people.Endpoints implements it, and keycloak.Endpoints in compat mode.
 type endpoints interface {
 	http.Handler
 	// Handles reports whether path is one the server serves.
@@ -62,7 +63,11 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	h.live = func(ctx context.Context) endpoints {
 		// Return a nil interface, not a typed nil value.
 		if srv := app.awaitRunning(ctx, startWait); srv != nil {
-			return people.Endpoints{AS: srv, Site: app.state.pages.Load()}
+			paths := people.Endpoints{AS: srv, Site: app.state.pages.Load()}
+			if kc := app.state.keycloak.Load(); kc != nil {
+				return keycloak.Endpoints{Compat: kc, Next: paths}
+			}
+			return paths
 		}
 		return nil
 	}

@@ -1,4 +1,4 @@
-package authz_test
+package keycloak_test
 
 import (
 	"encoding/json"
@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddy-uma/caddy-uma/authz"
 	"github.com/caddy-uma/caddy-uma/authz/authztest"
+	"github.com/caddy-uma/caddy-uma/authz/keycloak"
 )
 
 type policyView struct {
@@ -23,7 +23,7 @@ type policyView struct {
 
 func (f *keycloakFixture) policies(query, pat string) []policyView {
 	f.T.Helper()
-	r := f.kc("GET", authz.KeycloakPathUMAPolicy+"?"+query, nil, pat)
+	r := f.kc("GET", keycloak.PathUMAPolicy+"?"+query, nil, pat)
 	if r.Status != 200 {
 		f.T.Fatalf("policies: %d %s", r.Status, r.Body)
 	}
@@ -36,7 +36,7 @@ func (f *keycloakFixture) policies(query, pat string) []policyView {
 
 func (f *keycloakFixture) createPolicy(resource, body, pat string) policyView {
 	f.T.Helper()
-	r := f.kc("POST", authz.KeycloakPathUMAPolicy+"/"+resource, body, pat)
+	r := f.kc("POST", keycloak.PathUMAPolicy+"/"+resource, body, pat)
 	if r.Status != 200 {
 		f.T.Fatalf("create policy: %d %s", r.Status, r.Body)
 	}
@@ -61,7 +61,7 @@ func TestKeycloakPolicyUsers(t *testing.T) {
 	if shares, _ := f.Server.ResourceShares(t.Context(), "alice", album); len(shares) != 2 {
 		t.Fatalf("shares: %+v", shares)
 	}
-	if r := f.kc("GET", authz.KeycloakPathUMAPolicy+"/"+p.ID, nil, f.AlicePAT); r.Status != 200 || !strings.Contains(string(r.Body), `"name":"Friends"`) {
+	if r := f.kc("GET", keycloak.PathUMAPolicy+"/"+p.ID, nil, f.AlicePAT); r.Status != 200 || !strings.Contains(string(r.Body), `"name":"Friends"`) {
 		t.Fatalf("read: %d %s", r.Status, r.Body)
 	}
 	for q, n := range map[string]int{"": 1, "resource=" + album: 1, "resource=x": 0, "name=friend": 1, "name=foes": 0, "scope=view": 1, "scope=edit": 0, "first=1": 0, "max=0": 0} {
@@ -73,7 +73,7 @@ func TestKeycloakPolicyUsers(t *testing.T) {
 		t.Errorf("rs-b sees rs-a's policies: %+v", got)
 	}
 	// An update replaces what the policy made; no scopes means all.
-	if r := f.kc("PUT", authz.KeycloakPathUMAPolicy+"/"+p.ID, `{"name":"Friends","users":["bob"]}`, f.RSPAT); r.Status != http.StatusNoContent {
+	if r := f.kc("PUT", keycloak.PathUMAPolicy+"/"+p.ID, `{"name":"Friends","users":["bob"]}`, f.RSPAT); r.Status != http.StatusNoContent {
 		t.Fatalf("update: %d %s", r.Status, r.Body)
 	}
 	f.expectGranted("bob", album, true, "view", "edit")
@@ -82,15 +82,15 @@ func TestKeycloakPolicyUsers(t *testing.T) {
 		t.Fatalf("after update: %+v", got)
 	}
 	// Deleting it takes the access back.
-	authztest.ExpectError(t, f.kc("DELETE", authz.KeycloakPathUMAPolicy+"/"+p.ID, nil, f.BPAT), 404, "not_found")
-	if r := f.kc("DELETE", authz.KeycloakPathUMAPolicy+"/"+p.ID, nil, f.RSPAT); r.Status != http.StatusNoContent {
+	authztest.ExpectError(t, f.kc("DELETE", keycloak.PathUMAPolicy+"/"+p.ID, nil, f.BPAT), 404, "not_found")
+	if r := f.kc("DELETE", keycloak.PathUMAPolicy+"/"+p.ID, nil, f.RSPAT); r.Status != http.StatusNoContent {
 		t.Fatalf("delete: %d %s", r.Status, r.Body)
 	}
 	f.expectGranted("bob", album, false, "view")
 	if shares, _ := f.Server.ResourceShares(t.Context(), "alice", album); len(shares) != 0 {
 		t.Fatalf("shares after delete: %+v", shares)
 	}
-	authztest.ExpectError(t, f.kc("GET", authz.KeycloakPathUMAPolicy+"/"+p.ID, nil, f.RSPAT), 404, "not_found")
+	authztest.ExpectError(t, f.kc("GET", keycloak.PathUMAPolicy+"/"+p.ID, nil, f.RSPAT), 404, "not_found")
 }
 
 func TestKeycloakPolicyGroupsAndClients(t *testing.T) {
@@ -112,7 +112,7 @@ func TestKeycloakPolicyGroupsAndClients(t *testing.T) {
 		t.Fatalf("a scope the policy does not grant: %s", r.Body)
 	}
 	// Users and groups: both must hold (Keycloak's UNANIMOUS).
-	if r := f.kc("PUT", authz.KeycloakPathUMAPolicy+"/"+p.ID, `{"name":"Family","scopes":["view"],"groups":["/family"],"users":["frank"]}`, f.RSPAT); r.Status != http.StatusNoContent {
+	if r := f.kc("PUT", keycloak.PathUMAPolicy+"/"+p.ID, `{"name":"Family","scopes":["view"],"groups":["/family"],"users":["frank"]}`, f.RSPAT); r.Status != http.StatusNoContent {
 		t.Fatalf("update: %d %s", r.Status, r.Body)
 	}
 	if r := f.grantFor("erin", family, album, "view"); r.Status == 200 {
@@ -124,7 +124,7 @@ func TestKeycloakPolicyGroupsAndClients(t *testing.T) {
 	if r := f.grantFor("frank", nil, album, "view"); r.Status == 200 {
 		t.Fatalf("frank without the group: %s", r.Body)
 	}
-	if r := f.kc("DELETE", authz.KeycloakPathUMAPolicy+"/"+p.ID, nil, f.RSPAT); r.Status != http.StatusNoContent {
+	if r := f.kc("DELETE", keycloak.PathUMAPolicy+"/"+p.ID, nil, f.RSPAT); r.Status != http.StatusNoContent {
 		t.Fatalf("delete: %d %s", r.Status, r.Body)
 	}
 	if rules, _ := f.Server.Rules(t.Context(), "alice"); rules["keycloak-policy-"+p.ID] != "" {
@@ -144,7 +144,7 @@ func TestKeycloakPolicyRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := f.createPolicy(album, `{"name":"p","users":["bob"]}`, f.RSPAT)
-	path := authz.KeycloakPathUMAPolicy + "/" + album
+	path := keycloak.PathUMAPolicy + "/" + album
 	tests := []keycloakRefusal{
 		{"no PAT", "POST", path, `{"name":"p","users":["bob"]}`, "", 401, "invalid_token"},
 		{"JavaScript condition", "POST", path, `{"name":"p","condition":"$evaluation.grant()"}`, f.RSPAT, 400, "invalid_request"},
@@ -157,14 +157,14 @@ func TestKeycloakPolicyRefusals(t *testing.T) {
 		{"bad user", "POST", path, `{"name":"p","users":[""]}`, f.RSPAT, 400, "invalid_request"},
 		{"rego in a group name stays a string", "POST", path, `{"name":"p","groups":["\"}\nallow contains \"view\" if true #"]}`, f.RSPAT, 400, "invalid_request"},
 		{"users not strings", "POST", path, `{"name":"p","users":[1]}`, f.RSPAT, 400, "invalid_request"},
-		{"unknown resource", "POST", authz.KeycloakPathUMAPolicy + "/nope", `{"name":"p","users":["bob"]}`, f.RSPAT, 400, "invalid_request"},
-		{"another resource server's resource", "POST", authz.KeycloakPathUMAPolicy + "/" + other, `{"name":"p","users":["bob"]}`, f.RSPAT, 400, "invalid_request"},
+		{"unknown resource", "POST", keycloak.PathUMAPolicy + "/nope", `{"name":"p","users":["bob"]}`, f.RSPAT, 400, "invalid_request"},
+		{"another resource server's resource", "POST", keycloak.PathUMAPolicy + "/" + other, `{"name":"p","users":["bob"]}`, f.RSPAT, 400, "invalid_request"},
 		{"another owner's resource", "POST", path, `{"name":"p","users":["eve"]}`, bobPAT, 400, "invalid_request"},
-		{"another owner's policy", "GET", authz.KeycloakPathUMAPolicy + "/" + p.ID, "", bobPAT, 404, "not_found"},
-		{"another resource server's policy", "PUT", authz.KeycloakPathUMAPolicy + "/" + p.ID, `{"name":"p","users":["eve"]}`, f.BPAT, 404, "not_found"},
-		{"update refused keeps the policy", "PUT", authz.KeycloakPathUMAPolicy + "/" + p.ID, `{"name":"p","roles":["x"]}`, f.RSPAT, 400, "invalid_request"},
-		{"bad first", "GET", authz.KeycloakPathUMAPolicy + "?first=-", "", f.RSPAT, 400, "invalid_request"},
-		{"method", "POST", authz.KeycloakPathUMAPolicy, "", f.RSPAT, 405, "unsupported_method_type"},
+		{"another owner's policy", "GET", keycloak.PathUMAPolicy + "/" + p.ID, "", bobPAT, 404, "not_found"},
+		{"another resource server's policy", "PUT", keycloak.PathUMAPolicy + "/" + p.ID, `{"name":"p","users":["eve"]}`, f.BPAT, 404, "not_found"},
+		{"update refused keeps the policy", "PUT", keycloak.PathUMAPolicy + "/" + p.ID, `{"name":"p","roles":["x"]}`, f.RSPAT, 400, "invalid_request"},
+		{"bad first", "GET", keycloak.PathUMAPolicy + "?first=-", "", f.RSPAT, 400, "invalid_request"},
+		{"method", "POST", keycloak.PathUMAPolicy, "", f.RSPAT, 405, "unsupported_method_type"},
 	}
 	f.expectRefusals(t, tests)
 	f.expectGranted("bob", album, true, "view")
@@ -182,7 +182,7 @@ func TestKeycloakPolicyConcurrentUpdates(t *testing.T) {
 	for i := range n {
 		go func() {
 			body := `{"name":"p","users":["u` + string(rune('1'+i)) + `"]}`
-			statuses <- f.kc("PUT", authz.KeycloakPathUMAPolicy+"/"+p.ID, body, f.RSPAT).Status
+			statuses <- f.kc("PUT", keycloak.PathUMAPolicy+"/"+p.ID, body, f.RSPAT).Status
 		}()
 	}
 	won := 0

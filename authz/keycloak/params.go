@@ -1,4 +1,4 @@
-package authz
+package keycloak
 
 import (
 	"context"
@@ -8,13 +8,15 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/caddy-uma/caddy-uma/authz"
 	"github.com/caddy-uma/caddy-uma/authz/oauth"
 	"github.com/caddy-uma/caddy-uma/authz/uripattern"
 	"github.com/caddy-uma/caddy-uma/store"
 )
 
-// Keycloak's extension parameters of the UMA grant, taken on both token
-// paths (they change nothing for a request without them):
+// Keycloak's extension parameters of the UMA grant, taken on every token
+// path (authz.Config.GrantOptions; they change nothing for a request
+// without them):
 //
 //	permission_resource_format        id (default) or uri: the RESOURCE of a
 //	                                  permission parameter is a resource URI
@@ -29,46 +31,47 @@ import (
 // maxPermissionsLimit bounds response_permissions_limit.
 const maxPermissionsLimit = 1 << 20
 
-// grantOptions are the extension parameters of one UMA grant request.
-type grantOptions struct {
-	uriFormat   bool
-	matchingURI bool
-	limit       int // 0: none
-	omitNames   bool
-	submit      bool
-}
-
-// readGrantOptions reads the extension parameters; a value Keycloak would
-// not understand is 400 invalid_request naming the parameter.
-func readGrantOptions(form url.Values) (grantOptions, error) {
-	o := grantOptions{submit: true}
-	switch form.Get("permission_resource_format") {
-	case "", "id":
-	case "uri":
-		o.uriFormat = true
-	default:
-		return o, oauth.ErrInvalidRequest("permission_resource_format must be id or uri")
-	}
-	var err error
-	if o.matchingURI, err = formBool(form, "permission_resource_matching_uri", false); err != nil {
-		return o, err
-	}
-	include, err := formBool(form, "response_include_resource_name", true)
-	if err != nil {
-		return o, err
-	}
-	o.omitNames = !include
-	if o.submit, err = formBool(form, "submit_request", true); err != nil {
-		return o, err
-	}
-	if v := form.Get("response_permissions_limit"); v != "" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 1 || n > maxPermissionsLimit {
-			return o, oauth.ErrInvalidRequest("response_permissions_limit must be a whole number from 1 to %d", maxPermissionsLimit)
+// GrantOptions returns authz.Config.GrantOptions: it reads Keycloak's
+// extension parameters of a UMA grant request, whose URIs
+// (permission_resource_format=uri) name resources of st. A value Keycloak
+// would not understand is 400 invalid_request naming the parameter.
+func GrantOptions(st store.Store) func(form url.Values) (authz.GrantOptions, error) {
+	return func(form url.Values) (authz.GrantOptions, error) {
+		var o authz.GrantOptions
+		uriFormat := false
+		switch form.Get("permission_resource_format") {
+		case "", "id":
+		case "uri":
+			uriFormat = true
+		default:
+			return o, oauth.ErrInvalidRequest("permission_resource_format must be id or uri")
 		}
-		o.limit = n
+		matching, err := formBool(form, "permission_resource_matching_uri", false)
+		if err != nil {
+			return o, err
+		}
+		include, err := formBool(form, "response_include_resource_name", true)
+		if err != nil {
+			return o, err
+		}
+		o.OmitNames = !include
+		submit, err := formBool(form, "submit_request", true)
+		if err != nil {
+			return o, err
+		}
+		o.NoRequests = !submit
+		if v := form.Get("response_permissions_limit"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > maxPermissionsLimit {
+				return o, oauth.ErrInvalidRequest("response_permissions_limit must be a whole number from 1 to %d", maxPermissionsLimit)
+			}
+			o.Limit = n
+		}
+		if uriFormat {
+			o.FindResources = (&uriFinder{store: st, matching: matching}).find
+		}
+		return o, nil
 	}
-	return o, nil
 }
 
 // formBool reads a true/false parameter (any case), def when absent.
@@ -84,65 +87,53 @@ func formBool(form url.Values, name string, def bool) (bool, error) {
 	return def, oauth.ErrInvalidRequest("%s must be true or false", name)
 }
 
-// shape returns the permissions of an answer: granted without names when
-// asked, and at most limit of them, added to previous (an upgraded RPT's),
-// of which the most recent are kept past the limit.
-func (o grantOptions) shape(previous, granted []Permission) []Permission {
-	if o.omitNames {
-		granted = slices.Clone(granted)
-		for i := range granted {
-			granted[i].ResourceName = ""
-		}
-	}
-	if o.limit > 0 && len(granted) > o.limit {
-		granted = granted[:o.limit]
-	}
-	perms := mergePermissions(previous, granted)
-	if o.limit > 0 && len(perms) > o.limit {
-		perms = perms[len(perms)-o.limit:]
-	}
-	return perms
-}
-
 // maxURIScan bounds the resources of a resource server that
 // permission_resource_format=uri reads (no index holds URIs): a resource
 // server with more is refused that format, rather than matched in part.
 const maxURIScan = 10000
 
-// permissionResources returns the resources of the audience that one
-// permission parameter names, by id or name, or by URI
+// uriPage is how many resources uriCandidates reads at a time.
+const uriPage = 256
+
+// uriFinder finds the resources of one grant request by URI
 // (permission_resource_format=uri).
-func (s *Server) permissionResources(ctx context.Context, g *grantState, name string, scopes []string) ([]store.Resource, error) {
-	if !g.opts.uriFormat || name == "" {
-		return s.ticketlessResources(ctx, g.rs, name, scopes)
-	}
-	if !validText(name, false) {
+type uriFinder struct {
+	store    store.Store
+	matching bool
+	// withURIs are the audience's resources with URIs, once read.
+	withURIs *[]store.Resource
+}
+
+// find returns the resources of rs that one permission parameter names by
+// URI, and that offer one of scopes (any, without scopes).
+func (f *uriFinder) find(ctx context.Context, rs, name string, scopes []string) ([]store.Resource, error) {
+	if !authz.ValidText(name, false) {
 		return nil, nil
 	}
-	all, err := s.uriCandidates(ctx, g)
+	all, err := f.candidates(ctx, rs)
 	if err != nil {
 		return nil, err
 	}
 	var found []store.Resource
 	for _, res := range all {
 		offers := len(scopes) == 0 || slices.ContainsFunc(scopes, func(sc string) bool { return slices.Contains(res.Scopes, sc) })
-		if offers && slices.ContainsFunc(res.URIs, func(u string) bool { return uriMatches(u, name, g.opts.matchingURI) }) {
+		if offers && slices.ContainsFunc(res.URIs, func(u string) bool { return uriMatches(u, name, f.matching) }) {
 			found = append(found, res)
 		}
 	}
 	return found, nil
 }
 
-// uriCandidates reads, once per request, the resources of the audience
+// candidates reads, once per request, the resources of the audience rs
 // that have URIs.
-func (s *Server) uriCandidates(ctx context.Context, g *grantState) ([]store.Resource, error) {
-	if g.uriResources != nil {
-		return *g.uriResources, nil
+func (f *uriFinder) candidates(ctx context.Context, rs string) ([]store.Resource, error) {
+	if f.withURIs != nil {
+		return *f.withURIs, nil
 	}
 	var withURIs []store.Resource
-	q := store.ResourceQuery{ResourceServer: g.rs, Limit: ticketlessPage}
+	q := store.ResourceQuery{ResourceServer: rs, Limit: uriPage}
 	for read := 0; ; {
-		page, err := s.store.ListResources(ctx, q)
+		page, err := f.store.ListResources(ctx, q)
 		if err != nil {
 			return nil, err
 		}
@@ -159,7 +150,7 @@ func (s *Server) uriCandidates(ctx context.Context, g *grantState) ([]store.Reso
 		}
 		q.After = page[len(page)-1].ID
 	}
-	g.uriResources = &withURIs
+	f.withURIs = &withURIs
 	return withURIs, nil
 }
 

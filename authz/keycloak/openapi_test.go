@@ -1,4 +1,4 @@
-package authz_test
+package keycloak_test
 
 import (
 	"net/http"
@@ -18,21 +18,21 @@ func isKeycloakPath(item *openapi3.PathItem) bool {
 }
 
 // TestOpenAPIKeycloakRoutes checks docs/openapi.yaml against the route
-// table of an AS in Keycloak compatibility mode: every route is
-// documented, Keycloak's paths (and only they) carry x-keycloak-compat,
+// table of Keycloak's paths (the AS's own: authz.TestOpenAPIDocumentsEveryRoute):
+// every route is documented, Keycloak's paths (and only they) carry x-keycloak-compat,
 // and each of their documented methods answers without credentials as a
 // route, with a documented status and an OAuth error.
 func TestOpenAPIKeycloakRoutes(t *testing.T) {
 	doc := loadOpenAPI(t)
 	f := newKeycloakFixture(t)
-	routes, _ := f.Server.RoutePatterns()
+	routes := f.Compat.RoutePatterns()
 	documented := map[string]bool{}
 	for path, item := range doc.Paths.Map() {
 		for method := range item.Operations() {
 			documented[method+" "+path] = true
 		}
 	}
-	keycloak := func(path string) bool {
+	keycloakPath := func(path string) bool {
 		return strings.HasPrefix(path, "/protocol/openid-connect/") || strings.HasPrefix(path, "/authz/protection/")
 	}
 	for _, r := range routes {
@@ -42,7 +42,7 @@ func TestOpenAPIKeycloakRoutes(t *testing.T) {
 	}
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	for path, item := range doc.Paths.Map() {
-		if isKeycloakPath(item) != keycloak(path) {
+		if isKeycloakPath(item) != keycloakPath(path) {
 			t.Errorf("%s: x-keycloak-compat on Keycloak's paths, and only on them", path)
 		}
 		if !isKeycloakPath(item) {

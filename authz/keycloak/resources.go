@@ -1,4 +1,4 @@
-package authz
+package keycloak
 
 import (
 	"encoding/json"
@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/caddy-uma/caddy-uma/authz"
 	"github.com/caddy-uma/caddy-uma/authz/oauth"
 	"github.com/caddy-uma/caddy-uma/authz/uripattern"
 	"github.com/caddy-uma/caddy-uma/store"
@@ -18,8 +19,9 @@ import (
 // resource_set): its representation (scopes and owner as objects,
 // displayName, ownerManagedAccess), its answers (201 with the whole
 // representation, 204 to an update) and its list query. The resources are
-// ours: the same store records, the same validation (applyResource) and
-// the same reach of a PAT (protectionCaller.mayManage) as on our path.
+// the AS's: the same store records, the same validation
+// (authz.ApplyResource) and the same reach of a PAT (authz.PATCaller.
+// MayManage) as on its path.
 //
 // What Keycloak keeps and caddy-uma does not: attributes (read and
 // ignored), scope ids (a scope's id is its name, here and in permission
@@ -75,7 +77,7 @@ func toKeycloakResource(r store.Resource) keycloakResource {
 // ours (scopes as strings or {"name": ...} objects, the owner as a string
 // or {"id"|"name": ...}) with Keycloak's members.
 type keycloakResourceInput struct {
-	resourceInput
+	authz.ResourceInput
 	DisplayName *string         `json:"displayName"`
 	Scopes      json.RawMessage `json:"scopes"`
 	// URI is the single uri of older Keycloak clients.
@@ -85,12 +87,12 @@ type keycloakResourceInput struct {
 }
 
 // decodeKeycloakResource reads a Keycloak resource body into res.
-func (s *Server) decodeKeycloakResource(w http.ResponseWriter, r *http.Request, caller protectionCaller, res *store.Resource) error {
+func decodeKeycloakResource(w http.ResponseWriter, r *http.Request, caller authz.PATCaller, res *store.Resource) error {
 	var in keycloakResourceInput
 	if err := oauth.ReadJSON(w, r, &in); err != nil {
 		return err
 	}
-	ours := in.resourceInput
+	ours := in.ResourceInput
 	if isAbsent(ours.ResourceScopes) {
 		// Keycloak's resources may have no scopes, and its clients send
 		// them under either name.
@@ -105,15 +107,15 @@ func (s *Server) decodeKeycloakResource(w http.ResponseWriter, r *http.Request, 
 	if in.URI != "" && !slices.Contains(ours.URIs, in.URI) {
 		ours.URIs = append(ours.URIs, in.URI)
 	}
-	return applyResource(ours, caller, res)
+	return authz.ApplyResource(ours, caller, res)
 }
 
 func isAbsent(raw json.RawMessage) bool { return len(raw) == 0 || string(raw) == "null" }
 
-// createKeycloakResource registers a resource and answers 201 with its
+// createResource registers a resource and answers 201 with its
 // representation.
-func (s *Server) createKeycloakResource(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
-	res, err := s.registerResource(w, r, caller, s.decodeKeycloakResource, KeycloakPathResourceSet)
+func (c *Compat) createResource(w http.ResponseWriter, r *http.Request, caller authz.PATCaller) error {
+	res, err := c.as.RegisterResource(w, r, caller, decodeKeycloakResource, PathResourceSet)
 	if err != nil {
 		return err
 	}
@@ -121,9 +123,9 @@ func (s *Server) createKeycloakResource(w http.ResponseWriter, r *http.Request, 
 	return nil
 }
 
-// readKeycloakResource answers a resource's representation.
-func (s *Server) readKeycloakResource(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
-	res, err := s.managedResource(r, caller)
+// readResource answers a resource's representation.
+func (c *Compat) readResource(w http.ResponseWriter, r *http.Request, caller authz.PATCaller) error {
+	res, err := c.as.ManagedResource(r, caller)
 	if err != nil {
 		return err
 	}
@@ -131,9 +133,9 @@ func (s *Server) readKeycloakResource(w http.ResponseWriter, r *http.Request, ca
 	return nil
 }
 
-// updateKeycloakResource replaces a resource and answers 204, as Keycloak.
-func (s *Server) updateKeycloakResource(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
-	if _, err := s.replaceResource(w, r, caller, s.decodeKeycloakResource); err != nil {
+// updateResource replaces a resource and answers 204, as Keycloak.
+func (c *Compat) updateResource(w http.ResponseWriter, r *http.Request, caller authz.PATCaller) error {
+	if _, err := c.as.ReplaceResource(w, r, caller, decodeKeycloakResource); err != nil {
 		return err
 	}
 	oauth.WriteNoContent(w, http.StatusNoContent)
@@ -142,7 +144,7 @@ func (s *Server) updateKeycloakResource(w http.ResponseWriter, r *http.Request, 
 
 // keycloakDefaultMax is how many resources a Keycloak list answers without
 // max (Keycloak's Constants.DEFAULT_MAX_RESULTS); max=-1 means all of
-// them, up to maxListedResult.
+// them, up to authz.MaxListedResult.
 const keycloakDefaultMax = 100
 
 // keycloakResourceQuery is the list query of Keycloak's resource_set.
@@ -167,8 +169,8 @@ func parseKeycloakResourceQuery(params url.Values) (keycloakResourceQuery, error
 		return q, err
 	}
 	q.first = max(q.first, 0)
-	if q.max < 0 || q.max > maxListedResult {
-		q.max = maxListedResult
+	if q.max < 0 || q.max > authz.MaxListedResult {
+		q.max = authz.MaxListedResult
 	}
 	return q, nil
 }
@@ -219,44 +221,44 @@ func (q keycloakResourceQuery) matches(res store.Resource) bool {
 // name, uri, type or scope filter reads the caller's resources of this
 // resource server in pages (as Keycloak, which queries its database with
 // LIKE), stopping once the answer is full.
-func (s *Server) listKeycloakResources(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
+func (c *Compat) listResources(w http.ResponseWriter, r *http.Request, caller authz.PATCaller) error {
 	q, err := parseKeycloakResourceQuery(r.URL.Query())
 	if err != nil {
 		return err
 	}
 	sq := store.ResourceQuery{ResourceServer: caller.ClientID}
-	if !caller.actsForAnyOwner() {
+	if !caller.ActsForAnyOwner() {
 		sq.Owner = caller.Subject
 	}
 	if q.owner != "" {
 		if sq.Owner != "" && sq.Owner != q.owner {
-			return s.writeKeycloakResources(w, q, nil)
+			return writeResources(w, q, nil)
 		}
 		sq.Owner = q.owner
 	}
 	if q.name != "" && q.exactName {
-		if !validText(q.name, false) {
-			return s.writeKeycloakResources(w, q, nil) // no resource has that name
+		if !authz.ValidText(q.name, false) {
+			return writeResources(w, q, nil) // no resource has that name
 		}
 		sq.Name = q.name
 	}
 	var found []store.Resource
 	if q.max == 0 {
-		return s.writeKeycloakResources(w, q, nil)
+		return writeResources(w, q, nil)
 	}
 	if q.id != "" {
-		res, err := s.store.GetResource(r.Context(), q.id)
+		res, err := c.store.GetResource(r.Context(), q.id)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return oauth.ErrServer("could not read the resource", err)
 		}
-		if err == nil && caller.mayManage(res) && (sq.Owner == "" || res.Owner == sq.Owner) && q.matches(res) &&
+		if err == nil && caller.MayManage(res) && (sq.Owner == "" || res.Owner == sq.Owner) && q.matches(res) &&
 			(q.uri == "" || slices.Contains(res.URIs, q.uri)) && q.first == 0 {
 			found = append(found, res)
 		}
-		return s.writeKeycloakResources(w, q, found)
+		return writeResources(w, q, found)
 	}
 	skipped := 0
-	err = s.eachResource(r, sq, func(res store.Resource) bool {
+	err = c.eachResource(r, sq, func(res store.Resource) bool {
 		if !q.matches(res) || (q.uri != "" && !slices.Contains(res.URIs, q.uri)) {
 			return true
 		}
@@ -273,20 +275,20 @@ func (s *Server) listKeycloakResources(w http.ResponseWriter, r *http.Request, c
 	if len(found) == 0 && q.matchingURI && q.uri != "" {
 		// Keycloak's fallback: the resource whose uri pattern matches
 		// the path best.
-		if res, ok, err := s.matchResourceURI(r, sq, q); err != nil {
+		if res, ok, err := c.matchResourceURI(r, sq, q); err != nil {
 			return err
 		} else if ok {
 			found = append(found, res)
 		}
 	}
-	return s.writeKeycloakResources(w, q, found)
+	return writeResources(w, q, found)
 }
 
 // eachResource calls f with the resources of sq, in pages, until f returns
 // false or they run out.
-func (s *Server) eachResource(r *http.Request, sq store.ResourceQuery, f func(store.Resource) bool) error {
+func (c *Compat) eachResource(r *http.Request, sq store.ResourceQuery, f func(store.Resource) bool) error {
 	for sq.Limit = listPage; ; {
-		list, err := s.store.ListResources(r.Context(), sq)
+		list, err := c.store.ListResources(r.Context(), sq)
 		if err != nil {
 			return oauth.ErrServer("could not list resources", err)
 		}
@@ -306,14 +308,14 @@ func (s *Server) eachResource(r *http.Request, sq store.ResourceQuery, f func(st
 // uri as a path pattern ({name}, {name...} and * segments; see
 // uripattern), the most specific first, then the smallest id. It reads
 // the resources of sq that have uris, as Keycloak does.
-func (s *Server) matchResourceURI(r *http.Request, sq store.ResourceQuery, q keycloakResourceQuery) (store.Resource, bool, error) {
+func (c *Compat) matchResourceURI(r *http.Request, sq store.ResourceQuery, q keycloakResourceQuery) (store.Resource, bool, error) {
 	target, err := uripattern.ParseTarget(q.uri)
 	if err != nil {
 		return store.Resource{}, false, nil // a path no pattern matches
 	}
 	var best store.Resource
 	bestSpec, found := 0, false
-	err = s.eachResource(r, sq, func(res store.Resource) bool {
+	err = c.eachResource(r, sq, func(res store.Resource) bool {
 		if len(res.URIs) == 0 || !q.matches(res) {
 			return true
 		}
@@ -334,9 +336,8 @@ func (s *Server) matchResourceURI(r *http.Request, sq store.ResourceQuery, q key
 	return best, found, err
 }
 
-// writeKeycloakResources answers a list: ids, or representations with
-// deep=true.
-func (s *Server) writeKeycloakResources(w http.ResponseWriter, q keycloakResourceQuery, found []store.Resource) error {
+// writeResources answers a list: ids, or representations with deep=true.
+func writeResources(w http.ResponseWriter, q keycloakResourceQuery, found []store.Resource) error {
 	if !q.deep {
 		ids := make([]string, 0, len(found))
 		for _, res := range found {
@@ -353,4 +354,15 @@ func (s *Server) writeKeycloakResources(w http.ResponseWriter, q keycloakResourc
 	}
 	oauth.WriteJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// listPage is how many resources a list reads at a time.
+const listPage = 1000
+
+// nonNil makes a nil slice an empty one, so that JSON shows [].
+func nonNil[T any](s []T) []T {
+	if s == nil {
+		return []T{}
+	}
+	return s
 }

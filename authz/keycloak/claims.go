@@ -1,4 +1,4 @@
-package authz
+package keycloak
 
 import (
 	"bytes"
@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"strings"
 
+	"github.com/caddy-uma/caddy-uma/authz"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
 	"github.com/caddy-uma/caddy-uma/authz/oauth"
 )
@@ -29,10 +30,20 @@ import (
 // maxPushedClaims bounds the claims a client may push.
 const maxPushedClaims = 64
 
-// keycloakPushedClaims decodes the claims a client pushed.
-func (s *Server) keycloakPushedClaims(g *grantState, token string) (map[string]any, error) {
-	if !g.client.PushClaims {
-		return nil, oauth.ErrInvalidRequest("the client %s may not push claims of its own (claim_token_format %s): the operator allows it with push_claims in the client's configuration; to identify the requesting party, send the person's token as Bearer token or subject_token", oauth.Quote(g.client.ID), claimtoken.FormatJWT)
+// pushedClaims decodes the claims a client pushed in Keycloak's format
+// (authz.Dialect.PushedClaims); other formats are the trusted issuers'.
+func (c *Compat) pushedClaims(client authz.Client, format, token string) (map[string]any, bool, error) {
+	if format != claimtoken.FormatJWT {
+		return nil, false, nil
+	}
+	claims, err := decodePushedClaims(client, token)
+	return claims, true, err
+}
+
+// decodePushedClaims decodes the claims client pushed, if it may.
+func decodePushedClaims(client authz.Client, token string) (map[string]any, error) {
+	if !client.PushClaims {
+		return nil, oauth.ErrInvalidRequest("the client %s may not push claims of its own (claim_token_format %s): the operator allows it with push_claims in the client's configuration; to identify the requesting party, send the person's token as Bearer token or subject_token", oauth.Quote(client.ID), claimtoken.FormatJWT)
 	}
 	invalid := oauth.ErrInvalidRequest("Invalid claims: claim_token must be a base64url-encoded JSON object of at most %d claims", maxPushedClaims)
 	if len(token) > claimtoken.MaxTokenSize {

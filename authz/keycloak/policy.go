@@ -1,4 +1,4 @@
-package authz
+package keycloak
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddy-uma/caddy-uma/authz"
 	"github.com/caddy-uma/caddy-uma/authz/oauth"
 	"github.com/caddy-uma/caddy-uma/authz/secret"
 	"github.com/caddy-uma/caddy-uma/policies"
@@ -30,8 +31,8 @@ import (
 //
 // Keycloak's roles (a claim of Keycloak's own tokens) and its JavaScript
 // conditions have no counterpart, and are refused with a 400 that says
-// what to use instead. A policy's reach is a PAT's (protectionCaller.
-// mayManage): the owner's PAT, or the resource server's own PAT for its
+// what to use instead. A policy's reach is a PAT's (authz.PATCaller.
+// MayManage): the owner's PAT, or the resource server's own PAT for its
 // resources, acting for their owner. (Keycloak itself takes the owner's
 // access token here; caddy-uma takes PATs only on the protection API.)
 
@@ -102,8 +103,8 @@ type keycloakPolicyInput struct {
 	Owner       json.RawMessage `json:"owner"`
 }
 
-// readPolicy reads and checks a policy body against its resource into p.
-func readPolicy(w http.ResponseWriter, r *http.Request, res store.Resource, p *keycloakPolicyRecord) error {
+// decodePolicy reads and checks a policy body against its resource into p.
+func decodePolicy(w http.ResponseWriter, r *http.Request, res store.Resource, p *keycloakPolicyRecord) error {
 	var in keycloakPolicyInput
 	if err := oauth.ReadJSON(w, r, &in); err != nil {
 		return err
@@ -119,19 +120,19 @@ func readPolicy(w http.ResponseWriter, r *http.Request, res store.Resource, p *k
 		return oauth.ErrInvalidRequest("decisionStrategy must be UNANIMOUS: every kind of member the policy names (users, groups, clients) must match")
 	case in.Type != "" && in.Type != "uma":
 		return oauth.ErrInvalidRequest("type must be uma")
-	case in.Name == "" || len(in.Name) > maxNameLen || !validText(in.Name, false):
-		return oauth.ErrInvalidRequest("name is required: 1 to %d bytes of text", maxNameLen)
-	case len(in.Description) > maxTextLen || !validText(in.Description, true):
-		return oauth.ErrInvalidRequest("description must be text of at most %d bytes", maxTextLen)
+	case in.Name == "" || len(in.Name) > authz.MaxNameLen || !authz.ValidText(in.Name, false):
+		return oauth.ErrInvalidRequest("name is required: 1 to %d bytes of text", authz.MaxNameLen)
+	case len(in.Description) > authz.MaxTextLen || !authz.ValidText(in.Description, true):
+		return oauth.ErrInvalidRequest("description must be text of at most %d bytes", authz.MaxTextLen)
 	case len(in.Users)+len(in.Groups)+len(in.Clients) == 0:
 		return oauth.ErrInvalidRequest("a policy needs users, groups or clients: whom it grants the scopes")
-	case len(in.Users) > maxPolicyMembers || len(in.Groups) > maxPolicyMembers || len(in.Clients) > maxPolicyMembers || len(in.Scopes) > maxScopes:
-		return oauth.ErrInvalidRequest("at most %d users, groups, clients and %d scopes", maxPolicyMembers, maxScopes)
+	case len(in.Users) > maxPolicyMembers || len(in.Groups) > maxPolicyMembers || len(in.Clients) > maxPolicyMembers || len(in.Scopes) > authz.MaxScopes:
+		return oauth.ErrInvalidRequest("at most %d users, groups, clients and %d scopes", maxPolicyMembers, authz.MaxScopes)
 	}
 	for _, list := range [][]string{in.Users, in.Groups, in.Clients} {
 		for _, v := range list {
-			if !ValidSubject(v) {
-				return oauth.ErrInvalidRequest("users, groups and clients are 1 to %d bytes of text each", MaxSubjectLen)
+			if !authz.ValidSubject(v) {
+				return oauth.ErrInvalidRequest("users, groups and clients are 1 to %d bytes of text each", authz.MaxSubjectLen)
 			}
 		}
 	}
@@ -153,48 +154,48 @@ func readPolicy(w http.ResponseWriter, r *http.Request, res store.Resource, p *k
 	return nil
 }
 
-// createKeycloakPolicy sets a policy on the path's resource and answers it.
-func (s *Server) createKeycloakPolicy(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
-	res, err := s.store.GetResource(r.Context(), r.PathValue("id"))
-	if errors.Is(err, store.ErrNotFound) || (err == nil && !caller.mayManage(res)) {
+// createPolicy sets a policy on the path's resource and answers it.
+func (c *Compat) createPolicy(w http.ResponseWriter, r *http.Request, caller authz.PATCaller) error {
+	res, err := c.store.GetResource(r.Context(), r.PathValue("id"))
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !caller.MayManage(res)) {
 		return oauth.ErrInvalidRequest("resource %s is not registered by this resource server", oauth.Quote(r.PathValue("id")))
 	}
 	if err != nil {
 		return oauth.ErrServer("could not read the resource", err)
 	}
-	p := keycloakPolicyRecord{ID: secret.New(12), ResourceServer: caller.ClientID, Owner: res.Owner, ResourceID: res.ID, CreatedAt: s.now().UTC()}
-	if err := readPolicy(w, r, res, &p); err != nil {
+	p := keycloakPolicyRecord{ID: secret.New(12), ResourceServer: caller.ClientID, Owner: res.Owner, ResourceID: res.ID, CreatedAt: c.now().UTC()}
+	if err := decodePolicy(w, r, res, &p); err != nil {
 		return err
 	}
-	existing, err := s.store.List(r.Context(), nsKeycloakPolicy, caller.ClientID+sep, maxPolicies)
+	existing, err := c.store.List(r.Context(), nsKeycloakPolicy, caller.ClientID+sep, maxPolicies)
 	if err != nil {
 		return oauth.ErrServer("could not list the policies", err)
 	}
 	if len(existing) >= maxPolicies {
 		return oauth.ErrInvalidRequest("this resource server has %d UMA policies, the most it may have: delete some, or write owners' rules", maxPolicies)
 	}
-	if err := s.applyPolicy(r.Context(), &p); err != nil {
+	if err := c.applyPolicy(r.Context(), &p); err != nil {
 		return err
 	}
-	if err := s.storePolicy(r.Context(), p); err != nil {
-		s.unapplyPolicy(r.Context(), p)
+	if err := c.storePolicy(r.Context(), p); err != nil {
+		c.unapplyPolicy(r.Context(), p)
 		return err
 	}
-	s.log.Info("UMA policy set", clientField(caller.ClientID), ownerField(p.Owner), resourceField(p.ResourceID))
+	c.log.Info("UMA policy set", clientField(caller.ClientID), ownerField(p.Owner), resourceField(p.ResourceID))
 	oauth.WriteJSON(w, http.StatusOK, p.representation())
 	return nil
 }
 
-// updateKeycloakPolicy replaces a policy (what it made goes, the new one
+// updatePolicy replaces a policy (what it made goes, the new one
 // is made) and answers 204.
-func (s *Server) updateKeycloakPolicy(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
-	old, res, raw, err := s.managedPolicy(r, caller)
+func (c *Compat) updatePolicy(w http.ResponseWriter, r *http.Request, caller authz.PATCaller) error {
+	old, res, raw, err := c.managedPolicy(r, caller)
 	if err != nil {
 		return err
 	}
 	p := old
 	p.Shares, p.Rule = nil, ""
-	if err := readPolicy(w, r, res, &p); err != nil {
+	if err := decodePolicy(w, r, res, &p); err != nil {
 		return err
 	}
 	old.Version++
@@ -203,22 +204,22 @@ func (s *Server) updateKeycloakPolicy(w http.ResponseWriter, r *http.Request, ca
 	if err != nil {
 		return oauth.ErrServer("could not store the policy", err)
 	}
-	if err := s.store.Swap(r.Context(), nsKeycloakPolicy, old.ResourceServer+sep+old.ID, raw, claimed, time.Time{}); errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
+	if err := c.store.Swap(r.Context(), nsKeycloakPolicy, old.ResourceServer+sep+old.ID, raw, claimed, time.Time{}); errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
 		return errPolicyChanged()
 	} else if err != nil {
 		return oauth.ErrServer("could not store the policy", err)
 	}
-	if err := s.unapplyPolicy(r.Context(), old); err != nil {
+	if err := c.unapplyPolicy(r.Context(), old); err != nil {
 		return err
 	}
 	key := old.ResourceServer + sep + old.ID
-	if err := s.applyPolicy(r.Context(), &p); err != nil {
+	if err := c.applyPolicy(r.Context(), &p); err != nil {
 		// The old policy stands: made again, and its record updated.
 		restored := old
 		restored.Shares, restored.Rule = nil, ""
-		if s.applyPolicy(r.Context(), &restored) == nil {
-			if val, merr := json.Marshal(restored); merr == nil && s.store.Swap(r.Context(), nsKeycloakPolicy, key, claimed, val, time.Time{}) != nil {
-				s.unapplyPolicy(r.Context(), restored) // another write won meanwhile
+		if c.applyPolicy(r.Context(), &restored) == nil {
+			if val, merr := json.Marshal(restored); merr == nil && c.store.Swap(r.Context(), nsKeycloakPolicy, key, claimed, val, time.Time{}) != nil {
+				c.unapplyPolicy(r.Context(), restored) // another write won meanwhile
 			}
 		}
 		return err
@@ -228,45 +229,45 @@ func (s *Server) updateKeycloakPolicy(w http.ResponseWriter, r *http.Request, ca
 	// update made goes, and the other stands.
 	val, err := json.Marshal(p)
 	if err != nil {
-		s.unapplyPolicy(r.Context(), p)
+		c.unapplyPolicy(r.Context(), p)
 		return oauth.ErrServer("could not store the policy", err)
 	}
-	if err := s.store.Swap(r.Context(), nsKeycloakPolicy, key, claimed, val, time.Time{}); err != nil {
-		s.unapplyPolicy(r.Context(), p)
+	if err := c.store.Swap(r.Context(), nsKeycloakPolicy, key, claimed, val, time.Time{}); err != nil {
+		c.unapplyPolicy(r.Context(), p)
 		if errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrNotFound) {
 			return errPolicyChanged()
 		}
 		return oauth.ErrServer("could not store the policy", err)
 	}
-	s.log.Info("UMA policy updated", clientField(caller.ClientID), ownerField(p.Owner), resourceField(p.ResourceID))
+	c.log.Info("UMA policy updated", clientField(caller.ClientID), ownerField(p.Owner), resourceField(p.ResourceID))
 	oauth.WriteNoContent(w, http.StatusNoContent)
 	return nil
 }
 
-// deleteKeycloakPolicy removes a policy and what it made.
-func (s *Server) deleteKeycloakPolicy(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
-	p, _, raw, err := s.managedPolicy(r, caller)
+// deletePolicy removes a policy and what it made.
+func (c *Compat) deletePolicy(w http.ResponseWriter, r *http.Request, caller authz.PATCaller) error {
+	p, _, raw, err := c.managedPolicy(r, caller)
 	if err != nil {
 		return err
 	}
-	if err := s.unapplyPolicy(r.Context(), p); err != nil {
+	if err := c.unapplyPolicy(r.Context(), p); err != nil {
 		return err
 	}
 	// Deleted only as read: a concurrent update's policy stands.
-	err = s.store.PutAll(r.Context(), []store.Write{{Namespace: nsKeycloakPolicy, Key: p.ResourceServer + sep + p.ID, Delete: true, Old: raw}})
+	err = c.store.PutAll(r.Context(), []store.Write{{Namespace: nsKeycloakPolicy, Key: p.ResourceServer + sep + p.ID, Delete: true, Old: raw}})
 	if errors.Is(err, store.ErrConflict) {
 		return errPolicyChanged()
 	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
 		return oauth.ErrServer("could not delete the policy", err)
 	}
-	s.log.Info("UMA policy deleted", clientField(caller.ClientID), ownerField(p.Owner), resourceField(p.ResourceID))
+	c.log.Info("UMA policy deleted", clientField(caller.ClientID), ownerField(p.Owner), resourceField(p.ResourceID))
 	oauth.WriteNoContent(w, http.StatusNoContent)
 	return nil
 }
 
-// readKeycloakPolicy answers one policy.
-func (s *Server) readKeycloakPolicy(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
-	p, _, _, err := s.managedPolicy(r, caller)
+// readPolicy answers one policy.
+func (c *Compat) readPolicy(w http.ResponseWriter, r *http.Request, caller authz.PATCaller) error {
+	p, _, _, err := c.managedPolicy(r, caller)
 	if err != nil {
 		return err
 	}
@@ -274,10 +275,10 @@ func (s *Server) readKeycloakPolicy(w http.ResponseWriter, r *http.Request, call
 	return nil
 }
 
-// listKeycloakPolicies answers the policies of this resource server within
+// listPolicies answers the policies of this resource server within
 // the caller's reach, filtered by resource, name (a case-insensitive
 // substring) and scope, from first, at most max (0 and 100 by default).
-func (s *Server) listKeycloakPolicies(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
+func (c *Compat) listPolicies(w http.ResponseWriter, r *http.Request, caller authz.PATCaller) error {
 	params := r.URL.Query()
 	first, err := keycloakInt(params, "first", 0)
 	if err != nil {
@@ -290,7 +291,7 @@ func (s *Server) listKeycloakPolicies(w http.ResponseWriter, r *http.Request, ca
 	if limit < 0 || limit > maxPolicies {
 		limit = maxPolicies
 	}
-	recs, err := listJSON[keycloakPolicyRecord](r.Context(), s.store, nsKeycloakPolicy, caller.ClientID+sep, 0)
+	recs, err := c.policies(r.Context(), caller.ClientID)
 	if err != nil {
 		return oauth.ErrServer("could not list the policies", err)
 	}
@@ -298,7 +299,7 @@ func (s *Server) listKeycloakPolicies(w http.ResponseWriter, r *http.Request, ca
 	out := []keycloakPolicy{}
 	for _, p := range recs {
 		switch {
-		case !caller.actsForAnyOwner() && p.Owner != caller.Subject,
+		case !caller.ActsForAnyOwner() && p.Owner != caller.Subject,
 			resource != "" && p.ResourceID != resource,
 			name != "" && !strings.Contains(strings.ToLower(p.Name), name),
 			scope != "" && !slices.Contains(p.Scopes, scope):
@@ -321,13 +322,13 @@ func errNoSuchPolicy() error { return oauth.ErrNotFound("no such UMA policy") }
 
 // managedPolicy returns the path's policy, its resource and the record as
 // stored, if within the caller's reach; any other is not found.
-func (s *Server) managedPolicy(r *http.Request, caller protectionCaller) (keycloakPolicyRecord, store.Resource, []byte, error) {
+func (c *Compat) managedPolicy(r *http.Request, caller authz.PATCaller) (keycloakPolicyRecord, store.Resource, []byte, error) {
 	var p keycloakPolicyRecord
 	id := r.PathValue("id")
 	if id == "" || strings.Contains(id, sep) {
 		return p, store.Resource{}, nil, errNoSuchPolicy()
 	}
-	val, err := s.store.Get(r.Context(), nsKeycloakPolicy, caller.ClientID+sep+id)
+	val, err := c.store.Get(r.Context(), nsKeycloakPolicy, caller.ClientID+sep+id)
 	if errors.Is(err, store.ErrNotFound) {
 		return p, store.Resource{}, nil, errNoSuchPolicy()
 	}
@@ -337,8 +338,8 @@ func (s *Server) managedPolicy(r *http.Request, caller protectionCaller) (keyclo
 	if err := json.Unmarshal(val, &p); err != nil {
 		return p, store.Resource{}, nil, oauth.ErrServer("could not read the policy", err)
 	}
-	res, err := s.store.GetResource(r.Context(), p.ResourceID)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && (!caller.mayManage(res) || res.Owner != p.Owner)) {
+	res, err := c.store.GetResource(r.Context(), p.ResourceID)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && (!caller.MayManage(res) || res.Owner != p.Owner)) {
 		return p, store.Resource{}, nil, errNoSuchPolicy()
 	}
 	if err != nil {
@@ -352,12 +353,12 @@ func errPolicyChanged() error {
 	return oauth.ErrInvalidRequest("the policy changed meanwhile: read it again").WithStatus(http.StatusConflict)
 }
 
-func (s *Server) storePolicy(ctx context.Context, p keycloakPolicyRecord) error {
+func (c *Compat) storePolicy(ctx context.Context, p keycloakPolicyRecord) error {
 	val, err := json.Marshal(p)
 	if err != nil {
 		return oauth.ErrServer("could not store the policy", err)
 	}
-	if err := s.store.Put(ctx, nsKeycloakPolicy, p.ResourceServer+sep+p.ID, val, time.Time{}); err != nil {
+	if err := c.store.Put(ctx, nsKeycloakPolicy, p.ResourceServer+sep+p.ID, val, time.Time{}); err != nil {
 		return oauth.ErrServer("could not store the policy", err)
 	}
 	return nil
@@ -365,12 +366,12 @@ func (s *Server) storePolicy(ctx context.Context, p keycloakPolicyRecord) error 
 
 // applyPolicy makes what a policy stands for: shares for users only, a
 // rule otherwise. It records what it made in p.
-func (s *Server) applyPolicy(ctx context.Context, p *keycloakPolicyRecord) error {
+func (c *Compat) applyPolicy(ctx context.Context, p *keycloakPolicyRecord) error {
 	if len(p.Groups) == 0 && len(p.Clients) == 0 {
 		for _, u := range p.Users {
-			sh, err := s.AddShare(ctx, Share{Owner: p.Owner, ResourceID: p.ResourceID, Subject: u, Scopes: p.Scopes})
+			sh, err := c.as.AddShare(ctx, authz.Share{Owner: p.Owner, ResourceID: p.ResourceID, Subject: u, Scopes: p.Scopes})
 			if err != nil {
-				s.unapplyPolicy(ctx, *p)
+				c.unapplyPolicy(ctx, *p)
 				return oauth.ErrServer("could not store a share", err)
 			}
 			p.Shares = append(p.Shares, sh.ID)
@@ -378,12 +379,12 @@ func (s *Server) applyPolicy(ctx context.Context, p *keycloakPolicyRecord) error
 		return nil
 	}
 	p.Rule = "keycloak-policy-" + p.ID
-	err := s.PutRule(ctx, p.Owner, p.Rule, policyRule(*p))
+	err := c.as.PutRule(ctx, p.Owner, p.Rule, policyRule(*p))
 	var ce policies.CompileErrors
 	switch {
 	case errors.As(err, &ce):
 		p.Rule = ""
-		return errRulesRefused(ce)
+		return authz.RulesRefused(ce)
 	case errors.Is(err, policies.ErrBusy) || errors.Is(err, policies.ErrCompileTimeout):
 		p.Rule = ""
 		return oauth.ErrUnavailable("the owner's rules cannot be compiled now", 5, err)
@@ -395,14 +396,14 @@ func (s *Server) applyPolicy(ctx context.Context, p *keycloakPolicyRecord) error
 }
 
 // unapplyPolicy removes what a policy made.
-func (s *Server) unapplyPolicy(ctx context.Context, p keycloakPolicyRecord) error {
+func (c *Compat) unapplyPolicy(ctx context.Context, p keycloakPolicyRecord) error {
 	for _, id := range p.Shares {
-		if _, _, err := s.RevokeShare(ctx, p.Owner, p.ResourceID, id); err != nil && !errors.Is(err, ErrNoSuchShare) {
+		if _, _, err := c.as.RevokeShare(ctx, p.Owner, p.ResourceID, id); err != nil && !errors.Is(err, authz.ErrNoSuchShare) {
 			return oauth.ErrServer("could not revoke a share", err)
 		}
 	}
 	if p.Rule != "" {
-		if err := s.DeleteRule(ctx, p.Owner, p.Rule); err != nil && !errors.Is(err, ErrNoSuchRule) {
+		if err := c.as.DeleteRule(ctx, p.Owner, p.Rule); err != nil && !errors.Is(err, authz.ErrNoSuchRule) {
 			return oauth.ErrServer("could not delete the rule", err)
 		}
 	}
@@ -439,4 +440,31 @@ func regoSet(vals []string) string {
 		quoted = append(quoted, regoString(v))
 	}
 	return "{" + strings.Join(quoted, ", ") + "}"
+}
+
+// policies returns the UMA policies of the resource server rs.
+func (c *Compat) policies(ctx context.Context, rs string) ([]keycloakPolicyRecord, error) {
+	recs, err := c.store.List(ctx, nsKeycloakPolicy, rs+sep, 0)
+	if err != nil {
+		return nil, fmt.Errorf("listing UMA policies: %w", err)
+	}
+	out := make([]keycloakPolicyRecord, 0, len(recs))
+	for _, rec := range recs {
+		var p keycloakPolicyRecord
+		if err := json.Unmarshal(rec.Value, &p); err != nil {
+			return nil, fmt.Errorf("decoding a UMA policy: %w", err)
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// appendNew appends the items not in list yet.
+func appendNew(list []string, items ...string) []string {
+	for _, it := range items {
+		if !slices.Contains(list, it) {
+			list = append(list, it)
+		}
+	}
+	return list
 }

@@ -1,23 +1,22 @@
-package authz
+package keycloak
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"net/http"
 	"slices"
 	"strings"
-	"time"
 
+	"github.com/caddy-uma/caddy-uma/authz"
 	"github.com/caddy-uma/caddy-uma/authz/oauth"
 	"github.com/caddy-uma/caddy-uma/store"
 )
 
 // Keycloak's permission tickets ({issuer}/authz/protection/permission/
 // ticket): the owner's grants and the requests waiting for the owner, one
-// ticket per resource, scope and requester. They are our shares
-// (shares.go) and access requests (requests.go), seen through Keycloak's
-// representation:
+// ticket per resource, scope and requester. They are the AS's shares
+// (authz.Share) and access requests (authz.AccessRequest), seen through
+// Keycloak's representation:
 //
 //   - a granted ticket is one scope of a share: POST with granted=true
 //     shares that scope with the requester; PUT with granted=false or
@@ -30,7 +29,7 @@ import (
 //     granted=false or DELETE denies it. The other scopes of the request
 //     stay pending, as a request of their own.
 //
-// A ticket's reach is a PAT's (protectionCaller.mayManage): an owner's PAT
+// A ticket's reach is a PAT's (authz.PATCaller.MayManage): an owner's PAT
 // manages the tickets of the owner's resources registered by its resource
 // server; a resource server's own PAT (client credentials) those of all of
 // its resources, acting for their owners, as a Keycloak resource server
@@ -76,9 +75,12 @@ func (t ticketRef) String() string {
 	return base64.RawURLEncoding.EncodeToString([]byte(t.kind + sep + t.resource + sep + t.id + sep + t.scope))
 }
 
+// sep separates the parts of a ticket id.
+const sep = "\x00"
+
 func parseTicketRef(s string) (ticketRef, bool) {
 	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err != nil || len(s) > 4*maxURILen {
+	if err != nil || len(s) > 4*authz.MaxURILen {
 		return ticketRef{}, false
 	}
 	parts := strings.Split(string(b), sep)
@@ -90,10 +92,10 @@ func parseTicketRef(s string) (ticketRef, bool) {
 
 func errNoSuchTicket() error { return oauth.ErrNotFound("no such permission ticket") }
 
-// createKeycloakTicket grants a scope to a requester (granted=true) or
+// createTicket grants a scope to a requester (granted=true) or
 // files a pending request for the owner (granted absent or false), and
 // answers the ticket.
-func (s *Server) createKeycloakTicket(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
+func (c *Compat) createTicket(w http.ResponseWriter, r *http.Request, caller authz.PATCaller) error {
 	var in keycloakTicketInput
 	if err := oauth.ReadJSON(w, r, &in); err != nil {
 		return err
@@ -101,15 +103,15 @@ func (s *Server) createKeycloakTicket(w http.ResponseWriter, r *http.Request, ca
 	if in.Resource == "" {
 		return oauth.ErrInvalidRequest("resource is required")
 	}
-	res, err := s.store.GetResource(r.Context(), in.Resource)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && !caller.mayManage(res)) {
+	res, err := c.store.GetResource(r.Context(), in.Resource)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !caller.MayManage(res)) {
 		return oauth.New(oauth.InvalidResourceID).WithDescription("resource " + oauth.Quote(in.Resource) + " is not registered by this resource server")
 	}
 	if err != nil {
 		return oauth.ErrServer("could not read the resource", err)
 	}
-	if in.Requester == "" || !ValidSubject(in.Requester) {
-		return oauth.ErrInvalidRequest("requester is required: the subject of the requesting party, 1 to %d bytes of text", MaxSubjectLen)
+	if in.Requester == "" || !authz.ValidSubject(in.Requester) {
+		return oauth.ErrInvalidRequest("requester is required: the subject of the requesting party, 1 to %d bytes of text", authz.MaxSubjectLen)
 	}
 	scope := in.ScopeName
 	if scope == "" {
@@ -122,18 +124,18 @@ func (s *Server) createKeycloakTicket(w http.ResponseWriter, r *http.Request, ca
 		return oauth.New(oauth.InvalidScope).WithDescription("scope " + oauth.Quote(scope) + " is not registered on resource " + oauth.Quote(res.ID))
 	}
 	if in.Granted == nil || !*in.Granted {
-		req, err := s.FileRequest(r.Context(), AccessRequest{Owner: res.Owner, ResourceID: res.ID, ResourceName: res.Name,
+		req, err := c.as.FileRequest(r.Context(), authz.AccessRequest{Owner: res.Owner, ResourceID: res.ID, ResourceName: res.Name,
 			Scopes: []string{scope}, ClientID: "", Subject: in.Requester})
 		if err != nil {
 			return oauth.ErrServer("could not file the request", err)
 		}
-		if req.Status != RequestPending {
+		if req.Status != authz.RequestPending {
 			return oauth.ErrInvalidRequest("this request was already decided").WithStatus(http.StatusConflict)
 		}
 		oauth.WriteJSON(w, http.StatusOK, requestTickets(res, req, false)[0])
 		return nil
 	}
-	shares, err := s.sharesOf(r.Context(), res.Owner, res.ID)
+	shares, err := c.as.ResourceShares(r.Context(), res.Owner, res.ID)
 	if err != nil {
 		return oauth.ErrServer("could not read the shares", err)
 	}
@@ -142,18 +144,18 @@ func (s *Server) createKeycloakTicket(w http.ResponseWriter, r *http.Request, ca
 			return oauth.ErrInvalidRequest("the requester already has this permission").WithStatus(http.StatusConflict)
 		}
 	}
-	sh, err := s.AddShare(r.Context(), Share{Owner: res.Owner, ResourceID: res.ID, Subject: in.Requester, Scopes: []string{scope}})
+	sh, err := c.as.AddShare(r.Context(), authz.Share{Owner: res.Owner, ResourceID: res.ID, Subject: in.Requester, Scopes: []string{scope}})
 	if err != nil {
 		return oauth.ErrServer("could not store the share", err)
 	}
-	s.log.Info("permission granted through a Keycloak ticket", clientField(caller.ClientID), ownerField(res.Owner), resourceField(res.ID))
+	c.log.Info("permission granted through a Keycloak ticket", clientField(caller.ClientID), ownerField(res.Owner), resourceField(res.ID))
 	oauth.WriteJSON(w, http.StatusOK, shareTickets(res, sh, false)[0])
 	return nil
 }
 
-// updateKeycloakTicket grants (granted=true) or takes back (false) the
+// updateTicket grants (granted=true) or takes back (false) the
 // permission of a ticket, and answers 204.
-func (s *Server) updateKeycloakTicket(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
+func (c *Compat) updateTicket(w http.ResponseWriter, r *http.Request, caller authz.PATCaller) error {
 	var in keycloakTicketInput
 	if err := oauth.ReadJSON(w, r, &in); err != nil {
 		return err
@@ -164,45 +166,53 @@ func (s *Server) updateKeycloakTicket(w http.ResponseWriter, r *http.Request, ca
 	if in.Granted == nil {
 		return oauth.ErrInvalidRequest("granted is required")
 	}
-	if err := s.decideKeycloakTicket(r, caller, in.ID, *in.Granted); err != nil {
+	if err := c.decideTicket(r, caller, in.ID, *in.Granted); err != nil {
 		return err
 	}
 	oauth.WriteNoContent(w, http.StatusNoContent)
 	return nil
 }
 
-// deleteKeycloakTicket takes back a granted ticket or denies a pending
+// deleteTicket takes back a granted ticket or denies a pending
 // one.
-func (s *Server) deleteKeycloakTicket(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
-	if err := s.decideKeycloakTicket(r, caller, r.PathValue("id"), false); err != nil {
+func (c *Compat) deleteTicket(w http.ResponseWriter, r *http.Request, caller authz.PATCaller) error {
+	if err := c.decideTicket(r, caller, r.PathValue("id"), false); err != nil {
 		return err
 	}
 	oauth.WriteNoContent(w, http.StatusNoContent)
 	return nil
 }
 
-// decideKeycloakTicket grants or takes back the permission of ticket id.
-func (s *Server) decideKeycloakTicket(r *http.Request, caller protectionCaller, id string, grant bool) error {
+// decideTicket grants or takes back the permission of ticket id.
+func (c *Compat) decideTicket(r *http.Request, caller authz.PATCaller, id string, grant bool) error {
 	ref, ok := parseTicketRef(id)
 	if !ok {
 		return errNoSuchTicket()
 	}
 	ctx := r.Context()
-	res, err := s.store.GetResource(ctx, ref.resource)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && !caller.mayManage(res)) {
+	res, err := c.store.GetResource(ctx, ref.resource)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && !caller.MayManage(res)) {
 		return errNoSuchTicket()
 	}
 	if err != nil {
 		return oauth.ErrServer("could not read the resource", err)
 	}
 	if ref.kind == ticketOfRequest {
-		return s.decideRequestScope(r, res, ref, grant)
+		// One scope of a pending request: its other scopes stay pending.
+		err := c.as.DecideRequestScope(ctx, res.Owner, res.ID, ref.id, ref.scope, grant)
+		switch {
+		case errors.Is(err, authz.ErrNoSuchRequest):
+			return errNoSuchTicket()
+		case err != nil:
+			return oauth.ErrServer("could not decide the request", err)
+		}
+		return nil
 	}
-	shares, err := s.sharesOf(ctx, res.Owner, res.ID)
+	shares, err := c.as.ResourceShares(ctx, res.Owner, res.ID)
 	if err != nil {
 		return oauth.ErrServer("could not read the shares", err)
 	}
-	i := slices.IndexFunc(shares, func(sh Share) bool { return sh.ID == ref.id && slices.Contains(sh.Scopes, ref.scope) })
+	i := slices.IndexFunc(shares, func(sh authz.Share) bool { return sh.ID == ref.id && slices.Contains(sh.Scopes, ref.scope) })
 	if i < 0 {
 		return errNoSuchTicket()
 	}
@@ -210,7 +220,7 @@ func (s *Server) decideKeycloakTicket(r *http.Request, caller protectionCaller, 
 		return nil // granted already
 	}
 	sh := shares[i]
-	if _, _, err := s.RevokeShare(ctx, res.Owner, res.ID, sh.ID); errors.Is(err, ErrNoSuchShare) {
+	if _, _, err := c.as.RevokeShare(ctx, res.Owner, res.ID, sh.ID); errors.Is(err, authz.ErrNoSuchShare) {
 		return errNoSuchTicket()
 	} else if err != nil {
 		return oauth.ErrServer("could not revoke the share", err)
@@ -219,46 +229,11 @@ func (s *Server) decideKeycloakTicket(r *http.Request, caller protectionCaller, 
 		// The other scopes of the share stay shared.
 		again := sh
 		again.Scopes = rest
-		if _, err := s.AddShare(ctx, again); err != nil {
+		if _, err := c.as.AddShare(ctx, again); err != nil {
 			return oauth.ErrServer("could not store the share", err)
 		}
 	}
-	s.log.Info("permission revoked through a Keycloak ticket", clientField(caller.ClientID), ownerField(res.Owner), resourceField(res.ID))
-	return nil
-}
-
-// decideRequestScope approves or denies one scope of a pending request.
-// The request is narrowed to that scope and decided; its other scopes are
-// filed again as a pending request of their own.
-func (s *Server) decideRequestScope(r *http.Request, res store.Resource, ref ticketRef, approve bool) error {
-	ctx := r.Context()
-	req, err := s.Request(ctx, res.Owner, ref.id)
-	if errors.Is(err, ErrNoSuchRequest) || (err == nil && (req.ResourceID != res.ID || req.Status != RequestPending || !slices.Contains(req.Scopes, ref.scope))) {
-		return errNoSuchTicket()
-	}
-	if err != nil {
-		return oauth.ErrServer("could not read the request", err)
-	}
-	if rest := slices.DeleteFunc(slices.Clone(req.Scopes), func(sc string) bool { return sc == ref.scope }); len(rest) > 0 {
-		other := req
-		other.Scopes = rest
-		if _, err := s.FileRequest(ctx, other); err != nil {
-			return oauth.ErrServer("could not file the request", err)
-		}
-		req.Scopes = []string{ref.scope}
-		val, err := json.Marshal(req)
-		if err != nil {
-			return oauth.ErrServer("could not store the request", err)
-		}
-		if err := s.store.Put(ctx, nsRequest, req.Owner+sep+req.ID, val, time.Time{}); err != nil {
-			return oauth.ErrServer("could not store the request", err)
-		}
-	}
-	if _, err := s.DecideRequest(ctx, res.Owner, req.ID, approve); errors.Is(err, ErrNoSuchRequest) || errors.Is(err, ErrRequestDecided) {
-		return errNoSuchTicket()
-	} else if err != nil {
-		return oauth.ErrServer("could not decide the request", err)
-	}
+	c.log.Info("permission revoked through a Keycloak ticket", clientField(caller.ClientID), ownerField(res.Owner), resourceField(res.ID))
 	return nil
 }
 
@@ -275,13 +250,13 @@ func (q keycloakTicketQuery) matches(t keycloakTicket) bool {
 		(q.granted == nil || t.Granted == *q.granted)
 }
 
-// listKeycloakTickets answers the tickets of the resources within the
+// listTickets answers the tickets of the resources within the
 // caller's reach: the grants (shares), then the pending requests, from
 // first, at most max (Keycloak's defaults: 0 and 100). With resourceId or
 // owner, one owner's shares and requests are read; a resource server's own
 // PAT without either reads those of every owner of its resources (each
 // owner's records once).
-func (s *Server) listKeycloakTickets(w http.ResponseWriter, r *http.Request, caller protectionCaller) error {
+func (c *Compat) listTickets(w http.ResponseWriter, r *http.Request, caller authz.PATCaller) error {
 	params := r.URL.Query()
 	q := keycloakTicketQuery{scope: params.Get("scopeId"), resource: params.Get("resourceId"), owner: params.Get("owner"),
 		requester: params.Get("requester"), names: keycloakBool(params.Get("returnNames"))}
@@ -297,13 +272,13 @@ func (s *Server) listKeycloakTickets(w http.ResponseWriter, r *http.Request, cal
 		return err
 	}
 	q.first = max(q.first, 0)
-	if q.max < 0 || q.max > maxListedResult {
-		q.max = maxListedResult
+	if q.max < 0 || q.max > authz.MaxListedResult {
+		q.max = authz.MaxListedResult
 	}
 	ctx := r.Context()
 	owners := []string{}
 	switch {
-	case !caller.actsForAnyOwner():
+	case !caller.ActsForAnyOwner():
 		if q.owner != "" && q.owner != caller.Subject {
 			oauth.WriteJSON(w, http.StatusOK, []keycloakTicket{})
 			return nil
@@ -312,21 +287,21 @@ func (s *Server) listKeycloakTickets(w http.ResponseWriter, r *http.Request, cal
 	case q.owner != "":
 		owners = append(owners, q.owner)
 	case q.resource != "":
-		res, err := s.store.GetResource(ctx, q.resource)
+		res, err := c.store.GetResource(ctx, q.resource)
 		if err != nil && !errors.Is(err, store.ErrNotFound) {
 			return oauth.ErrServer("could not read the resource", err)
 		}
-		if err == nil && caller.mayManage(res) {
+		if err == nil && caller.MayManage(res) {
 			owners = append(owners, res.Owner)
 		}
 	default:
 		seen := map[string]bool{}
-		err := s.eachResource(r, store.ResourceQuery{ResourceServer: caller.ClientID}, func(res store.Resource) bool {
+		err := c.eachResource(r, store.ResourceQuery{ResourceServer: caller.ClientID}, func(res store.Resource) bool {
 			if !seen[res.Owner] {
 				seen[res.Owner] = true
 				owners = append(owners, res.Owner)
 			}
-			return len(owners) < maxListedResult
+			return len(owners) < authz.MaxListedResult
 		})
 		if err != nil {
 			return err
@@ -340,8 +315,8 @@ func (s *Server) listKeycloakTickets(w http.ResponseWriter, r *http.Request, cal
 		if res, ok := resources[id]; ok {
 			return *res, true, nil
 		}
-		res, err := s.store.GetResource(ctx, id)
-		if errors.Is(err, store.ErrNotFound) || (err == nil && !caller.mayManage(res)) {
+		res, err := c.store.GetResource(ctx, id)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && !caller.MayManage(res)) {
 			return store.Resource{}, false, nil
 		}
 		if err != nil {
@@ -369,7 +344,7 @@ func (s *Server) listKeycloakTickets(w http.ResponseWriter, r *http.Request, cal
 		return true
 	}
 	for _, owner := range owners {
-		shares, err := s.Shares(ctx, owner)
+		shares, err := c.as.Shares(ctx, owner)
 		if err != nil {
 			return oauth.ErrServer("could not read the shares", err)
 		}
@@ -385,12 +360,12 @@ func (s *Server) listKeycloakTickets(w http.ResponseWriter, r *http.Request, cal
 		if len(out) >= q.max {
 			break
 		}
-		reqs, err := s.Requests(ctx, owner)
+		reqs, err := c.as.Requests(ctx, owner)
 		if err != nil {
 			return oauth.ErrServer("could not read the requests", err)
 		}
 		for _, req := range reqs {
-			if req.Status != RequestPending {
+			if req.Status != authz.RequestPending {
 				continue
 			}
 			res, ok, err := reach(req.ResourceID)
@@ -410,7 +385,7 @@ func (s *Server) listKeycloakTickets(w http.ResponseWriter, r *http.Request, cal
 }
 
 // shareTickets are the granted tickets of a share, one per scope.
-func shareTickets(res store.Resource, sh Share, names bool) []keycloakTicket {
+func shareTickets(res store.Resource, sh authz.Share, names bool) []keycloakTicket {
 	requester := sh.Subject
 	if requester == "" {
 		requester = sh.Email
@@ -425,11 +400,11 @@ func shareTickets(res store.Resource, sh Share, names bool) []keycloakTicket {
 }
 
 // requestTickets are the tickets of a request, one per scope.
-func requestTickets(res store.Resource, req AccessRequest, names bool) []keycloakTicket {
+func requestTickets(res store.Resource, req authz.AccessRequest, names bool) []keycloakTicket {
 	out := make([]keycloakTicket, 0, len(req.Scopes))
 	for _, sc := range req.Scopes {
 		t := keycloakTicket{ID: ticketRef{ticketOfRequest, res.ID, req.ID, sc}.String(), Owner: res.Owner, Resource: res.ID,
-			Scope: sc, Granted: req.Status == RequestApproved, Requester: req.Subject}
+			Scope: sc, Granted: req.Status == authz.RequestApproved, Requester: req.Subject}
 		out = append(out, withNames(t, res, names))
 	}
 	return out

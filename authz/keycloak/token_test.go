@@ -1,4 +1,4 @@
-package authz_test
+package keycloak_test
 
 import (
 	"encoding/base64"
@@ -17,6 +17,7 @@ import (
 	"github.com/caddy-uma/caddy-uma/authz/authztest"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken/claimtokentest"
+	"github.com/caddy-uma/caddy-uma/authz/keycloak"
 )
 
 // keycloakTokenFixture is the grant fixture under a Keycloak issuer
@@ -36,9 +37,7 @@ func newKeycloakTokenFixture(t *testing.T) *keycloakTokenFixture {
 	t.Helper()
 	idp := claimtokentest.NewProvider(t)
 	core, logs := observer.New(zapcore.InfoLevel)
-	as := authztest.New(t, func(c *authz.Config) {
-		c.Issuer = strings.TrimSuffix(c.Issuer, "/uma") + "/realms/demo"
-		c.KeycloakCompat = true
+	as, _ := newCompatAS(t, func(c *authz.Config) {
 		c.SigningAlg = "RS256"
 		// Generous for a loaded machine: a rule that times out would turn a
 		// grant into not_authorized.
@@ -53,7 +52,6 @@ func newKeycloakTokenFixture(t *testing.T) *keycloakTokenFixture {
 		}
 		c.Clients = append(clients, authz.Client{ID: "pusher", Secret: pusherSecret, PushClaims: true})
 	})
-	as.Issuer = strings.TrimSuffix(as.Issuer, "/uma") + "/realms/demo"
 	f := &keycloakTokenFixture{GrantFixture: &authztest.GrantFixture{AS: as, IdP: idp}, audit: logs}
 	var err error
 	if f.AlicePAT, err = as.Server.IssuePAT(t.Context(), "rs-a", "alice"); err != nil {
@@ -87,7 +85,7 @@ func (f *keycloakTokenFixture) kcToken(params url.Values, headers ...string) aut
 	if params.Get("grant_type") == "" {
 		params.Set("grant_type", authz.GrantTypeUMATicket)
 	}
-	return f.Do("POST", authz.KeycloakPathToken, params, headers...)
+	return f.Do("POST", keycloak.PathToken, params, headers...)
 }
 
 func (f *keycloakTokenFixture) doctor() string {
@@ -291,7 +289,7 @@ func TestKeycloakRPTLayout(t *testing.T) {
 	if header["alg"] != "RS256" || header["kid"] == nil {
 		t.Fatalf("header %v", header)
 	}
-	certs := f.Do("GET", authz.KeycloakPathCerts, nil)
+	certs := f.Do("GET", keycloak.PathCerts, nil)
 	if certs.Status != 200 || !strings.Contains(string(certs.Body), header["kid"].(string)) {
 		t.Fatalf("certs: %d %s", certs.Status, certs.Body)
 	}
@@ -423,7 +421,7 @@ func TestKeycloakGrantParameters(t *testing.T) {
 		{name: "a limit that is no number", params: url.Values{"permission": {"#read"}, "response_permissions_limit": {"two"}}, status: 400, code: "invalid_request"},
 		{name: "a bad boolean", params: url.Values{"permission": {"#read"}, "submit_request": {"yes"}}, status: 400, code: "invalid_request"},
 	}
-	for _, path := range []string{authz.KeycloakPathToken, authz.PathToken} {
+	for _, path := range []string{keycloak.PathToken, authz.PathToken} {
 		for _, tt := range tests {
 			t.Run(path+" "+tt.name, func(t *testing.T) {
 				params := url.Values{"grant_type": {authz.GrantTypeUMATicket}, "audience": {"rs-a"}, "claim_token": {doctor}, "claim_token_format": {claimtoken.FormatIDToken}}

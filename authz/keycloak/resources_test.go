@@ -1,4 +1,4 @@
-package authz_test
+package keycloak_test
 
 import (
 	"encoding/json"
@@ -12,6 +12,7 @@ import (
 	"github.com/caddy-uma/caddy-uma/authz/authztest"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken/claimtokentest"
+	"github.com/caddy-uma/caddy-uma/authz/keycloak"
 )
 
 // keycloakFixture is an AS in Keycloak compatibility mode (issuer
@@ -21,6 +22,8 @@ type keycloakFixture struct {
 	*authztest.GrantFixture
 	// RSPAT is rs-a's own PAT; BPAT rs-b's.
 	RSPAT, BPAT string
+	// Compat serves Keycloak's paths.
+	Compat *keycloak.Compat
 }
 
 // keycloakRefusal is a request on a Keycloak path and the error it gets.
@@ -52,15 +55,10 @@ func (f *keycloakFixture) expectRefusals(t *testing.T, tests []keycloakRefusal) 
 func newKeycloakFixture(t *testing.T) *keycloakFixture {
 	t.Helper()
 	idp := claimtokentest.NewProvider(t)
-	issuer := ""
-	as := authztest.New(t, func(c *authz.Config) {
-		c.Issuer = strings.TrimSuffix(c.Issuer, "/uma") + "/realms/demo"
-		c.KeycloakCompat = true
+	as, kc := newCompatAS(t, func(c *authz.Config) {
 		c.TrustedIssuers = []claimtoken.Issuer{{Issuer: idp.Issuer(), Audiences: []string{"app"}}}
-		issuer = c.Issuer
 	})
-	as.Issuer = issuer
-	f := &keycloakFixture{GrantFixture: &authztest.GrantFixture{AS: as, IdP: idp}}
+	f := &keycloakFixture{GrantFixture: &authztest.GrantFixture{AS: as, IdP: idp}, Compat: kc}
 	var err error
 	if f.AlicePAT, err = as.Server.IssuePAT(t.Context(), "rs-a", "alice"); err != nil {
 		t.Fatal(err)
@@ -82,7 +80,7 @@ func (f *keycloakFixture) kc(method, path string, body any, pat string) authztes
 // create registers a resource on Keycloak's path and returns its id.
 func (f *keycloakFixture) create(pat, body string) string {
 	f.T.Helper()
-	r := f.kc("POST", authz.KeycloakPathResourceSet, body, pat)
+	r := f.kc("POST", keycloak.PathResourceSet, body, pat)
 	if r.Status != http.StatusCreated {
 		f.T.Fatalf("create: %d %s", r.Status, r.Body)
 	}
@@ -95,7 +93,7 @@ func (f *keycloakFixture) create(pat, body string) string {
 func (f *keycloakFixture) grantFor(sub string, claims map[string]any, resource string, scopes ...string) authztest.Response {
 	f.T.Helper()
 	b, _ := json.Marshal([]map[string]any{{"resource_id": resource, "resource_scopes": scopes}})
-	r := f.kc("POST", authz.KeycloakPathPermission, string(b), f.RSPAT)
+	r := f.kc("POST", keycloak.PathPermission, string(b), f.RSPAT)
 	if r.Status != http.StatusCreated {
 		f.T.Fatalf("ticket: %d %s", r.Status, r.Body)
 	}
@@ -108,7 +106,7 @@ func (f *keycloakFixture) grantFor(sub string, claims map[string]any, resource s
 
 func TestKeycloakResourceRepresentation(t *testing.T) {
 	f := newKeycloakFixture(t)
-	r := f.kc("POST", authz.KeycloakPathResourceSet, `{"name":"Alice's album","displayName":"The album","type":"urn:photos",
+	r := f.kc("POST", keycloak.PathResourceSet, `{"name":"Alice's album","displayName":"The album","type":"urn:photos",
 		"resource_scopes":[{"name":"view"},"edit"],"uris":["/albums/1"],"owner":{"name":"alice"},"ownerManagedAccess":true,
 		"attributes":{"color":["red"]},"icon_uri":"https://img.example/a.png"}`, f.RSPAT)
 	if r.Status != http.StatusCreated {
@@ -134,10 +132,10 @@ func TestKeycloakResourceRepresentation(t *testing.T) {
 		got.IconURI != "https://img.example/a.png" {
 		t.Fatalf("created representation: %s", r.Body)
 	}
-	if loc := r.Header.Get("Location"); !strings.HasSuffix(loc, authz.KeycloakPathResourceSet+"/"+got.ID) {
+	if loc := r.Header.Get("Location"); !strings.HasSuffix(loc, keycloak.PathResourceSet+"/"+got.ID) {
 		t.Errorf("Location = %q", loc)
 	}
-	read := f.kc("GET", authz.KeycloakPathResourceSet+"/"+got.ID, nil, f.RSPAT)
+	read := f.kc("GET", keycloak.PathResourceSet+"/"+got.ID, nil, f.RSPAT)
 	if read.Status != 200 || !strings.Contains(string(read.Body), `"resource_scopes":[{"id":"view","name":"view"},{"id":"edit","name":"edit"}]`) ||
 		!strings.Contains(string(read.Body), `"owner":{"id":"alice","name":"alice"}`) {
 		t.Fatalf("read: %d %s", read.Status, read.Body)
@@ -148,45 +146,45 @@ func TestKeycloakResourceRepresentation(t *testing.T) {
 		t.Fatalf("standard read: %d %s", std.Status, std.Body)
 	}
 	// An update answers 204, as Keycloak's; scopes may come as "scopes".
-	up := f.kc("PUT", authz.KeycloakPathResourceSet+"/"+got.ID, `{"_id":"`+got.ID+`","name":"Album","scopes":[{"name":"view"}],"owner":"alice"}`, f.RSPAT)
+	up := f.kc("PUT", keycloak.PathResourceSet+"/"+got.ID, `{"_id":"`+got.ID+`","name":"Album","scopes":[{"name":"view"}],"owner":"alice"}`, f.RSPAT)
 	if up.Status != http.StatusNoContent {
 		t.Fatalf("update: %d %s", up.Status, up.Body)
 	}
-	read = f.kc("GET", authz.KeycloakPathResourceSet+"/"+got.ID, nil, f.AlicePAT)
+	read = f.kc("GET", keycloak.PathResourceSet+"/"+got.ID, nil, f.AlicePAT)
 	if read.Status != 200 || !strings.Contains(string(read.Body), `"name":"Album"`) || !strings.Contains(string(read.Body), `"resource_scopes":[{"id":"view","name":"view"}]`) {
 		t.Fatalf("read after update: %d %s", read.Status, read.Body)
 	}
 	// A resource without scopes, as Keycloak allows, owned by the
 	// resource server itself: not owner-managed.
-	own := f.kc("POST", authz.KeycloakPathResourceSet, `{"name":"settings"}`, f.RSPAT)
+	own := f.kc("POST", keycloak.PathResourceSet, `{"name":"settings"}`, f.RSPAT)
 	if own.Status != http.StatusCreated || !strings.Contains(string(own.Body), `"resource_scopes":[]`) || !strings.Contains(string(own.Body), `"ownerManagedAccess":false`) {
 		t.Fatalf("resource of the resource server: %d %s", own.Status, own.Body)
 	}
-	if del := f.kc("DELETE", authz.KeycloakPathResourceSet+"/"+got.ID, nil, f.RSPAT); del.Status != http.StatusNoContent {
+	if del := f.kc("DELETE", keycloak.PathResourceSet+"/"+got.ID, nil, f.RSPAT); del.Status != http.StatusNoContent {
 		t.Fatalf("delete: %d %s", del.Status, del.Body)
 	}
-	authztest.ExpectError(t, f.kc("GET", authz.KeycloakPathResourceSet+"/"+got.ID, nil, f.RSPAT), 404, "not_found")
+	authztest.ExpectError(t, f.kc("GET", keycloak.PathResourceSet+"/"+got.ID, nil, f.RSPAT), 404, "not_found")
 }
 
 func TestKeycloakResourceRefusals(t *testing.T) {
 	f := newKeycloakFixture(t)
 	id := f.create(f.AlicePAT, `{"name":"a","resource_scopes":["view"]}`)
 	tests := []keycloakRefusal{
-		{"no PAT", "GET", authz.KeycloakPathResourceSet, "", "", 401, "invalid_token"},
-		{"scope of the wrong type", "POST", authz.KeycloakPathResourceSet, `{"name":"x","resource_scopes":[1]}`, f.RSPAT, 400, "invalid_request"},
-		{"scope object without a name", "POST", authz.KeycloakPathResourceSet, `{"name":"x","resource_scopes":[{"id":"v"}]}`, f.RSPAT, 400, "invalid_request"},
-		{"bad scope characters", "POST", authz.KeycloakPathResourceSet, `{"name":"x","resource_scopes":["a b"]}`, f.RSPAT, 400, "invalid_request"},
-		{"another owner for an owner's PAT", "POST", authz.KeycloakPathResourceSet, `{"name":"x","owner":{"id":"bob"}}`, f.AlicePAT, 400, "invalid_request"},
-		{"ownerManagedAccess not a boolean", "POST", authz.KeycloakPathResourceSet, `{"name":"x","ownerManagedAccess":"yes"}`, f.RSPAT, 400, "invalid_request"},
-		{"displayName not text", "POST", authz.KeycloakPathResourceSet, `{"name":"x","displayName":"a\u202eb"}`, f.RSPAT, 400, "invalid_request"},
-		{"bad uri", "POST", authz.KeycloakPathResourceSet, `{"name":"x","uri":"javascript:alert(1)"}`, f.RSPAT, 400, "invalid_request"},
-		{"not JSON", "POST", authz.KeycloakPathResourceSet, `{"name":`, f.RSPAT, 400, "invalid_request"},
-		{"_id of another resource", "PUT", authz.KeycloakPathResourceSet + "/" + id, `{"_id":"other","name":"a"}`, f.RSPAT, 400, "invalid_request"},
-		{"another resource server's resource", "GET", authz.KeycloakPathResourceSet + "/" + id, "", f.BPAT, 404, "not_found"},
-		{"another resource server deletes", "DELETE", authz.KeycloakPathResourceSet + "/" + id, "", f.BPAT, 404, "not_found"},
-		{"bad first", "GET", authz.KeycloakPathResourceSet + "?first=x", "", f.RSPAT, 400, "invalid_request"},
-		{"bad max", "GET", authz.KeycloakPathResourceSet + "?max=1e3", "", f.RSPAT, 400, "invalid_request"},
-		{"method", "PATCH", authz.KeycloakPathResourceSet, "", f.RSPAT, 405, "unsupported_method_type"},
+		{"no PAT", "GET", keycloak.PathResourceSet, "", "", 401, "invalid_token"},
+		{"scope of the wrong type", "POST", keycloak.PathResourceSet, `{"name":"x","resource_scopes":[1]}`, f.RSPAT, 400, "invalid_request"},
+		{"scope object without a name", "POST", keycloak.PathResourceSet, `{"name":"x","resource_scopes":[{"id":"v"}]}`, f.RSPAT, 400, "invalid_request"},
+		{"bad scope characters", "POST", keycloak.PathResourceSet, `{"name":"x","resource_scopes":["a b"]}`, f.RSPAT, 400, "invalid_request"},
+		{"another owner for an owner's PAT", "POST", keycloak.PathResourceSet, `{"name":"x","owner":{"id":"bob"}}`, f.AlicePAT, 400, "invalid_request"},
+		{"ownerManagedAccess not a boolean", "POST", keycloak.PathResourceSet, `{"name":"x","ownerManagedAccess":"yes"}`, f.RSPAT, 400, "invalid_request"},
+		{"displayName not text", "POST", keycloak.PathResourceSet, `{"name":"x","displayName":"a\u202eb"}`, f.RSPAT, 400, "invalid_request"},
+		{"bad uri", "POST", keycloak.PathResourceSet, `{"name":"x","uri":"javascript:alert(1)"}`, f.RSPAT, 400, "invalid_request"},
+		{"not JSON", "POST", keycloak.PathResourceSet, `{"name":`, f.RSPAT, 400, "invalid_request"},
+		{"_id of another resource", "PUT", keycloak.PathResourceSet + "/" + id, `{"_id":"other","name":"a"}`, f.RSPAT, 400, "invalid_request"},
+		{"another resource server's resource", "GET", keycloak.PathResourceSet + "/" + id, "", f.BPAT, 404, "not_found"},
+		{"another resource server deletes", "DELETE", keycloak.PathResourceSet + "/" + id, "", f.BPAT, 404, "not_found"},
+		{"bad first", "GET", keycloak.PathResourceSet + "?first=x", "", f.RSPAT, 400, "invalid_request"},
+		{"bad max", "GET", keycloak.PathResourceSet + "?max=1e3", "", f.RSPAT, 400, "invalid_request"},
+		{"method", "PATCH", keycloak.PathResourceSet, "", f.RSPAT, 405, "unsupported_method_type"},
 	}
 	f.expectRefusals(t, tests)
 }
@@ -243,7 +241,7 @@ func TestKeycloakResourceQuery(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := f.kc("GET", authz.KeycloakPathResourceSet+"?"+tt.query, nil, tt.pat)
+			r := f.kc("GET", keycloak.PathResourceSet+"?"+tt.query, nil, tt.pat)
 			if r.Status != 200 {
 				t.Fatalf("%d %s", r.Status, r.Body)
 			}
@@ -270,8 +268,8 @@ func TestKeycloakResourceQuery(t *testing.T) {
 		})
 	}
 	// Pages do not overlap.
-	first := f.kc("GET", authz.KeycloakPathResourceSet+"?first=0&max=2", nil, f.RSPAT).Body
-	second := f.kc("GET", authz.KeycloakPathResourceSet+"?first=2&max=2", nil, f.RSPAT).Body
+	first := f.kc("GET", keycloak.PathResourceSet+"?first=0&max=2", nil, f.RSPAT).Body
+	second := f.kc("GET", keycloak.PathResourceSet+"?first=2&max=2", nil, f.RSPAT).Body
 	var a, b []string
 	_ = json.Unmarshal(first, &a)
 	_ = json.Unmarshal(second, &b)
@@ -279,7 +277,7 @@ func TestKeycloakResourceQuery(t *testing.T) {
 		t.Fatalf("pages %q and %q", a, b)
 	}
 	// deep=true: the representations, scopes under both names.
-	r := f.kc("GET", authz.KeycloakPathResourceSet+"?name=report&deep=true", nil, f.RSPAT)
+	r := f.kc("GET", keycloak.PathResourceSet+"?name=report&deep=true", nil, f.RSPAT)
 	var deep []map[string]any
 	if err := json.Unmarshal(r.Body, &deep); err != nil || len(deep) != 1 {
 		t.Fatalf("deep: %v %s", err, r.Body)
@@ -314,7 +312,7 @@ func TestKeycloakPermissionEndpoint(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			r := f.kc("POST", authz.KeycloakPathPermission, tt.body, f.RSPAT)
+			r := f.kc("POST", keycloak.PathPermission, tt.body, f.RSPAT)
 			if tt.code != "" {
 				authztest.ExpectError(t, r, tt.status, tt.code)
 				return
@@ -329,14 +327,14 @@ func TestKeycloakPermissionEndpoint(t *testing.T) {
 func TestKeycloakDiscovery(t *testing.T) {
 	f := newKeycloakFixture(t)
 	m := f.Do("GET", authz.PathUMAConfiguration, nil).JSON(t)
-	if m["policy_endpoint"] != f.Issuer+authz.KeycloakPathUMAPolicy {
+	if m["policy_endpoint"] != f.Issuer+keycloak.PathUMAPolicy {
 		t.Errorf("policy_endpoint = %v", m["policy_endpoint"])
 	}
 	if m["resource_registration_endpoint"] != f.Issuer+authz.PathResourceSet || m["permission_endpoint"] != f.Issuer+authz.PathPermission {
 		t.Errorf("standard endpoints changed: %v", m)
 	}
 	// keycloak-js posts to the discovered token endpoint: Keycloak's.
-	if m["token_endpoint"] != f.Issuer+authz.KeycloakPathToken {
+	if m["token_endpoint"] != f.Issuer+keycloak.PathToken {
 		t.Errorf("token_endpoint = %v, want Keycloak's", m["token_endpoint"])
 	}
 	std := authztest.New(t, nil)
@@ -347,7 +345,7 @@ func TestKeycloakDiscovery(t *testing.T) {
 	if sm["token_endpoint"] != std.Issuer+authz.PathToken {
 		t.Errorf("token_endpoint outside compat mode = %v", sm["token_endpoint"])
 	}
-	for _, p := range []string{authz.KeycloakPathResourceSet, authz.KeycloakPathPermissionTicket, authz.KeycloakPathUMAPolicy} {
+	for _, p := range []string{keycloak.PathResourceSet, keycloak.PathPermissionTicket, keycloak.PathUMAPolicy} {
 		authztest.ExpectError(t, std.Do("GET", p, nil, "Authorization", authztest.Bearer(std.PAT("rs-a", "secret-a"))), 404, "not_found")
 	}
 }
@@ -366,10 +364,10 @@ func TestKeycloakBothClientAuthentications(t *testing.T) {
 		wantStatus int
 		wantCode   string
 	}{
-		{"Keycloak's path, the same secret", authz.KeycloakPathIntrospect, url.Values{"token": {pat}, "client_secret": {"secret-a"}}, 200, ""},
-		{"Keycloak's path, the same id and secret", authz.KeycloakPathIntrospect, url.Values{"token": {pat}, "client_id": {"rs-a"}, "client_secret": {"secret-a"}}, 200, ""},
-		{"Keycloak's path, another secret", authz.KeycloakPathIntrospect, url.Values{"token": {pat}, "client_secret": {"secret-b"}}, 400, "invalid_request"},
-		{"Keycloak's path, another id", authz.KeycloakPathIntrospect, url.Values{"token": {pat}, "client_id": {"rs-b"}, "client_secret": {"secret-a"}}, 400, "invalid_request"},
+		{"Keycloak's path, the same secret", keycloak.PathIntrospect, url.Values{"token": {pat}, "client_secret": {"secret-a"}}, 200, ""},
+		{"Keycloak's path, the same id and secret", keycloak.PathIntrospect, url.Values{"token": {pat}, "client_id": {"rs-a"}, "client_secret": {"secret-a"}}, 200, ""},
+		{"Keycloak's path, another secret", keycloak.PathIntrospect, url.Values{"token": {pat}, "client_secret": {"secret-b"}}, 400, "invalid_request"},
+		{"Keycloak's path, another id", keycloak.PathIntrospect, url.Values{"token": {pat}, "client_id": {"rs-b"}, "client_secret": {"secret-a"}}, 400, "invalid_request"},
 		{"our path, the same secret", authz.PathIntrospect, url.Values{"token": {pat}, "client_secret": {"secret-a"}}, 400, "invalid_request"},
 	}
 	for _, tc := range tests {
@@ -399,9 +397,9 @@ func TestKeycloakRealm(t *testing.T) {
 		{"/realmsx/demo", ""},
 	}
 	for _, tt := range tests {
-		realm, err := authz.KeycloakRealm(tt.path)
+		realm, err := keycloak.Realm(tt.path)
 		if realm != tt.realm || (err != nil) != (tt.realm == "") {
-			t.Errorf("KeycloakRealm(%q) = %q, %v; want %q", tt.path, realm, err, tt.realm)
+			t.Errorf("Realm(%q) = %q, %v; want %q", tt.path, realm, err, tt.realm)
 		}
 	}
 }

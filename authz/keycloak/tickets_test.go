@@ -1,4 +1,4 @@
-package authz_test
+package keycloak_test
 
 import (
 	"encoding/json"
@@ -8,6 +8,7 @@ import (
 
 	"github.com/caddy-uma/caddy-uma/authz"
 	"github.com/caddy-uma/caddy-uma/authz/authztest"
+	"github.com/caddy-uma/caddy-uma/authz/keycloak"
 )
 
 type ticketView struct {
@@ -23,7 +24,7 @@ type ticketView struct {
 
 func (f *keycloakFixture) tickets(query, pat string) []ticketView {
 	f.T.Helper()
-	r := f.kc("GET", authz.KeycloakPathPermissionTicket+"?"+query, nil, pat)
+	r := f.kc("GET", keycloak.PathPermissionTicket+"?"+query, nil, pat)
 	if r.Status != 200 {
 		f.T.Fatalf("tickets: %d %s", r.Status, r.Body)
 	}
@@ -36,7 +37,7 @@ func (f *keycloakFixture) tickets(query, pat string) []ticketView {
 
 func (f *keycloakFixture) postTicket(body, pat string) ticketView {
 	f.T.Helper()
-	r := f.kc("POST", authz.KeycloakPathPermissionTicket, body, pat)
+	r := f.kc("POST", keycloak.PathPermissionTicket, body, pat)
 	if r.Status != 200 {
 		f.T.Fatalf("ticket: %d %s", r.Status, r.Body)
 	}
@@ -73,7 +74,7 @@ func TestKeycloakTicketGrants(t *testing.T) {
 	if err != nil || len(shares) != 1 || shares[0].Subject != "bob" || !slices.Equal(shares[0].Scopes, []string{"view"}) {
 		t.Fatalf("shares %+v, %v", shares, err)
 	}
-	authztest.ExpectError(t, f.kc("POST", authz.KeycloakPathPermissionTicket, `{"resource":"`+album+`","requester":"bob","granted":true,"scope":"view"}`, f.RSPAT), http.StatusConflict, "invalid_request")
+	authztest.ExpectError(t, f.kc("POST", keycloak.PathPermissionTicket, `{"resource":"`+album+`","requester":"bob","granted":true,"scope":"view"}`, f.RSPAT), http.StatusConflict, "invalid_request")
 
 	// Listed, with names on request; filters.
 	if got := f.tickets("returnNames=true", f.RSPAT); len(got) != 1 || got[0].ID != g.ID || got[0].ResourceName != "album" || got[0].RequesterName != "bob" {
@@ -105,7 +106,7 @@ func TestKeycloakTicketGrants(t *testing.T) {
 			edit = tk
 		}
 	}
-	up := f.kc("PUT", authz.KeycloakPathPermissionTicket, `{"id":"`+edit.ID+`","granted":false}`, f.RSPAT)
+	up := f.kc("PUT", keycloak.PathPermissionTicket, `{"id":"`+edit.ID+`","granted":false}`, f.RSPAT)
 	if up.Status != http.StatusNoContent {
 		t.Fatalf("ungrant: %d %s", up.Status, up.Body)
 	}
@@ -113,15 +114,15 @@ func TestKeycloakTicketGrants(t *testing.T) {
 	f.expectGranted("bob", album, true, "view")
 
 	// DELETE revokes.
-	authztest.ExpectError(t, f.kc("DELETE", authz.KeycloakPathPermissionTicket+"/"+g.ID, nil, f.BPAT), 404, "not_found")
-	if del := f.kc("DELETE", authz.KeycloakPathPermissionTicket+"/"+g.ID, nil, f.RSPAT); del.Status != http.StatusNoContent {
+	authztest.ExpectError(t, f.kc("DELETE", keycloak.PathPermissionTicket+"/"+g.ID, nil, f.BPAT), 404, "not_found")
+	if del := f.kc("DELETE", keycloak.PathPermissionTicket+"/"+g.ID, nil, f.RSPAT); del.Status != http.StatusNoContent {
 		t.Fatalf("delete: %d %s", del.Status, del.Body)
 	}
 	f.expectGranted("bob", album, false, "view")
 	if got := f.tickets("", f.RSPAT); len(got) != 0 {
 		t.Fatalf("tickets after delete: %+v", got)
 	}
-	authztest.ExpectError(t, f.kc("DELETE", authz.KeycloakPathPermissionTicket+"/"+g.ID, nil, f.RSPAT), 404, "not_found")
+	authztest.ExpectError(t, f.kc("DELETE", keycloak.PathPermissionTicket+"/"+g.ID, nil, f.RSPAT), 404, "not_found")
 }
 
 func TestKeycloakTicketRequests(t *testing.T) {
@@ -141,14 +142,14 @@ func TestKeycloakTicketRequests(t *testing.T) {
 	}
 	f.expectGranted("carol", album, false, "view")
 	// Approving it shares the scope.
-	if r := f.kc("PUT", authz.KeycloakPathPermissionTicket, `{"id":"`+p.ID+`","granted":true}`, f.RSPAT); r.Status != http.StatusNoContent {
+	if r := f.kc("PUT", keycloak.PathPermissionTicket, `{"id":"`+p.ID+`","granted":true}`, f.RSPAT); r.Status != http.StatusNoContent {
 		t.Fatalf("approve: %d %s", r.Status, r.Body)
 	}
 	f.expectGranted("carol", album, true, "view")
 	if got := f.tickets("requester=carol", f.RSPAT); len(got) != 1 || !got[0].Granted {
 		t.Fatalf("after approval: %+v", got)
 	}
-	authztest.ExpectError(t, f.kc("PUT", authz.KeycloakPathPermissionTicket, `{"id":"`+p.ID+`","granted":true}`, f.RSPAT), 404, "not_found")
+	authztest.ExpectError(t, f.kc("PUT", keycloak.PathPermissionTicket, `{"id":"`+p.ID+`","granted":true}`, f.RSPAT), 404, "not_found")
 
 	// A request of two scopes (as a grant that asked the owner files
 	// it): approving one leaves the other pending.
@@ -160,7 +161,7 @@ func TestKeycloakTicketRequests(t *testing.T) {
 		t.Fatalf("two scopes, two tickets: %+v", pending)
 	}
 	edit := pending[slices.IndexFunc(pending, func(tk ticketView) bool { return tk.Scope == "edit" })]
-	if r := f.kc("PUT", authz.KeycloakPathPermissionTicket, `{"id":"`+edit.ID+`","granted":true}`, f.AlicePAT); r.Status != http.StatusNoContent {
+	if r := f.kc("PUT", keycloak.PathPermissionTicket, `{"id":"`+edit.ID+`","granted":true}`, f.AlicePAT); r.Status != http.StatusNoContent {
 		t.Fatalf("approve edit: %d %s", r.Status, r.Body)
 	}
 	after := f.tickets("requester=dave", f.RSPAT)
@@ -169,7 +170,7 @@ func TestKeycloakTicketRequests(t *testing.T) {
 	}
 	// Denying the other (DELETE) leaves nothing pending.
 	view := after[slices.IndexFunc(after, func(tk ticketView) bool { return tk.Scope == "view" })]
-	if r := f.kc("DELETE", authz.KeycloakPathPermissionTicket+"/"+view.ID, nil, f.RSPAT); r.Status != http.StatusNoContent {
+	if r := f.kc("DELETE", keycloak.PathPermissionTicket+"/"+view.ID, nil, f.RSPAT); r.Status != http.StatusNoContent {
 		t.Fatalf("deny view: %d %s", r.Status, r.Body)
 	}
 	if got := f.tickets("requester=dave&granted=false", f.RSPAT); len(got) != 0 {
@@ -186,23 +187,23 @@ func TestKeycloakTicketRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	tests := []keycloakRefusal{
-		{"no PAT", "GET", authz.KeycloakPathPermissionTicket, "", "", 401, "invalid_token"},
-		{"no resource", "POST", authz.KeycloakPathPermissionTicket, `{"requester":"bob","scopeName":"view","granted":true}`, f.RSPAT, 400, "invalid_request"},
-		{"unknown resource", "POST", authz.KeycloakPathPermissionTicket, `{"resource":"nope","requester":"bob","scopeName":"view","granted":true}`, f.RSPAT, 400, "invalid_resource_id"},
-		{"another resource server's resource", "POST", authz.KeycloakPathPermissionTicket, `{"resource":"` + other + `","requester":"bob","scopeName":"view","granted":true}`, f.RSPAT, 400, "invalid_resource_id"},
-		{"another owner's resource", "POST", authz.KeycloakPathPermissionTicket, `{"resource":"` + album + `","requester":"eve","scopeName":"view","granted":true}`, bobPAT, 400, "invalid_resource_id"},
-		{"no requester", "POST", authz.KeycloakPathPermissionTicket, `{"resource":"` + album + `","scopeName":"view","granted":true}`, f.RSPAT, 400, "invalid_request"},
-		{"bad requester", "POST", authz.KeycloakPathPermissionTicket, `{"resource":"` + album + `","requester":"a\u0000b","scopeName":"view","granted":true}`, f.RSPAT, 400, "invalid_request"},
-		{"no scope", "POST", authz.KeycloakPathPermissionTicket, `{"resource":"` + album + `","requester":"bob","granted":true}`, f.RSPAT, 400, "invalid_scope"},
-		{"unknown scope", "POST", authz.KeycloakPathPermissionTicket, `{"resource":"` + album + `","requester":"bob","scopeName":"fly","granted":true}`, f.RSPAT, 400, "invalid_scope"},
-		{"granted not a boolean", "POST", authz.KeycloakPathPermissionTicket, `{"resource":"` + album + `","requester":"bob","scopeName":"view","granted":"yes"}`, f.RSPAT, 400, "invalid_request"},
-		{"update without id", "PUT", authz.KeycloakPathPermissionTicket, `{"granted":true}`, f.RSPAT, 400, "invalid_request"},
-		{"update without granted", "PUT", authz.KeycloakPathPermissionTicket, `{"id":"x"}`, f.RSPAT, 400, "invalid_request"},
-		{"update of an unknown ticket", "PUT", authz.KeycloakPathPermissionTicket, `{"id":"Zm9v","granted":false}`, f.RSPAT, 404, "not_found"},
-		{"delete of a malformed id", "DELETE", authz.KeycloakPathPermissionTicket + "/%00", "", f.RSPAT, 404, "not_found"},
-		{"delete of a forged id", "DELETE", authz.KeycloakPathPermissionTicket + "/ZwBub3BlAHgAdmlldw", "", f.RSPAT, 404, "not_found"},
-		{"bad max", "GET", authz.KeycloakPathPermissionTicket + "?max=many", "", f.RSPAT, 400, "invalid_request"},
-		{"method", "DELETE", authz.KeycloakPathPermissionTicket, "", f.RSPAT, 405, "unsupported_method_type"},
+		{"no PAT", "GET", keycloak.PathPermissionTicket, "", "", 401, "invalid_token"},
+		{"no resource", "POST", keycloak.PathPermissionTicket, `{"requester":"bob","scopeName":"view","granted":true}`, f.RSPAT, 400, "invalid_request"},
+		{"unknown resource", "POST", keycloak.PathPermissionTicket, `{"resource":"nope","requester":"bob","scopeName":"view","granted":true}`, f.RSPAT, 400, "invalid_resource_id"},
+		{"another resource server's resource", "POST", keycloak.PathPermissionTicket, `{"resource":"` + other + `","requester":"bob","scopeName":"view","granted":true}`, f.RSPAT, 400, "invalid_resource_id"},
+		{"another owner's resource", "POST", keycloak.PathPermissionTicket, `{"resource":"` + album + `","requester":"eve","scopeName":"view","granted":true}`, bobPAT, 400, "invalid_resource_id"},
+		{"no requester", "POST", keycloak.PathPermissionTicket, `{"resource":"` + album + `","scopeName":"view","granted":true}`, f.RSPAT, 400, "invalid_request"},
+		{"bad requester", "POST", keycloak.PathPermissionTicket, `{"resource":"` + album + `","requester":"a\u0000b","scopeName":"view","granted":true}`, f.RSPAT, 400, "invalid_request"},
+		{"no scope", "POST", keycloak.PathPermissionTicket, `{"resource":"` + album + `","requester":"bob","granted":true}`, f.RSPAT, 400, "invalid_scope"},
+		{"unknown scope", "POST", keycloak.PathPermissionTicket, `{"resource":"` + album + `","requester":"bob","scopeName":"fly","granted":true}`, f.RSPAT, 400, "invalid_scope"},
+		{"granted not a boolean", "POST", keycloak.PathPermissionTicket, `{"resource":"` + album + `","requester":"bob","scopeName":"view","granted":"yes"}`, f.RSPAT, 400, "invalid_request"},
+		{"update without id", "PUT", keycloak.PathPermissionTicket, `{"granted":true}`, f.RSPAT, 400, "invalid_request"},
+		{"update without granted", "PUT", keycloak.PathPermissionTicket, `{"id":"x"}`, f.RSPAT, 400, "invalid_request"},
+		{"update of an unknown ticket", "PUT", keycloak.PathPermissionTicket, `{"id":"Zm9v","granted":false}`, f.RSPAT, 404, "not_found"},
+		{"delete of a malformed id", "DELETE", keycloak.PathPermissionTicket + "/%00", "", f.RSPAT, 404, "not_found"},
+		{"delete of a forged id", "DELETE", keycloak.PathPermissionTicket + "/ZwBub3BlAHgAdmlldw", "", f.RSPAT, 404, "not_found"},
+		{"bad max", "GET", keycloak.PathPermissionTicket + "?max=many", "", f.RSPAT, 400, "invalid_request"},
+		{"method", "DELETE", keycloak.PathPermissionTicket, "", f.RSPAT, 405, "unsupported_method_type"},
 	}
 	f.expectRefusals(t, tests)
 }
