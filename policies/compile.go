@@ -227,11 +227,10 @@ type program struct {
 	// (Engine.admit): they keep their sources, and evaluate to
 	// ErrNotInForce.
 	evicted bool
-	// resolved are an owner's modules with every reference made whole by
-	// the compiler and nothing else changed, for compiling them in a shard
-	// (see shard.go); shard marks rules compiled in one.
-	resolved map[string]*ast.Module
-	shard    bool
+	// shard marks rules compiled in a shard (see shard.go): query is the
+	// shard's, shared by its members, and decides for the owner of the
+	// input's resource.
+	shard bool
 }
 
 // dropped returns p without its compilation.
@@ -313,22 +312,6 @@ func compile(ctx context.Context, k *ruleKind, modules map[string]string, b boun
 	parsed[decisionModule] = parsedDecision(k)
 
 	c := withDeadline(ctx, newCompiler())
-	var resolved map[string]*ast.Module
-	if k == ownerKind {
-		c = c.WithStageAfterID(ast.StageResolveRefs, ast.CompilerStageDefinition{
-			Name:       "uma_resolved",
-			MetricName: "uma_resolved",
-			Stage: func(c *ast.Compiler) *ast.Error {
-				resolved = make(map[string]*ast.Module, len(modules))
-				for name, mod := range c.Modules {
-					if user, ok := strings.CutPrefix(name, userPrefix); ok {
-						resolved[user] = mod.Copy()
-					}
-				}
-				return nil
-			},
-		})
-	}
 	c.Compile(parsed)
 	if ctx.Err() != nil {
 		return nil, compileStopped(ctx)
@@ -353,8 +336,52 @@ func compile(ctx context.Context, k *ruleKind, modules map[string]string, b boun
 		modules:   maps.Clone(modules),
 		query:     query,
 		undefined: undefinedRules(k, c),
-		resolved:  resolved,
 	}, nil
+}
+
+// errResolved stops a compilation after its first stage, in resolve.
+var errResolved = ast.NewError(ast.CompileErr, nil, "references resolved")
+
+// resolve parses an owner's modules, which compiled before, and returns
+// them as the compiler's first stage makes them: every reference made
+// whole (lib.x is data.uma.lib.x, a rule of the package is
+// data.uma.share.rule), nothing else changed. It is that stage alone,
+// without the library: it costs a parse.
+func resolve(modules map[string]string) (map[string]*ast.Module, error) {
+	parsed := make(map[string]*ast.Module, len(modules))
+	for name, src := range modules {
+		mod, err := ast.ParseModuleWithOpts(name, src, parserOptions)
+		if err != nil {
+			return nil, err
+		}
+		if mod == nil {
+			return nil, fmt.Errorf("policies: module %s is empty", name)
+		}
+		parsed[userPrefix+name] = mod
+	}
+	var resolved map[string]*ast.Module
+	c := ast.NewCompiler().
+		WithCapabilities(capabilities).
+		WithDefaultRegoVersion(ast.RegoV1).
+		WithStageAfterID(ast.StageResolveRefs, ast.CompilerStageDefinition{
+			Name:       "uma_resolved",
+			MetricName: "uma_resolved",
+			Stage: func(c *ast.Compiler) *ast.Error {
+				if len(c.Errors) > 0 {
+					return nil
+				}
+				resolved = make(map[string]*ast.Module, len(modules))
+				for name, mod := range c.Modules {
+					resolved[strings.TrimPrefix(name, userPrefix)] = mod
+				}
+				return errResolved
+			},
+		})
+	c.Compile(parsed)
+	if resolved == nil {
+		return nil, fromOPA("", c.Errors)
+	}
+	return resolved, nil
 }
 
 // withDeadline returns c stopping between two stages once ctx ends: OPA

@@ -3,7 +3,6 @@ package policies
 import (
 	"context"
 	"crypto/sha256"
-	"fmt"
 	"maps"
 	"slices"
 	"sync"
@@ -18,8 +17,12 @@ import (
 // many owners, once they compiled on their own (which checks them and
 // gives their errors), are compiled again together with one copy of the
 // library, shardSize owners at a time: a shard. In a shard each owner's
-// modules are moved to a package of their own, data.uma.owners.<key>, and
-// a query of the owner's own reads them as the decision module does. An owner
+// modules are moved to a package of their own, data.uma.owners[<owner>],
+// and the shard's one query reads the package of the owner of the input's
+// resource (input.resource.owner, which Engine.evaluate sets to the owner
+// evaluated, never to what the caller says) as the decision module does.
+// The compiler indexes the packages by their constant keys: the query
+// finds the owner's among shardSize at the cost of a map lookup. An owner
 // whose modules refer to data anywhere but their own package (data.uma.share)
 // and the library (data.uma.lib) stays compiled on their own: in a shard,
 // nothing an owner writes can reach another owner's rules.
@@ -29,6 +32,8 @@ import (
 // removed): each compilation of a shard is shared by at least
 // shardSize/2 changes. Until then, an owner's new rules are in force
 // compiled on their own, and the shard keeps the owner's old rules unused.
+// A shard keeps of its members only their sources, which the programs in
+// force keep anyway: each compilation of it parses them again.
 
 // shardSize is the number of owners whose rules share one compilation.
 const shardSize = 64
@@ -39,14 +44,15 @@ var (
 	ownersPath = ast.MustParseRef("data.uma.owners")
 )
 
-// shardQuery is the decision of the owner whose package in a shard is %s,
-// as the owner's decision module (ruleKind.decision) makes it: each output
-// is the set the owner's rules make, or the empty set.
+// shardQuery is the decision of the owner of the input's resource, from
+// the owner's package in a shard, as the owner's decision module
+// (ruleKind.decision) makes it: each output is the set the owner's rules
+// make, or the empty set.
 const shardQuery = `{
-	"allow": {x | %[1]s.allow[x]},
-	"deny": {x | %[1]s.deny[x]},
-	"ask_owner": {x | %[1]s.ask_owner[x]},
-	"required_claims": {x | %[1]s.required_claims[x]},
+	"allow": {x | data.uma.owners[input.resource.owner].allow[x]},
+	"deny": {x | data.uma.owners[input.resource.owner].deny[x]},
+	"ask_owner": {x | data.uma.owners[input.resource.owner].ask_owner[x]},
+	"required_claims": {x | data.uma.owners[input.resource.owner].required_claims[x]},
 	"shared": data.uma.lib.shared_scopes,
 }`
 
@@ -55,7 +61,6 @@ type shards struct {
 	mu   sync.Mutex
 	of   map[string]*shard // owner -> the shard holding their rules
 	open *shard            // the shard new owners join, nil when full
-	next int               // number of the next key
 }
 
 // shard is the rules of up to shardSize owners compiled together.
@@ -65,18 +70,14 @@ type shard struct {
 	changed int // members added, changed or removed since the last compilation
 }
 
-// member is an owner's rules in a shard.
+// member is an owner's rules in a shard: hash, sources and undefined are
+// those of the owner's rules compiled on their own, which the shard's
+// compilation replaces.
 type member struct {
-	key  string // the owner's package in the shard: data.uma.owners.<key>
-	slot *ownerSlot
-	// hash, sources and undefined are those of the owner's rules compiled
-	// on their own, which the shard's compilation replaces.
+	slot      *ownerSlot
 	hash      [sha256.Size]byte
 	sources   map[string]string
 	undefined []string
-	// modules are the owner's modules moved to their package in the
-	// shard.
-	modules map[string]*ast.Module
 }
 
 // pack puts an owner's rules in force compiled on their own (p) in a
@@ -87,16 +88,14 @@ func (e *Engine) pack(ctx context.Context, owner string, slot *ownerSlot, p *pro
 	if p != nil && p.shard {
 		return // in force from a shard already
 	}
-	e.shards.mu.Lock()
-	s := e.shards.of[owner]
 	var m *member
-	if p != nil && p.refused == nil && !p.evicted && p.resolved != nil {
-		key := fmt.Sprintf("o%d", e.shards.next)
-		if modules, ok := confine(p.resolved, key); ok {
-			e.shards.next++
-			m = &member{key: key, slot: slot, hash: p.hash, sources: p.modules, undefined: p.undefined, modules: modules}
+	if p != nil && p.refused == nil && !p.evicted {
+		if _, ok := confined(owner, p.modules); ok {
+			m = &member{slot: slot, hash: p.hash, sources: p.modules, undefined: p.undefined}
 		}
 	}
+	e.shards.mu.Lock()
+	s := e.shards.of[owner]
 	if s == nil && m == nil {
 		e.shards.mu.Unlock()
 		return
@@ -156,10 +155,16 @@ func (e *Engine) compileShard(ctx context.Context, s *shard) {
 
 	lib, _ := library()
 	parsed := maps.Clone(lib)
-	for _, m := range s.members {
-		for name, mod := range m.modules {
-			parsed[userPrefix+m.key+"/"+name] = mod
+	members := make(map[string]*member, len(s.members))
+	for owner, m := range s.members {
+		modules, ok := confined(owner, m.sources)
+		if !ok {
+			continue // cannot happen: it was confined when it joined
 		}
+		for name, mod := range modules {
+			parsed[userPrefix+owner+"/"+name] = mod
+		}
+		members[owner] = m
 	}
 	c := withDeadline(ctx, ast.NewCompiler().
 		WithCapabilities(capabilities).
@@ -176,25 +181,22 @@ func (e *Engine) compileShard(ctx context.Context, s *shard) {
 		return
 	}
 	c.Graph = nil // only the compilation needs it (rule order, recursion)
-	progs := make(map[string]*program, len(s.members))
-	for owner, m := range s.members {
-		query, err := rego.New(
-			rego.Compiler(c),
-			rego.Query(fmt.Sprintf(shardQuery, ownersPath.Append(ast.StringTerm(m.key)))),
-			rego.GenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }),
-		).PrepareForEval(ctx)
-		if err != nil {
-			return
-		}
-		progs[owner] = &program{hash: m.hash, modules: m.sources, query: query, undefined: m.undefined, shard: true}
+	query, err := rego.New(
+		rego.Compiler(c),
+		rego.Query(shardQuery),
+		rego.GenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }),
+	).PrepareForEval(ctx)
+	if err != nil {
+		return
 	}
 	s.changed = 0
-	for owner, m := range s.members {
+	for owner, m := range members {
 		cur := m.slot.prog.Load()
 		if cur == nil || cur.refused != nil || cur.hash != m.hash {
 			continue // changed meanwhile: the next pack of it counts it
 		}
-		if m.slot.prog.CompareAndSwap(cur, progs[owner]) {
+		p := &program{hash: m.hash, modules: m.sources, query: query, undefined: m.undefined, shard: true}
+		if m.slot.prog.CompareAndSwap(cur, p) {
 			e.residentMu.Lock()
 			if e.resident[owner] == m.slot {
 				delete(e.resident, owner)
@@ -204,17 +206,22 @@ func (e *Engine) compileShard(ctx context.Context, s *shard) {
 	}
 }
 
-// confine returns an owner's modules, as resolved by the compiler (every
-// reference to data is whole), moved to the package data.uma.owners.<key>;
-// or false if a module refers to data outside its own package and the
-// library, which a shard would resolve differently. What it returns refers
-// to data only in the owner's package in the shard and in the library:
-// each module is checked before and after it is moved.
-func confine(resolved map[string]*ast.Module, key string) (map[string]*ast.Module, bool) {
-	own := ownersPath.Append(ast.StringTerm(key))
+// confined returns an owner's modules (which compiled on their own),
+// parsed, resolved (every reference to data made whole) and moved to the
+// owner's package in a shard, data.uma.owners[<owner>]; or false if a
+// module refers to data outside its own package and the library, which a
+// shard would resolve differently. What it returns refers to data only in
+// the owner's package in the shard and in the library: each module is
+// checked before and after it is moved.
+func confined(owner string, sources map[string]string) (map[string]*ast.Module, bool) {
+	resolved, err := resolve(sources)
+	if err != nil {
+		return nil, false
+	}
+	own := ownersPath.Append(ast.StringTerm(owner))
 	out := make(map[string]*ast.Module, len(resolved))
 	for _, name := range slices.Sorted(maps.Keys(resolved)) {
-		mod := resolved[name].Copy()
+		mod := resolved[name]
 		if !refersOnlyTo(mod.Rules, sharePath, libPath) {
 			return nil, false
 		}

@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"reflect"
@@ -177,5 +178,43 @@ func TestShardsFollowChanges(t *testing.T) {
 	}
 	if got := e.OwnerModules("owner-0"); !maps.Equal(got, write) {
 		t.Errorf("OwnerModules from a shard = %v", got)
+	}
+}
+
+// TestShardsKeepOwnersApart: in a shard, whose one query picks the package
+// of the input's owner, each owner gets their own rules' decision and never
+// another's, whatever the owners' names (names that look like paths,
+// quotes, a name that is a prefix of another); an input naming another
+// owner is refused.
+func TestShardsKeepOwnersApart(t *testing.T) {
+	ctx := t.Context()
+	e := newTestEngine(Options{})
+	names := []string{"a", "a.b", "a b", `q"uote`, "owners", "o0", "uma.share", "[x]", "é"}
+	for len(names) < shardSize {
+		names = append(names, fmt.Sprintf("owner-%d", len(names)))
+	}
+	for i, owner := range names {
+		must(t, e.SetOwnerModules(ctx, owner, rules(fmt.Sprintf(
+			"allow contains \"s%d\" if input.resource.owner == %q\n\ndeny contains \"d%d\"\n", i, owner, i))))
+	}
+	for i, owner := range names {
+		if !inShard(e, owner) {
+			t.Fatalf("%q: rules not in a shard", owner)
+		}
+		in := shardInputs(owner)[0]
+		d, err := e.Evaluate(ctx, owner, in)
+		if err != nil {
+			t.Fatalf("%q: %v", owner, err)
+		}
+		if want := []string{fmt.Sprintf("s%d", i)}; !slices.Equal(d.Allow, want) {
+			t.Errorf("%q: allow %v, want %v", owner, d.Allow, want)
+		}
+		if want := []string{fmt.Sprintf("d%d", i)}; !slices.Equal(d.Deny, want) {
+			t.Errorf("%q: deny %v, want %v", owner, d.Deny, want)
+		}
+		in.Resource.Owner = names[(i+1)%len(names)]
+		if d, err := e.Evaluate(ctx, owner, in); !errors.Is(err, ErrEvaluation) {
+			t.Errorf("%q evaluated on %q's resource: %+v, %v", owner, in.Resource.Owner, d, err)
+		}
 	}
 }
