@@ -148,7 +148,7 @@ type Config struct {
 	// are never logged.
 	Logger *zap.Logger
 	// Audit receives the audit trail: one line per answer of the token
-	// endpoint, at info level (see audit.go for its fields); nil means
+	// endpoint, at info level (see package audit for its fields); nil means
 	// none. It never holds a token, a ticket or a secret.
 	Audit *zap.Logger
 	// Observer receives the answers of the token endpoint and the

@@ -145,7 +145,7 @@ func (s *Server) assess(ctx context.Context, g *grantState, perms []requestedPer
 				return out, oauth.ErrServer("could not assess the request", err)
 			}
 			history = append(history, owners.HistoryEntry{Owner: owner, Record: ev.Record(err)})
-			g.audit.decided(g, p, ev, err)
+			g.audit.decided(ev, err)
 			s.log.Warn("an owner's rules failed", ownerField(owner), resourceField(p.res.ID), zap.Error(err))
 			desc := "the resource owner's rules could not be evaluated"
 			if errors.Is(err, policies.ErrTimeout) {
@@ -158,7 +158,7 @@ func (s *Server) assess(ctx context.Context, g *grantState, perms []requestedPer
 			zap.String("requesting_party", g.proc.Subject),
 			zap.Strings("requested", p.scopes), zap.Strings("granted", ev.Granted))
 		history = append(history, owners.HistoryEntry{Owner: owner, Record: ev.Record(nil)})
-		g.audit.decided(g, p, ev, nil)
+		g.audit.decided(ev, nil)
 		if len(ev.Granted) > 0 {
 			out.granted = append(out.granted, Permission{ResourceID: p.res.ID, ResourceScopes: ev.Granted, ResourceName: p.res.Name})
 		}

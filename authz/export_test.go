@@ -7,6 +7,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwt"
 
 	"github.com/caddy-uma/caddy-uma/authz/owners"
+	"github.com/caddy-uma/caddy-uma/authz/signing"
 )
 
 // Hooks for the tests in package authz_test: they reach what the tests
@@ -19,7 +20,7 @@ const (
 	NSTokens      = nsTokens
 	NSTicketsUsed = nsTicketsUsed
 	NSSecrets     = nsSecrets
-	NSSigningKeys = nsSigningKeys
+	NSSigningKeys = signing.Namespace
 )
 
 // Wire types.
@@ -37,16 +38,16 @@ func (s *Server) ConsumeTicket(ctx context.Context, t Ticket) error { return s.c
 
 // Sign signs a token with the current key.
 func (s *Server) Sign(ctx context.Context, tok jwt.Token) (string, error) {
-	return s.keys.sign(ctx, tok)
+	return s.keys.Sign(ctx, tok)
 }
 
 // VerifySignature checks a token's signature with the published keys.
 func (s *Server) VerifySignature(token string) (jwt.Token, error) {
-	return s.keys.verify(context.Background(), token)
+	return s.keys.Verify(context.Background(), token)
 }
 
 // ReloadKeys reads the signing keys from the store again.
-func (s *Server) ReloadKeys(ctx context.Context) error { return s.keys.load(ctx) }
+func (s *Server) ReloadKeys(ctx context.Context) error { return s.keys.Load(ctx) }
 
 // ClientSecretMatches checks a configured client's secret, and returns how
 // many secrets its bcrypt cache holds.
@@ -73,17 +74,14 @@ func (s *Server) AddShareForTest(t *testing.T, owner, resourceID, subject string
 }
 
 // RoutePatterns returns the "METHOD path" of every route of the AS's route
-// table (relative to the issuer's path) and of the operator's API
-// (relative to its prefix), for the check of docs/openapi.yaml.
-func (s *Server) RoutePatterns() (as, admin []string) {
-	list := func(routes []route) []string {
-		var out []string
-		for _, rt := range routes {
-			for _, m := range rt.methods {
-				out = append(out, m.name+" "+rt.path)
-			}
+// table (relative to the issuer's path), for the check of
+// docs/openapi.yaml.
+func (s *Server) RoutePatterns() []string {
+	var out []string
+	for _, rt := range s.routeTable() {
+		for _, m := range rt.methods {
+			out = append(out, m.name+" "+rt.path)
 		}
-		return out
 	}
-	return list(s.routeTable()), list(s.adminRouteTable())
+	return out
 }

@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-uma/caddy-uma/authz/owners"
+	"github.com/caddy-uma/caddy-uma/authz/signing"
 	"github.com/caddy-uma/caddy-uma/store"
 )
 
@@ -34,7 +35,7 @@ import (
 const DefaultFeedStaleness = 5 * time.Second
 
 // watchedNamespaces are the namespaces whose changes drop a cache.
-var watchedNamespaces = []string{owners.NamespaceRules, nsClient, nsSigningKeys, nsRPT}
+var watchedNamespaces = []string{owners.NamespaceRules, nsClient, signing.Namespace, nsRPT}
 
 // feedState is what the AS knows of its change feed.
 type feedState struct {
@@ -86,9 +87,9 @@ func (s *Server) onChange(c store.Change) {
 		s.rules.Changed(c.Key)
 	case c.Namespace == nsClient:
 		s.dynamicClients.Delete(c.Key)
-	case c.Namespace == nsSigningKeys:
+	case c.Namespace == signing.Namespace:
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		if err := s.keys.load(ctx); err != nil {
+		if err := s.keys.Load(ctx); err != nil {
 			s.log.Error("reading the signing keys another node changed", zap.Error(err))
 		}
 		cancel()
@@ -105,7 +106,7 @@ func (s *Server) dropCaches() {
 	s.liveRPTs.clear()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := s.keys.load(ctx); err != nil {
+	if err := s.keys.Load(ctx); err != nil {
 		s.log.Error("reading the signing keys again", zap.Error(err))
 	}
 }

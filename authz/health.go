@@ -18,11 +18,7 @@ type Readiness struct {
 // Readiness returns the AS's state for a readiness probe.
 func (s *Server) Readiness() Readiness {
 	var r Readiness
-	s.keys.mu.RLock()
-	if s.keys.current != nil {
-		r.SigningKeyID = s.keys.current.rec.ID
-	}
-	s.keys.mu.RUnlock()
+	r.SigningKeyID = s.keys.CurrentKeyID()
 	r.OwnersWithRuleErrors, r.SystemRuleErrors = s.rules.Degraded()
 	return r
 }

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/lestrrat-go/jwx/v3/jwt"
+
 	"github.com/caddy-uma/caddy-uma/authz"
 	"github.com/caddy-uma/caddy-uma/authz/authztest"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
@@ -459,4 +461,13 @@ func TestNodesRegisterOneResourcePerName(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("%d resources named summer", n)
 	}
+}
+
+func newTestJWT(t *testing.T) jwt.Token {
+	t.Helper()
+	tok, err := jwt.NewBuilder().Issuer("test").Expiration(time.Now().Add(time.Minute)).Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
 }

@@ -1,9 +1,12 @@
 package authz
 
 import (
+	"net/http"
 	"time"
 
+	"github.com/caddy-uma/caddy-uma/authz/audit"
 	"github.com/caddy-uma/caddy-uma/authz/oauth"
+	"github.com/caddy-uma/caddy-uma/authz/owners"
 	"github.com/caddy-uma/caddy-uma/policies"
 )
 
@@ -14,69 +17,84 @@ import (
 type Observer interface {
 	policies.Observer
 	// TokenAnswered reports one answer of the token endpoint.
-	TokenAnswered(TokenAnswer)
+	TokenAnswered(audit.TokenAnswer)
 }
 
-// TokenAnswer is one answer of the token endpoint, as an Observer sees it:
-// only values from small fixed sets, fit for metric labels.
-type TokenAnswer struct {
-	// GrantType is the request's grant_type: one of the GrantType
-	// constants, GrantTypeNone when it named none, GrantTypeOther for
-	// any other value.
-	GrantType string
-	// Code is the error code of the answer, "" when tokens were issued
-	// (or, for Keycloak's response_mode=decision, access granted).
-	Code oauth.Code
-	// Decision is the outcome of a UMA grant request whose permissions
-	// were decided; "" for other grants and for requests refused before
-	// (a bad ticket or client, a server fault).
-	Decision GrantDecision
-	// Elapsed is how long the answer took.
-	Elapsed time.Duration
-}
-
-// Grant types of a TokenAnswer besides the GrantType constants.
+// Grant types of an audit.TokenAnswer besides the GrantType constants.
 const (
 	GrantTypeNone  = "none"
 	GrantTypeOther = "other"
 )
 
-// GrantDecision is the outcome of a UMA grant request (UMA Grant section
-// 3.3): a metric label and the outcome of its audit line.
-type GrantDecision string
-
-// Outcomes of a UMA grant request.
-const (
-	// GrantGranted: an RPT (something was granted).
-	GrantGranted GrantDecision = "granted"
-	// GrantNeedInfo: need_info, more about the requesting party is needed.
-	GrantNeedInfo GrantDecision = "need_info"
-	// GrantRequestSubmitted: request_submitted, the owner was asked.
-	GrantRequestSubmitted GrantDecision = "request_submitted"
-	// GrantRequestDenied: request_denied (and Keycloak's access_denied
-	// of the ticketless form): nothing was granted.
-	GrantRequestDenied GrantDecision = "request_denied"
-)
-
-// grantDecision returns the decision a UMA grant's answer code stands
-// for, or "" when the answer is no decision.
-func grantDecision(code oauth.Code) GrantDecision {
-	switch code {
-	case "":
-		return GrantGranted
-	case oauth.NeedInfo:
-		return GrantNeedInfo
-	case oauth.RequestSubmitted:
-		return GrantRequestSubmitted
-	case oauth.RequestDenied, oauth.AccessDenied:
-		return GrantRequestDenied
-	}
-	return ""
-}
-
 // nopObserver is the Observer of a Server without one.
 type nopObserver struct{}
 
-func (nopObserver) Compiled(time.Duration, error)  {}
-func (nopObserver) Evaluated(time.Duration, error) {}
-func (nopObserver) TokenAnswered(TokenAnswer)      {}
+func (nopObserver) Compiled(time.Duration, error)   {}
+func (nopObserver) Evaluated(time.Duration, error)  {}
+func (nopObserver) TokenAnswered(audit.TokenAnswer) {}
+
+// Every answer of the token endpoint is reported to the Observer and
+// written to the audit trail (Config.Audit, in the format of package
+// audit). tokenAudit gathers, while the request is answered, what it
+// decided.
+
+// tokenAudit gathers what one token request decided, for its audit line
+// and the Observer.
+type tokenAudit struct {
+	start     time.Time
+	grantType string
+	client    string
+	subject   string
+	issuer    string
+	decisions []audit.Decision
+	// submitted says that the owner was asked, in an answer whose code
+	// does not say so (Keycloak's access_denied, request_submitted).
+	submitted bool
+}
+
+// decided records ev, the evaluation of the owner's rules on one resource
+// of a UMA grant request (err: it failed). It does nothing on a nil
+// tokenAudit.
+func (a *tokenAudit) decided(ev owners.Evaluation, err error) {
+	if a == nil {
+		return
+	}
+	a.subject, a.issuer = ev.Subject, ev.Issuer
+	a.decisions = append(a.decisions, audit.NewDecision(ev, err))
+}
+
+// requestSubmitted records that the answer asked the owner. It does
+// nothing on a nil tokenAudit.
+func (a *tokenAudit) requestSubmitted() {
+	if a != nil {
+		a.submitted = true
+	}
+}
+
+// startTokenAudit begins the audit of a token request.
+func (s *Server) startTokenAudit() *tokenAudit {
+	return &tokenAudit{start: time.Now(), grantType: GrantTypeNone}
+}
+
+// finishTokenAudit reports the answer to a token request, err (nil when
+// tokens were issued), to the Observer and the audit trail.
+func (s *Server) finishTokenAudit(a *tokenAudit, form map[string][]string, err error) {
+	var code oauth.Code
+	status := http.StatusOK
+	if err != nil {
+		e := s.answerError(err)
+		code, status = e.Code, e.Status
+	}
+	answer := audit.TokenAnswer{GrantType: a.grantType, Code: code, Elapsed: time.Since(a.start)}
+	if a.grantType == GrantTypeUMATicket {
+		answer.Decision = audit.DecisionOf(code)
+		if a.submitted && answer.Decision == audit.GrantRequestDenied {
+			answer.Decision = audit.GrantRequestSubmitted
+		}
+	}
+	s.observer.TokenAnswered(answer)
+	audit.Write(s.audit, audit.Record{
+		TokenAnswer: answer, ClientID: a.client, RequestingParty: a.subject, RequestingPartyIssuer: a.issuer,
+		Scope: form["scope"], Status: status, Decisions: a.decisions,
+	})
+}

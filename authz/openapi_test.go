@@ -11,6 +11,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3"
 
 	"github.com/caddy-uma/caddy-uma/authz"
+	"github.com/caddy-uma/caddy-uma/authz/admin"
 	"github.com/caddy-uma/caddy-uma/authz/authztest"
 	"github.com/caddy-uma/caddy-uma/authz/people"
 )
@@ -46,8 +47,8 @@ func isAdminPath(item *openapi3.PathItem) bool {
 func TestOpenAPIDocumentsEveryRoute(t *testing.T) {
 	doc := loadOpenAPI(t)
 	f := authztest.New(t, func(c *authz.Config) { c.Registration = &authz.Registration{InitialAccessToken: "iat"} })
-	asRoutes, adminRoutes := f.Server.RoutePatterns()
-	for _, r := range adminRoutes {
+	asRoutes := f.Server.RoutePatterns()
+	for _, r := range admin.Patterns() {
 		method, path, _ := strings.Cut(r, " ")
 		asRoutes = append(asRoutes, method+" /uma"+path)
 	}
@@ -108,8 +109,8 @@ func TestOpenAPIRoutesAnswer(t *testing.T) {
 	f := authztest.NewPeopleFixture(t, func(c *authz.Config, _ *people.Config) {
 		c.Registration = &authz.Registration{InitialAccessToken: "iat"}
 	})
-	admin := httptest.NewServer(f.Server.AdminHandler("/uma"))
-	t.Cleanup(admin.Close)
+	operator := httptest.NewServer(admin.New(f.Server, f.Store, nil).Handler("/uma"))
+	t.Cleanup(operator.Close)
 	client := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	for path, item := range doc.Paths.Map() {
 		if isKeycloakPath(item) {
@@ -118,7 +119,7 @@ func TestOpenAPIRoutesAnswer(t *testing.T) {
 		for method := range item.Operations() {
 			target := f.Issuer + path
 			if isAdminPath(item) {
-				target = admin.URL + path
+				target = operator.URL + path
 			}
 			target = strings.NewReplacer("{id}", "no-such-id", "{name}", "no-such-rule").Replace(target)
 			req, err := http.NewRequest(method, target, strings.NewReader(""))

@@ -159,6 +159,13 @@ func (s *Server) writeError(w http.ResponseWriter, err error) {
 	oauth.WriteError(w, e)
 }
 
+// WriteError writes err as the AS's endpoints answer errors: an OAuth
+// error answer; a server fault is logged with its cause (rate-limited),
+// which the answer never shows; a write refused for want of disk space is
+// a 503 with Retry-After. The operator's API (package admin) answers with
+// it.
+func (s *Server) WriteError(w http.ResponseWriter, err error) { s.writeError(w, err) }
+
 // answerError returns the answer to err: err as an OAuth error, and a
 // write refused for want of disk space as 503 with its Retry-After.
 func (s *Server) answerError(err error) *oauth.Error {

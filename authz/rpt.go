@@ -152,7 +152,7 @@ func (s *Server) signRPT(ctx context.Context, rec rptRecord) (token, jti string,
 	if err != nil {
 		return "", "", w, fmt.Errorf("building an RPT: %w", err)
 	}
-	signed, err := s.keys.sign(ctx, tok)
+	signed, err := s.keys.Sign(ctx, tok)
 	if err != nil {
 		return "", "", w, err
 	}
@@ -175,7 +175,7 @@ func (s *Server) parseRPT(ctx context.Context, token string) (string, rptRecord,
 		// Only the token as issued: no other spelling of it.
 		return "", rec, errInvalidRPT
 	}
-	tok, err := s.keys.verify(ctx, token)
+	tok, err := s.keys.Verify(ctx, token)
 	if err != nil {
 		return "", rec, errInvalidRPT
 	}

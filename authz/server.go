@@ -45,6 +45,7 @@ import (
 
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
 	"github.com/caddy-uma/caddy-uma/authz/owners"
+	"github.com/caddy-uma/caddy-uma/authz/signing"
 	"github.com/caddy-uma/caddy-uma/authz/urlcheck"
 	"github.com/caddy-uma/caddy-uma/policies"
 	"github.com/caddy-uma/caddy-uma/store"
@@ -87,7 +88,7 @@ type Server struct {
 	// dummySum is compared against when a client is unknown, so that
 	// unknown and known clients take the same time.
 	dummySum  [32]byte
-	keys      *keyRing
+	keys      *signing.KeyRing
 	tickets   cipher.AEAD
 	patTTL    time.Duration
 	ticketTTL time.Duration
@@ -204,9 +205,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.newResources = rate.NewLimiter(rate.Limit(newRate), int(10*newRate))
 	alg := cfg.SigningAlg
 	if alg == "" {
-		alg = SigningAlgorithms[0]
+		alg = signing.Algorithms[0]
 	}
-	if err := CheckSigningAlg(alg); err != nil {
+	if err := signing.CheckAlg(alg); err != nil {
 		return nil, err
 	}
 	for _, c := range cfg.Clients {
@@ -217,14 +218,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("client %q: rpt_format keycloak needs Config.RPTClaims to write Keycloak's claims (keycloak.RPTClaims)", c.ID)
 		}
 	}
-	s.keys = &keyRing{
-		store:     cfg.Store,
-		alg:       alg,
-		rotation:  cfg.KeyRotation,
-		retention: s.rptTTL,
-		now:       s.now,
-	}
-	if err := s.keys.load(ctx); err != nil {
+	s.keys, err = signing.Open(ctx, signing.Options{
+		Store: cfg.Store, Alg: alg, Rotation: cfg.KeyRotation, Retention: s.rptTTL, Now: s.now,
+	})
+	if err != nil {
 		return nil, fmt.Errorf("loading signing keys: %w", err)
 	}
 	if s.tickets, err = loadTicketCipher(ctx, cfg.Store); err != nil {

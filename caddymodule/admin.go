@@ -18,7 +18,7 @@ func init() {
 const AdminPrefix = "/uma"
 
 // AdminAPI is the admin.api.uma module: the operator's API of the uma app
-// (package authz, admin_api.go) on Caddy's admin endpoint, under /uma/.
+// (package authz/admin) on Caddy's admin endpoint, under /uma/.
 // Caddy loads it with every config, like every admin.api module; it needs
 // no configuration. It answers as Caddy's admin endpoint is reachable (by
 // default localhost:2019, with Caddy's Host and Origin checks; remote
@@ -70,12 +70,11 @@ func (a *AdminAPI) serve(w http.ResponseWriter, r *http.Request) error {
 		oauth.WriteError(w, oauth.ErrNotFound("this Caddy's config has no uma app: add the uma global option (apps.uma in JSON)"))
 		return nil
 	}
-	srv := a.app.awaitRunning(r.Context(), adminStartWait)
-	if srv == nil {
+	if a.app.awaitRunning(r.Context(), adminStartWait) == nil {
 		oauth.WriteError(w, oauth.ErrUnavailable("the authorization server is not running yet", 1, nil))
 		return nil
 	}
-	srv.AdminHandler(AdminPrefix).ServeHTTP(w, r)
+	a.app.state.operator.Load().Handler(AdminPrefix).ServeHTTP(w, r)
 	return nil
 }
 

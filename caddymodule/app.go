@@ -25,9 +25,11 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/caddy-uma/caddy-uma/authz"
+	"github.com/caddy-uma/caddy-uma/authz/admin"
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
 	"github.com/caddy-uma/caddy-uma/authz/keycloak"
 	"github.com/caddy-uma/caddy-uma/authz/people"
+	"github.com/caddy-uma/caddy-uma/authz/signing"
 	"github.com/caddy-uma/caddy-uma/authz/urlcheck"
 	"github.com/caddy-uma/caddy-uma/policies"
 	"github.com/caddy-uma/caddy-uma/store"
@@ -183,6 +185,8 @@ type appState struct {
 	// pages are the pages people see (nil when nobody logs in),
 	// published with server.
 	pages atomic.Pointer[people.Site]
+	// operator is the operator's API of server, published with it.
+	operator atomic.Pointer[admin.API]
 	// keycloak are Keycloak's paths (nil outside compat mode), published
 	// with server.
 	keycloak atomic.Pointer[keycloak.Compat]
@@ -357,7 +361,7 @@ func (a *App) Provision(ctx caddy.Context) error {
 
 	a.signingAlg = a.SigningAlg
 	if a.signingAlg == "" {
-		a.signingAlg = authz.SigningAlgorithms[0]
+		a.signingAlg = signing.Algorithms[0]
 	}
 
 	a.clients = make([]authz.Client, 0, len(a.Clients))
@@ -407,7 +411,7 @@ func (a *App) Validate() error {
 	if err := urlcheck.Absolute(a.issuer, false); err != nil {
 		return fmt.Errorf("issuer %q: %w", a.issuer, err)
 	}
-	if err := authz.CheckSigningAlg(a.signingAlg); err != nil {
+	if err := signing.CheckAlg(a.signingAlg); err != nil {
 		return fmt.Errorf("signing_alg: %w", err)
 	}
 	for _, d := range []struct {
@@ -546,6 +550,7 @@ func (a *App) Start() error {
 		}
 		a.state.pages.Store(pages)
 	}
+	a.state.operator.Store(admin.New(srv, st, a.logger))
 	a.state.server.Store(srv)
 	close(a.state.started)
 	a.logger.Info("authorization server started",

@@ -13,7 +13,7 @@ import (
 
 // The audit trail is written by one logger, named uma.audit, at info level:
 // a line "token request" for every answer of the token endpoint (see
-// package authz, audit.go) and a line "protected request" for every
+// package authz/audit) and a line "protected request" for every
 // decision of a uma_protect handler. Operators route it with Caddy's log
 // directive (include uma.audit), and keep it out of another log with
 // exclude uma.audit. It never holds a token, a ticket or a secret.

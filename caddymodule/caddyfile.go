@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/caddy-uma/caddy-uma/authz"
+	"github.com/caddy-uma/caddy-uma/authz/signing"
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -183,8 +183,8 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			if !d.AllArgs(&a.SigningAlg) {
 				return d.ArgErr()
 			}
-			if authz.CheckSigningAlg(a.SigningAlg) != nil {
-				return d.Errf("unsupported signing_alg %q (want %s)", a.SigningAlg, strings.Join(authz.SigningAlgorithms, ", "))
+			if signing.CheckAlg(a.SigningAlg) != nil {
+				return d.Errf("unsupported signing_alg %q (want %s)", a.SigningAlg, strings.Join(signing.Algorithms, ", "))
 			}
 
 		case "key_rotation":

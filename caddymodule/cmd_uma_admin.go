@@ -24,6 +24,8 @@ import (
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 
 	"github.com/caddy-uma/caddy-uma/authz"
+	"github.com/caddy-uma/caddy-uma/authz/admin"
+	"github.com/caddy-uma/caddy-uma/authz/signing"
 	"github.com/caddy-uma/caddy-uma/store"
 	"github.com/caddy-uma/caddy-uma/store/dump"
 )
@@ -253,7 +255,7 @@ func cmdUMABackup(fl caddycmd.Flags, _ []string) (int, error) {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	resp, err := c.do(ctx, http.MethodGet, authz.AdminPathBackup, nil)
+	resp, err := c.do(ctx, http.MethodGet, admin.PathBackup, nil)
 	var in io.Reader
 	from := "the running Caddy at " + c.addr.String()
 	switch {
@@ -316,7 +318,7 @@ tokens they signed may live. Exit status: 0 done, 1 failed, 2 wrong usage.
 	}
 	addAdminFlags(list)
 	setRun(list, 0, adminCommand(func(fl caddycmd.Flags, c *adminClient, _ []string) error {
-		return printKeys(fl, c, http.MethodGet, authz.AdminPathKeys)
+		return printKeys(fl, c, http.MethodGet, admin.PathKeys)
 	}))
 	rotate := &cobra.Command{
 		Use:   "rotate [--address <addr>]",
@@ -334,14 +336,14 @@ Exit status: 0 done, 1 failed, 2 wrong usage.
 	}
 	addAdminFlags(rotate)
 	setRun(rotate, 0, adminCommand(func(fl caddycmd.Flags, c *adminClient, _ []string) error {
-		return printKeys(fl, c, http.MethodPost, authz.AdminPathKeysRotate)
+		return printKeys(fl, c, http.MethodPost, admin.PathKeysRotate)
 	}))
 	return groupCommand("keys", "Lists and rotates the signing keys (list, rotate)", list, rotate)
 }
 
 func printKeys(fl caddycmd.Flags, c *adminClient, method, path string) error {
 	var ans struct {
-		Keys []authz.SigningKey `json:"keys"`
+		Keys []signing.Key `json:"keys"`
 	}
 	if printed, err := c.call(fl, method, path, nil, &ans); err != nil || printed {
 		return err
@@ -373,7 +375,7 @@ Exit status: 0 done, 1 failed, 2 wrong usage.
 		var ans struct {
 			Clients []authz.ClientInfo `json:"clients"`
 		}
-		if printed, err := c.call(fl, http.MethodGet, authz.AdminPathClients, nil, &ans); err != nil || printed {
+		if printed, err := c.call(fl, http.MethodGet, admin.PathClients, nil, &ans); err != nil || printed {
 			return err
 		}
 		var rows [][]string
@@ -421,16 +423,13 @@ Exit status: 0 done, 1 failed (the server refused the metadata), 2 wrong usage.
 		if fl.Bool("public") {
 			md.TokenEndpointAuthMethod = "none"
 		}
-		var ans struct {
-			authz.ClientInfo
-			Secret string `json:"client_secret"`
-		}
-		if printed, err := c.call(fl, http.MethodPost, authz.AdminPathClients, md, &ans); err != nil || printed {
+		var ans admin.ClientAdded
+		if printed, err := c.call(fl, http.MethodPost, admin.PathClients, md, &ans); err != nil || printed {
 			return err
 		}
 		fmt.Printf("client_id: %s\n", ans.ClientID)
-		if ans.Secret != "" {
-			fmt.Printf("client_secret: %s\n", ans.Secret)
+		if ans.ClientSecret != "" {
+			fmt.Printf("client_secret: %s\n", ans.ClientSecret)
 			fmt.Fprintln(os.Stderr, "the secret is shown once: keep it now")
 		}
 		return nil
@@ -452,7 +451,7 @@ client, a configured client), 2 wrong usage.
 		var ans struct {
 			Revoked int `json:"revoked_tokens"`
 		}
-		if printed, err := c.call(fl, http.MethodDelete, authz.AdminPathClients+"/"+url.PathEscape(args[0]), nil, &ans); err != nil || printed {
+		if printed, err := c.call(fl, http.MethodDelete, admin.PathClients+"/"+url.PathEscape(args[0]), nil, &ans); err != nil || printed {
 			return err
 		}
 		fmt.Printf("removed client %s; %d tokens revoked\n", args[0], ans.Revoked)
@@ -492,7 +491,7 @@ func umaTokenCommand() *cobra.Command {
 				Tokens  []authz.IssuedToken `json:"tokens"`
 				Revoked []authz.IssuedToken `json:"revoked"`
 			}
-			if printed, err := c.call(fl, method, authz.AdminPathTokens+"?"+q.Encode(), nil, &ans); err != nil || printed {
+			if printed, err := c.call(fl, method, admin.PathTokens+"?"+q.Encode(), nil, &ans); err != nil || printed {
 				return err
 			}
 			toks := append(ans.Tokens, ans.Revoked...)
@@ -545,7 +544,7 @@ usage.
 		var ans struct {
 			Resources []store.Resource `json:"resources"`
 		}
-		if printed, err := c.call(fl, http.MethodGet, authz.AdminPathResources+"?"+url.Values{"owner": {owner}}.Encode(), nil, &ans); err != nil || printed {
+		if printed, err := c.call(fl, http.MethodGet, admin.PathResources+"?"+url.Values{"owner": {owner}}.Encode(), nil, &ans); err != nil || printed {
 			return err
 		}
 		var rows [][]string

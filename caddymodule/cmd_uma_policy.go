@@ -20,7 +20,7 @@ import (
 
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 
-	"github.com/caddy-uma/caddy-uma/authz"
+	"github.com/caddy-uma/caddy-uma/authz/admin"
 	"github.com/caddy-uma/caddy-uma/policies"
 )
 
@@ -99,14 +99,14 @@ Shows the state of the operator directory of rules in the running server:
 the files that do not compile, for each owner and for the system rules,
 with their errors, and whether the directory could be read. Exit status:
 0 every rule compiles, 1 some do not (or the call failed), 2 wrong usage.
-`, http.MethodGet, authz.AdminPathPolicies)
+`, http.MethodGet, admin.PathPolicies)
 	reload := policyStatusCommand("reload", "Makes the running server read its rules directory now", `
 Makes the running server read the operator directory of rules now, rather
 than at its next poll, compile every owner's rules and the system rules
 again, and shows their state as 'policy status' does. Exit status: 0 every
 rule compiles, 1 some do not (or the directory cannot be read), 2 wrong
 usage.
-`, http.MethodPost, authz.AdminPathPoliciesReload)
+`, http.MethodPost, admin.PathPoliciesReload)
 	return groupCommand("policy", "Tests and dry-runs sharing rules; shows and reloads the server's (test, eval, status, reload)",
 		test, eval, status, reload)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/caddy-uma/caddy-uma/authz"
+	"github.com/caddy-uma/caddy-uma/authz/audit"
 	"github.com/caddy-uma/caddy-uma/authz/pep"
 	"github.com/caddy-uma/caddy-uma/policies"
 )
@@ -134,7 +135,7 @@ type asObserver struct{}
 
 // TokenAnswered counts an answer of the token endpoint and, for the UMA
 // grant, its decision.
-func (asObserver) TokenAnswered(a authz.TokenAnswer) {
+func (asObserver) TokenAnswered(a audit.TokenAnswer) {
 	code := string(a.Code)
 	if code == "" {
 		code = "ok"

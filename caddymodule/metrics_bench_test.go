@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/caddy-uma/caddy-uma/authz"
+	"github.com/caddy-uma/caddy-uma/authz/audit"
 	"github.com/caddy-uma/caddy-uma/authz/oauth"
 	"github.com/caddy-uma/caddy-uma/authz/pep"
 	"github.com/caddy-uma/caddy-uma/store/badgerstore"
@@ -22,7 +23,7 @@ import (
 // enforcement, encoded as JSON.
 func BenchmarkObservers(b *testing.B) {
 	b.Run("token answer", func(b *testing.B) {
-		a := authz.TokenAnswer{GrantType: authz.GrantTypeUMATicket, Code: oauth.NeedInfo, Decision: authz.GrantNeedInfo, Elapsed: time.Millisecond}
+		a := audit.TokenAnswer{GrantType: authz.GrantTypeUMATicket, Code: oauth.NeedInfo, Decision: audit.GrantNeedInfo, Elapsed: time.Millisecond}
 		for b.Loop() {
 			asObserver{}.TokenAnswered(a)
 		}

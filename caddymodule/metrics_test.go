@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/caddy-uma/caddy-uma/authz"
+	"github.com/caddy-uma/caddy-uma/authz/audit"
 	"github.com/caddy-uma/caddy-uma/authz/oauth"
 	"github.com/caddy-uma/caddy-uma/store"
 	"github.com/caddy-uma/caddy-uma/store/badgerstore"
@@ -37,13 +38,13 @@ func TestRegisterMetrics(t *testing.T) {
 	}
 	c := metrics.tokenRequests.WithLabelValues(authz.GrantTypeClientCredentials, "ok")
 	before := testutil.ToFloat64(c)
-	asObserver{}.TokenAnswered(authz.TokenAnswer{GrantType: authz.GrantTypeClientCredentials, Elapsed: time.Millisecond})
+	asObserver{}.TokenAnswered(audit.TokenAnswer{GrantType: authz.GrantTypeClientCredentials, Elapsed: time.Millisecond})
 
 	next := prometheus.NewPedanticRegistry()
 	if err := registerMetrics(next); err != nil {
 		t.Fatal(err)
 	}
-	asObserver{}.TokenAnswered(authz.TokenAnswer{GrantType: authz.GrantTypeClientCredentials, Elapsed: time.Millisecond})
+	asObserver{}.TokenAnswered(audit.TokenAnswer{GrantType: authz.GrantTypeClientCredentials, Elapsed: time.Millisecond})
 	for name, reg := range map[string]*prometheus.Registry{"first": first, "next": next} {
 		n, err := testutil.GatherAndCount(reg, "caddy_uma_token_requests_total")
 		if err != nil || n == 0 {
@@ -68,15 +69,15 @@ func TestRegisterMetrics(t *testing.T) {
 func TestTokenMetrics(t *testing.T) {
 	tests := []struct {
 		name     string
-		answer   authz.TokenAnswer
+		answer   audit.TokenAnswer
 		code     string
 		decision string // "" when none is counted
 	}{
-		{"a PAT", authz.TokenAnswer{GrantType: authz.GrantTypeClientCredentials}, "ok", ""},
-		{"a bad client", authz.TokenAnswer{GrantType: authz.GrantTypeClientCredentials, Code: oauth.InvalidClient}, "invalid_client", ""},
-		{"an RPT", authz.TokenAnswer{GrantType: authz.GrantTypeUMATicket, Decision: authz.GrantGranted}, "ok", "granted"},
-		{"need_info", authz.TokenAnswer{GrantType: authz.GrantTypeUMATicket, Code: oauth.NeedInfo, Decision: authz.GrantNeedInfo}, "need_info", "need_info"},
-		{"a bad ticket", authz.TokenAnswer{GrantType: authz.GrantTypeUMATicket, Code: oauth.InvalidGrant}, "invalid_grant", ""},
+		{"a PAT", audit.TokenAnswer{GrantType: authz.GrantTypeClientCredentials}, "ok", ""},
+		{"a bad client", audit.TokenAnswer{GrantType: authz.GrantTypeClientCredentials, Code: oauth.InvalidClient}, "invalid_client", ""},
+		{"an RPT", audit.TokenAnswer{GrantType: authz.GrantTypeUMATicket, Decision: audit.GrantGranted}, "ok", "granted"},
+		{"need_info", audit.TokenAnswer{GrantType: authz.GrantTypeUMATicket, Code: oauth.NeedInfo, Decision: audit.GrantNeedInfo}, "need_info", "need_info"},
+		{"a bad ticket", audit.TokenAnswer{GrantType: authz.GrantTypeUMATicket, Code: oauth.InvalidGrant}, "invalid_grant", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -107,7 +108,7 @@ func TestTokenMetrics(t *testing.T) {
 
 func decisionSum() float64 {
 	var sum float64
-	for _, o := range []authz.GrantDecision{authz.GrantGranted, authz.GrantNeedInfo, authz.GrantRequestSubmitted, authz.GrantRequestDenied} {
+	for _, o := range []audit.GrantDecision{audit.GrantGranted, audit.GrantNeedInfo, audit.GrantRequestSubmitted, audit.GrantRequestDenied} {
 		sum += testutil.ToFloat64(metrics.decisions.WithLabelValues(string(o)))
 	}
 	return sum

@@ -1,4 +1,9 @@
-package authz
+// Package signing holds the signing keys of the authorization server: the
+// algorithms it can generate keys of, generating them, keeping them in the
+// store, rotating them, and the published key set (JWKS), which keeps a
+// retired key while tokens it signed may live. Several nodes of one store
+// share one current key.
+package signing
 
 import (
 	"context"
@@ -24,20 +29,22 @@ import (
 	"github.com/caddy-uma/caddy-uma/store"
 )
 
-// SigningAlgorithms are the JWS algorithms of the keys the AS can
-// generate to sign its tokens; the first is the default.
-var SigningAlgorithms = []string{"ES256", "EdDSA", "RS256"}
+// Algorithms are the JWS algorithms of the keys the AS can generate to
+// sign its tokens; the first is the default.
+var Algorithms = []string{"ES256", "EdDSA", "RS256"}
 
-// CheckSigningAlg reports whether alg is one of SigningAlgorithms.
-func CheckSigningAlg(alg string) error {
-	if !slices.Contains(SigningAlgorithms, alg) {
-		return fmt.Errorf("unsupported signing algorithm %q (want %s)", alg, strings.Join(SigningAlgorithms, ", "))
+// CheckAlg reports whether alg is one of Algorithms.
+func CheckAlg(alg string) error {
+	if !slices.Contains(Algorithms, alg) {
+		return fmt.Errorf("unsupported signing algorithm %q (want %s)", alg, strings.Join(Algorithms, ", "))
 	}
 	return nil
 }
 
-// nsSigningKeys is the Records namespace of signing keys.
-const nsSigningKeys = "signing_key"
+// Namespace is the Records namespace of signing keys. Its changes (the
+// store's change feed) mean that another node rotated the keys: Load them
+// again.
+const Namespace = "signing_key"
 
 // keyRecord is a signing key as persisted. The private key never leaves the
 // store except to sign; only public keys are published.
@@ -57,15 +64,51 @@ type signingKey struct {
 	public  jwk.Key
 }
 
-// keyRing holds the current signing key and the retired keys still
+// Options configure a KeyRing.
+type Options struct {
+	// Store keeps the keys (namespace Namespace).
+	Store store.Records
+	// Alg is the algorithm of the keys to generate, one of Algorithms;
+	// empty means the first.
+	Alg string
+	// Rotation is how long a key is current before a new one replaces
+	// it; zero or less: until Rotate.
+	Rotation time.Duration
+	// Retention is how long a retired key stays published: the lifetime
+	// of the longest-lived token it may have signed.
+	Retention time.Duration
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+// Open returns the key ring of opts, its keys read from the store: a
+// current key of the configured algorithm is generated on first start,
+// or when the current one is due for rotation.
+func Open(ctx context.Context, opts Options) (*KeyRing, error) {
+	if opts.Alg == "" {
+		opts.Alg = Algorithms[0]
+	}
+	if err := CheckAlg(opts.Alg); err != nil {
+		return nil, err
+	}
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	kr := &KeyRing{store: opts.Store, alg: opts.Alg, rotation: opts.Rotation, retention: opts.Retention, now: opts.Now}
+	if err := kr.Load(ctx); err != nil {
+		return nil, err
+	}
+	return kr, nil
+}
+
+// KeyRing holds the current signing key and the retired keys still
 // published in the JWKS, so that tokens they signed stay verifiable until
-// they expire.
-type keyRing struct {
+// they expire. It is safe for concurrent use.
+type KeyRing struct {
 	store    store.Records
 	alg      string
 	rotation time.Duration
-	// retention is how long a retired key stays published: the lifetime of
-	// the longest-lived token it may have signed.
+	// retention is Options.Retention.
 	retention time.Duration
 	now       func() time.Time
 
@@ -77,7 +120,7 @@ type keyRing struct {
 	loadedAt time.Time
 }
 
-// The current signing key is one record (nsSigningKeys, currentKeyName)
+// The current signing key is one record (Namespace, currentKeyName)
 // that every node reads: it holds the key itself. A node that finds none,
 // or finds it due for rotation, generates a key in memory and makes it
 // current with a compare-and-swap: of nodes racing, one wins, and the
@@ -87,25 +130,28 @@ type keyRing struct {
 // while tokens it signed may live, on the node that retired it as on the
 // others.
 
-// currentKeyName is the key, in nsSigningKeys, of the current signing key.
+// currentKeyName is the key, in Namespace, of the current signing key.
 // No key id can be it (kids are base64url).
 const currentKeyName = "~current"
 
-// load reads the keys from the store and makes sure a current key of the
-// configured algorithm exists, generating one on first start or when the
-// current one is due for rotation.
-func (kr *keyRing) load(ctx context.Context) error {
+// Load reads the keys from the store again (another node may have rotated
+// them) and makes sure a current key of the configured algorithm exists,
+// generating one when none is, or when the current one is due for
+// rotation.
+func (kr *KeyRing) Load(ctx context.Context) error {
 	kr.mu.Lock()
 	defer kr.mu.Unlock()
 	return kr.loadLocked(ctx)
 }
 
-func (kr *keyRing) loadLocked(ctx context.Context) error { return kr.refresh(ctx, false) }
+func (kr *KeyRing) loadLocked(ctx context.Context) error { return kr.refresh(ctx, false) }
 
-// rotate makes a new current signing key now, whatever the rotation
-// period, and returns its kid. If another node makes its own key current
-// at the same moment, that one is taken.
-func (kr *keyRing) rotate(ctx context.Context) (string, error) {
+// Rotate makes a new current signing key now, whatever the rotation
+// period (every node of the store takes it), and returns its kid. If
+// another node makes its own key current at the same moment, that one is
+// taken. The key it replaces stays published while tokens it signed may
+// live.
+func (kr *KeyRing) Rotate(ctx context.Context) (string, error) {
 	kr.mu.Lock()
 	defer kr.mu.Unlock()
 	if err := kr.refresh(ctx, true); err != nil {
@@ -114,9 +160,9 @@ func (kr *keyRing) rotate(ctx context.Context) (string, error) {
 	return kr.current.rec.ID, nil
 }
 
-// refresh is load, with the mutex held; with rotate, a new key replaces
+// refresh is Load, with the mutex held; with rotate, a new key replaces
 // the current one even if it is not due.
-func (kr *keyRing) refresh(ctx context.Context, rotate bool) error {
+func (kr *KeyRing) refresh(ctx context.Context, rotate bool) error {
 	for attempt := 0; ; attempt++ {
 		keys, stored, current, err := kr.read(ctx)
 		if err != nil {
@@ -131,7 +177,7 @@ func (kr *keyRing) refresh(ctx context.Context, rotate bool) error {
 				if err != nil {
 					return err
 				}
-				if err := kr.store.Swap(ctx, nsSigningKeys, currentKeyName, nil, val, time.Time{}); err != nil && !errors.Is(err, store.ErrConflict) {
+				if err := kr.store.Swap(ctx, Namespace, currentKeyName, nil, val, time.Time{}); err != nil && !errors.Is(err, store.ErrConflict) {
 					return fmt.Errorf("recording the current signing key: %w", err)
 				}
 			}
@@ -160,7 +206,7 @@ func (kr *keyRing) refresh(ctx context.Context, rotate bool) error {
 			}
 			keys = append([]*signingKey{current}, keys...)
 		}
-		err = kr.store.Swap(ctx, nsSigningKeys, currentKeyName, stored, val, time.Time{})
+		err = kr.store.Swap(ctx, Namespace, currentKeyName, stored, val, time.Time{})
 		if errors.Is(err, store.ErrConflict) {
 			rotate = false
 			continue // another node made its key current first: take it
@@ -189,8 +235,8 @@ func (kr *keyRing) refresh(ctx context.Context, rotate bool) error {
 // the current key's record (nil if none) and the current key (nil if none
 // can be had). Without a current key record, the newest active key of the
 // configured algorithm is taken (a store written before there was one).
-func (kr *keyRing) read(ctx context.Context) (keys []*signingKey, stored []byte, current *signingKey, err error) {
-	recs, err := kr.store.List(ctx, nsSigningKeys, "", 0)
+func (kr *KeyRing) read(ctx context.Context) (keys []*signingKey, stored []byte, current *signingKey, err error) {
+	recs, err := kr.store.List(ctx, Namespace, "", 0)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("listing signing keys: %w", err)
 	}
@@ -233,7 +279,7 @@ func (kr *keyRing) read(ctx context.Context) (keys []*signingKey, stored []byte,
 // not marked retired that is older than the current one was current before
 // it (its node stopped before it marked it): it counts as retired when the
 // current key was made.
-func (kr *keyRing) publish(others []*signingKey, current *signingKey, now time.Time) error {
+func (kr *KeyRing) publish(others []*signingKey, current *signingKey, now time.Time) error {
 	set := jwk.NewSet()
 	if err := set.AddKey(current.public); err != nil {
 		return fmt.Errorf("building the JWKS: %w", err)
@@ -267,7 +313,7 @@ func (kr *keyRing) publish(others []*signingKey, current *signingKey, now time.T
 	return nil
 }
 
-func (kr *keyRing) put(ctx context.Context, rec keyRecord) error {
+func (kr *KeyRing) put(ctx context.Context, rec keyRecord) error {
 	val, err := json.Marshal(rec)
 	if err != nil {
 		return err
@@ -276,14 +322,14 @@ func (kr *keyRing) put(ctx context.Context, rec keyRecord) error {
 	if !rec.RetiredAt.IsZero() {
 		exp = rec.RetiredAt.Add(kr.retention + time.Minute)
 	}
-	if err := kr.store.Put(ctx, nsSigningKeys, rec.ID, val, exp); err != nil {
+	if err := kr.store.Put(ctx, Namespace, rec.ID, val, exp); err != nil {
 		return fmt.Errorf("storing signing key: %w", err)
 	}
 	return nil
 }
 
 // generate creates a new signing key, in memory.
-func (kr *keyRing) generate(now time.Time) (*signingKey, error) {
+func (kr *KeyRing) generate(now time.Time) (*signingKey, error) {
 	var raw any
 	var err error
 	switch kr.alg {
@@ -338,7 +384,7 @@ func parseKeyRecord(rec keyRecord) (*signingKey, error) {
 }
 
 // rotateIfDue replaces the current key when the rotation period has passed.
-func (kr *keyRing) rotateIfDue(ctx context.Context) error {
+func (kr *KeyRing) rotateIfDue(ctx context.Context) error {
 	if kr.rotation <= 0 {
 		return nil
 	}
@@ -353,15 +399,16 @@ func (kr *keyRing) rotateIfDue(ctx context.Context) error {
 	return kr.loadLocked(ctx)
 }
 
-// JWKS returns the published key set as JSON.
-func (kr *keyRing) JWKS() []byte {
+// JWKS returns the published key set as JSON: the public keys only.
+func (kr *KeyRing) JWKS() []byte {
 	kr.mu.RLock()
 	defer kr.mu.RUnlock()
 	return kr.jwks
 }
 
-// sign signs tok with the current key.
-func (kr *keyRing) sign(ctx context.Context, tok jwt.Token) (string, error) {
+// Sign signs tok with the current key (rotating it first when due), in
+// the canonical low-S form of package jwsform.
+func (kr *KeyRing) Sign(ctx context.Context, tok jwt.Token) (string, error) {
 	if err := kr.rotateIfDue(ctx); err != nil {
 		return "", err
 	}
@@ -375,15 +422,15 @@ func (kr *keyRing) sign(ctx context.Context, tok jwt.Token) (string, error) {
 	return jwsform.LowS(string(b), k.alg.String()), nil
 }
 
-// errBadSignature reports a token not signed by one of the published keys.
-var errBadSignature = errors.New("token signature does not verify with the AS keys")
+// ErrBadSignature reports a token not signed by one of the published keys.
+var ErrBadSignature = errors.New("token signature does not verify with the AS keys")
 
-// verify parses a compact JWS signed by one of the published keys, without
-// validating its claims.
+// Verify parses a compact JWS signed by one of the published keys, without
+// validating its claims; any other token is an ErrBadSignature.
 // A token that does not verify may be signed by a key that another node
 // made since the keys were read: they are read again, at most once per
 // keyReloadInterval.
-func (kr *keyRing) verify(ctx context.Context, token string) (jwt.Token, error) {
+func (kr *KeyRing) Verify(ctx context.Context, token string) (jwt.Token, error) {
 	kr.mu.RLock()
 	set, loadedAt := kr.public, kr.loadedAt
 	kr.mu.RUnlock()
@@ -397,7 +444,7 @@ func (kr *keyRing) verify(ctx context.Context, token string) (jwt.Token, error) 
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", errBadSignature, err)
+		return nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
 	}
 	return tok, nil
 }
@@ -406,12 +453,45 @@ func (kr *keyRing) verify(ctx context.Context, token string) (jwt.Token, error) 
 // by a token that does not verify.
 const keyReloadInterval = time.Second
 
-// reload reads the keys again (another node may have rotated them).
-func (kr *keyRing) reload(ctx context.Context) error {
+// reload reads the keys again for a token they do not verify, unless
+// they were read less than keyReloadInterval ago.
+func (kr *KeyRing) reload(ctx context.Context) error {
 	kr.mu.Lock()
 	defer kr.mu.Unlock()
 	if kr.now().Sub(kr.loadedAt) < keyReloadInterval {
 		return nil // another caller just did
 	}
 	return kr.loadLocked(ctx)
+}
+
+// Key describes one of the published signing keys.
+type Key struct {
+	KeyID     string    `json:"kid"`
+	Algorithm string    `json:"alg"`
+	CreatedAt time.Time `json:"created_at"`
+	// Current is true for the key that signs new tokens; the others are
+	// retired, published while tokens they signed may live.
+	Current bool `json:"current"`
+}
+
+// Keys lists the published signing keys, the current one first.
+func (kr *KeyRing) Keys() []Key {
+	kr.mu.RLock()
+	defer kr.mu.RUnlock()
+	out := make([]Key, 0, len(kr.keys))
+	for _, k := range kr.keys {
+		out = append(out, Key{KeyID: k.rec.ID, Algorithm: k.rec.Alg, CreatedAt: k.rec.CreatedAt.UTC(), Current: k == kr.current})
+	}
+	return out
+}
+
+// CurrentKeyID returns the key id of the current signing key; "" when
+// none is loaded.
+func (kr *KeyRing) CurrentKeyID() string {
+	kr.mu.RLock()
+	defer kr.mu.RUnlock()
+	if kr.current == nil {
+		return ""
+	}
+	return kr.current.rec.ID
 }

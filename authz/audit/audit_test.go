@@ -1,4 +1,4 @@
-package authz_test
+package audit_test
 
 import (
 	"fmt"
@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/caddy-uma/caddy-uma/authz"
+	"github.com/caddy-uma/caddy-uma/authz/audit"
 	"github.com/caddy-uma/caddy-uma/authz/authztest"
 	"github.com/caddy-uma/caddy-uma/authz/oauth"
 )
@@ -22,12 +23,12 @@ import (
 // counts the rules' compilations and evaluations.
 type answers struct {
 	mu                   sync.Mutex
-	tokens               []authz.TokenAnswer
+	tokens               []audit.TokenAnswer
 	compiled, evaluated  int
 	compileErr, evalErrs int
 }
 
-func (a *answers) TokenAnswered(t authz.TokenAnswer) {
+func (a *answers) TokenAnswered(t audit.TokenAnswer) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.tokens = append(a.tokens, t)
@@ -51,7 +52,7 @@ func (a *answers) Evaluated(_ time.Duration, err error) {
 	}
 }
 
-func (a *answers) last(t *testing.T) authz.TokenAnswer {
+func (a *answers) last(t *testing.T) audit.TokenAnswer {
 	t.Helper()
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -104,68 +105,68 @@ func TestTokenAudit(t *testing.T) {
 		auth     string
 		status   int
 		want     map[string]any // fields of the audit line
-		answer   authz.TokenAnswer
+		answer   audit.TokenAnswer
 		decision *decision
 	}{
 		{
 			name: "a PAT", form: url.Values{"grant_type": {"client_credentials"}}, auth: authztest.BasicAuth("rs-a", "secret-a"), status: 200,
 			want:   map[string]any{"grant_type": "client_credentials", "client_id": "rs-a", "outcome": "issued", "status": int64(200)},
-			answer: authz.TokenAnswer{GrantType: authz.GrantTypeClientCredentials},
+			answer: audit.TokenAnswer{GrantType: authz.GrantTypeClientCredentials},
 		},
 		{
 			name: "a wrong client secret", form: url.Values{"grant_type": {"client_credentials"}}, auth: authztest.BasicAuth("rs-a", "wrong-secret"), status: 401,
 			want:   map[string]any{"grant_type": "client_credentials", "outcome": "invalid_client", "code": "invalid_client", "status": int64(401)},
-			answer: authz.TokenAnswer{GrantType: authz.GrantTypeClientCredentials, Code: oauth.InvalidClient},
+			answer: audit.TokenAnswer{GrantType: authz.GrantTypeClientCredentials, Code: oauth.InvalidClient},
 		},
 		{
 			name: "no grant type", form: url.Values{"scope": {"read"}}, auth: app, status: 400,
 			want:   map[string]any{"grant_type": "none", "outcome": "invalid_request", "scope": "read"},
-			answer: authz.TokenAnswer{GrantType: authz.GrantTypeNone, Code: oauth.InvalidRequest},
+			answer: audit.TokenAnswer{GrantType: authz.GrantTypeNone, Code: oauth.InvalidRequest},
 		},
 		{
 			name: "an unknown grant type", form: url.Values{"grant_type": {"password"}}, auth: app, status: 400,
 			want:   map[string]any{"grant_type": "other", "client_id": "app", "outcome": "unsupported_grant_type"},
-			answer: authz.TokenAnswer{GrantType: authz.GrantTypeOther, Code: oauth.UnsupportedGrantType},
+			answer: audit.TokenAnswer{GrantType: authz.GrantTypeOther, Code: oauth.UnsupportedGrantType},
 		},
 		{
 			name: "a spent or forged ticket", form: uma(url.Values{"ticket": {"forged"}}), auth: app, status: 400,
 			want:   map[string]any{"grant_type": authz.GrantTypeUMATicket, "client_id": "app", "outcome": "invalid_grant"},
-			answer: authz.TokenAnswer{GrantType: authz.GrantTypeUMATicket, Code: oauth.InvalidGrant},
+			answer: audit.TokenAnswer{GrantType: authz.GrantTypeUMATicket, Code: oauth.InvalidGrant},
 		},
 		{
 			name: "no claims: need_info", form: uma(url.Values{"ticket": {ticket(f.Labs, "read")}}), auth: app, status: 403,
 			want:     map[string]any{"client_id": "app", "outcome": "need_info", "code": "need_info", "status": int64(403)},
-			answer:   authz.TokenAnswer{GrantType: authz.GrantTypeUMATicket, Code: oauth.NeedInfo, Decision: authz.GrantNeedInfo},
+			answer:   audit.TokenAnswer{GrantType: authz.GrantTypeUMATicket, Code: oauth.NeedInfo, Decision: audit.GrantNeedInfo},
 			decision: &decision{resource: f.Labs, outcome: "refused", refusedBy: map[string]any{"read": "unidentified"}},
 		},
 		{
 			name: "the doctor: granted by the rules", form: uma(authztest.WithClaims(ticket(f.Labs, "read", "delete"), doctor)), auth: app, status: 200,
 			want:     map[string]any{"client_id": "app", "outcome": "granted", "requesting_party": "doc-1", "status": int64(200)},
-			answer:   authz.TokenAnswer{GrantType: authz.GrantTypeUMATicket, Decision: authz.GrantGranted},
+			answer:   audit.TokenAnswer{GrantType: authz.GrantTypeUMATicket, Decision: audit.GrantGranted},
 			decision: &decision{resource: f.Labs, outcome: "partly_granted", granted: []string{"read"}, grantedBy: map[string]any{"read": []any{"rules"}}, refusedBy: map[string]any{"delete": "no_match"}},
 		},
 		{
 			name: "the doctor: granted by a share", form: uma(authztest.WithClaims(ticket(f.Photos, "view"), doctor)), auth: app, status: 200,
 			want:     map[string]any{"client_id": "app", "outcome": "granted", "requesting_party": "doc-1"},
-			answer:   authz.TokenAnswer{GrantType: authz.GrantTypeUMATicket, Decision: authz.GrantGranted},
+			answer:   audit.TokenAnswer{GrantType: authz.GrantTypeUMATicket, Decision: audit.GrantGranted},
 			decision: &decision{resource: f.Photos, outcome: "granted", granted: []string{"view"}, grantedBy: map[string]any{"view": []any{"share:" + share.ID}}, refusedBy: map[string]any{}},
 		},
 		{
 			name: "mallory: refused by a deny", form: uma(authztest.WithClaims(ticket(f.Labs, "write"), mallory)), auth: app, status: 403,
 			want:     map[string]any{"client_id": "app", "outcome": "request_denied", "code": "request_denied", "requesting_party": "mal"},
-			answer:   authz.TokenAnswer{GrantType: authz.GrantTypeUMATicket, Code: oauth.RequestDenied, Decision: authz.GrantRequestDenied},
+			answer:   audit.TokenAnswer{GrantType: authz.GrantTypeUMATicket, Code: oauth.RequestDenied, Decision: audit.GrantRequestDenied},
 			decision: &decision{resource: f.Labs, outcome: "refused", refusedBy: map[string]any{"write": "owner_deny"}},
 		},
 		{
 			name: "a stranger: request_denied", form: uma(authztest.WithClaims(ticket(f.Labs, "read"), stranger)), auth: app, status: 403,
 			want:     map[string]any{"client_id": "app", "outcome": "request_denied", "requesting_party": "x"},
-			answer:   authz.TokenAnswer{GrantType: authz.GrantTypeUMATicket, Code: oauth.RequestDenied, Decision: authz.GrantRequestDenied},
+			answer:   audit.TokenAnswer{GrantType: authz.GrantTypeUMATicket, Code: oauth.RequestDenied, Decision: audit.GrantRequestDenied},
 			decision: &decision{resource: f.Labs, outcome: "refused", refusedBy: map[string]any{"read": "no_match"}},
 		},
 		{
 			name: "an insurer: the owner is asked", form: uma(authztest.WithClaims(ticket(f.Labs, "read"), insurer)), auth: app, status: 403,
 			want:     map[string]any{"client_id": "app", "outcome": "request_submitted", "requesting_party": "ins-7"},
-			answer:   authz.TokenAnswer{GrantType: authz.GrantTypeUMATicket, Code: oauth.RequestSubmitted, Decision: authz.GrantRequestSubmitted},
+			answer:   audit.TokenAnswer{GrantType: authz.GrantTypeUMATicket, Code: oauth.RequestSubmitted, Decision: audit.GrantRequestSubmitted},
 			decision: &decision{resource: f.Labs, outcome: "refused", refusedBy: map[string]any{"read": "ask_owner"}},
 		},
 	}
@@ -271,7 +272,7 @@ allow contains "read" if {
 	if len(ds) != 1 || ds[0].(map[string]any)["outcome"] != "failed" || ds[0].(map[string]any)["error"] == nil {
 		t.Errorf("decisions %v, want one that failed", ds)
 	}
-	if got := obs.last(t); got.Decision != authz.GrantRequestDenied {
+	if got := obs.last(t); got.Decision != audit.GrantRequestDenied {
 		t.Errorf("observed %+v, want request_denied", got)
 	}
 	if obs.evalErrs != 1 {

@@ -6,40 +6,19 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"slices"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-uma/caddy-uma/authz/signing"
 	"github.com/caddy-uma/caddy-uma/store"
-	"github.com/caddy-uma/caddy-uma/store/dump"
 )
 
-// The operator's API: what an operator of the AS manages without calling
-// the protocol by hand. admin_api.go serves it over HTTP (Caddy mounts it
-// on its admin endpoint, as the admin.api.uma module); `caddy uma` calls
-// that.
-
-// TokenFilter selects issued tokens: those of a client, of a subject, or
-// both. A filter must name at least one.
-type TokenFilter struct {
-	// ClientID is the client the tokens were issued to.
-	ClientID string
-	// Subject is who the tokens were issued for: the requesting party of
-	// an RPT, refresh token or PCT, the owner of a PAT (a resource server's
-	// own PAT has the resource server as its subject).
-	Subject string
-}
-
-// ErrEmptyTokenFilter means that a TokenFilter names neither a client nor
-// a subject: revoking every token of the AS is not one operation.
-var ErrEmptyTokenFilter = errors.New("name a client id, a subject or both")
-
-func (f TokenFilter) matches(clientID, subject string) bool {
-	return (f.ClientID == "" || f.ClientID == clientID) && (f.Subject == "" || f.Subject == subject)
-}
+// What the operator manages in the AS's state, without calling the
+// protocol by hand: the live tokens, the clients, the signing keys and the
+// state of the rules. Package admin serves it as the operator's API.
 
 // Kinds of IssuedToken besides the opaque ones (access_token,
 // refresh_token, pct).
@@ -55,7 +34,10 @@ type IssuedToken struct {
 	// "refresh_token" or "pct".
 	Kind     string `json:"kind"`
 	ClientID string `json:"client_id"`
-	Subject  string `json:"subject,omitempty"`
+	// Subject is who the token was issued for: the requesting party of
+	// an RPT, refresh token or PCT, the owner of a PAT (a resource
+	// server's own PAT has the resource server as its subject).
+	Subject string `json:"subject,omitempty"`
 	// ResourceServer is the audience of an RPT, and what a refresh token
 	// refreshes.
 	ResourceServer string       `json:"resource_server,omitempty"`
@@ -68,12 +50,9 @@ type IssuedToken struct {
 	rpt string
 }
 
-// Tokens lists the live tokens matching f, sorted by issue time and then
-// id. It returns ErrEmptyTokenFilter for an empty filter.
-func (s *Server) Tokens(ctx context.Context, f TokenFilter) ([]IssuedToken, error) {
-	if f == (TokenFilter{}) {
-		return nil, ErrEmptyTokenFilter
-	}
+// IssuedTokens lists the live tokens whose client and subject match
+// accepts, sorted by issue time and then id. It reads every live token.
+func (s *Server) IssuedTokens(ctx context.Context, match func(clientID, subject string) bool) ([]IssuedToken, error) {
 	now := s.now().Unix()
 	var out []IssuedToken
 	opaque, err := s.store.List(ctx, nsTokens, "", 0)
@@ -85,7 +64,7 @@ func (s *Server) Tokens(ctx context.Context, f TokenFilter) ([]IssuedToken, erro
 		if err := json.Unmarshal(r.Value, &rec); err != nil {
 			return nil, fmt.Errorf("decoding a token: %w", err)
 		}
-		if rec.Expires <= now || !f.matches(rec.ClientID, rec.Subject) {
+		if rec.Expires <= now || !match(rec.ClientID, rec.Subject) {
 			continue
 		}
 		out = append(out, IssuedToken{ID: r.Key, Kind: rec.Kind, ClientID: rec.ClientID, Subject: rec.Subject,
@@ -101,7 +80,7 @@ func (s *Server) Tokens(ctx context.Context, f TokenFilter) ([]IssuedToken, erro
 		if err := json.Unmarshal(r.Value, &rec); err != nil {
 			return nil, fmt.Errorf("decoding an RPT: %w", err)
 		}
-		if rec.Expires <= now || !f.matches(rec.ClientID, rec.Subject) {
+		if rec.Expires <= now || !match(rec.ClientID, rec.Subject) {
 			continue
 		}
 		out = append(out, IssuedToken{ID: r.Key, Kind: KindRPT, ClientID: rec.ClientID, Subject: rec.Subject,
@@ -114,14 +93,13 @@ func (s *Server) Tokens(ctx context.Context, f TokenFilter) ([]IssuedToken, erro
 	return out, nil
 }
 
-// RevokeTokens revokes the live tokens matching f, in one commit, and
-// returns them: RPTs, access tokens (PATs), refresh tokens with the RPTs
-// issued with them, and PCTs. Enforcement points of this AS (co-hosted, or
-// remote ones that introspect) refuse them from then on.
-func (s *Server) RevokeTokens(ctx context.Context, f TokenFilter) ([]IssuedToken, error) {
-	toks, err := s.Tokens(ctx, f)
-	if err != nil || len(toks) == 0 {
-		return toks, err
+// RevokeTokens revokes toks, as IssuedTokens listed them, in one commit:
+// RPTs, access tokens (PATs), refresh tokens with the RPTs issued with
+// them, and PCTs. Enforcement points of this AS (co-hosted, or remote ones
+// that introspect) refuse them from then on.
+func (s *Server) RevokeTokens(ctx context.Context, toks []IssuedToken) error {
+	if len(toks) == 0 {
+		return nil
 	}
 	writes := make([]store.Write, 0, len(toks))
 	for _, t := range toks {
@@ -135,7 +113,7 @@ func (s *Server) RevokeTokens(ctx context.Context, f TokenFilter) ([]IssuedToken
 		}
 	}
 	if err := s.store.PutAll(ctx, writes); err != nil {
-		return nil, fmt.Errorf("revoking tokens: %w", err)
+		return fmt.Errorf("revoking tokens: %w", err)
 	}
 	for _, t := range toks {
 		if t.Kind == KindRPT {
@@ -144,8 +122,7 @@ func (s *Server) RevokeTokens(ctx context.Context, f TokenFilter) ([]IssuedToken
 			s.liveRPTs.forget(t.rpt)
 		}
 	}
-	s.log.Info("tokens revoked by the operator", clientField(f.ClientID), requestingPartyField(f.Subject), zap.Int("tokens", len(toks)))
-	return toks, nil
+	return nil
 }
 
 // ClientInfo describes a client of the AS, never its secret.
@@ -221,57 +198,39 @@ var (
 	ErrConfiguredClient = errors.New("the client is configured, not registered at run time: remove it from the configuration")
 )
 
-// RemoveClient removes a dynamically registered client and revokes every
-// token issued to it, and returns the tokens revoked.
-func (s *Server) RemoveClient(ctx context.Context, id string) ([]IssuedToken, error) {
+// RemoveClient removes a dynamically registered client: it can no longer
+// authenticate. The tokens issued to it stay live until they are revoked
+// (the operator's API revokes them with it) or expire.
+func (s *Server) RemoveClient(ctx context.Context, id string) error {
 	if _, ok := s.clients[id]; ok {
-		return nil, ErrConfiguredClient
+		return ErrConfiguredClient
 	}
 	if id == "" {
-		return nil, ErrNoSuchClient
+		return ErrNoSuchClient
 	}
 	if err := s.store.Delete(ctx, nsClient, id); err != nil {
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, ErrNoSuchClient
+			return ErrNoSuchClient
 		}
-		return nil, fmt.Errorf("removing a client: %w", err)
+		return fmt.Errorf("removing a client: %w", err)
 	}
 	s.dynamicClients.Delete(id)
 	s.log.Info("client removed by the operator", clientField(id))
-	return s.RevokeTokens(ctx, TokenFilter{ClientID: id})
-}
-
-// SigningKey describes one of the published signing keys.
-type SigningKey struct {
-	KeyID     string    `json:"kid"`
-	Algorithm string    `json:"alg"`
-	CreatedAt time.Time `json:"created_at"`
-	// Current is true for the key that signs new tokens; the others are
-	// retired, published while tokens they signed may live.
-	Current bool `json:"current"`
+	return nil
 }
 
 // SigningKeys lists the published signing keys, the current one first.
-func (s *Server) SigningKeys() []SigningKey {
-	s.keys.mu.RLock()
-	defer s.keys.mu.RUnlock()
-	out := make([]SigningKey, 0, len(s.keys.keys))
-	for _, k := range s.keys.keys {
-		out = append(out, SigningKey{KeyID: k.rec.ID, Algorithm: k.rec.Alg, CreatedAt: k.rec.CreatedAt.UTC(), Current: k == s.keys.current})
-	}
-	return out
-}
+func (s *Server) SigningKeys() []signing.Key { return s.keys.Keys() }
 
-// RotateKeys makes a new signing key current now (every node of the
-// database takes it), and returns the published keys. The previous key
-// stays published while tokens it signed may live.
-func (s *Server) RotateKeys(ctx context.Context) ([]SigningKey, error) {
-	kid, err := s.keys.rotate(ctx)
+// RotateSigningKey makes a new signing key current now (every node of the
+// store takes it), and returns its key id. The previous key stays
+// published while tokens it signed may live.
+func (s *Server) RotateSigningKey(ctx context.Context) (string, error) {
+	kid, err := s.keys.Rotate(ctx)
 	if err != nil {
-		return nil, fmt.Errorf("rotating the signing keys: %w", err)
+		return "", fmt.Errorf("rotating the signing keys: %w", err)
 	}
-	s.log.Info("signing key rotated by the operator", zap.String("kid", kid))
-	return s.SigningKeys(), nil
+	return kid, nil
 }
 
 // PolicyStatus is the state of the operator directory of rules.
@@ -315,12 +274,4 @@ func (s *Server) ReloadPolicies(ctx context.Context) (PolicyStatus, error) {
 	}
 	s.log.Info("rules reloaded by the operator", zap.String("directory", s.rules.Directory()))
 	return s.PolicyStatus(), ctx.Err()
-}
-
-// Backup writes a dump (package dump: JSON lines) of everything the store
-// holds, read from one consistent snapshot, while the AS runs: what
-// `caddy uma restore` (import) reads back into a store. The dump holds
-// private keys and every live token: it is as secret as the database.
-func (s *Server) Backup(ctx context.Context, w io.Writer, source string) (dump.Counts, error) {
-	return dump.Export(ctx, w, s.store, source)
 }

@@ -1,4 +1,4 @@
-package authz_test
+package admin_test
 
 import (
 	"bytes"
@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/caddy-uma/caddy-uma/authz"
+	"github.com/caddy-uma/caddy-uma/authz/admin"
 	"github.com/caddy-uma/caddy-uma/authz/authztest"
 	"github.com/caddy-uma/caddy-uma/store/dump"
 )
@@ -25,7 +26,7 @@ type adminFixture struct {
 func newAdminFixture(t *testing.T, mod func(*authz.Config)) adminFixture {
 	t.Helper()
 	f := authztest.NewGrantFixture(t, mod)
-	f.Mux.Handle("/admin/", f.Server.AdminHandler("/admin"))
+	f.Mux.Handle("/admin/", admin.New(f.Server, f.Store, nil).Handler("/admin"))
 	return adminFixture{f}
 }
 
