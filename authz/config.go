@@ -88,8 +88,10 @@ type Config struct {
 	PolicyPollInterval time.Duration
 	// PolicyTimeout bounds one evaluation of rules (default 250ms).
 	PolicyTimeout time.Duration
-	// RulesInMemory bounds the owners whose compiled rules stay in memory
-	// (each about 230 KiB for a small rule); the rules of an owner left out
+	// RulesInMemory bounds the owners whose rules stay in memory compiled
+	// on their own (each about 225 KiB for a small rule; owners' rules
+	// compiled 64 owners together do not count, see
+	// policies.Options.MaxOwnersInForce); the rules of an owner left out
 	// are compiled again on their next use. Zero means
 	// policies.DefaultMaxOwnersInForce.
 	RulesInMemory int

@@ -227,6 +227,10 @@ type program struct {
 	// (Engine.admit): they keep their sources, and evaluate to
 	// ErrNotInForce.
 	evicted bool
+	// shard marks rules compiled in a shard (see shard.go): query is the
+	// shard's, shared by its members, and decides for the owner of the
+	// input's resource.
+	shard bool
 }
 
 // dropped returns p without its compilation.
@@ -305,27 +309,9 @@ func compile(ctx context.Context, k *ruleKind, modules map[string]string, b boun
 	for name, mod := range lib {
 		parsed[name] = mod
 	}
-	decision, err := ast.ParseModuleWithOpts(decisionModule, k.decision, parserOptions)
-	if err != nil {
-		panic(fmt.Sprintf("policies: decision module: %v", err))
-	}
-	parsed[decisionModule] = decision
+	parsed[decisionModule] = parsedDecision(k)
 
-	c := newCompiler()
-	// OPA cannot stop a stage half way; measure keeps each stage short,
-	// and this stops between them.
-	for _, stage := range c.StagesToRun() {
-		c = c.WithStageAfterID(stage, ast.CompilerStageDefinition{
-			Name:       "uma_deadline_" + string(stage),
-			MetricName: "uma_deadline",
-			Stage: func(*ast.Compiler) *ast.Error {
-				if ctx.Err() != nil {
-					return ast.NewError(ast.CompileErr, nil, "compilation stopped")
-				}
-				return nil
-			},
-		})
-	}
+	c := withDeadline(ctx, newCompiler())
 	c.Compile(parsed)
 	if ctx.Err() != nil {
 		return nil, compileStopped(ctx)
@@ -351,6 +337,69 @@ func compile(ctx context.Context, k *ruleKind, modules map[string]string, b boun
 		query:     query,
 		undefined: undefinedRules(k, c),
 	}, nil
+}
+
+// errResolved stops a compilation after its first stage, in resolve.
+var errResolved = ast.NewError(ast.CompileErr, nil, "references resolved")
+
+// resolve parses an owner's modules, which compiled before, and returns
+// them as the compiler's first stage makes them: every reference made
+// whole (lib.x is data.uma.lib.x, a rule of the package is
+// data.uma.share.rule), nothing else changed. It is that stage alone,
+// without the library: it costs a parse.
+func resolve(modules map[string]string) (map[string]*ast.Module, error) {
+	parsed := make(map[string]*ast.Module, len(modules))
+	for name, src := range modules {
+		mod, err := ast.ParseModuleWithOpts(name, src, parserOptions)
+		if err != nil {
+			return nil, err
+		}
+		if mod == nil {
+			return nil, fmt.Errorf("policies: module %s is empty", name)
+		}
+		parsed[userPrefix+name] = mod
+	}
+	var resolved map[string]*ast.Module
+	c := ast.NewCompiler().
+		WithCapabilities(capabilities).
+		WithDefaultRegoVersion(ast.RegoV1).
+		WithStageAfterID(ast.StageResolveRefs, ast.CompilerStageDefinition{
+			Name:       "uma_resolved",
+			MetricName: "uma_resolved",
+			Stage: func(c *ast.Compiler) *ast.Error {
+				if len(c.Errors) > 0 {
+					return nil
+				}
+				resolved = make(map[string]*ast.Module, len(modules))
+				for name, mod := range c.Modules {
+					resolved[strings.TrimPrefix(name, userPrefix)] = mod
+				}
+				return errResolved
+			},
+		})
+	c.Compile(parsed)
+	if resolved == nil {
+		return nil, fromOPA("", c.Errors)
+	}
+	return resolved, nil
+}
+
+// withDeadline returns c stopping between two stages once ctx ends: OPA
+// cannot stop a stage half way; measure keeps each stage short.
+func withDeadline(ctx context.Context, c *ast.Compiler) *ast.Compiler {
+	for _, stage := range c.StagesToRun() {
+		c = c.WithStageAfterID(stage, ast.CompilerStageDefinition{
+			Name:       "uma_deadline_" + string(stage),
+			MetricName: "uma_deadline",
+			Stage: func(*ast.Compiler) *ast.Error {
+				if ctx.Err() != nil {
+					return ast.NewError(ast.CompileErr, nil, "compilation stopped")
+				}
+				return nil
+			},
+		})
+	}
+	return c
 }
 
 // parseModule checks a module's name and size against b and parses it, for
@@ -542,3 +591,23 @@ func sortErrors(errs CompileErrors) CompileErrors {
 	}
 	return out
 }
+
+// parsedDecision returns the decision module of kind k, parsed once.
+func parsedDecision(k *ruleKind) *ast.Module {
+	decisionOnce.Do(func() {
+		decisions = map[*ruleKind]*ast.Module{}
+		for _, k := range []*ruleKind{ownerKind, systemKind} {
+			mod, err := ast.ParseModuleWithOpts(decisionModule, k.decision, parserOptions)
+			if err != nil {
+				panic(fmt.Sprintf("policies: decision module: %v", err))
+			}
+			decisions[k] = mod
+		}
+	})
+	return decisions[k]
+}
+
+var (
+	decisionOnce sync.Once
+	decisions    map[*ruleKind]*ast.Module
+)

@@ -5,8 +5,10 @@
 // knows OPA; its API carries no OPA types.
 //
 // Every owner's rules are compiled in a compiler of their own, holding only
-// them and the built-in library (package uma.lib): an owner's rules can
-// neither see nor change another owner's. Rules run in a sandbox (no network,
+// them and the built-in library (package uma.lib), and then, where they read
+// nothing of data but their own package and the library, again with those of
+// other owners in a shard, each in a package of their own (see shard.go): an
+// owner's rules can neither see nor change another owner's. Rules run in a sandbox (no network,
 // no clock but input.now, no randomness) under a time limit. The default is
 // deny: an owner with no rules and no console shares grants nothing.
 //
@@ -95,11 +97,14 @@ type Options struct {
 	// at once: beyond it, that owner's rules sent to be checked are refused
 	// with ErrBusy; default 1.
 	MaxOwnerCompiles int
-	// MaxOwnersInForce bounds the owners whose compiled rules stay in
-	// memory (each holds its own compilation of the library, about 230 KiB
-	// for a small rule); past it, those of the owner evaluated longest ago
-	// are dropped, their sources kept, and Evaluate answers ErrNotInForce
-	// for that owner until they are put in force again. Default 256.
+	// MaxOwnersInForce bounds the owners whose rules stay in memory
+	// compiled on their own (each with its own compilation of the library,
+	// about 225 KiB for a small rule); past it, those of the owner
+	// evaluated longest ago are dropped, their sources kept, and Evaluate
+	// answers ErrNotInForce for that owner until they are put in force
+	// again. Rules in force from a shard (see shard.go), which share one
+	// compilation of the library with 63 other owners, do not count.
+	// Default 256.
 	MaxOwnersInForce int
 
 	// Observer receives the duration and outcome of every compilation
@@ -153,6 +158,7 @@ type Engine struct {
 	system ownerSlot
 	cache  compiledCache
 	gate   *compileGate
+	shards shards
 
 	compiles atomic.Int64 // compilations done, for tests
 
@@ -200,6 +206,7 @@ func NewEngine(opts Options) *Engine {
 		cache:    compiledCache{index: map[cacheKey]*list.Element{}},
 		gate:     newCompileGate(opts.MaxCompiles, opts.MaxOwnerCompiles),
 		resident: map[string]*ownerSlot{},
+		shards:   shards{of: map[string]*shard{}},
 	}
 }
 
@@ -238,7 +245,7 @@ func (e *Engine) SetOwnerModules(ctx context.Context, owner string, modules map[
 func (e *Engine) admit(owner string, slot *ownerSlot) {
 	p := slot.prog.Load()
 	e.residentMu.Lock()
-	if p == nil || p.evicted || p.refused != nil {
+	if p == nil || p.evicted || p.refused != nil || p.shard {
 		delete(e.resident, owner)
 		e.residentMu.Unlock()
 		return
@@ -260,7 +267,7 @@ func (e *Engine) admit(owner string, slot *ownerSlot) {
 	e.residentMu.Unlock()
 	for _, v := range victims {
 		v.mu.Lock()
-		if p := v.prog.Load(); p != nil && !p.evicted && p.refused == nil {
+		if p := v.prog.Load(); p != nil && !p.evicted && p.refused == nil && !p.shard {
 			v.prog.Store(p.dropped())
 		}
 		v.mu.Unlock()
@@ -289,6 +296,9 @@ func (e *Engine) set(ctx context.Context, slot *ownerSlot, k *ruleKind, owner st
 		slot.prog.Store(p)
 	}
 	slot.last, slot.lastLoad = h, Load{}
+	if k == ownerKind {
+		e.pack(ctx, owner, slot, slot.prog.Load())
+	}
 	return nil
 }
 

@@ -91,6 +91,9 @@ func (e *Engine) load(ctx context.Context, slot *ownerSlot, k *ruleKind, owner s
 	if len(all) == 0 {
 		slot.prog.Store(nil)
 		slot.last, slot.lastLoad = h, Load{}
+		if k == ownerKind {
+			e.pack(ctx, owner, slot, nil)
+		}
 		return Load{}, nil
 	}
 	p, l, err := e.tolerate(ctx, k, owner, all, optional, slot.prog.Load().sources())
@@ -99,6 +102,9 @@ func (e *Engine) load(ctx context.Context, slot *ownerSlot, k *ruleKind, owner s
 	}
 	slot.prog.Store(p)
 	slot.last, slot.lastLoad = h, l
+	if k == ownerKind {
+		e.pack(ctx, owner, slot, p)
+	}
 	return l, nil
 }
 

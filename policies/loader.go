@@ -12,7 +12,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/fsnotify/fsnotify"
 )
 
 // SystemDir is the directory of the system rules in an operator directory.
@@ -159,11 +162,16 @@ func ruleFiles(dir string) ([]ruleFile, error) {
 	return files, nil
 }
 
-// Watcher polls an operator directory (see LoadDir) and reports the rules
-// whenever they change, so that new rules apply without a restart. It needs
-// no file system notifications: it compares the names, sizes and
-// modification times of the rule files at each poll, and on a difference
-// reads them and compares their contents.
+// Watcher watches an operator directory (see LoadDir) and reports the rules
+// whenever they change, so that new rules apply without a restart. Where
+// the file system notifies changes (inotify on Linux, kqueue, ...), it
+// watches the directory and each owner's directory, and reads them again
+// only after a change: nothing is read while nothing changes, however many
+// owners there are. Where it cannot (no notifications, or too many
+// directories for the system's limit), and after losing the directory
+// itself (removed or renamed), it polls: it compares the names, sizes and
+// modification times of the rule files at each poll. Either way, on a
+// difference it reads the files and compares their contents.
 type Watcher struct {
 	dir      string
 	interval time.Duration
@@ -179,14 +187,24 @@ type Watcher struct {
 	polling sync.Mutex
 	stamp   string            // names, sizes and times last seen
 	sum     [sha256.Size]byte // contents last reported
+
+	// notified is true while changes are notified, and reads counts the
+	// reads of the directory (for tests).
+	notified atomic.Bool
+	reads    atomic.Int64
 }
 
+// settle is how long the watcher waits after a first notification before
+// reading the directory, so that a burst of changes (an editor's temporary
+// file and rename, a deployment of many files) is read once.
+const settle = 50 * time.Millisecond
+
 // NewWatcher returns a Watcher of dir that polls every interval (5 seconds
-// if zero or less). onChange receives every owner's rules and the system
-// rules, whole, each time they change; an owner missing from owners has no
-// rules any more. onError, if not nil, receives the errors of later polls
-// (the rules in force stay as they were); onChange and onError are called
-// from one goroutine at a time.
+// if zero or less) when changes are not notified. onChange receives every
+// owner's rules and the system rules, whole, each time they change; an
+// owner missing from owners has no rules any more. onError, if not nil,
+// receives the errors of later reads (the rules in force stay as they
+// were); onChange and onError are called from one goroutine at a time.
 func NewWatcher(dir string, interval time.Duration,
 	onChange func(owners map[string]map[string]string, system map[string]string),
 	onError func(error),
@@ -197,26 +215,31 @@ func NewWatcher(dir string, interval time.Duration,
 	return &Watcher{dir: dir, interval: interval, onChange: onChange, onError: onError}
 }
 
-// Start loads the directory, calls onChange with its rules, and then polls
-// in the background until ctx is done or Stop is called. It returns the
-// error of the first load, and then starts nothing.
+// Start loads the directory, calls onChange with its rules, and then
+// watches it in the background until ctx is done or Stop is called. It
+// returns the error of the first load, and then starts nothing.
 func (w *Watcher) Start(ctx context.Context) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if w.done != nil {
 		return errors.New("policies: watcher already started")
 	}
+	notes := w.notifier()
 	if _, err := w.poll(true); err != nil {
+		if notes != nil {
+			notes.Close()
+		}
 		return err
 	}
 	ctx, w.cancel = context.WithCancel(ctx)
 	w.done = make(chan struct{})
-	go w.run(ctx, w.done)
+	w.notified.Store(notes != nil)
+	go w.run(ctx, w.done, notes)
 	return nil
 }
 
-// Stop stops polling and waits for a poll in progress to end. It is safe to
-// call more than once, and before Start.
+// Stop stops watching and waits for a read in progress to end. It is safe
+// to call more than once, and before Start.
 func (w *Watcher) Stop() {
 	w.mu.Lock()
 	cancel, done := w.cancel, w.done
@@ -228,17 +251,144 @@ func (w *Watcher) Stop() {
 	<-done
 }
 
-func (w *Watcher) run(ctx context.Context, done chan struct{}) {
+// notifier returns a notifier watching the directory and each of its
+// owners' directories, or nil when changes cannot be notified: then the
+// watcher polls.
+func (w *Watcher) notifier() *fsnotify.Watcher {
+	notes, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil
+	}
+	if err := w.watchAll(notes); err != nil {
+		notes.Close()
+		return nil
+	}
+	return notes
+}
+
+// watchAll adds the directory and each of its subdirectories that LoadDir
+// reads to notes. Watching one again is harmless.
+func (w *Watcher) watchAll(notes *fsnotify.Watcher) error {
+	if err := notes.Add(w.dir); err != nil {
+		return err
+	}
+	entries, err := os.ReadDir(w.dir)
+	if err != nil {
+		return err
+	}
+	for _, entry := range entries {
+		if err := w.watchSub(notes, entry.Name()); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// watchSub adds the subdirectory name of the directory to notes, if
+// LoadDir reads it. A name that is not a directory, or is gone, is not an
+// error; running out of watches (the system's limit) is.
+func (w *Watcher) watchSub(notes *fsnotify.Watcher, name string) error {
+	if strings.HasPrefix(name, ".") || (strings.HasPrefix(name, "_") && name != SystemDir) {
+		return nil
+	}
+	path := filepath.Join(w.dir, name)
+	info, err := os.Stat(path) // follows a symbolic link, as LoadDir does
+	if err != nil || !info.IsDir() {
+		return nil
+	}
+	// A name replaced by another directory (a symbolic link pointed
+	// elsewhere) is watched anew: Add alone would keep the old one.
+	_ = notes.Remove(path)
+	if err := notes.Add(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// run watches until ctx is done: on notifications while notes is not nil,
+// else by polling, trying at each poll to be notified again.
+func (w *Watcher) run(ctx context.Context, done chan struct{}, notes *fsnotify.Watcher) {
 	defer close(done)
-	ticker := time.NewTicker(w.interval)
-	defer ticker.Stop()
+	var ticker *time.Ticker
+	var tick, fire <-chan time.Time
+	var events <-chan fsnotify.Event
+	var errs <-chan error
+	retry := false // whether polls try to be notified again
+	notify := func(n *fsnotify.Watcher) {
+		notes = n
+		w.notified.Store(n != nil)
+		if n == nil {
+			events, errs = nil, nil
+			if ticker == nil {
+				ticker = time.NewTicker(w.interval)
+				tick = ticker.C
+			}
+			return
+		}
+		events, errs = n.Events, n.Errors
+		if ticker != nil {
+			ticker.Stop()
+			ticker, tick = nil, nil
+		}
+	}
+	// lose turns to polling; again says whether to try notifications at
+	// each poll (the directory is gone, not the watches exhausted).
+	lose := func(again bool) {
+		if notes != nil {
+			notes.Close()
+		}
+		notify(nil)
+		retry = again
+	}
+	defer lose(false)
+	notify(notes)
+	read := func() {
+		if _, err := w.poll(false); err != nil && w.onError != nil {
+			w.onError(err)
+		}
+	}
+	soon := func() {
+		if fire == nil {
+			fire = time.After(settle)
+		}
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-ticker.C:
-			if _, err := w.poll(false); err != nil && w.onError != nil {
-				w.onError(err)
+		case ev, ok := <-events:
+			if !ok {
+				lose(false)
+				continue
+			}
+			if filepath.Clean(ev.Name) == filepath.Clean(w.dir) && ev.Has(fsnotify.Remove|fsnotify.Rename) {
+				lose(true) // the directory itself is gone: poll until it is back
+				read()
+				continue
+			}
+			if filepath.Dir(ev.Name) == filepath.Clean(w.dir) && ev.Has(fsnotify.Create|fsnotify.Rename) {
+				if err := w.watchSub(notes, filepath.Base(ev.Name)); err != nil {
+					lose(false) // out of watches: poll
+				}
+			}
+			soon()
+		case _, ok := <-errs:
+			if !ok {
+				lose(false)
+				continue
+			}
+			soon() // events were lost (a queue overflow): read everything
+		case <-fire:
+			fire = nil
+			read()
+		case <-tick:
+			read()
+			if !retry {
+				continue
+			}
+			if n := w.notifier(); n != nil {
+				notify(n)
+				read() // what changed before the watches were added
 			}
 		}
 	}
@@ -258,6 +408,7 @@ func (w *Watcher) Reload() error {
 func (w *Watcher) poll(first bool) (bool, error) {
 	w.polling.Lock()
 	defer w.polling.Unlock()
+	w.reads.Add(1)
 	stamp, err := w.fingerprint()
 	if err != nil {
 		return false, err

@@ -6,6 +6,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -271,5 +272,75 @@ func TestCheckDir(t *testing.T) {
 	os.Remove(filepath.Join(dir, "_system", "sys.rego"))
 	if err := CheckDir(t.Context(), dir, Options{}); err != nil {
 		t.Errorf("fixed: %v", err)
+	}
+}
+
+// TestWatcherNotified shows the watcher on notifications: with a poll
+// interval of an hour, a new owner's directory created after Start, a file
+// replaced by rename (as editors and the README's operators do), a file
+// written in place and a file removed are all reported; and nothing is
+// read while nothing changes.
+func TestWatcherNotified(t *testing.T) {
+	dir := t.TempDir()
+	alice := filepath.Join(dir, "alice", "share.rego")
+	writeFile(t, alice, aliceRules)
+	reports := make(chan map[string]map[string]string, 10)
+	errs := make(chan error, 10)
+	w := NewWatcher(dir, time.Hour, func(owners map[string]map[string]string, _ map[string]string) {
+		reports <- owners
+	}, func(err error) { errs <- err })
+	if err := w.Start(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	<-reports
+	if !w.notified.Load() {
+		if runtime.GOOS == "linux" {
+			t.Fatal("changes are not notified on Linux")
+		}
+		t.Skipf("no notifications on %s", runtime.GOOS)
+	}
+	next := func(what string) map[string]map[string]string {
+		t.Helper()
+		select {
+		case owners := <-reports:
+			return owners
+		case err := <-errs:
+			t.Fatalf("%s: %v", what, err)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: not reported", what)
+		}
+		return nil
+	}
+
+	// A new owner's directory, empty at first: nothing to report; its
+	// rules come later, into a directory the watcher found by itself.
+	must(t, os.Mkdir(filepath.Join(dir, "bob"), 0o755))
+	time.Sleep(5 * settle) // the watcher has read the directory, and found no rules
+	writeFile(t, filepath.Join(dir, "bob", "b.rego"), aliceRules)
+	if owners := next("new owner"); owners["bob"]["b.rego"] != aliceRules {
+		t.Errorf("new owner: %v", owners)
+	}
+
+	edited := aliceRules + "\nallow contains \"download\"\n"
+	writeFile(t, alice, edited) // a temporary file renamed over the old one
+	if owners := next("replaced by rename"); owners["alice"]["share.rego"] != edited {
+		t.Errorf("replaced by rename: %v", owners)
+	}
+
+	must(t, os.WriteFile(alice, []byte(aliceRules), 0o644))
+	if owners := next("written in place"); owners["alice"]["share.rego"] != aliceRules {
+		t.Errorf("written in place: %v", owners)
+	}
+
+	must(t, os.Remove(filepath.Join(dir, "bob", "b.rego")))
+	if owners := next("removed"); owners["bob"] != nil || owners["alice"] == nil {
+		t.Errorf("removed: %v", owners)
+	}
+
+	reads := w.reads.Load()
+	time.Sleep(10 * settle)
+	if n := w.reads.Load() - reads; n != 0 || !w.notified.Load() {
+		t.Errorf("%d reads while nothing changed (notified %v)", n, w.notified.Load())
 	}
 }

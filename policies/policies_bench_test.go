@@ -150,3 +150,34 @@ func BenchmarkOwnerProgramMemory(b *testing.B) {
 	}
 	b.ReportMetric(perOwner/1024, "heap-KiB/owner")
 }
+
+// BenchmarkCompileShard compiles a shard of shardSize owners with a small
+// rule each (see shard.go) and reports the cost per owner (ns/owner), to
+// compare with BenchmarkCompileSmall: one owner's rule compiled with the
+// library on its own.
+func BenchmarkCompileShard(b *testing.B) {
+	ctx := context.Background()
+	e := NewEngine(Options{})
+	for i := range shardSize {
+		src := strings.Replace(smallPolicy, "mallory@", fmt.Sprintf("mallory-%d@", i), 1)
+		if err := e.SetOwnerModules(ctx, fmt.Sprintf("owner-%d", i), map[string]string{"rules.rego": src}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	s := e.shards.of["owner-0"]
+	if s == nil || len(s.members) != shardSize {
+		b.Fatal("the owners are not in one shard")
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		s.mu.Lock()
+		s.changed = shardSize
+		e.compileShard(ctx, s)
+		ok := s.changed == 0
+		s.mu.Unlock()
+		if !ok {
+			b.Fatal("the shard did not compile")
+		}
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/shardSize, "ns/owner")
+}

@@ -1,0 +1,220 @@
+package policies
+
+import (
+	"errors"
+	"fmt"
+	"maps"
+	"reflect"
+	"slices"
+	"testing"
+	"time"
+)
+
+// shardInputs are requests of several kinds: bob with a verified address and
+// groups through one client, the same without a verified address, someone
+// unknown, at two times, reading and writing.
+func shardInputs(owner string) []Input {
+	var out []Input
+	for _, claims := range []map[string]any{
+		{"email": "bob@example.com", "email_verified": true, "groups": []any{"family", "/family"}},
+		{"email": "Bob@Example.com", "email_verified": false},
+		{},
+	} {
+		for _, now := range []time.Time{t0, time.Date(2031, 6, 1, 0, 0, 0, 0, time.UTC)} {
+			for _, scopes := range [][]string{{"read"}, {"write", "read"}} {
+				out = append(out, Input{
+					Resource: Resource{ID: "r-" + owner, Owner: owner, Type: "urn:example:record", Scopes: []string{"read", "write", "delete"}},
+					Scopes:   scopes, ClientID: "coach-app", Subject: "bob", Issuer: "https://idp.example",
+					Claims: claims, Now: now,
+					Shares: []Share{{Email: "bob@example.com", Scopes: []string{"delete"}}},
+				})
+			}
+		}
+	}
+	return out
+}
+
+// decide evaluates every input of shardInputs for owner.
+func decide(t *testing.T, e *Engine, owner string) []Decision {
+	t.Helper()
+	var out []Decision
+	for _, in := range shardInputs(owner) {
+		d, err := e.Evaluate(t.Context(), owner, in)
+		if err != nil {
+			t.Fatalf("Evaluate(%s): %v", owner, err)
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// inShard reports whether the owner's rules in force come from a shard.
+func inShard(e *Engine, owner string) bool {
+	v, ok := e.owners.Load(owner)
+	if !ok {
+		return false
+	}
+	p := v.(*ownerSlot).prog.Load()
+	return p != nil && p.shard
+}
+
+// TestShardsDecideAsAlone: owners' rules compiled together in shards
+// decide exactly as each owner's rules compiled on their own, for the
+// examples' rules and for rules that look at data beyond their package
+// (which stay compiled on their own: nothing of another owner is visible
+// to them).
+func TestShardsDecideAsAlone(t *testing.T) {
+	examples, _, err := LoadDir("examples")
+	if err != nil {
+		t.Fatal(err)
+	}
+	kinds := slices.Sorted(maps.Keys(examples))
+	var sets []map[string]string
+	for _, k := range kinds {
+		sets = append(sets, examples[k])
+	}
+	// Rules that read data outside their package: compiled alone, each
+	// sees only its own package, the library and the decision module.
+	snoops := []string{
+		`allow contains k if some k, _ in data.uma.owners`,
+		`allow contains "x" if data["uma"]["owners"]`,
+		`allow contains s if { some o; some s in data.uma.owners[o].allow }`,
+		`allow contains "x" if data.uma.owners`,
+		`allow contains "view" if data.uma.decisions`,
+		`allow contains "x" if data.uma.system`,
+		`allow contains "x" if data.uma.owners.o0`,
+		`allow contains s if some s in data.uma.owners.o1.allow`,
+		`allow contains "x" if data.uma.decisions.o2.result`,
+		`allow contains "x" if { lib.subject == "bob" with data.uma.owners as {} }`,
+	}
+	for _, src := range snoops {
+		sets = append(sets, rules(src))
+	}
+	// Rules that read their own package whole, and the library whole.
+	sets = append(sets,
+		rules("friends := {\"bob\"}\n\nallow contains \"read\" if \"bob\" in data.uma.share.friends\n"),
+		rules("allow contains \"read\" if { x := lib; count(x.read_verbs) > count(lib.requested) }\n"),
+	)
+
+	ctx := t.Context()
+	alone := newTestEngine(Options{})
+	for i, modules := range sets {
+		must(t, alone.SetOwnerModules(ctx, fmt.Sprintf("owner-%d", i), modules))
+	}
+	e := newTestEngine(Options{})
+	const owners = 3 * shardSize
+	for i := range owners {
+		must(t, e.SetOwnerModules(ctx, fmt.Sprintf("owner-%d", i), sets[i%len(sets)]))
+	}
+	sharded := 0
+	for i := range owners {
+		owner := fmt.Sprintf("owner-%d", i)
+		set := i % len(sets)
+		if inShard(e, owner) {
+			sharded++
+			if set >= len(kinds) && set < len(kinds)+len(snoops) {
+				t.Errorf("%s: rules that read other data were compiled in a shard: %v", owner, sets[set])
+			}
+		}
+		alonedec := decide(t, alone, fmt.Sprintf("owner-%d", set))
+		if got := decide(t, e, owner); !reflect.DeepEqual(got, alonedec) {
+			t.Errorf("%s (%v):\n got %+v\nwant %+v", owner, sets[set], got, alonedec)
+		}
+	}
+	// Every shard but the one still filling was compiled.
+	if want := owners - shardSize - len(snoops)*owners/len(sets); sharded < want {
+		t.Errorf("%d owners' rules in force from shards, want at least %d", sharded, want)
+	}
+}
+
+// TestShardsFollowChanges: an owner whose rules are in a shard gets new
+// rules at once, and none when they are removed; the shard compiled again
+// later keeps them.
+func TestShardsFollowChanges(t *testing.T) {
+	ctx := t.Context()
+	e := newTestEngine(Options{})
+	view := rules(`allow contains "read" if lib.is_subject("bob")`)
+	for i := range shardSize {
+		must(t, e.SetOwnerModules(ctx, fmt.Sprintf("owner-%d", i), view))
+	}
+	if !inShard(e, "owner-0") {
+		t.Fatal("owner-0's rules are not in a shard")
+	}
+	granted := func(owner string) []string {
+		t.Helper()
+		d, err := e.Evaluate(ctx, owner, shardInputs(owner)[5])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Granted
+	}
+	if got := granted("owner-0"); !slices.Equal(got, []string{"read"}) {
+		t.Fatalf("owner-0 granted %v, want read", got)
+	}
+	write := rules(`allow contains "write" if lib.is_subject("bob")`)
+	must(t, e.SetOwnerModules(ctx, "owner-0", write))
+	if got := granted("owner-0"); !slices.Equal(got, []string{"write"}) {
+		t.Errorf("owner-0 granted %v after a change, want write", got)
+	}
+	must(t, e.SetOwnerModules(ctx, "owner-1", nil))
+	if got := granted("owner-1"); len(got) != 0 {
+		t.Errorf("owner-1 granted %v without rules", got)
+	}
+	// Enough changes to compile the shard again.
+	for i := 2; i < shardSize/2+2; i++ {
+		must(t, e.SetOwnerModules(ctx, fmt.Sprintf("owner-%d", i), write))
+	}
+	if !inShard(e, "owner-0") || inShard(e, "owner-1") {
+		t.Errorf("after the shard's compilation: owner-0 in a shard %v, owner-1 %v", inShard(e, "owner-0"), inShard(e, "owner-1"))
+	}
+	if got := granted("owner-0"); !slices.Equal(got, []string{"write"}) {
+		t.Errorf("owner-0 granted %v from the shard, want write", got)
+	}
+	if got := granted("owner-1"); len(got) != 0 {
+		t.Errorf("owner-1 granted %v without rules", got)
+	}
+	if got := granted(fmt.Sprintf("owner-%d", shardSize-1)); !slices.Equal(got, []string{"read"}) {
+		t.Errorf("an unchanged owner granted %v, want read", got)
+	}
+	if got := e.OwnerModules("owner-0"); !maps.Equal(got, write) {
+		t.Errorf("OwnerModules from a shard = %v", got)
+	}
+}
+
+// TestShardsKeepOwnersApart: in a shard, whose one query picks the package
+// of the input's owner, each owner gets their own rules' decision and never
+// another's, whatever the owners' names (names that look like paths,
+// quotes, a name that is a prefix of another); an input naming another
+// owner is refused.
+func TestShardsKeepOwnersApart(t *testing.T) {
+	ctx := t.Context()
+	e := newTestEngine(Options{})
+	names := []string{"a", "a.b", "a b", `q"uote`, "owners", "o0", "uma.share", "[x]", "é"}
+	for len(names) < shardSize {
+		names = append(names, fmt.Sprintf("owner-%d", len(names)))
+	}
+	for i, owner := range names {
+		must(t, e.SetOwnerModules(ctx, owner, rules(fmt.Sprintf(
+			"allow contains \"s%d\" if input.resource.owner == %q\n\ndeny contains \"d%d\"\n", i, owner, i))))
+	}
+	for i, owner := range names {
+		if !inShard(e, owner) {
+			t.Fatalf("%q: rules not in a shard", owner)
+		}
+		in := shardInputs(owner)[0]
+		d, err := e.Evaluate(ctx, owner, in)
+		if err != nil {
+			t.Fatalf("%q: %v", owner, err)
+		}
+		if want := []string{fmt.Sprintf("s%d", i)}; !slices.Equal(d.Allow, want) {
+			t.Errorf("%q: allow %v, want %v", owner, d.Allow, want)
+		}
+		if want := []string{fmt.Sprintf("d%d", i)}; !slices.Equal(d.Deny, want) {
+			t.Errorf("%q: deny %v, want %v", owner, d.Deny, want)
+		}
+		in.Resource.Owner = names[(i+1)%len(names)]
+		if d, err := e.Evaluate(ctx, owner, in); !errors.Is(err, ErrEvaluation) {
+			t.Errorf("%q evaluated on %q's resource: %+v, %v", owner, in.Resource.Owner, d, err)
+		}
+	}
+}
