@@ -295,3 +295,54 @@ func RulesUnavailable(err error) *oauth.Error { return compileUnavailable(err) }
 // RulesFailed reports whether err, from Evaluate, is the rules' own
 // failure (the rules are at fault, not the server).
 func RulesFailed(err error) bool { return errors.As(err, new(rulesFailed)) }
+
+// Paths serves some of the paths under the issuer: the AS's endpoints
+// (Server), its pages (people.Endpoints), a route table of another package
+// (Server.Table), or several of them joined (Join).
+type Paths interface {
+	http.Handler
+	// Handles reports whether path is one it serves.
+	Handles(path string) bool
+}
+
+// Table returns the paths of a route table served as the AS's own
+// (Server.Mux); any other path is answered 404 in OAuth error format, as
+// the AS answers it.
+func (s *Server) Table(routes []Route) Paths {
+	return table{as: s, mux: s.Mux(routes)}
+}
+
+type table struct {
+	as  *Server
+	mux *http.ServeMux
+}
+
+func (t table) Handles(path string) bool {
+	return t.as.Route(t.mux, &http.Request{Method: http.MethodGet, URL: &url.URL{Path: path}}) != nil
+}
+
+func (t table) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if h := t.as.Route(t.mux, r); h != nil {
+		h.ServeHTTP(w, r)
+		return
+	}
+	oauth.WriteError(w, oauth.ErrNotFound("no such endpoint"))
+}
+
+// Join serves, under one issuer, the paths of First, and every other path
+// as Next serves it (with Next's 404 for a path neither has).
+type Join struct {
+	First, Next Paths
+}
+
+// Handles reports whether path is one of First's or of Next's.
+func (j Join) Handles(path string) bool { return j.First.Handles(path) || j.Next.Handles(path) }
+
+// ServeHTTP serves a path of First, or else passes the request to Next.
+func (j Join) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if j.First.Handles(r.URL.Path) {
+		j.First.ServeHTTP(w, r)
+		return
+	}
+	j.Next.ServeHTTP(w, r)
+}

@@ -7,9 +7,8 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/caddy-uma/caddy-uma/authz/keycloak"
+	"github.com/caddy-uma/caddy-uma/authz"
 	"github.com/caddy-uma/caddy-uma/authz/oauth"
-	"github.com/caddy-uma/caddy-uma/authz/ownerapi"
 	"github.com/caddy-uma/caddy-uma/authz/people"
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -32,21 +31,12 @@ func init() {
 type Handler struct {
 	// live returns the authorization server of the uma app, waiting up to
 	// startWait for the app to start; nil if it has not.
-	live func(ctx context.Context) endpoints
+	live func(ctx context.Context) authz.Paths
 }
 
 // startWait bounds how long a request waits for the uma app to start (see
 // App.awaitRunning) before it gets 503.
 const startWait = 5 * time.Second
-
-// endpoints is what the handler needs of the authorization server;
-// ownerapi.Endpoints implements it (the owner API joined with
-// people.Endpoints), and keycloak.Endpoints in compat mode.
-type endpoints interface {
-	http.Handler
-	// Handles reports whether path is one the server serves.
-	Handles(path string) bool
-}
 
 // CaddyModule returns the Caddy module information.
 func (Handler) CaddyModule() caddy.ModuleInfo {
@@ -62,12 +52,12 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if err != nil {
 		return err
 	}
-	h.live = func(ctx context.Context) endpoints {
+	h.live = func(ctx context.Context) authz.Paths {
 		// Return a nil interface, not a typed nil value.
 		if srv := app.awaitRunning(ctx, startWait); srv != nil {
-			paths := ownerapi.Endpoints{API: app.state.ownerAPI.Load(), Next: people.Endpoints{AS: srv, Site: app.state.pages.Load()}}
+			paths := authz.Join{First: app.state.ownerAPI.Load(), Next: people.Endpoints{AS: srv, Site: app.state.pages.Load()}}
 			if kc := app.state.keycloak.Load(); kc != nil {
-				return keycloak.Endpoints{Compat: kc, Next: paths}
+				return authz.Join{First: kc, Next: paths}
 			}
 			return paths
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"github.com/caddy-uma/caddy-uma/authz"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -49,7 +50,7 @@ func TestHandlerServeHTTP(t *testing.T) {
 	}
 	for name, tt := range tests {
 		t.Run(name, func(t *testing.T) {
-			h := Handler{live: func(context.Context) endpoints {
+			h := Handler{live: func(context.Context) authz.Paths {
 				if tt.server == nil {
 					return nil
 				}
@@ -213,7 +214,7 @@ func TestHandlerConfigUnloadedBeforeStart(t *testing.T) {
 	done := make(chan *httptest.ResponseRecorder)
 	go func() {
 		rec := httptest.NewRecorder()
-		h := Handler{live: func(ctx context.Context) endpoints {
+		h := Handler{live: func(ctx context.Context) authz.Paths {
 			if srv := app.awaitRunning(ctx, time.Minute); srv != nil {
 				return srv
 			}
@@ -236,7 +237,7 @@ func TestHandlerConfigUnloadedBeforeStart(t *testing.T) {
 
 // Interface guard for the fakes.
 var (
-	_ endpoints         = (*fakeEndpoints)(nil)
+	_ authz.Paths       = (*fakeEndpoints)(nil)
 	_ caddyhttp.Handler = (*nextRecorder)(nil)
 )
 

@@ -95,8 +95,8 @@ func (as *AS) serveRoot(w http.ResponseWriter, r *http.Request) {
 
 // WithOwnerAPI joins the owner API with next (the AS, or the AS with its
 // pages), as the uma_server handler serves them.
-func (as *AS) WithOwnerAPI(next ownerapi.Paths) ownerapi.Endpoints {
-	return ownerapi.Endpoints{API: as.OwnerAPI, Next: next}
+func (as *AS) WithOwnerAPI(next authz.Paths) authz.Join {
+	return authz.Join{First: as.OwnerAPI, Next: next}
 }
 
 // OpenStore opens a Badger store in dir.

@@ -113,8 +113,8 @@ type Compat struct {
 	log     *zap.Logger
 	now     func() time.Time
 	dialect authz.Dialect
-	// mux is the route table of Keycloak's paths.
-	mux *http.ServeMux
+	// paths is its route table, served as the AS serves its own.
+	paths authz.Paths
 }
 
 // New returns Keycloak's paths for the AS as, whose store is st, and
@@ -137,55 +137,16 @@ func New(as *authz.Server, st store.Store, cfg Config) (*Compat, error) {
 		UMAGrant:              c.grant,
 		Refusal:               refusal,
 	}
-	c.mux = as.Mux(c.routes())
+	c.paths = as.Table(c.routes())
 	return c, nil
 }
 
-// Handles reports whether path is one of Keycloak's paths.
-func (c *Compat) Handles(path string) bool {
-	return c.as.Route(c.mux, &http.Request{Method: http.MethodGet, URL: &url.URL{Path: path}}) != nil
-}
+// Handles reports whether path is one of its paths.
+func (c *Compat) Handles(path string) bool { return c.paths.Handles(path) }
 
-// ServeHTTP serves Keycloak's paths; any other gets a 404 in OAuth error
-// format, as the AS answers (Endpoints serves the AS's paths too).
-func (c *Compat) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if h := c.as.Route(c.mux, r); h != nil {
-		h.ServeHTTP(w, r)
-		return
-	}
-	oauth.WriteError(w, oauth.ErrNotFound("no such endpoint"))
-}
-
-// Paths is what serves the paths under an issuer: the AS's endpoints and
-// its pages (people.Endpoints), or these joined with Keycloak's
-// (Endpoints).
-type Paths interface {
-	http.Handler
-	// Handles reports whether path is one it serves.
-	Handles(path string) bool
-}
-
-// Endpoints serves, under one issuer, Keycloak's paths and every path of
-// Next: what the uma_server handler serves in compat mode.
-type Endpoints struct {
-	// Compat serves Keycloak's paths.
-	Compat *Compat
-	// Next serves the AS's own endpoints and pages.
-	Next Paths
-}
-
-// Handles reports whether path is one of Keycloak's or of Next's.
-func (e Endpoints) Handles(path string) bool { return e.Compat.Handles(path) || e.Next.Handles(path) }
-
-// ServeHTTP serves a Keycloak path, or else a path of Next (with its 404
-// for any other).
-func (e Endpoints) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if e.Compat.Handles(r.URL.Path) {
-		e.Compat.ServeHTTP(w, r)
-		return
-	}
-	e.Next.ServeHTTP(w, r)
-}
+// ServeHTTP serves its paths; any other gets a 404 in OAuth error format,
+// as the AS answers (join it with the AS's paths with authz.Join).
+func (c *Compat) ServeHTTP(w http.ResponseWriter, r *http.Request) { c.paths.ServeHTTP(w, r) }
 
 // routes is the route table of Keycloak's paths, relative to the issuer's
 // path: the token, introspection and key paths, then the protection API:

@@ -38,7 +38,7 @@ func newCompatAS(t *testing.T, mod func(*authz.Config)) (*authztest.AS, *keycloa
 	if err != nil {
 		t.Fatal(err)
 	}
-	as.SetRoot(keycloak.Endpoints{Compat: kc, Next: as.WithOwnerAPI(as.Server)})
+	as.SetRoot(authz.Join{First: kc, Next: as.WithOwnerAPI(as.Server)})
 	return as, kc
 }
 

@@ -22,7 +22,6 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"net/url"
 	"sort"
 
 	"github.com/caddy-uma/caddy-uma/authz"
@@ -41,14 +40,15 @@ const (
 
 // API serves the owner API of one AS.
 type API struct {
-	as  *authz.Server
-	mux *http.ServeMux
+	as *authz.Server
+	// paths is its route table, served as the AS serves its own.
+	paths authz.Paths
 }
 
 // New returns the owner API of as.
 func New(as *authz.Server) *API {
 	a := &API{as: as}
-	a.mux = as.Mux(a.routes())
+	a.paths = as.Table(a.routes())
 	return a
 }
 
@@ -69,50 +69,12 @@ func (a *API) routes() []authz.Route {
 	}
 }
 
-// Handles reports whether path is one of the owner API's.
-func (a *API) Handles(path string) bool {
-	return a.as.Route(a.mux, &http.Request{Method: http.MethodGet, URL: &url.URL{Path: path}}) != nil
-}
+// Handles reports whether path is one of its paths.
+func (a *API) Handles(path string) bool { return a.paths.Handles(path) }
 
-// ServeHTTP serves the owner API; any other path gets a 404 in OAuth error
-// format, as the AS answers (Endpoints serves the AS's paths too).
-func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if h := a.as.Route(a.mux, r); h != nil {
-		h.ServeHTTP(w, r)
-		return
-	}
-	oauth.WriteError(w, oauth.ErrNotFound("no such endpoint"))
-}
-
-// Paths is what serves the other paths under the issuer: the AS's
-// endpoints, or these joined with its pages (people.Endpoints).
-type Paths interface {
-	http.Handler
-	// Handles reports whether path is one it serves.
-	Handles(path string) bool
-}
-
-// Endpoints serves, under one issuer, the owner API and every path of
-// Next.
-type Endpoints struct {
-	// API serves the owner API.
-	API *API
-	// Next serves the AS's own endpoints (and its pages).
-	Next Paths
-}
-
-// Handles reports whether path is one of the owner API's or of Next's.
-func (e Endpoints) Handles(path string) bool { return e.API.Handles(path) || e.Next.Handles(path) }
-
-// ServeHTTP serves an owner API path, or else a path of Next (with its 404
-// for any other).
-func (e Endpoints) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if e.API.Handles(r.URL.Path) {
-		e.API.ServeHTTP(w, r)
-		return
-	}
-	e.Next.ServeHTTP(w, r)
-}
+// ServeHTTP serves its paths; any other gets a 404 in OAuth error format,
+// as the AS answers (join it with the AS's paths with authz.Join).
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.paths.ServeHTTP(w, r) }
 
 // ruleView is a rule module in the owner API.
 type ruleView struct {

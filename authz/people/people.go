@@ -244,7 +244,7 @@ func (s *Site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // Endpoints serves, under one issuer, the AS's endpoints and the pages
 // (when Site is not nil): what the uma_server handler serves, with the
-// owner API (ownerapi.Endpoints).
+// owner API (authz.Join).
 type Endpoints struct {
 	AS   *authz.Server
 	Site *Site

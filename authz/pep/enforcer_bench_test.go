@@ -50,7 +50,7 @@ func newEnforcerBench(b *testing.B) *enforcerBench {
 	if err != nil {
 		b.Fatal(err)
 	}
-	eb := &enforcerBench{srv: srv, paths: ownerapi.Endpoints{API: ownerapi.New(srv), Next: srv}, pat: pat,
+	eb := &enforcerBench{srv: srv, paths: authz.Join{First: ownerapi.New(srv), Next: srv}, pat: pat,
 		idToken: idp.Sign(b, map[string]any{"aud": "app", "sub": "doc", "email": "doctor@clinic.example"})}
 	if rec := eb.serve("PUT", ownerapi.PathRules+"/main", authztest.AliceRules, "text/plain", "Bearer "+pat); rec.Code != http.StatusOK {
 		b.Fatal(rec.Code, rec.Body.String())
