@@ -55,7 +55,8 @@ func (s *Server) evaluateRules(ctx context.Context, res store.Resource, scopes [
 		ev.Decision, err = s.engine.EvaluateDraft(ctx, owner, trial, in)
 	} else {
 		// Rules in force are evaluated at once; only rules not compiled
-		// yet (the first use after a start or a change) wait here.
+		// yet (the first use after a start or a change, or of a shard of
+		// owners' rules dropped from memory) wait, here or in Evaluate.
 		if err := s.rules.InForce(ctx, owner); err != nil {
 			return ev, err
 		}

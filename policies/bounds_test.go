@@ -168,6 +168,15 @@ func TestCompileGate(t *testing.T) {
 	bobs := rules(`allow contains "view" if lib.is_subject("bob")`)
 	must(t, e.SetOwnerModules(t.Context(), "bob", bobs))
 	draft := rules(`allow contains "download" if lib.is_subject("bob")`)
+	// bob's rules are compiled (with their shard) at their first
+	// evaluation; carol's, in the next shard, are not yet.
+	if _, err := e.Evaluate(t.Context(), "bob", Input{Resource: Resource{Owner: "bob"}, Now: t0}); err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i < shardSize; i++ {
+		must(t, e.SetOwnerModules(t.Context(), fmt.Sprintf("owner-%d", i), bobs))
+	}
+	must(t, e.SetOwnerModules(t.Context(), "carol", bobs))
 
 	// mallory's compilation runs (held here).
 	done, err := e.gate.enter(t.Context(), "mallory", false, 0)
@@ -192,6 +201,12 @@ func TestCompileGate(t *testing.T) {
 			if err == nil && len(d.Granted) != 1 {
 				err = fmt.Errorf("granted %v", d.Granted)
 			}
+			return err
+		}},
+		{"rules in force not compiled yet wait, until the caller gives up", context.DeadlineExceeded, func() error {
+			ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+			defer cancel()
+			_, err := e.Evaluate(ctx, "carol", Input{Resource: Resource{Scopes: []string{"view"}}, Subject: "bob", Now: t0})
 			return err
 		}},
 		{"rules put in force wait, until the caller gives up", context.DeadlineExceeded, func() error {

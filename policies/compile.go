@@ -223,14 +223,16 @@ type program struct {
 	// refused, when not nil, is the error (matching ErrBroken) of every
 	// evaluation: the rules could not be put in force.
 	refused error
-	// evicted marks rules whose compilation was dropped to bound memory
-	// (Engine.admit): they keep their sources, and evaluate to
+	// evicted marks rules whose compilation is not in memory: dropped to
+	// bound memory (Engine.admit, a shard dropped), or waiting for their
+	// shard's compilation (see shard.go). They keep their sources;
+	// Evaluate compiles their shard, if they have one, or else answers
 	// ErrNotInForce.
 	evicted bool
-	// shard marks rules compiled in a shard (see shard.go): query is the
-	// shard's, shared by its members, and decides for the owner of the
-	// input's resource.
-	shard bool
+	// shard, when not nil, is the shard these rules were compiled in (see
+	// shard.go): query is the shard's, shared by its members, and decides
+	// for the owner of the input's resource.
+	shard *shard
 }
 
 // dropped returns p without its compilation.

@@ -44,6 +44,7 @@ const (
 	DefaultMaxClosureDepth  = 4
 	DefaultMaxOwnerCompiles = 1
 	DefaultMaxOwnersInForce = 256
+	DefaultMaxShardsInForce = 256
 )
 
 // DefaultMaxCompiles is the default of Options.MaxCompiles: half the CPUs
@@ -106,6 +107,14 @@ type Options struct {
 	// compilation of the library with 63 other owners, do not count.
 	// Default 256.
 	MaxOwnersInForce int
+	// MaxShardsInForce bounds the shards (see shard.go) whose compilation
+	// stays in memory: each holds the rules of up to 64 owners with one
+	// copy of the library, about 0.7 MiB for 64 owners' rules of a few
+	// lines each. A shard is compiled when one of its owners is first
+	// evaluated; past the bound, the shard evaluated longest ago is
+	// dropped, and compiled again at its next evaluation. Default 256
+	// (16,384 owners).
+	MaxShardsInForce int
 
 	// Observer receives the duration and outcome of every compilation
 	// and evaluation, for metrics; nil means none.
@@ -135,6 +144,7 @@ func (o Options) withDefaults() Options {
 	orDefault(&o.MaxCompiles, DefaultMaxCompiles())
 	orDefault(&o.MaxOwnerCompiles, DefaultMaxOwnerCompiles)
 	orDefault(&o.MaxOwnersInForce, DefaultMaxOwnersInForce)
+	orDefault(&o.MaxShardsInForce, DefaultMaxShardsInForce)
 	if o.Observer == nil {
 		o.Observer = nopObserver{}
 	}
@@ -206,7 +216,7 @@ func NewEngine(opts Options) *Engine {
 		cache:    compiledCache{index: map[cacheKey]*list.Element{}},
 		gate:     newCompileGate(opts.MaxCompiles, opts.MaxOwnerCompiles),
 		resident: map[string]*ownerSlot{},
-		shards:   shards{of: map[string]*shard{}},
+		shards:   shards{of: map[string]*shard{}, live: map[*shard]struct{}{}},
 	}
 }
 
@@ -245,7 +255,7 @@ func (e *Engine) SetOwnerModules(ctx context.Context, owner string, modules map[
 func (e *Engine) admit(owner string, slot *ownerSlot) {
 	p := slot.prog.Load()
 	e.residentMu.Lock()
-	if p == nil || p.evicted || p.refused != nil || p.shard {
+	if p == nil || p.evicted || p.refused != nil || p.shard != nil {
 		delete(e.resident, owner)
 		e.residentMu.Unlock()
 		return
@@ -267,7 +277,7 @@ func (e *Engine) admit(owner string, slot *ownerSlot) {
 	e.residentMu.Unlock()
 	for _, v := range victims {
 		v.mu.Lock()
-		if p := v.prog.Load(); p != nil && !p.evicted && p.refused == nil && !p.shard {
+		if p := v.prog.Load(); p != nil && !p.evicted && p.refused == nil && p.shard == nil {
 			v.prog.Store(p.dropped())
 		}
 		v.mu.Unlock()
@@ -288,7 +298,7 @@ func (e *Engine) set(ctx context.Context, slot *ownerSlot, k *ruleKind, owner st
 	h := hashModules(k, modules)
 	if len(modules) == 0 {
 		slot.prog.Store(nil)
-	} else if cur := slot.prog.Load(); cur == nil || cur.hash != h || cur.refused != nil || cur.evicted {
+	} else if cur := slot.prog.Load(); cur == nil || cur.hash != h || cur.refused != nil || cur.evicted && !e.member(owner, h) {
 		p, err := e.program(ctx, k, owner, modules, true)
 		if err != nil {
 			return err
@@ -348,9 +358,20 @@ func (e *Engine) Evaluate(ctx context.Context, owner string, in Input) (Decision
 		slot := v.(*ownerSlot)
 		if p := slot.prog.Load(); p != nil {
 			if p.evicted {
-				return Decision{}, fmt.Errorf("%w: %s", ErrNotInForce, owner)
+				// Compiled in its shard on first use, or dropped to bound
+				// memory: compile the owner's shard, if they have one.
+				if err := e.compileShardOf(ctx, owner, slot); err != nil {
+					return Decision{}, err
+				}
+				if p = slot.prog.Load(); p == nil || p.evicted {
+					return Decision{}, fmt.Errorf("%w: %s", ErrNotInForce, owner)
+				}
 			}
-			slot.used.Store(e.tick.Add(1))
+			tick := e.tick.Add(1)
+			slot.used.Store(tick)
+			if p.shard != nil {
+				p.shard.used.Store(tick)
+			}
 			prog = p
 		}
 	}

@@ -85,7 +85,7 @@ func (e *Engine) load(ctx context.Context, slot *ownerSlot, k *ruleKind, owner s
 
 	slot.mu.Lock()
 	defer slot.mu.Unlock()
-	if cur := slot.prog.Load(); cur != nil && !cur.evicted && slot.last == h {
+	if cur := slot.prog.Load(); cur != nil && slot.last == h && (!cur.evicted || e.member(owner, cur.hash)) {
 		return slot.lastLoad, nil
 	}
 	if len(all) == 0 {

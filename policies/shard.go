@@ -3,9 +3,11 @@ package policies
 import (
 	"context"
 	"crypto/sha256"
+	"fmt"
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
@@ -27,13 +29,22 @@ import (
 // and the library (data.uma.lib) stays compiled on their own: in a shard,
 // nothing an owner writes can reach another owner's rules.
 //
-// A shard is compiled again, by the caller putting rules in force, once
-// half of it changed since it was last compiled (owners added, changed or
-// removed): each compilation of a shard is shared by at least
-// shardSize/2 changes. Until then, an owner's new rules are in force
-// compiled on their own, and the shard keeps the owner's old rules unused.
-// A shard keeps of its members only their sources, which the programs in
-// force keep anyway: each compilation of it parses them again.
+// A shard is compiled when one of its owners is first evaluated (until
+// then its owners' rules are in force as sources only, evicted), and kept
+// while it is among the Options.MaxShardsInForce shards evaluated most
+// recently; a shard dropped is compiled again at its next evaluation. So
+// rules nobody asks about take no memory but their sources, and a start
+// compiles each owner's rules once, on their own (the check that names
+// their errors), not also their shard.
+//
+// A shard in memory is compiled again, by the caller putting rules in
+// force, once half of it changed since it was last compiled (owners
+// added, changed or removed): each compilation of a shard is shared by at
+// least shardSize/2 changes. Until then, an owner's new rules are in
+// force compiled on their own, and the shard keeps the owner's old rules
+// unused. A shard keeps of its members only their sources, which the
+// programs in force keep anyway: each compilation of it parses them
+// again.
 
 // shardSize is the number of owners whose rules share one compilation.
 const shardSize = 64
@@ -59,8 +70,9 @@ const shardQuery = `{
 // shards are the shards of an Engine's owners.
 type shards struct {
 	mu   sync.Mutex
-	of   map[string]*shard // owner -> the shard holding their rules
-	open *shard            // the shard new owners join, nil when full
+	of   map[string]*shard   // owner -> the shard holding their rules
+	open *shard              // the shard new owners join, nil when full
+	live map[*shard]struct{} // the shards compiled, in memory
 }
 
 // shard is the rules of up to shardSize owners compiled together.
@@ -68,6 +80,10 @@ type shard struct {
 	mu      sync.Mutex // serializes compilations; guards the fields
 	members map[string]*member
 	changed int // members added, changed or removed since the last compilation
+
+	// used is the Engine's tick at the last evaluation from this
+	// shard's compilation.
+	used atomic.Int64
 }
 
 // member is an owner's rules in a shard: hash, sources and undefined are
@@ -81,15 +97,16 @@ type member struct {
 }
 
 // pack puts an owner's rules in force compiled on their own (p) in a
-// shard, or takes them out of it if p is nil or cannot be shared, and
-// compiles the shard again if half of it changed. It returns with p, or
-// the shard's compilation of the same rules, in force.
+// shard, or takes them out of it if p is nil or cannot be shared (slot.mu
+// held). If the shard is not in memory, the owner's rules are left in
+// force as sources only, compiled with their shard at their next
+// evaluation; if it is, it is compiled again once half of it changed.
 func (e *Engine) pack(ctx context.Context, owner string, slot *ownerSlot, p *program) {
-	if p != nil && p.shard {
+	if p != nil && p.shard != nil {
 		return // in force from a shard already
 	}
 	var m *member
-	if p != nil && p.refused == nil && !p.evicted {
+	if p != nil && p.refused == nil {
 		if _, ok := confined(owner, p.modules); ok {
 			m = &member{slot: slot, hash: p.hash, sources: p.modules, undefined: p.undefined}
 		}
@@ -113,13 +130,14 @@ func (e *Engine) pack(ctx context.Context, owner string, slot *ownerSlot, p *pro
 	e.shards.mu.Unlock()
 
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	old := s.members[owner]
 	switch {
 	case m == nil && old == nil:
+		s.mu.Unlock()
 		return
 	case m != nil && old != nil && old.hash == m.hash:
 		old.slot = slot
+		s.mu.Unlock()
 		return // the same rules again
 	case m == nil:
 		delete(s.members, owner)
@@ -131,23 +149,75 @@ func (e *Engine) pack(ctx context.Context, owner string, slot *ownerSlot, p *pro
 	if s == e.shards.open && len(s.members) >= shardSize {
 		e.shards.open = nil
 	}
-	e.shards.mu.Unlock()
-	if s.changed < shardSize/2 || len(s.members) == 0 {
-		return
+	_, live := e.shards.live[s]
+	if live && len(s.members) == 0 {
+		delete(e.shards.live, s)
+		live = false
 	}
-	e.compileShard(ctx, s)
+	e.shards.mu.Unlock()
+	var victims []*shard
+	switch {
+	case m != nil && !live:
+		// Compiled with the shard when first evaluated.
+		if slot.prog.Load() == p && !p.evicted {
+			slot.prog.Store(p.dropped())
+		}
+	case live && s.changed >= shardSize/2:
+		victims, _ = e.compileShard(ctx, s)
+	}
+	s.mu.Unlock()
+	e.dropShards(victims)
+}
+
+// member reports whether the owner's rules with hash h are in a shard.
+func (e *Engine) member(owner string, h [sha256.Size]byte) bool {
+	e.shards.mu.Lock()
+	s := e.shards.of[owner]
+	e.shards.mu.Unlock()
+	if s == nil {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.members[owner]
+	return m != nil && m.hash == h
+}
+
+// compileShardOf compiles the shard of an owner whose rules in force
+// (slot) are not compiled, unless another evaluation did meanwhile. An
+// owner without a shard is left as they are.
+func (e *Engine) compileShardOf(ctx context.Context, owner string, slot *ownerSlot) error {
+	e.shards.mu.Lock()
+	s := e.shards.of[owner]
+	e.shards.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	var victims []*shard
+	var err error
+	s.mu.Lock()
+	if p := slot.prog.Load(); p != nil && p.evicted {
+		victims, err = e.compileShard(ctx, s)
+	}
+	s.mu.Unlock()
+	e.dropShards(victims)
+	return err
 }
 
 // compileShard compiles the shard s (s.mu held) and puts each member's
 // rules from it in force, where the member's rules in force are still
-// those it holds. If the compilation cannot run or fails, nothing changes:
-// the members' rules stay in force compiled on their own. It is counted
-// neither in Engine.compiles nor by the Observer, which see the rule sets
-// compiled on their own.
-func (e *Engine) compileShard(ctx context.Context, s *shard) {
+// those it holds. It returns the shards evaluated longest ago, past
+// Options.MaxShardsInForce, for the caller to drop (dropShards) once it
+// released s.mu. If the compilation cannot run, the error says why
+// (ErrBusy, ErrCompileTimeout, ctx's) and nothing changes; if it fails,
+// which rules that compiled on their own cannot, the members leave the
+// shard, to be compiled on their own. It is counted neither in
+// Engine.compiles nor by the Observer, which see the rule sets compiled
+// on their own.
+func (e *Engine) compileShard(ctx context.Context, s *shard) ([]*shard, error) {
 	release, err := e.gate.enter(ctx, "", true, e.opts.CompileTimeout)
 	if err != nil {
-		return
+		return nil, err
 	}
 	defer release()
 	ctx, cancel := context.WithTimeout(ctx, e.opts.CompileTimeout)
@@ -155,7 +225,6 @@ func (e *Engine) compileShard(ctx context.Context, s *shard) {
 
 	lib, _ := library()
 	parsed := maps.Clone(lib)
-	members := make(map[string]*member, len(s.members))
 	for owner, m := range s.members {
 		modules, ok := confined(owner, m.sources)
 		if !ok {
@@ -164,7 +233,6 @@ func (e *Engine) compileShard(ctx context.Context, s *shard) {
 		for name, mod := range modules {
 			parsed[userPrefix+owner+"/"+name] = mod
 		}
-		members[owner] = m
 	}
 	c := withDeadline(ctx, ast.NewCompiler().
 		WithCapabilities(capabilities).
@@ -172,13 +240,20 @@ func (e *Engine) compileShard(ctx context.Context, s *shard) {
 		WithDefaultRegoVersion(ast.RegoV1))
 	c.Compile(parsed)
 	if ctx.Err() != nil {
-		return
+		return nil, compileStopped(ctx)
 	}
 	if c.Failed() {
-		// Cannot happen with rules that compiled on their own; should it,
-		// try again only after as many changes.
-		s.changed = 0
-		return
+		e.shards.mu.Lock()
+		for owner := range s.members {
+			delete(e.shards.of, owner)
+		}
+		if e.shards.open == s {
+			e.shards.open = nil
+		}
+		delete(e.shards.live, s)
+		e.shards.mu.Unlock()
+		s.members = map[string]*member{}
+		return nil, nil
 	}
 	c.Graph = nil // only the compilation needs it (rule order, recursion)
 	query, err := rego.New(
@@ -187,15 +262,18 @@ func (e *Engine) compileShard(ctx context.Context, s *shard) {
 		rego.GenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }),
 	).PrepareForEval(ctx)
 	if err != nil {
-		return
+		if ctx.Err() != nil {
+			return nil, compileStopped(ctx)
+		}
+		return nil, fmt.Errorf("%w: %v", ErrEvaluation, err)
 	}
 	s.changed = 0
-	for owner, m := range members {
+	for owner, m := range s.members {
 		cur := m.slot.prog.Load()
 		if cur == nil || cur.refused != nil || cur.hash != m.hash {
 			continue // changed meanwhile: the next pack of it counts it
 		}
-		p := &program{hash: m.hash, modules: m.sources, query: query, undefined: m.undefined, shard: true}
+		p := &program{hash: m.hash, modules: m.sources, query: query, undefined: m.undefined, shard: s}
 		if m.slot.prog.CompareAndSwap(cur, p) {
 			e.residentMu.Lock()
 			if e.resident[owner] == m.slot {
@@ -203,6 +281,42 @@ func (e *Engine) compileShard(ctx context.Context, s *shard) {
 			}
 			e.residentMu.Unlock()
 		}
+	}
+	var victims []*shard
+	e.shards.mu.Lock()
+	e.shards.live[s] = struct{}{}
+	s.used.Store(e.tick.Add(1))
+	for len(e.shards.live) > e.opts.MaxShardsInForce {
+		var old *shard
+		for v := range e.shards.live {
+			if v != s && (old == nil || v.used.Load() < old.used.Load()) {
+				old = v
+			}
+		}
+		delete(e.shards.live, old)
+		victims = append(victims, old)
+	}
+	e.shards.mu.Unlock()
+	return victims, nil
+}
+
+// dropShards drops the compilations of shards no longer in memory: their
+// members' rules stay in force as sources only, and their next evaluation
+// compiles the shard again. A shard compiled again meanwhile is kept.
+func (e *Engine) dropShards(victims []*shard) {
+	for _, v := range victims {
+		v.mu.Lock()
+		e.shards.mu.Lock()
+		_, live := e.shards.live[v]
+		e.shards.mu.Unlock()
+		if !live {
+			for _, m := range v.members {
+				if cur := m.slot.prog.Load(); cur != nil && cur.shard == v {
+					m.slot.prog.CompareAndSwap(cur, cur.dropped())
+				}
+			}
+		}
+		v.mu.Unlock()
 	}
 }
 

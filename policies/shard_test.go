@@ -55,7 +55,7 @@ func inShard(e *Engine, owner string) bool {
 		return false
 	}
 	p := v.(*ownerSlot).prog.Load()
-	return p != nil && p.shard
+	return p != nil && p.shard != nil
 }
 
 // TestShardsDecideAsAlone: owners' rules compiled together in shards
@@ -110,19 +110,20 @@ func TestShardsDecideAsAlone(t *testing.T) {
 	for i := range owners {
 		owner := fmt.Sprintf("owner-%d", i)
 		set := i % len(sets)
+		alonedec := decide(t, alone, fmt.Sprintf("owner-%d", set))
+		if got := decide(t, e, owner); !reflect.DeepEqual(got, alonedec) {
+			t.Errorf("%s (%v):\n got %+v\nwant %+v", owner, sets[set], got, alonedec)
+		}
 		if inShard(e, owner) {
 			sharded++
 			if set >= len(kinds) && set < len(kinds)+len(snoops) {
 				t.Errorf("%s: rules that read other data were compiled in a shard: %v", owner, sets[set])
 			}
 		}
-		alonedec := decide(t, alone, fmt.Sprintf("owner-%d", set))
-		if got := decide(t, e, owner); !reflect.DeepEqual(got, alonedec) {
-			t.Errorf("%s (%v):\n got %+v\nwant %+v", owner, sets[set], got, alonedec)
-		}
 	}
-	// Every shard but the one still filling was compiled.
-	if want := owners - shardSize - len(snoops)*owners/len(sets); sharded < want {
+	// Every owner evaluated whose rules read only their package and the
+	// library is in force from a shard.
+	if want := owners - len(snoops)*owners/len(sets); sharded < want {
 		t.Errorf("%d owners' rules in force from shards, want at least %d", sharded, want)
 	}
 }
@@ -137,9 +138,6 @@ func TestShardsFollowChanges(t *testing.T) {
 	for i := range shardSize {
 		must(t, e.SetOwnerModules(ctx, fmt.Sprintf("owner-%d", i), view))
 	}
-	if !inShard(e, "owner-0") {
-		t.Fatal("owner-0's rules are not in a shard")
-	}
 	granted := func(owner string) []string {
 		t.Helper()
 		d, err := e.Evaluate(ctx, owner, shardInputs(owner)[5])
@@ -150,6 +148,9 @@ func TestShardsFollowChanges(t *testing.T) {
 	}
 	if got := granted("owner-0"); !slices.Equal(got, []string{"read"}) {
 		t.Fatalf("owner-0 granted %v, want read", got)
+	}
+	if !inShard(e, "owner-0") {
+		t.Fatal("owner-0's rules are not in a shard once evaluated")
 	}
 	write := rules(`allow contains "write" if lib.is_subject("bob")`)
 	must(t, e.SetOwnerModules(ctx, "owner-0", write))
@@ -198,13 +199,13 @@ func TestShardsKeepOwnersApart(t *testing.T) {
 			"allow contains \"s%d\" if input.resource.owner == %q\n\ndeny contains \"d%d\"\n", i, owner, i))))
 	}
 	for i, owner := range names {
-		if !inShard(e, owner) {
-			t.Fatalf("%q: rules not in a shard", owner)
-		}
 		in := shardInputs(owner)[0]
 		d, err := e.Evaluate(ctx, owner, in)
 		if err != nil {
 			t.Fatalf("%q: %v", owner, err)
+		}
+		if !inShard(e, owner) {
+			t.Fatalf("%q: rules not in a shard", owner)
 		}
 		if want := []string{fmt.Sprintf("s%d", i)}; !slices.Equal(d.Allow, want) {
 			t.Errorf("%q: allow %v, want %v", owner, d.Allow, want)
@@ -217,4 +218,77 @@ func TestShardsKeepOwnersApart(t *testing.T) {
 			t.Errorf("%q evaluated on %q's resource: %+v, %v", owner, in.Resource.Owner, d, err)
 		}
 	}
+}
+
+// TestShardsCompiledWhenEvaluatedAndBounded: owners' rules put in force
+// are compiled with their shard at the first evaluation of one of its
+// owners, not before; past MaxShardsInForce the shard evaluated longest
+// ago is dropped, and its owners' next evaluation compiles it again, with
+// the same decisions. Rules read again unchanged compile nothing.
+func TestShardsCompiledWhenEvaluatedAndBounded(t *testing.T) {
+	ctx := t.Context()
+	e := newTestEngine(Options{MaxShardsInForce: 2})
+	owner := func(shard, i int) string { return fmt.Sprintf("owner-%d-%d", shard, i) }
+	for sh := range 3 {
+		for i := range shardSize {
+			must(t, e.SetOwnerModules(ctx, owner(sh, i), rules(fmt.Sprintf(
+				"allow contains \"s%d\" if lib.is_subject(\"bob\")\n", sh))))
+		}
+	}
+	compiled := func() int {
+		e.shards.mu.Lock()
+		defer e.shards.mu.Unlock()
+		return len(e.shards.live)
+	}
+	if n := compiled(); n != 0 {
+		t.Fatalf("%d shards compiled before any evaluation, want 0", n)
+	}
+	check := func(sh, i int) {
+		t.Helper()
+		o := owner(sh, i)
+		d, err := e.Evaluate(ctx, o, shardInputs(o)[0])
+		if err != nil {
+			t.Fatalf("Evaluate(%s): %v", o, err)
+		}
+		if want := []string{fmt.Sprintf("s%d", sh)}; !slices.Equal(d.Allow, want) {
+			t.Errorf("%s: allow %v, want %v", o, d.Allow, want)
+		}
+		if !inShard(e, o) {
+			t.Errorf("%s: not in force from a shard once evaluated", o)
+		}
+	}
+	check(0, 0)
+	if n := compiled(); n != 1 {
+		t.Errorf("%d shards compiled after one evaluation, want 1", n)
+	}
+	check(0, 5) // the same shard: nothing more compiled
+	check(1, 3)
+	check(2, 7) // past the bound: shard 0 was evaluated longest ago
+	if n := compiled(); n != 2 {
+		t.Errorf("%d shards compiled, want the bound, 2", n)
+	}
+	if inShard(e, owner(0, 0)) {
+		t.Errorf("%s: shard 0 still compiled past the bound", owner(0, 0))
+	}
+	if got := e.OwnerModules(owner(0, 0)); len(got) == 0 {
+		t.Errorf("a dropped shard's owner lost their sources")
+	}
+	compiles := e.compiles.Load()
+	// Rules read again unchanged (as the authorization server does when
+	// its change feed is not fresh) compile nothing, in or out of memory.
+	for _, o := range []string{owner(0, 1), owner(2, 1)} {
+		if _, err := e.LoadOwnerModules(ctx, o, rules(fmt.Sprintf(
+			"allow contains \"s%s\" if lib.is_subject(\"bob\")\n", o[6:7])), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := e.compiles.Load() - compiles; n != 0 {
+		t.Errorf("%d compilations to read unchanged rules again, want 0", n)
+	}
+	check(0, 1) // compiled again, dropping shard 1
+	check(2, 2)
+	if inShard(e, owner(1, 3)) {
+		t.Errorf("%s: shard 1 still compiled past the bound", owner(1, 3))
+	}
+	check(1, 3)
 }
