@@ -122,6 +122,32 @@ func postgresSchema(ctx context.Context, dsn string) (string, func(), error) {
 	return u.String(), drop, nil
 }
 
+// analyze runs VACUUM (ANALYZE) on the tables of dsn's schema.
+func analyze(ctx context.Context, dsn string) error {
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	conn, err := pgx.Connect(cctx, dsn)
+	if err != nil {
+		return fmt.Errorf("analyze: %w", err)
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(cctx, "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = current_schema()")
+	if err != nil {
+		return fmt.Errorf("analyze: %w", err)
+	}
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("analyze: %w", err)
+	}
+	for _, t := range tables {
+		if _, err := conn.Exec(cctx, "VACUUM (ANALYZE) "+t); err != nil {
+			return fmt.Errorf("analyze %s: %w", t, err)
+		}
+	}
+	return nil
+}
+
+// redactDSN hides the password of a DSN, for messages.
 func redactDSN(dsn string) string {
 	u, err := url.Parse(dsn)
 	if err != nil || u.User == nil {
@@ -233,6 +259,13 @@ func runBackend(ctx context.Context, o options, backend, bin, dir string, up *up
 		sr.RSSMiB, _ = caddy.rssMiB()
 		fmt.Fprintf(out, "\n-- %s, %d resources over %d owners: seeded %d in %.1f s (%.0f/s), RSS %.0f MiB\n",
 			backend, size, min(size, o.owners), len(added), sr.SeedSeconds, sr.SeedRate, sr.RSSMiB)
+		if cfg.DSN != "" && len(added) > 0 {
+			// What autovacuum does after a bulk load, done now rather than
+			// during a round: the planner's statistics of the new rows.
+			if err := analyze(ctx, cfg.DSN); err != nil {
+				return br, err
+			}
+		}
 
 		w, pool, err := prepare(ctx, o, c, all, rng)
 		if err != nil {

@@ -575,7 +575,7 @@ func (e *Enforcer) Decide(r *http.Request) Decision {
 	if e.mode == Disabled {
 		return Decision{Allow: true, Reason: ReasonDisabled}
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), e.timeout)
+	ctx, cancel := withLazyDeadline(r.Context(), e.timeout)
 	defer cancel()
 	d := e.decide(ctx, r)
 	if !d.Allow && e.mode == Permissive {
