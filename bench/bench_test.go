@@ -71,7 +71,8 @@ func TestSmoke(t *testing.T) {
 	// The binary as the harness builds it, once for every test here.
 	// Half a second per scenario keeps the test under a minute on a busy
 	// machine.
-	args := []string{"-smoke", "-duration", "500ms", "-caddy", caddyBinary(t)}
+	profiles := t.TempDir()
+	args := []string{"-smoke", "-duration", "500ms", "-caddy", caddyBinary(t), "-profile", profiles}
 	if inCI() {
 		// PostgreSQL must answer in CI: naming the backends makes it
 		// required.
@@ -114,8 +115,17 @@ func TestSmoke(t *testing.T) {
 			t.Fatalf("%s: sizes %+v, want one of 1 resource", be.Backend, be.Sizes)
 		}
 		sz := be.Sizes[0]
-		if sz.RSSMiB <= 0 {
-			t.Errorf("%s: no resident memory", be.Backend)
+		if sz.RSSMiB <= 0 || sz.Seeded.Anon <= 0 {
+			t.Errorf("%s: no resident memory: %+v", be.Backend, sz.Seeded)
+		}
+		if sz.AfterRounds.HeapInuse <= 0 || sz.AfterRounds.NextGC <= 0 {
+			t.Errorf("%s: no Go heap figures from the admin endpoint: %+v", be.Backend, sz.AfterRounds)
+		}
+		for _, name := range []string{"1-heap", "1-" + scenarioGrant} {
+			path := filepath.Join(profiles, be.Backend+"-"+name+".pprof")
+			if fi, err := os.Stat(path); err != nil || fi.Size() == 0 {
+				t.Errorf("%s: no profile %s: %v", be.Backend, path, err)
+			}
 		}
 		seen := map[string]bool{}
 		for _, r := range sz.Runs {

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	_ "embed"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -200,39 +201,113 @@ func (p *caddyProcess) stop() {
 	})
 }
 
-// rssMiB reads VmRSS of the Caddy process from /proc.
-func (p *caddyProcess) rssMiB() (float64, error) {
+// memory is where Caddy's resident memory is, in MiB: the kernel's view
+// (VmRSS, split into anonymous pages and mapped files such as Badger's
+// tables and logs) and the Go runtime's (its heap in use, the heap pages
+// it holds idle and has not yet returned, and the heap size at which the
+// next collection starts).
+type memory struct {
+	RSS       float64 `json:"rss_mib"`
+	Anon      float64 `json:"anon_mib"`
+	File      float64 `json:"file_mib"`
+	HeapInuse float64 `json:"heap_inuse_mib,omitempty"`
+	HeapIdle  float64 `json:"heap_idle_unreturned_mib,omitempty"`
+	NextGC    float64 `json:"next_gc_mib,omitempty"`
+}
+
+func (m memory) String() string {
+	s := fmt.Sprintf("RSS %.0f MiB (anonymous %.0f, files %.0f)", m.RSS, m.Anon, m.File)
+	if m.HeapInuse > 0 { // the admin endpoint answered
+		s += fmt.Sprintf("; Go heap in use %.0f MiB, idle not yet returned %.0f, next GC at %.0f",
+			m.HeapInuse, m.HeapIdle, m.NextGC)
+	}
+	return s
+}
+
+// procMemory reads VmRSS, RssAnon and RssFile of the Caddy process from
+// /proc/<pid>/status.
+func (p *caddyProcess) procMemory() (memory, error) {
+	var m memory
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
 	if err != nil {
-		return 0, err
+		return m, err
 	}
 	defer f.Close()
+	fields := map[string]*float64{"VmRSS:": &m.RSS, "RssAnon:": &m.Anon, "RssFile:": &m.File}
+	found := 0
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
-			fields := strings.Fields(rest)
-			if len(fields) < 1 {
-				break
-			}
-			kb, err := strconv.ParseFloat(fields[0], 64)
+		words := strings.Fields(sc.Text())
+		if len(words) < 2 {
+			continue
+		}
+		if dst, ok := fields[words[0]]; ok {
+			kb, err := strconv.ParseFloat(words[1], 64)
 			if err != nil {
-				return 0, err
+				return m, err
 			}
-			return kb / 1024, nil
+			*dst = kb / 1024
+			found++
 		}
 	}
-	return 0, errors.New("no VmRSS in /proc/<pid>/status")
+	if found == 0 {
+		return m, errors.New("no VmRSS in /proc/<pid>/status")
+	}
+	return m, sc.Err()
+}
+
+// memory reads procMemory and the Go runtime's memstats of Caddy's admin
+// endpoint (/debug/vars); without the latter it reports the kernel's view.
+func (p *caddyProcess) memory(ctx context.Context) (memory, error) {
+	m, err := p.procMemory()
+	if err != nil {
+		return m, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/vars", p.admin), nil)
+	if err != nil {
+		return m, err
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return m, nil
+	}
+	defer resp.Body.Close()
+	var vars struct {
+		MemStats *struct {
+			HeapInuse, HeapIdle, HeapReleased, NextGC uint64
+		} `json:"memstats"`
+	}
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(resp.Body).Decode(&vars) != nil || vars.MemStats == nil {
+		return m, nil
+	}
+	const mib = 1 << 20
+	ms := vars.MemStats
+	m.HeapInuse = float64(ms.HeapInuse) / mib
+	m.HeapIdle = float64(ms.HeapIdle-min(ms.HeapReleased, ms.HeapIdle)) / mib
+	m.NextGC = float64(ms.NextGC) / mib
+	return m, nil
 }
 
 // profile fetches a CPU profile of d from Caddy's admin endpoint into path.
 func (p *caddyProcess) profile(ctx context.Context, d time.Duration, path string) error {
 	secs := max(1, int(d.Round(time.Second)/time.Second))
+	return p.fetchProfile(ctx, fmt.Sprintf("profile?seconds=%d", secs), d+30*time.Second, path)
+}
+
+// heapProfile fetches a heap profile (in use and allocated since the
+// start) from Caddy's admin endpoint into path, after a collection.
+func (p *caddyProcess) heapProfile(ctx context.Context, path string) error {
+	return p.fetchProfile(ctx, "heap?gc=1", 30*time.Second, path)
+}
+
+// fetchProfile copies /debug/pprof/<what> of the admin endpoint into path.
+func (p *caddyProcess) fetchProfile(ctx context.Context, what string, timeout time.Duration, path string) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet,
-		fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", p.admin, secs), nil)
+		fmt.Sprintf("http://%s/debug/pprof/%s", p.admin, what), nil)
 	if err != nil {
 		return err
 	}
-	resp, err := (&http.Client{Timeout: d + 30*time.Second}).Do(req)
+	resp, err := (&http.Client{Timeout: timeout}).Do(req)
 	if err != nil {
 		return fmt.Errorf("profile: %w", err)
 	}

@@ -118,7 +118,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	scenarios := fs.String("scenarios", strings.Join(allScenarios, ","), "scenarios, comma-separated (A, the plain proxy, always runs)")
 	backends := fs.String("backends", backendBadger+","+backendPostgres, "storage backends, comma-separated: badger, postgres")
 	fs.StringVar(&o.pgDSN, "pg-dsn", envOr("UMA_PG_DSN", defaultDSN), "PostgreSQL server (a new schema is created and dropped)")
-	fs.StringVar(&o.profileDir, "profile", "", "directory for a CPU profile of Caddy per scenario (first round), from its admin endpoint")
+	fs.StringVar(&o.profileDir, "profile", "", "directory for a CPU profile of Caddy per scenario (first round) and a heap profile per size (after its rounds), from its admin endpoint")
 	fs.StringVar(&o.jsonOut, "json", "", "also write the results as JSON to this file")
 	fs.StringVar(&o.caddyBin, "caddy", "", "a Caddy binary with the caddy-uma modules (default: go build ./cmd/caddy)")
 	fs.IntVar(&o.seedClients, "seed-clients", 32, "parallel clients registering resources")

@@ -35,6 +35,7 @@ type backendReport struct {
 	CommitFloorUs float64      `json:"commit_floor_us,omitempty"` // PostgreSQL only
 	StartSeconds  float64      `json:"start_seconds"`
 	RSSStartMiB   float64      `json:"rss_start_mib"`
+	StartMemory   memory       `json:"memory_at_start"`
 	Sizes         []sizeReport `json:"sizes"`
 }
 
@@ -44,6 +45,8 @@ type sizeReport struct {
 	SeedRate    float64     `json:"seed_rate"`
 	RSSMiB      float64     `json:"rss_mib"`       // after seeding
 	RSSAfterMiB float64     `json:"rss_after_mib"` // after the rounds
+	Seeded      memory      `json:"memory_after_seeding"`
+	AfterRounds memory      `json:"memory_after_rounds"`
 	Runs        []runResult `json:"runs"`
 }
 

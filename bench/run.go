@@ -225,8 +225,9 @@ func runBackend(ctx context.Context, o options, backend, bin, dir string, up *up
 		return br, err
 	}
 	br.StartSeconds = time.Since(t0).Seconds()
-	br.RSSStartMiB, _ = caddy.rssMiB()
-	fmt.Fprintf(out, "caddy started in %.1f s (RSS %.0f MiB); fsync floor %.0f µs", br.StartSeconds, br.RSSStartMiB, br.FsyncFloorUs)
+	br.StartMemory, _ = caddy.memory(ctx)
+	br.RSSStartMiB = br.StartMemory.RSS
+	fmt.Fprintf(out, "caddy started in %.1f s (%s); fsync floor %.0f µs", br.StartSeconds, br.StartMemory, br.FsyncFloorUs)
 	if br.CommitFloorUs > 0 {
 		fmt.Fprintf(out, ", PostgreSQL commit floor %.0f µs", br.CommitFloorUs)
 	}
@@ -256,9 +257,10 @@ func runBackend(ctx context.Context, o options, backend, bin, dir string, up *up
 		if len(added) > 0 {
 			sr.SeedRate = float64(len(added)) / sr.SeedSeconds
 		}
-		sr.RSSMiB, _ = caddy.rssMiB()
-		fmt.Fprintf(out, "\n-- %s, %d resources over %d owners: seeded %d in %.1f s (%.0f/s), RSS %.0f MiB\n",
-			backend, size, min(size, o.owners), len(added), sr.SeedSeconds, sr.SeedRate, sr.RSSMiB)
+		sr.Seeded, _ = caddy.memory(ctx)
+		sr.RSSMiB = sr.Seeded.RSS
+		fmt.Fprintf(out, "\n-- %s, %d resources over %d owners: seeded %d in %.1f s (%.0f/s), %s\n",
+			backend, size, min(size, o.owners), len(added), sr.SeedSeconds, sr.SeedRate, sr.Seeded)
 		if cfg.DSN != "" && len(added) > 0 {
 			// What autovacuum does after a bulk load, done now rather than
 			// during a round: the planner's statistics of the new rows.
@@ -279,7 +281,15 @@ func runBackend(ctx context.Context, o options, backend, bin, dir string, up *up
 				return br, err
 			}
 		}
-		sr.RSSAfterMiB, _ = caddy.rssMiB()
+		sr.AfterRounds, _ = caddy.memory(ctx)
+		sr.RSSAfterMiB = sr.AfterRounds.RSS
+		fmt.Fprintf(out, "   after the rounds: %s\n", sr.AfterRounds)
+		if o.profileDir != "" {
+			path := filepath.Join(o.profileDir, fmt.Sprintf("%s-%d-heap.pprof", backend, size))
+			if err := caddy.heapProfile(ctx, path); err != nil {
+				return br, err
+			}
+		}
 		br.Sizes = append(br.Sizes, sr)
 	}
 	return br, nil
