@@ -118,6 +118,9 @@ func TestSmoke(t *testing.T) {
 		if sz.RSSMiB <= 0 || sz.Seeded.Anon <= 0 {
 			t.Errorf("%s: no resident memory: %+v", be.Backend, sz.Seeded)
 		}
+		if sz.Load.Busy <= 0 || sz.Load.Busy > 1 || sz.Load.Steal < 0 || sz.Load.LoadAvg == "unknown" {
+			t.Errorf("%s: machine load during the rounds not measured: %+v", be.Backend, sz.Load)
+		}
 		if sz.AfterRounds.HeapInuse <= 0 || sz.AfterRounds.NextGC <= 0 {
 			t.Errorf("%s: no Go heap figures from the admin endpoint: %+v", be.Backend, sz.AfterRounds)
 		}

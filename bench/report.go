@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -47,6 +48,7 @@ type sizeReport struct {
 	RSSAfterMiB float64     `json:"rss_after_mib"` // after the rounds
 	Seeded      memory      `json:"memory_after_seeding"`
 	AfterRounds memory      `json:"memory_after_rounds"`
+	Load        machineLoad `json:"machine_during_rounds"`
 	Runs        []runResult `json:"runs"`
 }
 
@@ -97,13 +99,72 @@ func describeMachine() machine {
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(b))
 	}
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		f := strings.Fields(string(b))
-		if len(f) >= 3 {
-			m.LoadAvg = strings.Join(f[:3], " ")
-		}
-	}
+	m.LoadAvg = loadAverage()
 	return m
+}
+
+// loadAverage is the 1, 5 and 15 minute load averages of /proc/loadavg.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) >= 3 {
+		return strings.Join(f[:3], " ")
+	}
+	return "unknown"
+}
+
+// cpuClock is the time counters of all CPUs of /proc/stat, in ticks.
+type cpuClock struct{ total, idle, steal uint64 }
+
+// readCPUClock reads the "cpu" line of /proc/stat: user nice system idle
+// iowait irq softirq steal (guest time is within user).
+func readCPUClock() (cpuClock, bool) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuClock{}, false
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return cpuClock{}, false
+	}
+	var v [8]uint64
+	for i := range v {
+		n, err := strconv.ParseUint(f[i+1], 10, 64)
+		if err != nil {
+			return cpuClock{}, false
+		}
+		v[i] = n
+	}
+	var c cpuClock
+	for _, n := range v {
+		c.total += n
+	}
+	c.idle, c.steal = v[3]+v[4], v[7]
+	return c, true
+}
+
+// machineLoad is what the machine did while a size's rounds ran: the load
+// average at their end, the share of the CPUs' time busy (harness,
+// Caddy, PostgreSQL, anything else) and the share stolen by the
+// hypervisor for other guests. A steal above a few percent means that the
+// rates of those rounds are not comparable with a quiet run's.
+type machineLoad struct {
+	LoadAvg string  `json:"load_average"`
+	Busy    float64 `json:"cpu_busy"`
+	Steal   float64 `json:"cpu_steal"`
+}
+
+func measureLoad(from, to cpuClock) machineLoad {
+	l := machineLoad{LoadAvg: loadAverage()}
+	if d := to.total - from.total; to.total > from.total {
+		l.Busy = float64(d-(to.idle-from.idle)) / float64(d)
+		l.Steal = float64(to.steal-from.steal) / float64(d)
+	}
+	return l
+}
+
+func (l machineLoad) String() string {
+	return fmt.Sprintf("load average %s, CPUs busy %.0f%%, stolen by the hypervisor %.1f%%", l.LoadAvg, 100*l.Busy, 100*l.Steal)
 }
 
 func (m machine) text() string {

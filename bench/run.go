@@ -274,6 +274,7 @@ func runBackend(ctx context.Context, o options, backend, bin, dir string, up *up
 			return br, fmt.Errorf("size %d: %w", size, err)
 		}
 		fmt.Fprint(out, runHeader)
+		clock0, _ := readCPUClock()
 		for round := 1; round <= o.rounds; round++ {
 			runs, err := runRound(ctx, o, w, pool, caddy, backend, size, round, out)
 			sr.Runs = append(sr.Runs, runs...)
@@ -283,7 +284,9 @@ func runBackend(ctx context.Context, o options, backend, bin, dir string, up *up
 		}
 		sr.AfterRounds, _ = caddy.memory(ctx)
 		sr.RSSAfterMiB = sr.AfterRounds.RSS
-		fmt.Fprintf(out, "   after the rounds: %s\n", sr.AfterRounds)
+		clock1, _ := readCPUClock()
+		sr.Load = measureLoad(clock0, clock1)
+		fmt.Fprintf(out, "   after the rounds: %s\n   machine during the rounds: %s\n", sr.AfterRounds, sr.Load)
 		if o.profileDir != "" {
 			path := filepath.Join(o.profileDir, fmt.Sprintf("%s-%d-heap.pprof", backend, size))
 			if err := caddy.heapProfile(ctx, path); err != nil {
