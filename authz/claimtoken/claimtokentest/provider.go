@@ -40,11 +40,12 @@ type Provider struct {
 	discoveryIssuer string // issuer named in the discovery document
 	omitAlg         bool
 
-	mu     sync.Mutex
-	srv    *httptest.Server
-	addr   string
-	issuer string
-	key    *signingKey
+	mu      sync.Mutex
+	srv     *httptest.Server
+	release func() // while closed: gives back the reserved port
+	addr    string
+	issuer  string
+	key     *signingKey
 
 	failStatus        atomic.Int64 // non-zero: every request answers it
 	jwksRequests      atomic.Int64
@@ -82,7 +83,7 @@ func NewProvider(t testing.TB, opts ...Option) *Provider {
 	p.srv = httptest.NewServer(p.handler())
 	p.addr = p.srv.Listener.Addr().String()
 	p.issuer = p.srv.URL
-	t.Cleanup(p.Close)
+	t.Cleanup(p.closedForGood)
 	return p
 }
 
@@ -132,13 +133,30 @@ func (p *Provider) Rotate(t testing.TB) string {
 
 // Close takes the provider off the network: connections to it are refused
 // until Reopen. It may be called more than once.
+//
+// Its port stays reserved while it is closed (on Linux): connections to it
+// are refused, and no other server of the test gets it meanwhile.
 func (p *Provider) Close() {
 	p.mu.Lock()
-	srv := p.srv
+	defer p.mu.Unlock()
+	if p.srv == nil {
+		return
+	}
+	p.srv.Close()
 	p.srv = nil
-	p.mu.Unlock()
-	if srv != nil {
-		srv.Close()
+	if release, err := reserve(p.addr); err == nil {
+		p.release = release
+	}
+}
+
+// closedForGood is Close at the end of the test: the port is given back.
+func (p *Provider) closedForGood() {
+	p.Close()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.release != nil {
+		p.release()
+		p.release = nil
 	}
 }
 
@@ -153,6 +171,10 @@ func (p *Provider) Reopen(t testing.TB) {
 	defer p.mu.Unlock()
 	if p.srv != nil {
 		return
+	}
+	if p.release != nil {
+		p.release()
+		p.release = nil
 	}
 	l, err := net.Listen("tcp", p.addr)
 	if err != nil {
