@@ -115,7 +115,7 @@ func TestSmoke(t *testing.T) {
 			t.Fatalf("%s: sizes %+v, want one of 1 resource", be.Backend, be.Sizes)
 		}
 		sz := be.Sizes[0]
-		if sz.RSSMiB <= 0 || sz.Seeded.Anon <= 0 {
+		if sz.Seeded.RSS <= 0 || sz.Seeded.Anon <= 0 {
 			t.Errorf("%s: no resident memory: %+v", be.Backend, sz.Seeded)
 		}
 		if sz.Load.Busy <= 0 || sz.Load.Busy > 1 || sz.Load.Steal < 0 || sz.Load.LoadAvg == "unknown" {

@@ -35,7 +35,6 @@ type backendReport struct {
 	FsyncFloorUs  float64      `json:"fsync_floor_us"`
 	CommitFloorUs float64      `json:"commit_floor_us,omitempty"` // PostgreSQL only
 	StartSeconds  float64      `json:"start_seconds"`
-	RSSStartMiB   float64      `json:"rss_start_mib"`
 	StartMemory   memory       `json:"memory_at_start"`
 	Sizes         []sizeReport `json:"sizes"`
 }
@@ -44,8 +43,6 @@ type sizeReport struct {
 	Size        int         `json:"size"`
 	SeedSeconds float64     `json:"seed_seconds"`
 	SeedRate    float64     `json:"seed_rate"`
-	RSSMiB      float64     `json:"rss_mib"`       // after seeding
-	RSSAfterMiB float64     `json:"rss_after_mib"` // after the rounds
 	Seeded      memory      `json:"memory_after_seeding"`
 	AfterRounds memory      `json:"memory_after_rounds"`
 	Load        machineLoad `json:"machine_during_rounds"`
@@ -311,9 +308,9 @@ func (r *report) summary() string {
 		if be.CommitFloorUs > 0 {
 			fmt.Fprintf(&b, ", PostgreSQL commit floor %.0f µs", be.CommitFloorUs)
 		}
-		fmt.Fprintf(&b, "; started in %.1f s with RSS %.0f MiB", be.StartSeconds, be.RSSStartMiB)
+		fmt.Fprintf(&b, "; started in %.1f s with RSS %.0f MiB", be.StartSeconds, be.StartMemory.RSS)
 		for _, s := range be.Sizes {
-			fmt.Fprintf(&b, "; RSS at %d resources %.0f MiB", s.Size, s.RSSMiB)
+			fmt.Fprintf(&b, "; RSS at %d resources %.0f MiB", s.Size, s.Seeded.RSS)
 		}
 		b.WriteString("\n")
 	}
@@ -418,7 +415,7 @@ func (r *report) targets() string {
 				}
 			}
 		}
-		fmt.Fprintf(&b, "  %-9s RSS < 300 MiB at %d resources: %.0f MiB %s\n", be.Backend, hi.Size, hi.RSSMiB, mark(hi.RSSMiB < 300))
+		fmt.Fprintf(&b, "  %-9s RSS < 300 MiB at %d resources: %.0f MiB %s\n", be.Backend, hi.Size, hi.Seeded.RSS, mark(hi.Seeded.RSS < 300))
 	}
 	return b.String()
 }

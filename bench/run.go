@@ -226,7 +226,6 @@ func runBackend(ctx context.Context, o options, backend, bin, dir string, up *up
 	}
 	br.StartSeconds = time.Since(t0).Seconds()
 	br.StartMemory, _ = caddy.memory(ctx)
-	br.RSSStartMiB = br.StartMemory.RSS
 	fmt.Fprintf(out, "caddy started in %.1f s (%s); fsync floor %.0f µs", br.StartSeconds, br.StartMemory, br.FsyncFloorUs)
 	if br.CommitFloorUs > 0 {
 		fmt.Fprintf(out, ", PostgreSQL commit floor %.0f µs", br.CommitFloorUs)
@@ -258,7 +257,6 @@ func runBackend(ctx context.Context, o options, backend, bin, dir string, up *up
 			sr.SeedRate = float64(len(added)) / sr.SeedSeconds
 		}
 		sr.Seeded, _ = caddy.memory(ctx)
-		sr.RSSMiB = sr.Seeded.RSS
 		fmt.Fprintf(out, "\n-- %s, %d resources over %d owners: seeded %d in %.1f s (%.0f/s), %s\n",
 			backend, size, min(size, o.owners), len(added), sr.SeedSeconds, sr.SeedRate, sr.Seeded)
 		if cfg.DSN != "" && len(added) > 0 {
@@ -283,7 +281,6 @@ func runBackend(ctx context.Context, o options, backend, bin, dir string, up *up
 			}
 		}
 		sr.AfterRounds, _ = caddy.memory(ctx)
-		sr.RSSAfterMiB = sr.AfterRounds.RSS
 		clock1, _ := readCPUClock()
 		sr.Load = measureLoad(clock0, clock1)
 		fmt.Fprintf(out, "   after the rounds: %s\n   machine during the rounds: %s\n", sr.AfterRounds, sr.Load)

@@ -138,14 +138,28 @@ func (p *Provider) Rotate(t testing.TB) string {
 // are refused, and no other server of the test gets it meanwhile.
 func (p *Provider) Close() {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.srv == nil {
+	srv := p.srv
+	p.srv = nil
+	p.mu.Unlock()
+	if srv == nil {
 		return
 	}
-	p.srv.Close()
-	p.srv = nil
-	if release, err := reserve(p.addr); err == nil {
-		p.release = release
+	srv.Close() // outside p.mu: it waits for handlers, which take it
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.srv == nil && p.release == nil { // not reopened meanwhile
+		if release, err := reserve(p.addr); err == nil {
+			p.release = release
+		}
+	}
+}
+
+// releasePort gives back the port a closed provider reserved. p.mu is
+// held.
+func (p *Provider) releasePort() {
+	if p.release != nil {
+		p.release()
+		p.release = nil
 	}
 }
 
@@ -154,10 +168,7 @@ func (p *Provider) closedForGood() {
 	p.Close()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.release != nil {
-		p.release()
-		p.release = nil
-	}
+	p.releasePort()
 }
 
 // Fail makes the provider answer every request (discovery and key set)
@@ -172,10 +183,7 @@ func (p *Provider) Reopen(t testing.TB) {
 	if p.srv != nil {
 		return
 	}
-	if p.release != nil {
-		p.release()
-		p.release = nil
-	}
+	p.releasePort()
 	l, err := net.Listen("tcp", p.addr)
 	if err != nil {
 		t.Fatalf("claimtokentest: listening again on %s: %v", p.addr, err)
