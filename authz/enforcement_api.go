@@ -204,9 +204,11 @@ func nextVersion(now, prev time.Time) time.Time {
 
 // RegisteredResource returns the resource id if the resource server
 // registered it, and false if it did not (another resource server's, or
-// none).
+// none). It reads the store, not the resources the AS keeps: an
+// enforcement point calls it when the change feed tells it the resource
+// changed, and the AS may not have heard of the change yet.
 func (s *Server) RegisteredResource(ctx context.Context, resourceServer, id string) (store.Resource, bool, error) {
-	res, err := s.store.GetResource(ctx, id)
+	res, err := s.resources.Store.GetResource(ctx, id)
 	if errors.Is(err, store.ErrNotFound) || err == nil && res.ResourceServer != resourceServer {
 		return store.Resource{}, false, nil
 	}

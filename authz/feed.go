@@ -15,7 +15,7 @@ import (
 
 // Several nodes may share one store. The AS caches what it reads often:
 // each owner's compiled rules, dynamically registered clients, the signing
-// keys, and which RPTs are live. Another node may change any of them, and
+// keys, which RPTs are live, and resources (resource_cache.go). Another node may change any of them, and
 // the store's change feed says so: each change drops what it concerns
 // (within about a millisecond on PostgreSQL), a Resync drops everything.
 //
@@ -35,7 +35,7 @@ import (
 const DefaultFeedStaleness = 5 * time.Second
 
 // watchedNamespaces are the namespaces whose changes drop a cache.
-var watchedNamespaces = []string{owners.NamespaceRules, nsClient, signing.Namespace, nsRPT}
+var watchedNamespaces = []string{owners.NamespaceRules, nsClient, signing.Namespace, nsRPT, store.ResourcesNamespace}
 
 // feedState is what the AS knows of its change feed.
 type feedState struct {
@@ -95,6 +95,8 @@ func (s *Server) onChange(c store.Change) {
 		cancel()
 	case c.Namespace == nsRPT:
 		s.liveRPTs.forget(c.Key)
+	case c.Namespace == store.ResourcesNamespace:
+		s.resources.forget(c.Key)
 	}
 }
 
@@ -104,6 +106,7 @@ func (s *Server) dropCaches() {
 	s.rules.ForgetAll()
 	s.dynamicClients.Clear()
 	s.liveRPTs.clear()
+	s.resources.clear()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := s.keys.Load(ctx); err != nil {
@@ -125,52 +128,69 @@ func (s *Server) forgetRevoked(writes []store.Write) {
 	}
 }
 
-// maxLiveRPTs bounds the RPT liveness cache; past it, it starts over.
+// maxLiveRPTs bounds the RPT liveness cache.
 const maxLiveRPTs = 100_000
 
 // liveRPTs caches which RPTs are live, by jti, as read from the store
 // since the last change of each.
-type liveRPTs struct {
+type liveRPTs = kept[bool]
+
+// kept is answers read from the store, by key, each kept until a change
+// of its key drops it (forget), at most max of them: past it, each new
+// answer drops one at random.
+type kept[V any] struct {
+	max int
+
 	mu    sync.Mutex
-	known map[string]bool
+	known map[string]V
 	// changes counts the changes dropped: an answer read while one came
 	// is not kept (it may be older than the change).
 	changes uint64
 }
 
-func (l *liveRPTs) get(jti string) (live, ok bool, changes uint64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	live, ok = l.known[jti]
-	return live, ok, l.changes
+// get returns the answer kept for key, and the changes seen so far, to
+// give set with an answer read now.
+func (k *kept[V]) get(key string) (v V, ok bool, changes uint64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	v, ok = k.known[key]
+	return v, ok, k.changes
 }
 
 // set keeps an answer read from the store, unless a change came since
 // changes was seen.
-func (l *liveRPTs) set(jti string, live bool, changes uint64) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.changes != changes {
+func (k *kept[V]) set(key string, v V, changes uint64) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.changes != changes {
 		return
 	}
-	if l.known == nil || len(l.known) >= maxLiveRPTs {
-		l.known = make(map[string]bool)
+	if k.known == nil {
+		k.known = make(map[string]V)
 	}
-	l.known[jti] = live
+	if _, ok := k.known[key]; !ok && len(k.known) >= k.max {
+		for old := range k.known { // Go starts a map's range at random
+			delete(k.known, old)
+			break
+		}
+	}
+	k.known[key] = v
 }
 
-func (l *liveRPTs) forget(jti string) {
-	l.mu.Lock()
-	delete(l.known, jti)
-	l.changes++
-	l.mu.Unlock()
+// forget drops the answer for key, after it changed.
+func (k *kept[V]) forget(key string) {
+	k.mu.Lock()
+	delete(k.known, key)
+	k.changes++
+	k.mu.Unlock()
 }
 
-func (l *liveRPTs) clear() {
-	l.mu.Lock()
-	l.known = nil
-	l.changes++
-	l.mu.Unlock()
+// clear drops every answer, after changes may have been missed.
+func (k *kept[V]) clear() {
+	k.mu.Lock()
+	clear(k.known)
+	k.changes++
+	k.mu.Unlock()
 }
 
 // RPTLive reports whether the RPT with id jti is still live: not revoked

@@ -477,3 +477,97 @@ func newTestJWT(t *testing.T) jwt.Token {
 	}
 	return tok
 }
+
+// permission asks node for a ticket on scopes of alice's labs and returns
+// the status: 201, or 400 once labs or the scope is gone.
+func (c *cluster) permission(t *testing.T, node int, scope string) int {
+	t.Helper()
+	r := c.nodes[node].Do("POST", authz.PathPermission, `{"resource_id":"`+c.labs+`","resource_scopes":["`+scope+`"]}`, "Authorization", authztest.Bearer(c.alicePAT))
+	if r.Status != 201 && r.Status != 400 {
+		t.Fatalf("permission: %d %s", r.Status, r.Body)
+	}
+	return r.Status
+}
+
+// TestNodesSeeResourceChanges: a node that read a resource (and keeps it)
+// sees another node change its scopes and delete it, within the feed's
+// delay: no ticket for a scope or a resource that is gone.
+func TestNodesSeeResourceChanges(t *testing.T) {
+	c := newCluster(t, 2)
+	for range 2 { // read, then kept
+		if s := c.permission(t, 1, "write"); s != 201 {
+			t.Fatalf("node 2, write on labs: %d", s)
+		}
+	}
+	if r := c.nodes[0].Do("PUT", authz.PathResourceSet+"/"+c.labs, `{"name":"labs","resource_scopes":["read"]}`, "Authorization", authztest.Bearer(c.alicePAT)); r.Status != 200 {
+		t.Fatalf("update: %d %s", r.Status, r.Body)
+	}
+	within(t, "node 2 refuses the scope removed on node 1", time.Second, func() bool { return c.permission(t, 1, "write") == 400 })
+	if s := c.permission(t, 1, "read"); s != 201 {
+		t.Fatalf("node 2, read on labs: %d", s)
+	}
+	if r := c.nodes[0].Do("DELETE", authz.PathResourceSet+"/"+c.labs, nil, "Authorization", authztest.Bearer(c.alicePAT)); r.Status != 204 {
+		t.Fatalf("delete: %d %s", r.Status, r.Body)
+	}
+	within(t, "node 2 refuses the resource deleted on node 1", time.Second, func() bool { return c.permission(t, 1, "read") == 400 })
+}
+
+// TestNodesResourceChangesAtOnceLocally: the node that changes or deletes a
+// resource answers with the change from the next request on, without its
+// change feed, which this test silences.
+func TestNodesResourceChangesAtOnceLocally(t *testing.T) {
+	stores := openStores(t, 1)
+	deaf := &deafStore{Store: stores[0]}
+	c := newClusterOf(t, []store.Store{deaf}, nil)
+	deaf.mu.Lock()
+	deaf.deaf = true // hears nothing, and is not told so
+	deaf.mu.Unlock()
+	for i := range 10 {
+		if i > 0 {
+			c.labs = c.nodes[0].Register(c.alicePAT, `{"name":"labs-`+fmt.Sprint(i)+`","resource_scopes":["read","write"]}`)
+		}
+		for range 2 {
+			if s := c.permission(t, 0, "write"); s != 201 {
+				t.Fatalf("write on labs: %d", s)
+			}
+		}
+		if r := c.nodes[0].Do("PUT", authz.PathResourceSet+"/"+c.labs, `{"name":"labs","resource_scopes":["read"]}`, "Authorization", authztest.Bearer(c.alicePAT)); r.Status != 200 {
+			t.Fatalf("update: %d %s", r.Status, r.Body)
+		}
+		if s := c.permission(t, 0, "write"); s != 400 {
+			t.Fatalf("change %d: a ticket for the scope this node removed: %d", i, s)
+		}
+		if r := c.nodes[0].Do("DELETE", authz.PathResourceSet+"/"+c.labs, nil, "Authorization", authztest.Bearer(c.alicePAT)); r.Status != 204 {
+			t.Fatalf("delete: %d %s", r.Status, r.Body)
+		}
+		if s := c.permission(t, 0, "read"); s != 400 {
+			t.Fatalf("change %d: a ticket for the resource this node deleted: %d", i, s)
+		}
+	}
+}
+
+// TestNodesResourcesWhileTheFeedIsDown: a node whose change feed is
+// interrupted answers from the resources it keeps for at most
+// FeedStaleness; after that it reads them from the store, and so refuses
+// a resource deleted on another node meanwhile.
+func TestNodesResourcesWhileTheFeedIsDown(t *testing.T) {
+	stores := openStores(t, 2)
+	deaf := &deafStore{Store: stores[1]}
+	c := newClusterOf(t, []store.Store{stores[0], deaf}, func(cfg *authz.Config) { cfg.FeedStaleness = time.Second })
+	for range 2 {
+		if s := c.permission(t, 1, "read"); s != 201 {
+			t.Fatalf("node 2, read on labs: %d", s)
+		}
+	}
+	deaf.interrupt()
+	if r := c.nodes[0].Do("DELETE", authz.PathResourceSet+"/"+c.labs, nil, "Authorization", authztest.Bearer(c.alicePAT)); r.Status != 204 {
+		t.Fatalf("delete: %d %s", r.Status, r.Body)
+	}
+	if s := c.permission(t, 1, "read"); s != 201 {
+		t.Fatalf("node 2, within FeedStaleness of the interruption: not the resource it kept: %d", s)
+	}
+	c.nodes[1].Clock.Advance(time.Second)
+	if s := c.permission(t, 1, "read"); s != 400 {
+		t.Fatalf("node 2, FeedStaleness after the interruption, still answers with the resource deleted on node 1: %d", s)
+	}
+}

@@ -132,6 +132,9 @@ type Server struct {
 	stopWatching context.CancelFunc
 	// liveRPTs caches RPT liveness for co-hosted enforcement points.
 	liveRPTs liveRPTs
+	// resources caches the resources read (see resource_cache.go); store
+	// reads and writes resources through it.
+	resources *resourceCache
 	// faults logs server faults, rate-limited.
 	faults faultLog
 
@@ -160,7 +163,6 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s := &Server{
 		issuer:            issuer,
 		basePath:          basePath,
-		store:             cfg.Store,
 		clients:           clients,
 		dummySum:          sha256.Sum256([]byte("caddy-uma: no such client")),
 		patTTL:            orDefault(cfg.PATTTL, DefaultPATTTL),
@@ -193,8 +195,11 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.now = time.Now
 	}
 	s.feed = feedState{now: s.now, staleness: orDefault(cfg.FeedStaleness, DefaultFeedStaleness)}
+	s.liveRPTs.max = maxLiveRPTs
+	s.resources = newResourceCache(cfg.Store, s.feed.fresh, s.now)
+	s.store = s.resources
 	s.engine = policies.NewEngine(policies.Options{Timeout: cfg.PolicyTimeout, MaxOwnersInForce: cfg.RulesInMemory, Observer: s.observer})
-	data := owners.Options{Store: cfg.Store, Now: s.now, Log: s.log, ValidName: ValidSubject}
+	data := owners.Options{Store: s.store, Now: s.now, Log: s.log, ValidName: ValidSubject}
 	s.shares = owners.NewShares(data)
 	s.requests = owners.NewRequests(data, s.shares)
 	s.rules = owners.NewRules(data, owners.RulesOptions{Engine: s.engine, Dir: cfg.PolicyDir, Fresh: s.feed.fresh})

@@ -266,8 +266,16 @@ func TestMultiNodeDatabaseOutage(t *testing.T) {
 				body: fmt.Sprintf(`{"name":"outage %s %d","owner":"alice","resource_scopes":["read"]}`, n.name, registered)})
 			add(loadRequest{kind: kindRegister, start: start, answer: a, err: err})
 		})
+		// Challenges on their own, to see tickets issued from the
+		// resource kept within feed_staleness and refused after it.
+		l.run(&wg, stop, n, func(add func(loadRequest)) {
+			start := time.Now()
+			a, err := n.do(call{method: http.MethodGet, path: record})
+			add(loadRequest{kind: kindChallenge, start: start, answer: a, err: err})
+		})
 		// Grants redeem the oldest ticket at hand, and keep one more, so
-		// that they go on during the outage (which refuses challenges).
+		// that they go on during the outage (which refuses challenges
+		// past feed_staleness).
 		var tickets []string
 		l.run(&wg, stop, n, func(add func(loadRequest)) {
 			for range 2 - len(tickets) {
@@ -389,6 +397,7 @@ func checkOutage(t *testing.T, requests []loadRequest, cutAt, restoreAt time.Tim
 	for tk := range refused {
 		if !atCut[tk] && !redeemed[tk] {
 			t.Errorf("a ticket that the outage refused was not redeemed after it")
+
 		}
 	}
 	for _, r := range requests {
@@ -419,8 +428,23 @@ func checkOutage(t *testing.T, requests []loadRequest, cutAt, restoreAt time.Tim
 			since := r.start.Sub(cutAt)
 			switch {
 			case r.kind == kindChallenge:
-				if r.status != http.StatusForbidden || r.header.Get("Warning") == "" {
-					t.Errorf("a challenge at %s, %s into the outage: %s, Warning %q, want 403 with a Warning", r.node, since.Round(time.Millisecond), r.answer, r.header.Get("Warning"))
+				// The AS issues tickets from the resources it keeps for
+				// feed_staleness, as it answers for cached RPTs; after it,
+				// it cannot read the resource and says so.
+				refused := r.status == http.StatusForbidden && r.header.Get("Warning") != ""
+				switch {
+				case r.end.Before(cutAt.Add(staleness)):
+					phase = "outage, within feed_staleness"
+					if !refused && !r.succeeded() {
+						t.Errorf("a challenge at %s, %s into the outage (feed_staleness %s): %s, want 401 with a ticket or 403 with a Warning", r.node, since.Round(time.Millisecond), staleness, r.answer)
+					}
+				case r.start.After(cutAt.Add(staleness + noticed)):
+					phase = "outage, past feed_staleness"
+					if !refused {
+						t.Errorf("a challenge at %s, %s into the outage (feed_staleness %s): %s, Warning %q, want 403 with a Warning", r.node, since.Round(time.Millisecond), staleness, r.answer, r.header.Get("Warning"))
+					}
+				default:
+					phase = "outage, around feed_staleness"
 				}
 			case r.kind != kindCached:
 				if err := r.unavailable(); err != nil {
@@ -481,6 +505,11 @@ func checkOutage(t *testing.T, requests []loadRequest, cutAt, restoreAt time.Tim
 	for _, kind := range []string{kindRegister, kindGrant, kindCached} {
 		if !slices.ContainsFunc(keys, func(k key) bool { return k.kind == kind && strings.HasPrefix(k.phase, "outage") }) {
 			t.Errorf("no %s during the outage", kind)
+		}
+	}
+	for _, kind := range []string{kindCached, kindChallenge} {
+		if !slices.ContainsFunc(keys, func(k key) bool { return k.kind == kind && k.phase == "outage, past feed_staleness" }) {
+			t.Errorf("no %s past feed_staleness during the outage", kind)
 		}
 	}
 }
