@@ -27,7 +27,9 @@
 // carry iat and sub, as OpenID Connect requires. A token without kid is
 // accepted when the issuer publishes exactly one signing key. Header
 // members that point at keys (jku, x5u, jwk) are ignored, and a "crit"
-// header is refused.
+// header is refused. A token presented again is not verified again while
+// the key that verified it is still the issuer's (verified.go); every
+// other check is made each time.
 //
 // # The client a token was issued to
 //
@@ -97,10 +99,12 @@ package claimtoken
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -239,6 +243,9 @@ type Verifier struct {
 	now     func() time.Time
 	leeway  time.Duration
 	log     *zap.Logger
+
+	// verified are the tokens whose signature verified (verified.go).
+	verified verifiedTokens
 
 	ctx       context.Context // canceled by Close
 	cancel    context.CancelFunc
@@ -391,6 +398,19 @@ func (v *Verifier) Verify(ctx context.Context, format, token, client string) (Cl
 		return Claims{}, fmt.Errorf("%w: %s (supported: %s, %s)", ErrUnsupportedFormat, quote(format), FormatIDToken, FormatJWT)
 	}
 
+	var sum [sha256.Size]byte
+	if len(token) <= MaxTokenSize {
+		sum = sha256.Sum256([]byte(token))
+	}
+	if kept := v.verified.get(sum, v.now()); kept != nil {
+		key, err := kept.ik.keyFor(ctx, kept.tok)
+		if err != nil {
+			return Claims{}, err
+		}
+		if sameKey(key, kept.key) {
+			return v.check(idToken, kept.ik, kept.tok, kept.parsed, client)
+		}
+	}
 	tok, err := parseCompact(token)
 	if err != nil {
 		return Claims{}, err
@@ -425,7 +445,22 @@ func (v *Verifier) Verify(ctx context.Context, format, token, client string) (Cl
 		}
 		return Claims{}, fmt.Errorf("%w: claims cannot be decoded", ErrMalformed)
 	}
+	claims, err := v.check(idToken, ik, tok, parsed, client)
+	if err == nil && len(token) <= MaxTokenSize {
+		// Kept once every check passed: a token refused for its claims
+		// (an expired one, another client's) is checked again in full.
+		exp, _ := parsed.Expiration()
+		v.verified.put(sum, &verifiedToken{ik: ik, tok: tok, key: key, parsed: parsed, until: exp.Add(v.leeway)})
+	}
+	return claims, err
+}
 
+// check makes the checks of Verify that follow the signature's (see the
+// package documentation) of tok, parsed: the required claims, the time
+// claims against the clock, the issuer, the audiences and the client it
+// was issued to; and returns its claims.
+func (v *Verifier) check(idToken bool, ik *issuerKeys, tok compactToken, parsed jwt.Token, client string) (Claims, error) {
+	iss := ik.cfg.Issuer
 	required := []string{jwt.ExpirationKey}
 	if idToken {
 		// OpenID Connect Core §2.
@@ -436,7 +471,7 @@ func (v *Verifier) Verify(ctx context.Context, format, token, client string) (Cl
 			return Claims{}, fmt.Errorf("%w: required claim %q is missing", ErrMalformed, c)
 		}
 	}
-	err = jwt.Validate(parsed,
+	err := jwt.Validate(parsed,
 		jwt.WithClock(jwt.ClockFunc(v.now)),
 		jwt.WithAcceptableSkew(v.leeway),
 		jwt.WithIssuer(ik.cfg.Issuer),
@@ -457,7 +492,7 @@ func (v *Verifier) Verify(ctx context.Context, format, token, client string) (Cl
 
 	sub, _ := parsed.Subject()
 	exp, _ := parsed.Expiration()
-	return Claims{Issuer: ik.cfg.Issuer, Subject: sub, Expiry: exp, Values: tok.claims}, nil
+	return Claims{Issuer: ik.cfg.Issuer, Subject: sub, Expiry: exp, Values: maps.Clone(tok.claims)}, nil
 }
 
 // issuedTo checks that a token with audiences aud and claims was issued to

@@ -589,3 +589,78 @@ func TestKeyErrorMessages(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifiedTokenKept: a token whose signature verified is kept, and
+// only its signature is taken from memory: each Verify checks the client,
+// the clock and the issuer's current key again.
+func TestVerifiedTokenKept(t *testing.T) {
+	p := claimtokentest.NewProvider(t)
+	clock := &testClock{}
+	v := newTestVerifier(t, clock, Issuer{Issuer: p.Issuer(), Audiences: []string{"app"}})
+	ctx := t.Context()
+	kept := func() int {
+		v.verified.mu.Lock()
+		defer v.verified.mu.Unlock()
+		return len(v.verified.kept)
+	}
+
+	tok := p.Sign(t, map[string]any{"sub": "alice", "aud": "app", "email": "alice@example.org"})
+	if _, err := v.Verify(ctx, FormatIDToken, tok, "other"); !errors.Is(err, ErrNotForClient) {
+		t.Fatalf("another client first: %v, want ErrNotForClient", err)
+	}
+	if n := kept(); n != 0 {
+		t.Fatalf("a token refused was kept: %d", n)
+	}
+	for i := range 3 {
+		c, err := v.Verify(ctx, FormatIDToken, tok, "app")
+		if err != nil || c.Subject != "alice" || c.Values["email"] != "alice@example.org" {
+			t.Fatalf("verify %d: %+v %v", i, c, err)
+		}
+		c.Values["email"] = "changed by a caller"
+	}
+	if n := kept(); n != 1 {
+		t.Fatalf("%d tokens kept, want 1", n)
+	}
+	tests := []struct {
+		name    string
+		format  string
+		client  string
+		advance time.Duration
+		want    error
+	}{
+		{"another client, from memory", FormatIDToken, "other", 0, ErrNotForClient},
+		{"the client, from memory", FormatIDToken, "app", 0, nil},
+		{"as a plain JWT", FormatJWT, "app", 0, nil},
+		{"past exp and the leeway", FormatIDToken, "app", 5*time.Minute + 31*time.Second, ErrExpired},
+	}
+	for _, tt := range tests {
+		clock.Advance(tt.advance)
+		c, err := v.Verify(ctx, tt.format, tok, tt.client)
+		if !errors.Is(err, tt.want) || err == nil && c.Values["email"] != "alice@example.org" {
+			t.Errorf("%s: %+v %v, want %v", tt.name, c, err, tt.want)
+		}
+	}
+	if n := kept(); n != 0 {
+		t.Errorf("an expired token is still kept: %d", n)
+	}
+
+	// The key that verified a kept token leaves the issuer's key set: the
+	// token is refused once the verifier fetched the set again.
+	fresh := func(sub string) map[string]any {
+		return map[string]any{"sub": sub, "aud": "app", "iat": clock.Now().Unix(), "exp": clock.Now().Add(time.Hour).Unix()}
+	}
+	tok = p.Sign(t, fresh("alice"))
+	for range 2 {
+		if _, err := v.Verify(ctx, FormatIDToken, tok, "app"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.Rotate(t)
+	clock.Advance(31 * time.Second)
+	if _, err := v.Verify(ctx, FormatIDToken, p.Sign(t, fresh("bob")), "app"); err != nil {
+		t.Fatalf("a token of the new key: %v", err)
+	}
+	if _, err := v.Verify(ctx, FormatIDToken, tok, "app"); !errors.Is(err, ErrSignature) {
+		t.Fatalf("a kept token whose key was removed: %v, want ErrSignature", err)
+	}
+}
