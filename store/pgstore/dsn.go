@@ -75,6 +75,10 @@ func (l Location) String() string {
 // libpq's none. synchronous_commit defaults to on; "off" is refused, since
 // the store acknowledges only durable writes (remote_write, remote_apply
 // and local are accepted). application_name defaults to caddy-uma.
+// plan_cache_mode defaults to force_custom_plan: every query is planned for
+// the table as it is, not once for good after five runs (PostgreSQL's
+// generic plans, kept until the next ANALYZE, are sequential scans when
+// they were made while the table was nearly empty, as in a new deployment).
 func ParseDSN(dsn string) (Location, error) {
 	cfg, err := poolConfig(dsn)
 	if err != nil {
@@ -125,6 +129,9 @@ func poolConfig(dsn string) (*pgxpool.Config, error) {
 	}
 	if params["application_name"] == "" {
 		params["application_name"] = applicationName
+	}
+	if params["plan_cache_mode"] == "" {
+		params["plan_cache_mode"] = "force_custom_plan"
 	}
 	return cfg, nil
 }

@@ -480,16 +480,92 @@ func TestPoolDefaults(t *testing.T) {
 	}
 	cc := cfg.ConnConfig
 	if cfg.MaxConns != 7 || cc.ConnectTimeout != DefaultConnectTimeout ||
-		cc.RuntimeParams["synchronous_commit"] != "on" || cc.RuntimeParams["application_name"] != applicationName {
+		cc.RuntimeParams["synchronous_commit"] != "on" || cc.RuntimeParams["application_name"] != applicationName ||
+		cc.RuntimeParams["plan_cache_mode"] != "force_custom_plan" {
 		t.Errorf("max conns %d, connect timeout %v, params %v", cfg.MaxConns, cc.ConnectTimeout, cc.RuntimeParams)
 	}
-	cfg, err = poolConfig("postgres://uma@db/umadb?connect_timeout=2&synchronous_commit=remote_apply&application_name=node1")
+	cfg, err = poolConfig("postgres://uma@db/umadb?connect_timeout=2&synchronous_commit=remote_apply&application_name=node1&plan_cache_mode=auto")
 	if err != nil {
 		t.Fatal(err)
 	}
 	cc = cfg.ConnConfig
-	if cc.ConnectTimeout != 2*time.Second || cc.RuntimeParams["synchronous_commit"] != "remote_apply" || cc.RuntimeParams["application_name"] != "node1" {
+	if cc.ConnectTimeout != 2*time.Second || cc.RuntimeParams["synchronous_commit"] != "remote_apply" || cc.RuntimeParams["application_name"] != "node1" ||
+		cc.RuntimeParams["plan_cache_mode"] != "auto" {
 		t.Errorf("connect timeout %v, params %v: the DSN's own values must win", cc.ConnectTimeout, cc.RuntimeParams)
+	}
+}
+
+// TestPlansFollowTheTable checks that a lookup first run while its table
+// was nearly empty uses the primary key once the table has grown. After
+// five executions of a prepared statement PostgreSQL may switch to a
+// generic plan, planned for the table as it was then (a sequential scan of
+// a few rows) and kept until the next ANALYZE of the table: a new
+// deployment read every ticket and token by scanning the whole table.
+func TestPlansFollowTheTable(t *testing.T) {
+	// One connection: the statements prepared are those examined below.
+	s := openDSN(t, pgtest.WithParam(pgtest.DSN(t), "pool_max_conns", "1"), Options{})
+	defer s.Close()
+	ctx := t.Context()
+	// A young deployment: a few records, analyzed as autovacuum does; and
+	// no ANALYZE after that, which would plan the statement again.
+	if err := s.PutAll(ctx, []store.Write{{Namespace: "plans", Key: "first", Value: []byte("v")}}); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := s.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = conn.Exec(ctx, `ANALYZE records`)
+	if err == nil {
+		_, err = conn.Exec(ctx, `ALTER TABLE records SET (autovacuum_enabled = off)`)
+	}
+	conn.Release()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	for range 10 {
+		if _, err := s.Get(ctx, "plans", "k00001"); !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("Get from the nearly empty table: %v", err)
+		}
+	}
+	for i := 0; i < 5000; i += 500 {
+		var writes []store.Write
+		for j := i; j < i+500; j++ {
+			writes = append(writes, store.Write{Namespace: "plans", Key: fmt.Sprintf("k%05d", j), Value: []byte("v")})
+		}
+		if err := s.PutAll(ctx, writes); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 10 {
+		if _, err := s.Get(ctx, "plans", "k00001"); err != nil {
+			t.Fatalf("Get: %v", err)
+		}
+	}
+
+	conn, err = s.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	var name string
+	err = conn.QueryRow(ctx, `SELECT name FROM pg_prepared_statements
+		WHERE statement LIKE 'SELECT value FROM records WHERE namespace = $1 AND key = $2 AND %'`).Scan(&name)
+	if err != nil {
+		t.Fatalf("the statement of Get is not among the connection's prepared statements: %v", err)
+	}
+	rows, err := conn.Query(ctx, `EXPLAIN EXECUTE `+pgx.Identifier{name}.Sanitize()+`('plans', 'k00001', now())`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan := strings.Join(lines, "\n")
+	if !strings.Contains(plan, "records_pkey") {
+		t.Errorf("Get on 5,000 records does not use the primary key:\n%s", plan)
 	}
 }
 
