@@ -99,7 +99,6 @@ package claimtoken
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -121,6 +120,7 @@ import (
 
 	"github.com/caddy-uma/caddy-uma/authz/jwks"
 	"github.com/caddy-uma/caddy-uma/authz/urlcheck"
+	"github.com/caddy-uma/caddy-uma/authz/verified"
 )
 
 // Claim token formats (the claim_token_format parameter).
@@ -245,7 +245,7 @@ type Verifier struct {
 	log     *zap.Logger
 
 	// verified are the tokens whose signature verified (verified.go).
-	verified verifiedTokens
+	verified verified.Tokens[*verifiedToken]
 
 	ctx       context.Context // canceled by Close
 	cancel    context.CancelFunc
@@ -398,11 +398,11 @@ func (v *Verifier) Verify(ctx context.Context, format, token, client string) (Cl
 		return Claims{}, fmt.Errorf("%w: %s (supported: %s, %s)", ErrUnsupportedFormat, quote(format), FormatIDToken, FormatJWT)
 	}
 
-	var sum [sha256.Size]byte
+	var sum verified.Sum
 	if len(token) <= MaxTokenSize {
-		sum = sha256.Sum256([]byte(token))
+		sum = verified.Of(token)
 	}
-	if kept := v.verified.get(sum, v.now()); kept != nil {
+	if kept, ok := v.verified.Get(sum, v.now()); ok {
 		key, err := kept.ik.keyFor(ctx, kept.tok)
 		if err != nil {
 			return Claims{}, err
@@ -450,7 +450,7 @@ func (v *Verifier) Verify(ctx context.Context, format, token, client string) (Cl
 		// Kept once every check passed: a token refused for its claims
 		// (an expired one, another client's) is checked again in full.
 		exp, _ := parsed.Expiration()
-		v.verified.put(sum, &verifiedToken{ik: ik, tok: tok, key: key, parsed: parsed, until: exp.Add(v.leeway)})
+		v.verified.Put(sum, &verifiedToken{ik: ik, tok: tok, key: key, parsed: parsed}, exp.Add(v.leeway))
 	}
 	return claims, err
 }

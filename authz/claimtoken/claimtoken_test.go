@@ -598,11 +598,7 @@ func TestVerifiedTokenKept(t *testing.T) {
 	clock := &testClock{}
 	v := newTestVerifier(t, clock, Issuer{Issuer: p.Issuer(), Audiences: []string{"app"}})
 	ctx := t.Context()
-	kept := func() int {
-		v.verified.mu.Lock()
-		defer v.verified.mu.Unlock()
-		return len(v.verified.kept)
-	}
+	kept := v.verified.Len
 
 	tok := p.Sign(t, map[string]any{"sub": "alice", "aud": "app", "email": "alice@example.org"})
 	if _, err := v.Verify(ctx, FormatIDToken, tok, "other"); !errors.Is(err, ErrNotForClient) {

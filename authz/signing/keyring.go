@@ -26,6 +26,7 @@ import (
 	"github.com/lestrrat-go/jwx/v3/jwt"
 
 	"github.com/caddy-uma/caddy-uma/authz/jwsform"
+	"github.com/caddy-uma/caddy-uma/authz/verified"
 	"github.com/caddy-uma/caddy-uma/store"
 )
 
@@ -95,6 +96,7 @@ func Open(ctx context.Context, opts Options) (*KeyRing, error) {
 		opts.Now = time.Now
 	}
 	kr := &KeyRing{store: opts.Store, alg: opts.Alg, rotation: opts.Rotation, retention: opts.Retention, now: opts.Now}
+	kr.verified.Max = maxVerified
 	if err := kr.Load(ctx); err != nil {
 		return nil, err
 	}
@@ -118,7 +120,22 @@ type KeyRing struct {
 	public   jwk.Set
 	jwks     []byte
 	loadedAt time.Time
+
+	// verified are the tokens whose signature verified, each with the key
+	// set that verified it.
+	verified verified.Tokens[verifiedToken]
 }
+
+// verifiedToken is a token that verified under the key set set.
+type verifiedToken struct {
+	set jwk.Set
+	tok jwt.Token
+}
+
+// maxVerified bounds the tokens Verify keeps: one per RPT introspected
+// or verified by a co-hosted enforcement point in the last while, a few
+// KiB each.
+const maxVerified = 4096
 
 // The current signing key is one record (Namespace, currentKeyName)
 // that every node reads: it holds the key itself. A node that finds none,
@@ -430,10 +447,21 @@ var ErrBadSignature = errors.New("token signature does not verify with the AS ke
 // A token that does not verify may be signed by a key that another node
 // made since the keys were read: they are read again, at most once per
 // keyReloadInterval.
+//
+// A token that verified is kept (package verified) and, presented again,
+// not verified again while the keys are those that verified it: a token is
+// taken from memory only under the very key set it verified with, so keys
+// read again (rotated, retired, or read for an unknown key) verify each
+// token again once. The token returned may be shared with other callers:
+// read it, do not change it.
 func (kr *KeyRing) Verify(ctx context.Context, token string) (jwt.Token, error) {
 	kr.mu.RLock()
 	set, loadedAt := kr.public, kr.loadedAt
 	kr.mu.RUnlock()
+	sum := verified.Of(token)
+	if kept, ok := kr.verified.Get(sum, kr.now()); ok && kept.set == set {
+		return kept.tok, nil
+	}
 	tok, err := jwt.ParseString(token, jwt.WithKeySet(set), jwt.WithValidate(false))
 	if err != nil && kr.now().Sub(loadedAt) >= keyReloadInterval {
 		if kr.reload(ctx) == nil {
@@ -445,6 +473,9 @@ func (kr *KeyRing) Verify(ctx context.Context, token string) (jwt.Token, error) 
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrBadSignature, err)
+	}
+	if exp, ok := tok.Expiration(); ok {
+		kr.verified.Put(sum, verifiedToken{set: set, tok: tok}, exp)
 	}
 	return tok, nil
 }

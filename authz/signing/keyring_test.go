@@ -134,3 +134,45 @@ func TestCheckAlg(t *testing.T) {
 		}
 	}
 }
+
+// TestVerifiedTokensFollowTheKeys: a token verified once and kept stops
+// verifying as soon as its key is no longer published, even though it has
+// not expired.
+func TestVerifiedTokensFollowTheKeys(t *testing.T) {
+	now := time.Now()
+	clock := func() time.Time { return now }
+	kr := openRing(t, openStore(t), signing.Options{Retention: time.Hour, Now: clock})
+	long, err := jwt.NewBuilder().Issuer("test").Expiration(now.Add(24 * time.Hour)).Build()
+	if err != nil {
+		t.Fatal(err)
+	}
+	signed, err := kr.Sign(t.Context(), long)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		tok, err := kr.Verify(t.Context(), signed)
+		if err != nil {
+			t.Fatalf("verify %d: %v", i, err)
+		}
+		if iss, _ := tok.Issuer(); iss != "test" {
+			t.Fatalf("verify %d: issuer %q", i, iss)
+		}
+	}
+	if _, err := kr.Verify(t.Context(), signed[:len(signed)-4]+"AAAA"); err == nil {
+		t.Fatal("a tampered copy of a kept token verified")
+	}
+	if _, err := kr.Rotate(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kr.Verify(t.Context(), signed); err != nil {
+		t.Fatalf("a token of the retired key, still published: %v", err)
+	}
+	now = now.Add(2 * time.Hour)
+	if err := kr.Load(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kr.Verify(t.Context(), signed); err == nil {
+		t.Fatal("a kept token verified after its key was no longer published")
+	}
+}
