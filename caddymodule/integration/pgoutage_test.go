@@ -388,7 +388,8 @@ func checkOutage(t *testing.T, requests []loadRequest, cutAt, restoreAt time.Tim
 		switch {
 		case !r.start.After(cutAt) && !r.end.Before(cutAt):
 			atCut[r.ticket] = true
-		case r.start.After(restoreAt) && r.succeeded():
+		case r.end.After(restoreAt) && r.succeeded():
+			// After the return, or sent before it and answered after.
 			redeemed[r.ticket] = true
 		case r.start.After(cutAt) && r.end.Before(restoreAt):
 			refused[r.ticket] = true
