@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/caddy-uma/caddy-uma/authz/bounded"
 	"github.com/caddy-uma/caddy-uma/authz/owners"
 	"github.com/caddy-uma/caddy-uma/authz/signing"
 	"github.com/caddy-uma/caddy-uma/store"
@@ -136,13 +137,11 @@ const maxLiveRPTs = 100_000
 type liveRPTs = kept[bool]
 
 // kept is answers read from the store, by key, each kept until a change
-// of its key drops it (forget), at most max of them: past it, each new
-// answer drops one at random.
+// of its key drops it (forget), at most known.Max of them (package
+// bounded: past it, each new answer drops one at random).
 type kept[V any] struct {
-	max int
-
 	mu    sync.Mutex
-	known map[string]V
+	known bounded.Map[string, V]
 	// changes counts the changes dropped: an answer read while one came
 	// is not kept (it may be older than the change).
 	changes uint64
@@ -153,7 +152,7 @@ type kept[V any] struct {
 func (k *kept[V]) get(key string) (v V, ok bool, changes uint64) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	v, ok = k.known[key]
+	v, ok = k.known.Get(key)
 	return v, ok, k.changes
 }
 
@@ -162,25 +161,15 @@ func (k *kept[V]) get(key string) (v V, ok bool, changes uint64) {
 func (k *kept[V]) set(key string, v V, changes uint64) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if k.changes != changes {
-		return
+	if k.changes == changes {
+		k.known.Put(key, v)
 	}
-	if k.known == nil {
-		k.known = make(map[string]V)
-	}
-	if _, ok := k.known[key]; !ok && len(k.known) >= k.max {
-		for old := range k.known { // Go starts a map's range at random
-			delete(k.known, old)
-			break
-		}
-	}
-	k.known[key] = v
 }
 
 // forget drops the answer for key, after it changed.
 func (k *kept[V]) forget(key string) {
 	k.mu.Lock()
-	delete(k.known, key)
+	k.known.Delete(key)
 	k.changes++
 	k.mu.Unlock()
 }
@@ -188,7 +177,7 @@ func (k *kept[V]) forget(key string) {
 // clear drops every answer, after changes may have been missed.
 func (k *kept[V]) clear() {
 	k.mu.Lock()
-	clear(k.known)
+	k.known.Clear()
 	k.changes++
 	k.mu.Unlock()
 }

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/caddy-uma/caddy-uma/authz/bounded"
 	"github.com/caddy-uma/caddy-uma/store"
 )
 
@@ -48,7 +49,7 @@ type keptResource struct {
 }
 
 func newResourceCache(st store.Store, fresh func() bool, now func() time.Time) *resourceCache {
-	return &resourceCache{Store: st, fresh: fresh, now: now, kept: kept[keptResource]{max: maxCachedResources}}
+	return &resourceCache{Store: st, fresh: fresh, now: now, kept: kept[keptResource]{known: bounded.Map[string, keptResource]{Max: maxCachedResources}}}
 }
 
 // GetResource returns the resource with the given ID, from memory if it

@@ -84,7 +84,7 @@ func TestResourceCache(t *testing.T) {
 		}
 	}
 	c.kept.mu.Lock()
-	n := len(c.kept.known)
+	n := c.kept.known.Len()
 	c.kept.mu.Unlock()
 	if n != maxCachedResources {
 		t.Errorf("%d resources kept, want the bound %d", n, maxCachedResources)

@@ -195,7 +195,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.now = time.Now
 	}
 	s.feed = feedState{now: s.now, staleness: orDefault(cfg.FeedStaleness, DefaultFeedStaleness)}
-	s.liveRPTs.max = maxLiveRPTs
+	s.liveRPTs.known.Max = maxLiveRPTs
 	s.resources = newResourceCache(cfg.Store, s.feed.fresh, s.now)
 	s.store = s.resources
 	s.engine = policies.NewEngine(policies.Options{Timeout: cfg.PolicyTimeout, MaxOwnersInForce: cfg.RulesInMemory, Observer: s.observer})

@@ -446,9 +446,10 @@ func (v *Verifier) Verify(ctx context.Context, format, token, client string) (Cl
 		return Claims{}, fmt.Errorf("%w: claims cannot be decoded", ErrMalformed)
 	}
 	claims, err := v.check(idToken, ik, tok, parsed, client)
-	if err == nil && len(token) <= MaxTokenSize {
-		// Kept once every check passed: a token refused for its claims
-		// (an expired one, another client's) is checked again in full.
+	if err == nil {
+		// Kept once every check passed (so it is at most MaxTokenSize,
+		// and sum is its own): a token refused for its claims (an expired
+		// one, another client's) is checked again in full.
 		exp, _ := parsed.Expiration()
 		v.verified.Put(sum, &verifiedToken{ik: ik, tok: tok, key: key, parsed: parsed}, exp.Add(v.leeway))
 	}

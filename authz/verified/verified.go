@@ -13,6 +13,8 @@ import (
 	"crypto/sha256"
 	"sync"
 	"time"
+
+	"github.com/caddy-uma/caddy-uma/authz/bounded"
 )
 
 // Sum is the key of a token: the SHA-256 of its bytes.
@@ -28,7 +30,7 @@ type Tokens[V any] struct {
 	Max int
 
 	mu   sync.Mutex
-	kept map[Sum]entry[V]
+	kept bounded.Map[Sum, entry[V]]
 }
 
 // DefaultMax is the bound of Tokens whose Max is zero.
@@ -44,9 +46,9 @@ type entry[V any] struct {
 func (t *Tokens[V]) Get(sum Sum, now time.Time) (V, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	e, ok := t.kept[sum]
+	e, ok := t.kept.Get(sum)
 	if ok && !now.Before(e.until) {
-		delete(t.kept, sum)
+		t.kept.Delete(sum)
 		var zero V
 		return zero, false
 	}
@@ -58,25 +60,16 @@ func (t *Tokens[V]) Get(sum Sum, now time.Time) (V, bool) {
 func (t *Tokens[V]) Put(sum Sum, v V, until time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.kept == nil {
-		t.kept = map[Sum]entry[V]{}
+	t.kept.Max = t.Max
+	if t.kept.Max <= 0 {
+		t.kept.Max = DefaultMax
 	}
-	max := t.Max
-	if max <= 0 {
-		max = DefaultMax
-	}
-	if _, ok := t.kept[sum]; !ok && len(t.kept) >= max {
-		for k := range t.kept { // Go starts a map's range at random
-			delete(t.kept, k)
-			break
-		}
-	}
-	t.kept[sum] = entry[V]{v: v, until: until}
+	t.kept.Put(sum, entry[V]{v: v, until: until})
 }
 
 // Len is the number of tokens kept.
 func (t *Tokens[V]) Len() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.kept)
+	return t.kept.Len()
 }

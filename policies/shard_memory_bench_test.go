@@ -1,4 +1,4 @@
-package policies
+package policies_test
 
 import (
 	"context"
@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/caddy-uma/caddy-uma/policies"
 )
 
 // shardMemRules are rules of the kinds bench/rules holds, each naming a
@@ -54,16 +56,16 @@ deny contains scope if {
 `}
 
 // BenchmarkShardMemory reports the heap that the compiled shards of 640
-// owners hold once each owner was evaluated (every shard compiled), per
-// owner (heap-KiB/owner), and the heap of their sources alone before any
-// evaluation (sources-KiB/owner).
+// owners (ten shards of 64) hold once each owner was evaluated (every
+// shard compiled), per owner (heap-KiB/owner), and the heap of their
+// sources alone before any evaluation (sources-KiB/owner).
 func BenchmarkShardMemory(b *testing.B) {
-	const owners = 10 * shardSize
+	const owners = 640
 	ctx := context.Background()
 	var perOwner, sources float64
 	for b.Loop() {
-		before := liveHeap()
-		e := NewEngine(Options{})
+		before := heapInUse()
+		e := policies.NewEngine(policies.Options{})
 		for o := range owners {
 			src := shardMemRules[o%len(shardMemRules)]
 			if strings.Contains(src, "%[1]d") {
@@ -73,11 +75,11 @@ func BenchmarkShardMemory(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		loaded := liveHeap()
+		loaded := heapInUse()
 		for o := range owners {
 			owner := fmt.Sprintf("owner-%d", o)
-			in := Input{
-				Resource: Resource{ID: "r1", Name: "photo", Owner: owner, Scopes: []string{"read", "write"}},
+			in := policies.Input{
+				Resource: policies.Resource{ID: "r1", Name: "photo", Owner: owner, Scopes: []string{"read", "write"}},
 				Scopes:   []string{"read"}, ClientID: "app", Subject: "bob",
 				Claims: map[string]any{"email": "bob@example.com", "email_verified": true, "groups": []any{"family"}},
 				Now:    time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC),
@@ -86,19 +88,11 @@ func BenchmarkShardMemory(b *testing.B) {
 				b.Fatal(err)
 			}
 		}
-		after := liveHeap()
+		after := heapInUse()
 		perOwner = float64(after-loaded) / owners
 		sources = float64(loaded-before) / owners
 		runtime.KeepAlive(e)
 	}
 	b.ReportMetric(perOwner/1024, "heap-KiB/owner")
 	b.ReportMetric(sources/1024, "sources-KiB/owner")
-}
-
-func liveHeap() uint64 {
-	runtime.GC()
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
-	return m.HeapAlloc
 }
