@@ -43,6 +43,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 	"go.uber.org/zap"
 
 	"github.com/caddy-uma/caddy-uma/store"
@@ -291,10 +292,24 @@ func Exists(dir string) (bool, error) {
 	return false, fmt.Errorf("badgerstore: %w", err)
 }
 
-// blockCacheSize is Badger's cache of decompressed blocks: 64 MiB, not
-// Badger's 256 MiB, which a store of 100k resources filled with what one
-// listing read, for about a quarter of the process's resident memory.
-const blockCacheSize = 64 << 20
+// Badger's tables are written uncompressed (options.None, not Badger's
+// Snappy), and so need no block cache: a block is read where its table is
+// mapped, instead of decompressed into memory and cached. Compressing
+// costs memory twice over: each table being built (a memtable flushed, a
+// compaction) holds its compressed blocks beside the plain ones, in
+// buffers Badger pools and frees only once writes pause, and each block
+// read is decompressed into the block cache. With 100k resources and 10k
+// owners, after the bench's rounds, the live heap was 337 MiB with Snappy
+// (of which 156 MiB Badger's buffers and cached blocks) and 179 MiB
+// without; 127 and 64 MiB with one resource. The price is disk: the same
+// records took 71 MiB of tables instead of 38 (BENCHMARKS.md). Tables
+// written compressed by an earlier version stay readable (Badger records
+// each table's compression in its manifest), decompressed on each read
+// until a compaction rewrites them.
+const (
+	compression    = options.None
+	blockCacheSize = 0
+)
 
 // memTableSize is the size of Badger's memtables (and so of its level-0
 // tables and write-ahead log files): 16 MiB, not Badger's 64 MiB. Badger
@@ -320,6 +335,7 @@ func badgerOptions(opts Options) badger.Options {
 	return badger.DefaultOptions(opts.Dir).
 		WithInMemory(opts.InMemory).
 		WithSyncWrites(true).
+		WithCompression(compression).
 		WithBlockCacheSize(blockCacheSize).
 		WithMemTableSize(memTableSize).
 		WithNumCompactors(numCompactors)

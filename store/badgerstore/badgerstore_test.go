@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -433,4 +434,69 @@ func TestKillDuringWrites(t *testing.T) {
 			t.Errorf("Open while the child holds the directory: %v, want ErrLocked", err)
 		}
 	})
+}
+
+// TestTablesWrittenCompressedStayReadable checks the upgrade from a version
+// that wrote Badger's tables with Snappy and read them through a block
+// cache: a store whose newest versions of each record sit in Snappy tables
+// opens with today's options (uncompressed, no block cache) and reads them.
+func TestTablesWrittenCompressedStayReadable(t *testing.T) {
+	dir := t.TempDir()
+	ctx := t.Context()
+	value := func(i int) []byte {
+		return []byte(fmt.Sprintf(`{"i":%d,"note":%q}`, i, strings.Repeat("compressible ", 40)))
+	}
+	const n = 2000
+	s := openDir(t, dir)
+	for i := range n {
+		if err := s.Put(ctx, "tokens", fmt.Sprintf("k%04d", i), []byte("old"), time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	// The earlier options: each record given its next value, so that its
+	// newest version is in the table Close flushes, compressed.
+	old, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).
+		WithCompression(options.Snappy).WithBlockCacheSize(64 << 20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = old.Update(func(txn *badger.Txn) error {
+		for i := range n {
+			if err := txn.Set(recordKey("tokens", fmt.Sprintf("k%04d", i)), encodeRecord(value(i), time.Time{})); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	check, err := badger.Open(badger.DefaultOptions(dir).WithLogger(nil).WithBlockCacheSize(64 << 20).WithReadOnly(true))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var compressed bool
+	for _, ti := range check.Tables() {
+		compressed = compressed || uint64(ti.OnDiskSize) < uint64(ti.UncompressedSize)/2
+	}
+	check.Close()
+	if !compressed {
+		t.Fatal("no table was written compressed: the test does not test the upgrade")
+	}
+
+	s = openDir(t, dir)
+	defer s.Close()
+	for i := range n {
+		got, err := s.Get(ctx, "tokens", fmt.Sprintf("k%04d", i))
+		if err != nil || !bytes.Equal(got, value(i)) {
+			t.Fatalf("record %d after the upgrade: %.40q, %v", i, got, err)
+		}
+	}
 }
