@@ -299,9 +299,9 @@ func Exists(dir string) (bool, error) {
 // compaction) holds its compressed blocks beside the plain ones, in
 // buffers Badger pools and frees only once writes pause, and each block
 // read is decompressed into the block cache. With 100k resources and 10k
-// owners, after the bench's rounds, the live heap was 337 MiB with Snappy
-// (of which 156 MiB Badger's buffers and cached blocks) and 179 MiB
-// without; 127 and 64 MiB with one resource. The price is disk: the same
+// owners, after the bench's rounds, the live heap was 337 MB with Snappy
+// (of which 156 MB Badger's buffers and cached blocks) and 179 MB
+// without; 127 and 64 MB with one resource. The price is disk: the same
 // records took 71 MiB of tables instead of 38 (BENCHMARKS.md). Tables
 // written compressed by an earlier version stay readable (Badger records
 // each table's compression in its manifest), decompressed on each read
