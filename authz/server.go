@@ -314,6 +314,9 @@ func (s *Server) Close() error {
 	if s.watcher != nil {
 		s.watcher.Stop()
 	}
+	if s.rules != nil {
+		s.rules.Close()
+	}
 	if s.claimTokens != nil {
 		return s.claimTokens.Close()
 	}

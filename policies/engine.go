@@ -111,7 +111,7 @@ type Options struct {
 	// stays in memory: each holds the rules of up to 64 owners with one
 	// copy of the library, about 0.7 MiB for 64 owners' rules of a few
 	// lines each. A shard is compiled when one of its owners is first
-	// evaluated; past the bound, the shard evaluated longest ago is
+	// evaluated, or by Warm; past the bound, the shard evaluated longest ago is
 	// dropped, and compiled again at its next evaluation. Default 256
 	// (16,384 owners).
 	MaxShardsInForce int

@@ -32,10 +32,11 @@ import (
 // A shard is compiled when one of its owners is first evaluated (until
 // then its owners' rules are in force as sources only, evicted), and kept
 // while it is among the Options.MaxShardsInForce shards evaluated most
-// recently; a shard dropped is compiled again at its next evaluation. So
-// rules nobody asks about take no memory but their sources, and a start
-// compiles each owner's rules once, on their own (the check that names
-// their errors), not also their shard.
+// recently; a shard dropped is compiled again at its next evaluation.
+// Warm compiles the shards waiting for their first evaluation ahead of it,
+// which the authorization server does in the background once the operator
+// directory's rules were put in force: so the first requests after a
+// start do not wait for a compilation of 64 owners' rules.
 //
 // A shard in memory is compiled again, by the caller putting rules in
 // force, once half of it changed since it was last compiled (owners
@@ -298,6 +299,73 @@ func (e *Engine) compileShard(ctx context.Context, s *shard) ([]*shard, error) {
 	}
 	e.shards.mu.Unlock()
 	return victims, nil
+}
+
+// Warm compiles the shards whose owners' rules wait, as sources only, for
+// their shard's first compilation (put in force since it was last in
+// memory, or never evaluated), one at a time, while fewer than
+// Options.MaxShardsInForce shards are in memory: so that the first
+// evaluations after a start or a reload of many owners' rules do not
+// wait for them. A shard dropped to bound memory stays dropped (its
+// owners were evaluated longest ago). It returns the number of shards it
+// compiled; an error says why it stopped early (ctx's, ErrBusy,
+// ErrCompileTimeout): the shards left are compiled at their first
+// evaluation, as without Warm. Warm never drops a shard to make room, and
+// compiles a shard whether or not it is full: call it once the rules of
+// many owners were put in force, not between each.
+func (e *Engine) Warm(ctx context.Context) (int, error) {
+	e.shards.mu.Lock()
+	seen := map[*shard]bool{}
+	var waiting []*shard
+	for _, s := range e.shards.of {
+		if _, live := e.shards.live[s]; !live && !seen[s] {
+			seen[s] = true
+			waiting = append(waiting, s)
+		}
+	}
+	e.shards.mu.Unlock()
+	n := 0
+	for _, s := range waiting {
+		if err := ctx.Err(); err != nil {
+			return n, err
+		}
+		e.shards.mu.Lock()
+		_, live := e.shards.live[s]
+		full := len(e.shards.live) >= e.opts.MaxShardsInForce
+		e.shards.mu.Unlock()
+		if full {
+			return n, nil
+		}
+		if live {
+			continue
+		}
+		s.mu.Lock()
+		var victims []*shard
+		var err error
+		if s.waiting() {
+			victims, err = e.compileShard(ctx, s)
+			if err == nil {
+				n++
+			}
+		}
+		s.mu.Unlock()
+		e.dropShards(victims)
+		if err != nil {
+			return n, err
+		}
+	}
+	return n, nil
+}
+
+// waiting reports whether one of the shard's members has their rules in
+// force as sources only, waiting for the shard's compilation (s.mu held).
+func (s *shard) waiting() bool {
+	for _, m := range s.members {
+		if p := m.slot.prog.Load(); p != nil && p.evicted && p.hash == m.hash {
+			return true
+		}
+	}
+	return false
 }
 
 // dropShards drops the compilations of shards no longer in memory: their

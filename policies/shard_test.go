@@ -1,6 +1,7 @@
 package policies
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"maps"
@@ -220,6 +221,28 @@ func TestShardsKeepOwnersApart(t *testing.T) {
 	}
 }
 
+// threeShards returns an engine that keeps two shards in memory, with the
+// rules of three shards' owners put in force (owner(shard, i)), none
+// evaluated: each allows "s<shard>" to bob.
+func threeShards(t *testing.T) (*Engine, func(shard, i int) string) {
+	e := newTestEngine(Options{MaxShardsInForce: 2})
+	owner := func(shard, i int) string { return fmt.Sprintf("owner-%d-%d", shard, i) }
+	for sh := range 3 {
+		for i := range shardSize {
+			must(t, e.SetOwnerModules(t.Context(), owner(sh, i), rules(fmt.Sprintf(
+				"allow contains \"s%d\" if lib.is_subject(\"bob\")\n", sh))))
+		}
+	}
+	return e, owner
+}
+
+// liveShards returns the number of shards compiled, in memory.
+func (e *Engine) liveShards() int {
+	e.shards.mu.Lock()
+	defer e.shards.mu.Unlock()
+	return len(e.shards.live)
+}
+
 // TestShardsCompiledWhenEvaluatedAndBounded: owners' rules put in force
 // are compiled with their shard at the first evaluation of one of its
 // owners, not before; past MaxShardsInForce the shard evaluated longest
@@ -227,19 +250,8 @@ func TestShardsKeepOwnersApart(t *testing.T) {
 // the same decisions. Rules read again unchanged compile nothing.
 func TestShardsCompiledWhenEvaluatedAndBounded(t *testing.T) {
 	ctx := t.Context()
-	e := newTestEngine(Options{MaxShardsInForce: 2})
-	owner := func(shard, i int) string { return fmt.Sprintf("owner-%d-%d", shard, i) }
-	for sh := range 3 {
-		for i := range shardSize {
-			must(t, e.SetOwnerModules(ctx, owner(sh, i), rules(fmt.Sprintf(
-				"allow contains \"s%d\" if lib.is_subject(\"bob\")\n", sh))))
-		}
-	}
-	compiled := func() int {
-		e.shards.mu.Lock()
-		defer e.shards.mu.Unlock()
-		return len(e.shards.live)
-	}
+	e, owner := threeShards(t)
+	compiled := e.liveShards
 	if n := compiled(); n != 0 {
 		t.Fatalf("%d shards compiled before any evaluation, want 0", n)
 	}
@@ -291,4 +303,52 @@ func TestShardsCompiledWhenEvaluatedAndBounded(t *testing.T) {
 		t.Errorf("%s: shard 1 still compiled past the bound", owner(1, 3))
 	}
 	check(1, 3)
+}
+
+// TestWarm: Warm compiles the shards whose owners' rules wait for their
+// first evaluation, up to MaxShardsInForce and never past it, without
+// compiling any owner's rules again; the owners of a warmed shard decide
+// from it, as they would have after compiling it at their first
+// evaluation. A second Warm finds nothing to do, and one whose context
+// ended compiles nothing.
+func TestWarm(t *testing.T) {
+	ctx := t.Context()
+	e, owner := threeShards(t)
+	live := e.liveShards
+	stopped, cancel := context.WithCancel(ctx)
+	cancel()
+	if n, err := e.Warm(stopped); n != 0 || !errors.Is(err, context.Canceled) || live() != 0 {
+		t.Fatalf("Warm with its context ended: %d shards, %v, %d in memory; want 0, context.Canceled, 0", n, err, live())
+	}
+	compiles := e.compiles.Load()
+	n, err := e.Warm(ctx)
+	if err != nil || n != 2 {
+		t.Fatalf("Warm: %d shards, %v; want the bound, 2", n, err)
+	}
+	if got := live(); got != 2 {
+		t.Errorf("%d shards in memory after Warm, want 2", got)
+	}
+	warmed := 0
+	for sh := range 3 {
+		if !inShard(e, owner(sh, 0)) {
+			continue
+		}
+		warmed++
+		for _, i := range []int{0, shardSize - 1} {
+			o := owner(sh, i)
+			d, err := e.Evaluate(ctx, o, shardInputs(o)[0])
+			if err != nil || !slices.Equal(d.Allow, []string{fmt.Sprintf("s%d", sh)}) {
+				t.Errorf("%s: allow %v, %v", o, d.Allow, err)
+			}
+		}
+	}
+	if warmed != 2 {
+		t.Errorf("%d shards' owners in force from their shard, want 2", warmed)
+	}
+	if n, err := e.Warm(ctx); n != 0 || err != nil {
+		t.Errorf("Warm again: %d shards, %v; want 0, nil", n, err)
+	}
+	if got := e.compiles.Load() - compiles; got != 0 {
+		t.Errorf("%d owners' rules compiled again by Warm and the evaluations, want 0", got)
+	}
 }

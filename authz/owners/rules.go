@@ -82,6 +82,19 @@ type Rules struct {
 	// the last read of the operator directory, "" after one succeeds.
 	problems map[string]LoadProblem
 	dirError string
+
+	warming warming
+}
+
+// warming runs policies.Engine.Warm in the background after the operator
+// directory's rules were put in force, one run at a time; Close stops it.
+type warming struct {
+	mu      sync.Mutex
+	ctx     context.Context
+	stop    context.CancelFunc
+	done    sync.WaitGroup
+	running bool // a run is under way
+	again   bool // rules were put in force during the run: run once more
 }
 
 // NewRules returns the rules kept in opts.Store and in the operator
@@ -101,7 +114,57 @@ func NewRules(opts Options, ropts RulesOptions) *Rules {
 	if b.fresh == nil {
 		b.fresh = func() bool { return true }
 	}
+	b.warming.ctx, b.warming.stop = context.WithCancel(context.Background())
 	return b
+}
+
+// Close stops compiling shards in the background (warm) and waits for the
+// compilation under way, if any.
+func (b *Rules) Close() {
+	b.warming.stop()
+	b.warming.done.Wait()
+}
+
+// warm compiles in the background the shards of the owners' rules put in
+// force as sources only (policies.Engine.Warm), so that the first requests
+// after a start or a reload of the operator directory do not wait for
+// their compilation. One run at a time: a call during a run makes it run
+// once more.
+func (b *Rules) warm() {
+	w := &b.warming
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.ctx.Err() != nil {
+		return
+	}
+	if w.running {
+		w.again = true
+		return
+	}
+	w.running = true
+	w.done.Add(1)
+	go func() {
+		defer w.done.Done()
+		for {
+			start := time.Now()
+			n, err := b.engine.Warm(w.ctx)
+			if err != nil && w.ctx.Err() == nil {
+				b.opts.Log.Warn("compiling owners' rules in the background; the others are compiled at their first request",
+					zap.Int("shards", n), zap.Error(err))
+			} else if n > 0 {
+				b.opts.Log.Info("owners' rules compiled in the background",
+					zap.Int("shards", n), zap.Duration("took", time.Since(start)))
+			}
+			w.mu.Lock()
+			if !w.again || w.ctx.Err() != nil {
+				w.running = false
+				w.mu.Unlock()
+				return
+			}
+			w.again = false
+			w.mu.Unlock()
+		}
+	}()
 }
 
 // storedRules returns the rules an owner wrote through the API, without
@@ -380,6 +443,7 @@ func (b *Rules) SetDirectory(owners map[string]map[string]string, system map[str
 			b.opts.Log.Error("loading an owner's rules; trying again at the next request", ownerField(o), zap.Error(err))
 		}
 	}
+	b.warm()
 }
 
 // PutRule stores (or replaces) one of an owner's rule modules, after
