@@ -143,6 +143,60 @@ var capabilities = func() *ast.Capabilities {
 	return c
 }()
 
+// alwaysBuiltins are the built-ins the compiler may add to rules that do
+// not name them (unification, printing, template strings, membership).
+var alwaysBuiltins = []string{ast.Equality.Name, ast.Assign.Name, ast.Print.Name}
+
+// capabilitiesFor returns capabilities less the built-ins that none of the
+// modules names. The result is the same compilation (a built-in a module
+// calls, mocks or shadows is in it, as are those the compiler adds), for a
+// fraction of the work and memory: every compiler types each built-in of
+// its capabilities, about 200 of them, and keeps the types for as long as
+// its rules are in force (BenchmarkCompileSmall, BenchmarkShardMemory).
+func capabilitiesFor(modules ...map[string]*ast.Module) *ast.Capabilities {
+	named := map[string]bool{}
+	name := func(ref ast.Ref) {
+		if len(ref) == 0 {
+			return
+		}
+		if _, ok := ref[0].Value.(ast.Var); !ok {
+			return
+		}
+		for i := 1; i <= len(ref); i++ {
+			if i > 1 {
+				if _, ok := ref[i-1].Value.(ast.String); !ok {
+					return
+				}
+			}
+			named[ref[:i].String()] = true
+		}
+	}
+	vis := ast.NewGenericVisitor(func(x any) bool {
+		switch x := x.(type) {
+		case ast.Var:
+			named[string(x)] = true
+		case ast.Ref:
+			name(x)
+		case *ast.Head:
+			name(x.Reference)
+		}
+		return false
+	})
+	for _, mods := range modules {
+		for _, mod := range mods {
+			vis.Walk(mod)
+		}
+	}
+	for _, b := range alwaysBuiltins {
+		named[b] = true
+	}
+	c := *capabilities
+	c.Builtins = slices.DeleteFunc(slices.Clone(capabilities.Builtins), func(b *ast.Builtin) bool {
+		return !named[b.Name] && !strings.HasPrefix(b.Name, "internal.")
+	})
+	return &c
+}
+
 // RefusedBuiltins returns the names of the built-in functions that sharing
 // and system rules may not call, sorted.
 func RefusedBuiltins() []string {
@@ -159,12 +213,13 @@ var parserOptions = ast.ParserOptions{
 	Capabilities: capabilities,
 }
 
-// newCompiler returns a compiler with the sandbox and strict mode. Settings
+// newCompiler returns a compiler with caps (the sandbox's capabilities, or
+// those of capabilitiesFor) and strict mode. Settings
 // given to rego.New are ignored when a compiler is passed in, so they all go
 // here.
-func newCompiler() *ast.Compiler {
+func newCompiler(caps *ast.Capabilities) *ast.Compiler {
 	return ast.NewCompiler().
-		WithCapabilities(capabilities).
+		WithCapabilities(caps).
 		WithStrict(true).
 		WithEnablePrintStatements(false).
 		WithDefaultRegoVersion(ast.RegoV1)
@@ -313,7 +368,7 @@ func compile(ctx context.Context, k *ruleKind, modules map[string]string, b boun
 	}
 	parsed[decisionModule] = parsedDecision(k)
 
-	c := withDeadline(ctx, newCompiler())
+	c := withDeadline(ctx, newCompiler(capabilitiesFor(parsed)))
 	c.Compile(parsed)
 	if ctx.Err() != nil {
 		return nil, compileStopped(ctx)
@@ -363,7 +418,7 @@ func resolve(modules map[string]string) (map[string]*ast.Module, error) {
 	}
 	var resolved map[string]*ast.Module
 	c := ast.NewCompiler().
-		WithCapabilities(capabilities).
+		WithCapabilities(capabilitiesFor(parsed)).
 		WithDefaultRegoVersion(ast.RegoV1).
 		WithStageAfterID(ast.StageResolveRefs, ast.CompilerStageDefinition{
 			Name:       "uma_resolved",

@@ -3,11 +3,15 @@ package policies
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"os"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/open-policy-agent/opa/v1/ast"
+	"github.com/open-policy-agent/opa/v1/rego"
 )
 
 func TestCompileErrors(t *testing.T) {
@@ -273,5 +277,75 @@ func TestLibraryModules(t *testing.T) {
 		if strings.HasSuffix(name, "_test.rego") {
 			t.Errorf("test module %s in LibraryModules", name)
 		}
+	}
+}
+
+// TestCapabilitiesForCompilesAlike: rules compiled with only the built-ins
+// they name (capabilitiesFor) compile, fail and decide as with every
+// built-in of the sandbox: built-ins called by name, through operators,
+// membership, comprehensions, every, unary minus, in nested namespaces,
+// shadowed by a rule of the same name, or not there at all.
+func TestCapabilitiesForCompilesAlike(t *testing.T) {
+	sources := []string{
+		`allow contains "read" if count(input.scopes) > 0`,
+		`allow contains s if { some s in input.scopes; startswith(s, "re") }`,
+		`allow contains "read" if { every s in input.scopes { s != "write" } }`,
+		`allow contains "read" if -1 < 0`,
+		`allow contains "read" if time.parse_rfc3339_ns("2026-01-01T00:00:00Z") < input.now * 1000000000`,
+		`allow contains "read" if object.get(input, ["resource", "owner"], "") == "alice"`,
+		`allow contains "read" if strings.any_prefix_match(input.scopes, "rea")`,
+		`allow contains x if { x := concat("", ["re", "ad"]); x in {y | some y in input.scopes} }`,
+		`allow contains "read" if { x := [s | some s in input.scopes]; sum([1 | x[_]]) == 1 }`,
+		`allow contains "read" if { some k, v in {"a": "read"}; v == input.scopes[0]; k == "a" }`,
+		`allow contains "read" if lower(upper("read")) == input.scopes[0]`,
+		"allow contains \"read\" if sprintf(\"%s\", [`read`]) == input.scopes[0]",
+		`allow contains "read" if nosuchfunction(1)`,
+		`allow contains "read" if time.nosuch(1)`,
+		`count(x) := 1`,
+		`allow contains "read" if http.send({"method": "get", "url": "http://x"})`,
+		`allow contains "read" if { x := count; x }`,
+	}
+	ctx := context.Background()
+	in := Input{Resource: Resource{ID: "r", Owner: "alice", Scopes: []string{"read"}}, Scopes: []string{"read"}, Now: t0}
+	input, err := in.value("alice", t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, src := range sources {
+		src = "package uma.share\n\n" + src + "\n"
+		t.Run(src[19:], func(t *testing.T) {
+			decide := func(caps func(map[string]*ast.Module) *ast.Capabilities) (string, string) {
+				mod, errs := parseModule(ownerKind, "rules.rego", src, Options{}.withDefaults().bounds())
+				if len(errs) > 0 {
+					return "", errs.Error()
+				}
+				lib, _ := library()
+				parsed := maps.Clone(lib)
+				parsed[userPrefix+"rules.rego"] = mod
+				parsed[decisionModule] = parsedDecision(ownerKind)
+				c := newCompiler(caps(parsed))
+				if c.Compile(parsed); c.Failed() {
+					return "", sortErrors(fromOPA("", c.Errors)).Error()
+				}
+				q, err := rego.New(rego.Compiler(c), rego.Query(decisionQuery)).PrepareForEval(ctx)
+				if err != nil {
+					return "", err.Error()
+				}
+				rs, err := q.Eval(ctx, rego.EvalParsedInput(input))
+				if err != nil {
+					return "", err.Error()
+				}
+				return fmt.Sprint(rs), ""
+			}
+			all := func(map[string]*ast.Module) *ast.Capabilities { return capabilities }
+			got, gotErr := decide(func(m map[string]*ast.Module) *ast.Capabilities { return capabilitiesFor(m) })
+			want, wantErr := decide(all)
+			if got != want || gotErr != wantErr {
+				t.Errorf("with the built-ins named: %s %q\nwith all: %s %q", got, gotErr, want, wantErr)
+			}
+		})
+	}
+	if n, all := len(capabilitiesFor().Builtins), len(capabilities.Builtins); n*4 > all {
+		t.Errorf("capabilities of no module: %d built-ins of %d", n, all)
 	}
 }

@@ -36,7 +36,7 @@ func runRegoTests(t *testing.T, modules map[string]*ast.Module) {
 	}
 	defer store.Abort(ctx, txn)
 	ch, err := tester.NewRunner().
-		SetCompiler(newCompiler()).
+		SetCompiler(newCompiler(capabilities)).
 		SetStore(store).
 		SetModules(all).
 		CapturePrintOutput(true).

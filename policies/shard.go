@@ -236,7 +236,7 @@ func (e *Engine) compileShard(ctx context.Context, s *shard) ([]*shard, error) {
 		}
 	}
 	c := withDeadline(ctx, ast.NewCompiler().
-		WithCapabilities(capabilities).
+		WithCapabilities(capabilitiesFor(parsed)).
 		WithEnablePrintStatements(false).
 		WithDefaultRegoVersion(ast.RegoV1))
 	c.Compile(parsed)

@@ -114,7 +114,7 @@ func RunTests(ctx context.Context, modules map[string]string, opts Options) (Tes
 	}
 	defer store.Abort(ctx, txn)
 	ch, err := tester.NewRunner().
-		SetCompiler(newCompiler()).
+		SetCompiler(newCompiler(capabilities)).
 		SetStore(store).
 		SetModules(parsed).
 		SetTimeout(max(opts.Timeout, time.Second)).
