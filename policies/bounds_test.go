@@ -173,10 +173,13 @@ func TestCompileGate(t *testing.T) {
 	if _, err := e.Evaluate(t.Context(), "bob", Input{Resource: Resource{Owner: "bob"}, Now: t0}); err != nil {
 		t.Fatal(err)
 	}
-	for i := 1; i < shardSize; i++ {
-		must(t, e.SetOwnerModules(t.Context(), fmt.Sprintf("owner-%d", i), bobs))
+	for i := 1; i < shardSize; i++ { // rule sets of their own: a shard holds 64
+		must(t, e.SetOwnerModules(t.Context(), fmt.Sprintf("owner-%d", i), rules(fmt.Sprintf(
+			`allow contains "view" if lib.is_subject("bob-%d")`, i))))
 	}
-	must(t, e.SetOwnerModules(t.Context(), "carol", bobs))
+	carols := rules(`allow contains "view" if lib.is_subject("bob")
+allow contains "view" if lib.is_subject("carol")`)
+	must(t, e.SetOwnerModules(t.Context(), "carol", carols))
 
 	// mallory's compilation runs (held here).
 	done, err := e.gate.enter(t.Context(), "mallory", false, 0)
@@ -195,7 +198,7 @@ func TestCompileGate(t *testing.T) {
 			_, err := e.EvaluateDraft(t.Context(), "alice", draft, in)
 			return err
 		}},
-		{"rules compiled already", nil, func() error { return e.Check(t.Context(), "alice", bobs) }},
+		{"rules compiled already", nil, func() error { return e.Check(t.Context(), "alice", carols) }},
 		{"another owner's rules in force", nil, func() error {
 			d, err := e.Evaluate(t.Context(), "bob", Input{Resource: Resource{Scopes: []string{"view"}}, Subject: "bob", Now: t0})
 			if err == nil && len(d.Granted) != 1 {
@@ -233,4 +236,37 @@ func TestCompileGate(t *testing.T) {
 	if err := e.SetOwnerModules(context.Background(), "alice", draft); !errors.Is(err, ErrBusy) {
 		t.Errorf("no slot within CompileTimeout: got %v, want ErrBusy", err)
 	}
+}
+
+// TestCompileGateBackground: a compilation in the background (Warm's)
+// takes a slot only when one is free, and never makes another compilation
+// refused: rules sent to be checked while it holds the only slot wait for
+// it, at most CompileTimeout, where a compilation of rules put in force
+// would have them refused with ErrBusy.
+func TestCompileGateBackground(t *testing.T) {
+	e := newTestEngine(Options{MaxCompiles: 1})
+	draft := rules(`allow contains "view" if lib.is_subject("bob")`)
+	release, err := e.gate.enterBackground(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.AfterFunc(50*time.Millisecond, release)
+	if err := e.Check(t.Context(), "alice", draft); err != nil {
+		t.Errorf("checked while a compilation in the background held the slot: %v", err)
+	}
+
+	// The background waits for a slot, until its context ends.
+	done, err := e.gate.enter(t.Context(), "mallory", false, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Millisecond)
+	defer cancel()
+	if _, err := e.gate.enterBackground(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("background with no slot free: %v, want context.DeadlineExceeded", err)
+	}
+	if err := e.Check(t.Context(), "alice", rules(`allow contains "edit" if lib.is_subject("bob")`)); !errors.Is(err, ErrBusy) {
+		t.Errorf("checked while another check held the slot: %v, want ErrBusy", err)
+	}
+	done()
 }

@@ -100,20 +100,20 @@ type Options struct {
 	MaxOwnerCompiles int
 	// MaxOwnersInForce bounds the owners whose rules stay in memory
 	// compiled on their own (each with its own compilation of the library,
-	// about 225 KiB for a small rule); past it, those of the owner
+	// about 30 KiB for a small rule); past it, those of the owner
 	// evaluated longest ago are dropped, their sources kept, and Evaluate
 	// answers ErrNotInForce for that owner until they are put in force
 	// again. Rules in force from a shard (see shard.go), which share one
-	// compilation of the library with 63 other owners, do not count.
+	// compilation of the library with other owners, do not count.
 	// Default 256.
 	MaxOwnersInForce int
 	// MaxShardsInForce bounds the shards (see shard.go) whose compilation
-	// stays in memory: each holds the rules of up to 64 owners with one
-	// copy of the library, about 0.7 MiB for 64 owners' rules of a few
-	// lines each. A shard is compiled when one of its owners is first
-	// evaluated, or by Warm; past the bound, the shard evaluated longest ago is
-	// dropped, and compiled again at its next evaluation. Default 256
-	// (16,384 owners).
+	// stays in memory: each holds up to 64 rule sets (and every owner of
+	// one) with one copy of the library, about 0.7 MiB for 64 rule sets of
+	// a few lines each. A shard is compiled when one of its owners is
+	// first evaluated, or by Warm; past the bound, the shard evaluated
+	// longest ago is dropped, and compiled again at its next evaluation.
+	// Default 256 (16,384 rule sets, and more owners when some share one).
 	MaxShardsInForce int
 
 	// Observer receives the duration and outcome of every compilation
@@ -214,9 +214,9 @@ func NewEngine(opts Options) *Engine {
 		opts:     opts,
 		base:     base,
 		cache:    compiledCache{index: map[cacheKey]*list.Element{}},
-		gate:     newCompileGate(opts.MaxCompiles, opts.MaxOwnerCompiles),
+		gate:     newCompileGate(opts.MaxCompiles, opts.MaxOwnerCompiles, opts.CompileTimeout),
 		resident: map[string]*ownerSlot{},
-		shards:   shards{of: map[string]*shard{}, live: map[*shard]struct{}{}},
+		shards:   shards{of: map[string]*shard{}, bySet: map[string]*shard{}, live: map[*shard]struct{}{}},
 	}
 }
 

@@ -3,6 +3,7 @@ package policies
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"maps"
 	"slices"
@@ -11,23 +12,30 @@ import (
 
 	"github.com/open-policy-agent/opa/v1/ast"
 	"github.com/open-policy-agent/opa/v1/rego"
+	"github.com/open-policy-agent/opa/v1/storage"
+	"github.com/open-policy-agent/opa/v1/storage/inmem"
 )
 
 // Compiling an owner's rules in a compiler of their own compiles the
-// library with them, every time: about 4 ms and 225 KiB for a rule of a
-// few lines, of which the owner's own rules are a tenth. So the rules of
-// many owners, once they compiled on their own (which checks them and
+// library with them, every time: about 3 ms and 30 KiB for a rule of a
+// few lines, of which the owner's own rules are a fraction. So the rules
+// of many owners, once they compiled on their own (which checks them and
 // gives their errors), are compiled again together with one copy of the
-// library, shardSize owners at a time: a shard. In a shard each owner's
-// modules are moved to a package of their own, data.uma.owners[<owner>],
-// and the shard's one query reads the package of the owner of the input's
-// resource (input.resource.owner, which Engine.evaluate sets to the owner
-// evaluated, never to what the caller says) as the decision module does.
-// The compiler indexes the packages by their constant keys: the query
-// finds the owner's among shardSize at the cost of a map lookup. An owner
-// whose modules refer to data anywhere but their own package (data.uma.share)
-// and the library (data.uma.lib) stays compiled on their own: in a shard,
-// nothing an owner writes can reach another owner's rules.
+// library, shardSize rule sets at a time: a shard. Owners whose rules are
+// the same once parsed (comments and layout aside: the rules of one
+// template, say) have one rule set, compiled once, in one shard. In a
+// shard each rule set's modules are moved to a package of their own,
+// data.uma.rulesets[<set>], and the shard's one query reads the package of
+// the rule set of the owner of the input's resource (input.resource.owner,
+// which Engine.evaluate sets to the owner evaluated, never to what the
+// caller says), which the shard's data maps to it
+// (data.uma.ruleset_of[<owner>]), as the decision module does. The
+// compiler indexes the packages by their constant keys: the query finds
+// the owner's among shardSize at the cost of two map lookups; an owner
+// the shard does not know has no rules there, and gets nothing from it.
+// An owner whose modules refer to data anywhere but their own package
+// (data.uma.share) and the library (data.uma.lib) stays compiled on their
+// own: in a shard, nothing an owner writes can reach another rule set.
 //
 // A shard is compiled when one of its owners is first evaluated (until
 // then its owners' rules are in force as sources only, evicted), and kept
@@ -47,40 +55,48 @@ import (
 // programs in force keep anyway: each compilation of it parses them
 // again.
 
-// shardSize is the number of owners whose rules share one compilation.
+// shardSize is the number of rule sets that share one compilation.
 const shardSize = 64
 
 var (
-	sharePath  = ast.MustParseRef("data.uma.share")
-	libPath    = ast.MustParseRef("data.uma.lib")
-	ownersPath = ast.MustParseRef("data.uma.owners")
+	sharePath    = ast.MustParseRef("data.uma.share")
+	libPath      = ast.MustParseRef("data.uma.lib")
+	rulesetsPath = ast.MustParseRef("data.uma.rulesets")
 )
 
 // shardQuery is the decision of the owner of the input's resource, from
-// the owner's package in a shard, as the owner's decision module
-// (ruleKind.decision) makes it: each output is the set the owner's rules
-// make, or the empty set.
+// the package of the owner's rule set in a shard, as the owner's decision
+// module (ruleKind.decision) makes it: each output is the set the owner's
+// rules make, or the empty set.
 const shardQuery = `{
-	"allow": {x | data.uma.owners[input.resource.owner].allow[x]},
-	"deny": {x | data.uma.owners[input.resource.owner].deny[x]},
-	"ask_owner": {x | data.uma.owners[input.resource.owner].ask_owner[x]},
-	"required_claims": {x | data.uma.owners[input.resource.owner].required_claims[x]},
+	"allow": {x | data.uma.rulesets[data.uma.ruleset_of[input.resource.owner]].allow[x]},
+	"deny": {x | data.uma.rulesets[data.uma.ruleset_of[input.resource.owner]].deny[x]},
+	"ask_owner": {x | data.uma.rulesets[data.uma.ruleset_of[input.resource.owner]].ask_owner[x]},
+	"required_claims": {x | data.uma.rulesets[data.uma.ruleset_of[input.resource.owner]].required_claims[x]},
 	"shared": data.uma.lib.shared_scopes,
 }`
 
+// placeholderSet is the rule set's package of confined modules that are
+// only hashed (ruleSet).
+const placeholderSet = "-"
+
 // shards are the shards of an Engine's owners.
 type shards struct {
-	mu   sync.Mutex
-	of   map[string]*shard   // owner -> the shard holding their rules
-	open *shard              // the shard new owners join, nil when full
-	live map[*shard]struct{} // the shards compiled, in memory
+	mu    sync.Mutex
+	of    map[string]*shard   // owner -> the shard holding their rules
+	bySet map[string]*shard   // rule set -> the shard an owner with it joins
+	open  *shard              // the shard owners of a new rule set join, nil when full
+	live  map[*shard]struct{} // the shards compiled, in memory
 }
 
-// shard is the rules of up to shardSize owners compiled together.
+// shard is up to shardSize rule sets compiled together, and their owners.
 type shard struct {
 	mu      sync.Mutex // serializes compilations; guards the fields
 	members map[string]*member
-	changed int // members added, changed or removed since the last compilation
+	sets    map[string]int // rule set -> its members; guarded by shards.mu too
+	changed int            // members added, changed or removed since the last compilation
+	// compiled is the shard's compilation in memory, nil if none.
+	compiled *compiledShard
 
 	// used is the Engine's tick at the last evaluation from this
 	// shard's compilation.
@@ -89,27 +105,92 @@ type shard struct {
 
 // member is an owner's rules in a shard: hash, sources and undefined are
 // those of the owner's rules compiled on their own, which the shard's
-// compilation replaces.
+// compilation replaces; set names their rule set (ruleSet).
 type member struct {
 	slot      *ownerSlot
 	hash      [sha256.Size]byte
+	set       string
 	sources   map[string]string
 	undefined []string
+}
+
+// compiledShard is a shard's compilation: its query, the data mapping its
+// owners to their rule sets (data.uma.ruleset_of), and the rule sets it
+// compiled.
+type compiledShard struct {
+	query rego.PreparedEvalQuery
+	data  storage.Store
+	sets  map[string]bool
+}
+
+// join puts an owner's rules (m) in force from the shard's compilation,
+// which compiled their rule set already (s.mu held): the shard's data maps
+// the owner to it. It reports false if it could not.
+func (e *Engine) join(ctx context.Context, s *shard, owner string, m *member, p *program) bool {
+	c := s.compiled
+	if c == nil || !c.sets[m.set] {
+		return false
+	}
+	if err := storage.WriteOne(ctx, c.data, storage.AddOp, storage.Path{"uma", "ruleset_of", owner}, m.set); err != nil {
+		return false
+	}
+	return e.inForceFrom(s, owner, m, p, c.query)
+}
+
+// inForceFrom puts an owner's rules (m) in force from the shard's query,
+// in place of cur, their rules in force (s.mu held); false if those
+// changed meanwhile.
+func (e *Engine) inForceFrom(s *shard, owner string, m *member, cur *program, query rego.PreparedEvalQuery) bool {
+	if cur == nil || cur.refused != nil || cur.hash != m.hash {
+		return false
+	}
+	p := &program{hash: m.hash, modules: m.sources, query: query, undefined: m.undefined, shard: s}
+	if !m.slot.prog.CompareAndSwap(cur, p) {
+		return false
+	}
+	e.residentMu.Lock()
+	if e.resident[owner] == m.slot {
+		delete(e.resident, owner)
+	}
+	e.residentMu.Unlock()
+	return true
+}
+
+// newShard returns an empty shard.
+func newShard() *shard {
+	return &shard{members: map[string]*member{}, sets: map[string]int{}}
+}
+
+// count adds n members (1 or -1) of rule set set to the shard s (s.mu and
+// shards.mu held): a rule set without members leaves it.
+func (sh *shards) count(s *shard, set string, n int) {
+	s.sets[set] += n
+	switch {
+	case s.sets[set] <= 0:
+		delete(s.sets, set)
+		if sh.bySet[set] == s {
+			delete(sh.bySet, set)
+		}
+	case sh.bySet[set] == nil:
+		sh.bySet[set] = s
+	}
 }
 
 // pack puts an owner's rules in force compiled on their own (p) in a
 // shard, or takes them out of it if p is nil or cannot be shared (slot.mu
 // held). If the shard is not in memory, the owner's rules are left in
 // force as sources only, compiled with their shard at their next
-// evaluation; if it is, it is compiled again once half of it changed.
+// evaluation; if it is and compiled their rule set already, they are in
+// force from it at once (join); else it is compiled again once half of it
+// changed.
 func (e *Engine) pack(ctx context.Context, owner string, slot *ownerSlot, p *program) {
 	if p != nil && p.shard != nil {
 		return // in force from a shard already
 	}
 	var m *member
 	if p != nil && p.refused == nil {
-		if _, ok := confined(owner, p.modules); ok {
-			m = &member{slot: slot, hash: p.hash, sources: p.modules, undefined: p.undefined}
+		if set, ok := ruleSet(p.modules); ok {
+			m = &member{slot: slot, hash: p.hash, set: set, sources: p.modules, undefined: p.undefined}
 		}
 	}
 	e.shards.mu.Lock()
@@ -119,10 +200,12 @@ func (e *Engine) pack(ctx context.Context, owner string, slot *ownerSlot, p *pro
 		return
 	}
 	if s == nil {
-		if e.shards.open == nil {
-			e.shards.open = &shard{members: map[string]*member{}}
+		if s = e.shards.bySet[m.set]; s == nil {
+			if e.shards.open == nil {
+				e.shards.open = newShard()
+			}
+			s = e.shards.open
 		}
-		s = e.shards.open
 		e.shards.of[owner] = s
 	}
 	if m == nil {
@@ -145,19 +228,30 @@ func (e *Engine) pack(ctx context.Context, owner string, slot *ownerSlot, p *pro
 	default:
 		s.members[owner] = m
 	}
-	s.changed++
+	joined := m != nil && e.join(ctx, s, owner, m, p)
+	if !joined {
+		s.changed++
+	}
 	e.shards.mu.Lock()
-	if s == e.shards.open && len(s.members) >= shardSize {
+	if old != nil {
+		e.shards.count(s, old.set, -1)
+	}
+	if m != nil {
+		e.shards.count(s, m.set, 1)
+	}
+	if s == e.shards.open && len(s.sets) >= shardSize {
 		e.shards.open = nil
 	}
 	_, live := e.shards.live[s]
 	if live && len(s.members) == 0 {
 		delete(e.shards.live, s)
+		s.compiled = nil
 		live = false
 	}
 	e.shards.mu.Unlock()
 	var victims []*shard
 	switch {
+	case joined:
 	case m != nil && !live:
 		// Compiled with the shard when first evaluated.
 		if slot.prog.Load() == p && !p.evicted {
@@ -221,18 +315,32 @@ func (e *Engine) compileShard(ctx context.Context, s *shard) ([]*shard, error) {
 		return nil, err
 	}
 	defer release()
+	return e.compileShardInSlot(ctx, s)
+}
+
+// compileShardInSlot is compileShard in a compilation slot its caller
+// holds.
+func (e *Engine) compileShardInSlot(ctx context.Context, s *shard) ([]*shard, error) {
 	ctx, cancel := context.WithTimeout(ctx, e.opts.CompileTimeout)
 	defer cancel()
 
 	lib, _ := library()
 	parsed := maps.Clone(lib)
+	sets := map[string]*member{}                  // rule set -> one of its members
+	setOf := make(map[string]any, len(s.members)) // owner -> rule set
 	for owner, m := range s.members {
-		modules, ok := confined(owner, m.sources)
+		setOf[owner] = m.set
+		if sets[m.set] == nil {
+			sets[m.set] = m
+		}
+	}
+	for set, m := range sets {
+		modules, ok := confined(set, m.sources)
 		if !ok {
 			continue // cannot happen: it was confined when it joined
 		}
 		for name, mod := range modules {
-			parsed[userPrefix+owner+"/"+name] = mod
+			parsed[userPrefix+set+"/"+name] = mod
 		}
 	}
 	c := withDeadline(ctx, ast.NewCompiler().
@@ -245,20 +353,24 @@ func (e *Engine) compileShard(ctx context.Context, s *shard) ([]*shard, error) {
 	}
 	if c.Failed() {
 		e.shards.mu.Lock()
-		for owner := range s.members {
+		for owner, m := range s.members {
 			delete(e.shards.of, owner)
+			e.shards.count(s, m.set, -1)
 		}
 		if e.shards.open == s {
 			e.shards.open = nil
 		}
 		delete(e.shards.live, s)
 		e.shards.mu.Unlock()
-		s.members = map[string]*member{}
+		s.members, s.compiled = map[string]*member{}, nil
 		return nil, nil
 	}
 	c.Graph = nil // only the compilation needs it (rule order, recursion)
+	data := inmem.NewFromObjectWithOpts(map[string]any{"uma": map[string]any{"ruleset_of": setOf}},
+		inmem.OptRoundTripOnWrite(false))
 	query, err := rego.New(
 		rego.Compiler(c),
+		rego.Store(data),
 		rego.Query(shardQuery),
 		rego.GenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }),
 	).PrepareForEval(ctx)
@@ -269,19 +381,14 @@ func (e *Engine) compileShard(ctx context.Context, s *shard) ([]*shard, error) {
 		return nil, fmt.Errorf("%w: %v", ErrEvaluation, err)
 	}
 	s.changed = 0
+	s.compiled = &compiledShard{query: query, data: data, sets: make(map[string]bool, len(sets))}
+	for set := range sets {
+		s.compiled.sets[set] = true
+	}
 	for owner, m := range s.members {
-		cur := m.slot.prog.Load()
-		if cur == nil || cur.refused != nil || cur.hash != m.hash {
-			continue // changed meanwhile: the next pack of it counts it
-		}
-		p := &program{hash: m.hash, modules: m.sources, query: query, undefined: m.undefined, shard: s}
-		if m.slot.prog.CompareAndSwap(cur, p) {
-			e.residentMu.Lock()
-			if e.resident[owner] == m.slot {
-				delete(e.resident, owner)
-			}
-			e.residentMu.Unlock()
-		}
+		// Those changed meanwhile stay as they are: the next pack of
+		// them counts them.
+		e.inForceFrom(s, owner, m, m.slot.prog.Load(), query)
 	}
 	var victims []*shard
 	e.shards.mu.Lock()
@@ -308,9 +415,11 @@ func (e *Engine) compileShard(ctx context.Context, s *shard) ([]*shard, error) {
 // evaluations after a start or a reload of many owners' rules do not
 // wait for them. A shard dropped to bound memory stays dropped (its
 // owners were evaluated longest ago). It returns the number of shards it
-// compiled; an error says why it stopped early (ctx's, ErrBusy,
-// ErrCompileTimeout): the shards left are compiled at their first
-// evaluation, as without Warm. Warm never drops a shard to make room, and
+// compiled; an error says why it stopped early (ctx's, ErrCompileTimeout):
+// the shards left are compiled at their first evaluation, as without
+// Warm. Its compilations run in the background: each waits for a free
+// compilation slot, and never makes another compilation refused (one that
+// would be waits for it, see compileGate). Warm never drops a shard to make room, and
 // compiles a shard whether or not it is full: call it once the rules of
 // many owners were put in force, not between each.
 func (e *Engine) Warm(ctx context.Context) (int, error) {
@@ -339,16 +448,22 @@ func (e *Engine) Warm(ctx context.Context) (int, error) {
 		if live {
 			continue
 		}
-		s.mu.Lock()
+		// The slot first: s stays free for evaluations and changes
+		// meanwhile.
+		release, err := e.gate.enterBackground(ctx)
+		if err != nil {
+			return n, err
+		}
 		var victims []*shard
-		var err error
+		s.mu.Lock()
 		if s.waiting() {
-			victims, err = e.compileShard(ctx, s)
+			victims, err = e.compileShardInSlot(ctx, s)
 			if err == nil {
 				n++
 			}
 		}
 		s.mu.Unlock()
+		release()
 		e.dropShards(victims)
 		if err != nil {
 			return n, err
@@ -378,6 +493,7 @@ func (e *Engine) dropShards(victims []*shard) {
 		_, live := e.shards.live[v]
 		e.shards.mu.Unlock()
 		if !live {
+			v.compiled = nil
 			for _, m := range v.members {
 				if cur := m.slot.prog.Load(); cur != nil && cur.shard == v {
 					m.slot.prog.CompareAndSwap(cur, cur.dropped())
@@ -388,19 +504,39 @@ func (e *Engine) dropShards(victims []*shard) {
 	}
 }
 
+// ruleSet returns the name of the rule set of an owner's modules (which
+// compiled on their own): the hash of the modules confined (comments and
+// layout gone), sorted; or false if they cannot be confined.
+func ruleSet(sources map[string]string) (string, bool) {
+	modules, ok := confined(placeholderSet, sources)
+	if !ok {
+		return "", false
+	}
+	texts := make([]string, 0, len(modules))
+	for _, mod := range modules {
+		texts = append(texts, mod.String())
+	}
+	slices.Sort(texts)
+	h := sha256.New()
+	for _, t := range texts {
+		fmt.Fprintf(h, "%d:%s", len(t), t)
+	}
+	return hex.EncodeToString(h.Sum(nil)[:16]), true
+}
+
 // confined returns an owner's modules (which compiled on their own),
 // parsed, resolved (every reference to data made whole) and moved to the
-// owner's package in a shard, data.uma.owners[<owner>]; or false if a
-// module refers to data outside its own package and the library, which a
-// shard would resolve differently. What it returns refers to data only in
-// the owner's package in the shard and in the library: each module is
-// checked before and after it is moved.
-func confined(owner string, sources map[string]string) (map[string]*ast.Module, bool) {
+// package of rule set set in a shard, data.uma.rulesets[<set>]; or false
+// if a module refers to data outside its own package and the library,
+// which a shard would resolve differently. What it returns refers to data
+// only in that package and in the library: each module is checked before
+// and after it is moved.
+func confined(set string, sources map[string]string) (map[string]*ast.Module, bool) {
 	resolved, err := resolve(sources)
 	if err != nil {
 		return nil, false
 	}
-	own := ownersPath.Append(ast.StringTerm(owner))
+	own := rulesetsPath.Append(ast.StringTerm(set))
 	out := make(map[string]*ast.Module, len(resolved))
 	for _, name := range slices.Sorted(maps.Keys(resolved)) {
 		mod := resolved[name]

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -87,6 +88,10 @@ func TestShardsDecideAsAlone(t *testing.T) {
 		`allow contains s if some s in data.uma.owners.o1.allow`,
 		`allow contains "x" if data.uma.decisions.o2.result`,
 		`allow contains "x" if { lib.subject == "bob" with data.uma.owners as {} }`,
+		`allow contains k if some k, _ in data.uma.rulesets`,
+		`allow contains s if { some r; some s in data.uma.rulesets[r].allow }`,
+		`allow contains o if some o, _ in data.uma.ruleset_of`,
+		`allow contains "x" if data.uma.ruleset_of[input.resource.owner]`,
 	}
 	for _, src := range snoops {
 		sets = append(sets, rules(src))
@@ -221,19 +226,114 @@ func TestShardsKeepOwnersApart(t *testing.T) {
 	}
 }
 
+// TestShardsShareRuleSets: owners whose rules are the same but for
+// comments and layout have one rule set, compiled once in one shard, and
+// each decides as their rules do alone (here with a rule that reads the
+// owner of the resource); owners with rules of their own fill shards of
+// 64 rule sets. An owner whose rules change leaves the rule set, which
+// the others keep.
+func TestShardsShareRuleSets(t *testing.T) {
+	ctx := t.Context()
+	e := newTestEngine(Options{})
+	template := "allow contains \"read\" if lib.is_subject(\"bob\")\n\nallow contains \"owner\" if input.resource.owner == \"o-7\"\n"
+	const owners = 300
+	for i := range owners {
+		src := template
+		switch {
+		case i%3 == 1:
+			src = fmt.Sprintf("# the rules of o-%d\n%s", i, template)
+		case i%3 == 2:
+			src = strings.ReplaceAll(template, "\n\n", "\n\n\n")
+		}
+		must(t, e.SetOwnerModules(ctx, fmt.Sprintf("o-%d", i), rules(src)))
+	}
+	for i := range 2 * shardSize {
+		must(t, e.SetOwnerModules(ctx, fmt.Sprintf("own-%d", i), rules(fmt.Sprintf(
+			"allow contains \"read\" if lib.is_subject(\"bob-%d\")\n", i))))
+	}
+	e.shards.mu.Lock()
+	shared := e.shards.of["o-0"]
+	var others []*shard
+	for i := range owners {
+		if e.shards.of[fmt.Sprintf("o-%d", i)] != shared {
+			others = append(others, e.shards.of[fmt.Sprintf("o-%d", i)])
+		}
+	}
+	shardsOfOwn := map[*shard]bool{}
+	for i := range 2 * shardSize {
+		shardsOfOwn[e.shards.of[fmt.Sprintf("own-%d", i)]] = true
+	}
+	e.shards.mu.Unlock()
+	if shared == nil || len(others) != 0 {
+		t.Fatalf("the owners of one rule set are in %d other shards", len(others))
+	}
+	if n := len(shardsOfOwn); n != 3 {
+		t.Errorf("128 owners with rules of their own, and one rule set, in %d shards; want 3", n)
+	}
+	for _, i := range []int{0, 1, 2, 7, 8, owners - 1} {
+		o := fmt.Sprintf("o-%d", i)
+		d, err := e.Evaluate(ctx, o, Input{Resource: Resource{ID: "r", Owner: o, Scopes: []string{"read", "owner"}}, Subject: "bob", Now: t0})
+		want := []string{"read"}
+		if i == 7 {
+			want = []string{"owner", "read"}
+		}
+		if err != nil || !slices.Equal(d.Granted, want) || !inShard(e, o) {
+			t.Errorf("%s: granted %v, %v (in a shard: %v); want %v", o, d.Granted, err, inShard(e, o), want)
+		}
+	}
+	shared.mu.Lock()
+	sets, members := len(shared.sets), len(shared.members)
+	shared.mu.Unlock()
+	if sets != shardSize { // the shared rule set and 63 owners' own
+		t.Errorf("the shard of the rule set holds %d rule sets, want %d", sets, shardSize)
+	}
+	if members < owners {
+		t.Errorf("the shard of the rule set holds %d owners, want at least %d", members, owners)
+	}
+	// A new owner of the rule set is in force from the shard, compiled
+	// already, at once: no change to compile it again for.
+	shared.mu.Lock()
+	changed := shared.changed
+	shared.mu.Unlock()
+	must(t, e.SetOwnerModules(ctx, "o-new", rules("# mine\n"+template)))
+	shared.mu.Lock()
+	changedAfter := shared.changed
+	shared.mu.Unlock()
+	if !inShard(e, "o-new") || changedAfter != changed {
+		t.Errorf("a new owner of a compiled rule set: in a shard %v, changes %d -> %d; want true, unchanged",
+			inShard(e, "o-new"), changed, changedAfter)
+	}
+	if d, err := e.Evaluate(ctx, "o-new", Input{Resource: Resource{ID: "r", Owner: "o-new", Scopes: []string{"read", "owner"}}, Subject: "bob", Now: t0}); err != nil || !slices.Equal(d.Granted, []string{"read"}) {
+		t.Errorf("o-new: granted %v, %v; want [read]", d.Granted, err)
+	}
+	// o-8 changes their rules: the others keep the rule set.
+	must(t, e.SetOwnerModules(ctx, "o-8", rules(`allow contains "write" if lib.is_subject("bob")`)))
+	for _, o := range []string{"o-8", "o-9"} {
+		d, err := e.Evaluate(ctx, o, Input{Resource: Resource{ID: "r", Owner: o, Scopes: []string{"read", "write"}}, Subject: "bob", Now: t0})
+		want := map[string][]string{"o-8": {"write"}, "o-9": {"read"}}[o]
+		if err != nil || !slices.Equal(d.Granted, want) {
+			t.Errorf("%s after o-8's change: granted %v, %v; want %v", o, d.Granted, err, want)
+		}
+	}
+}
+
 // threeShards returns an engine that keeps two shards in memory, with the
 // rules of three shards' owners put in force (owner(shard, i)), none
-// evaluated: each allows "s<shard>" to bob.
+// evaluated: each allows "s<shard>" to bob, in a rule set of their own.
 func threeShards(t *testing.T) (*Engine, func(shard, i int) string) {
 	e := newTestEngine(Options{MaxShardsInForce: 2})
 	owner := func(shard, i int) string { return fmt.Sprintf("owner-%d-%d", shard, i) }
 	for sh := range 3 {
 		for i := range shardSize {
-			must(t, e.SetOwnerModules(t.Context(), owner(sh, i), rules(fmt.Sprintf(
-				"allow contains \"s%d\" if lib.is_subject(\"bob\")\n", sh))))
+			must(t, e.SetOwnerModules(t.Context(), owner(sh, i), ownRules(sh, i)))
 		}
 	}
 	return e, owner
+}
+
+// ownRules are the rules of threeShards' owner(shard, i).
+func ownRules(shard, i int) map[string]string {
+	return rules(fmt.Sprintf("allow contains \"s%d\" if { lib.is_subject(\"bob\"); input.resource.id != \"r-%d-%d\" }\n", shard, shard, i))
 }
 
 // liveShards returns the number of shards compiled, in memory.
@@ -288,9 +388,8 @@ func TestShardsCompiledWhenEvaluatedAndBounded(t *testing.T) {
 	compiles := e.compiles.Load()
 	// Rules read again unchanged (as the authorization server does when
 	// its change feed is not fresh) compile nothing, in or out of memory.
-	for _, o := range []string{owner(0, 1), owner(2, 1)} {
-		if _, err := e.LoadOwnerModules(ctx, o, rules(fmt.Sprintf(
-			"allow contains \"s%s\" if lib.is_subject(\"bob\")\n", o[6:7])), nil); err != nil {
+	for _, sh := range []int{0, 2} {
+		if _, err := e.LoadOwnerModules(ctx, owner(sh, 1), ownRules(sh, 1), nil); err != nil {
 			t.Fatal(err)
 		}
 	}
