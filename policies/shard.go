@@ -421,7 +421,8 @@ func (e *Engine) compileShardInSlot(ctx context.Context, s *shard) ([]*shard, er
 // compilation slot, and never makes another compilation refused (one that
 // would be waits for it, see compileGate). Warm never drops a shard to make room, and
 // compiles a shard whether or not it is full: call it once the rules of
-// many owners were put in force, not between each.
+// many owners were put in force, not between each. A shard someone else
+// holds meanwhile (an evaluation compiling it, a change) is left to them.
 func (e *Engine) Warm(ctx context.Context) (int, error) {
 	e.shards.mu.Lock()
 	seen := map[*shard]bool{}
@@ -448,14 +449,19 @@ func (e *Engine) Warm(ctx context.Context) (int, error) {
 		if live {
 			continue
 		}
-		// The slot first: s stays free for evaluations and changes
-		// meanwhile.
+		// The slot first, so that s stays free for evaluations and
+		// changes meanwhile; then s only if no one holds it: whoever does
+		// (an evaluation compiling it, a change) may be waiting for a
+		// slot, this one, with s held.
 		release, err := e.gate.enterBackground(ctx)
 		if err != nil {
 			return n, err
 		}
+		if !s.mu.TryLock() {
+			release()
+			continue
+		}
 		var victims []*shard
-		s.mu.Lock()
 		if s.waiting() {
 			victims, err = e.compileShardInSlot(ctx, s)
 			if err == nil {

@@ -451,3 +451,23 @@ func TestWarm(t *testing.T) {
 		t.Errorf("%d owners' rules compiled again by Warm and the evaluations, want 0", got)
 	}
 }
+
+// TestWarmLeavesHeldShards: Warm skips a shard that someone else holds
+// (here as an evaluation compiling it would, which may wait for the slot
+// Warm took), and compiles the others without waiting for it.
+func TestWarmLeavesHeldShards(t *testing.T) {
+	e, owner := threeShards(t)
+	e.shards.mu.Lock()
+	held := e.shards.of[owner(1, 0)]
+	e.shards.mu.Unlock()
+	held.mu.Lock()
+	n, err := e.Warm(t.Context())
+	held.mu.Unlock()
+	if err != nil || n != 2 {
+		t.Fatalf("Warm with one shard held: %d shards, %v; want 2, nil", n, err)
+	}
+	if inShard(e, owner(1, 0)) || !inShard(e, owner(0, 0)) || !inShard(e, owner(2, 0)) {
+		t.Errorf("in force from a shard: held %v, others %v %v; want false, true, true",
+			inShard(e, owner(1, 0)), inShard(e, owner(0, 0)), inShard(e, owner(2, 0)))
+	}
+}
