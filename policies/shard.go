@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -64,17 +65,25 @@ var (
 	rulesetsPath = ast.MustParseRef("data.uma.rulesets")
 )
 
-// shardQuery is the decision of the owner of the input's resource, from
-// the package of the owner's rule set in a shard, as the owner's decision
-// module (ruleKind.decision) makes it: each output is the set the owner's
-// rules make, or the empty set.
-const shardQuery = `{
-	"allow": {x | data.uma.rulesets[data.uma.ruleset_of[input.resource.owner]].allow[x]},
-	"deny": {x | data.uma.rulesets[data.uma.ruleset_of[input.resource.owner]].deny[x]},
-	"ask_owner": {x | data.uma.rulesets[data.uma.ruleset_of[input.resource.owner]].ask_owner[x]},
-	"required_claims": {x | data.uma.rulesets[data.uma.ruleset_of[input.resource.owner]].required_claims[x]},
-	"shared": data.uma.lib.shared_scopes,
-}`
+// shardQuery returns the decision of the owner of the input's resource,
+// from the package of the owner's rule set in a shard, as the owner's
+// decision module (ruleKind.decision) makes it: each output is the set the
+// owner's rules make, or the empty set. An output that no rule set of the
+// shard defines (defined) is the empty set without a look: each look costs
+// an evaluation about 7 µs, and most owners write only allow rules.
+func shardQuery(defined func(output string) bool) string {
+	var b strings.Builder
+	b.WriteString("{\n")
+	for _, out := range ownerKind.outputs {
+		if defined(out) {
+			fmt.Fprintf(&b, "\t%q: {x | data.uma.rulesets[data.uma.ruleset_of[input.resource.owner]].%s[x]},\n", out, out)
+		} else {
+			fmt.Fprintf(&b, "\t%q: set(),\n", out)
+		}
+	}
+	b.WriteString("\t\"shared\": data.uma.lib.shared_scopes,\n}")
+	return b.String()
+}
 
 // placeholderSet is the rule set's package of confined modules that are
 // only hashed (ruleSet).
@@ -371,7 +380,14 @@ func (e *Engine) compileShardInSlot(ctx context.Context, s *shard) ([]*shard, er
 	query, err := rego.New(
 		rego.Compiler(c),
 		rego.Store(data),
-		rego.Query(shardQuery),
+		rego.Query(shardQuery(func(out string) bool {
+			for set := range sets {
+				if len(c.GetRulesExact(rulesetsPath.Append(ast.StringTerm(set)).Append(ast.StringTerm(out)))) > 0 {
+					return true
+				}
+			}
+			return false
+		})),
 		rego.GenerateJSON(func(t *ast.Term, _ *rego.EvalContext) (any, error) { return t, nil }),
 	).PrepareForEval(ctx)
 	if err != nil {

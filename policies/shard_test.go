@@ -471,3 +471,33 @@ func TestWarmLeavesHeldShards(t *testing.T) {
 			inShard(e, owner(1, 0)), inShard(e, owner(0, 0)), inShard(e, owner(2, 0)))
 	}
 }
+
+// TestShardsReadOnlyTheOutputsDefined: a shard's query looks only at the
+// outputs that one of its rule sets defines; each owner still gets their
+// own, and none of another's.
+func TestShardsReadOnlyTheOutputsDefined(t *testing.T) {
+	ctx := t.Context()
+	e := newTestEngine(Options{})
+	owners := map[string]string{
+		"only-allow": `allow contains "read" if lib.is_subject("bob")`,
+		"asks":       "allow contains \"read\" if lib.is_subject(\"bob\")\n\nask_owner contains \"write\" if lib.is_subject(\"bob\")",
+		"needs":      `required_claims contains lib.email_claim if not lib.email`,
+	}
+	for o, src := range owners {
+		must(t, e.SetOwnerModules(ctx, o, rules(src)))
+	}
+	in := func(o string) Input {
+		return Input{Resource: Resource{ID: "r", Owner: o, Scopes: []string{"read", "write"}}, Scopes: []string{"read", "write"}, Subject: "bob", Now: t0}
+	}
+	for o := range owners {
+		d, err := e.Evaluate(ctx, o, in(o))
+		if err != nil || !inShard(e, o) {
+			t.Fatalf("%s: %v (in a shard: %v)", o, err, inShard(e, o))
+		}
+		got := fmt.Sprint(d.Allow, d.AskOwner, len(d.RequiredClaims))
+		want := map[string]string{"only-allow": "[read] [] 0", "asks": "[read] [write] 0", "needs": "[] [] 1"}[o]
+		if got != want {
+			t.Errorf("%s: allow, ask_owner, required claims %s; want %s", o, got, want)
+		}
+	}
+}
