@@ -148,13 +148,46 @@ var capabilities = func() *ast.Capabilities {
 var alwaysBuiltins = []string{ast.Equality.Name, ast.Assign.Name, ast.Print.Name}
 
 // capabilitiesFor returns capabilities less the built-ins that none of the
-// modules names. The result is the same compilation (a built-in a module
-// calls, mocks or shadows is in it, as are those the compiler adds), for a
-// fraction of the work and memory: every compiler types each built-in of
-// its capabilities, about 200 of them, and keeps the types for as long as
-// its rules are in force (BenchmarkCompileSmall, BenchmarkShardMemory).
-func capabilitiesFor(modules ...map[string]*ast.Module) *ast.Capabilities {
+// modules names. The result is the same compilation (a
+// built-in a module calls, mocks or shadows is in it, as are those the
+// compiler adds), for a fraction of the work and memory: every compiler
+// types each built-in of its capabilities, about 200 of them, and keeps the
+// types for as long as its rules are in force (BenchmarkCompileSmall,
+// BenchmarkShardMemory). The library's modules among them are not walked
+// again: their names are libraryNames'.
+func capabilitiesFor(modules map[string]*ast.Module) *ast.Capabilities {
 	named := map[string]bool{}
+	for _, b := range alwaysBuiltins {
+		named[b] = true
+	}
+	for name, mod := range modules {
+		if strings.HasPrefix(name, libPrefix) {
+			maps.Copy(named, libraryNames())
+		} else {
+			nameBuiltins(named, mod)
+		}
+	}
+	c := *capabilities
+	c.Builtins = slices.DeleteFunc(slices.Clone(capabilities.Builtins), func(b *ast.Builtin) bool {
+		return !named[b.Name] && !strings.HasPrefix(b.Name, "internal.")
+	})
+	return &c
+}
+
+// libraryNames are the names the library's modules use (nameBuiltins).
+var libraryNames = sync.OnceValue(func() map[string]bool {
+	named := map[string]bool{}
+	lib, _ := library()
+	for _, mod := range lib {
+		nameBuiltins(named, mod)
+	}
+	return named
+})
+
+// nameBuiltins adds to named every name mod uses that may be a built-in's:
+// its variables, and the prefixes of its references made of a variable
+// and strings (time, time.parse_rfc3339_ns).
+func nameBuiltins(named map[string]bool, mod *ast.Module) {
 	name := func(ref ast.Ref) {
 		if len(ref) == 0 {
 			return
@@ -182,19 +215,7 @@ func capabilitiesFor(modules ...map[string]*ast.Module) *ast.Capabilities {
 		}
 		return false
 	})
-	for _, mods := range modules {
-		for _, mod := range mods {
-			vis.Walk(mod)
-		}
-	}
-	for _, b := range alwaysBuiltins {
-		named[b] = true
-	}
-	c := *capabilities
-	c.Builtins = slices.DeleteFunc(slices.Clone(capabilities.Builtins), func(b *ast.Builtin) bool {
-		return !named[b.Name] && !strings.HasPrefix(b.Name, "internal.")
-	})
-	return &c
+	vis.Walk(mod)
 }
 
 // RefusedBuiltins returns the names of the built-in functions that sharing
