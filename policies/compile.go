@@ -389,7 +389,7 @@ func compile(ctx context.Context, k *ruleKind, modules map[string]string, b boun
 	}
 	parsed[decisionModule] = parsedDecision(k)
 
-	c := withDeadline(ctx, newCompiler(capabilitiesFor(parsed)))
+	c := withDeadline(ctx, withLibraryPruned(newCompiler(capabilitiesFor(parsed))))
 	c.Compile(parsed)
 	if ctx.Err() != nil {
 		return nil, compileStopped(ctx)
