@@ -8,6 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-uma/caddy-uma/authz/claimtoken"
+	"github.com/caddy-uma/caddy-uma/policies"
 	"github.com/caddy-uma/caddy-uma/store"
 )
 
@@ -95,6 +96,10 @@ type Config struct {
 	// are compiled again on their next use. Zero means
 	// policies.DefaultMaxOwnersInForce.
 	RulesInMemory int
+	// CheckedRules, when not nil, are the rule sets a check of PolicyDir
+	// compiled (policies.CheckDir): the server does not compile them
+	// again to put them in force (see policies.Options.Checked).
+	CheckedRules *policies.CheckedRules
 	// TrustedIssuers are the issuers whose claim tokens are accepted. A
 	// claim token counts only for the client it was issued to (its aud
 	// names the pushing client, and so does its azp if it has one), unless

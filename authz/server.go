@@ -198,7 +198,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	s.liveRPTs.known.Max = maxLiveRPTs
 	s.resources = newResourceCache(cfg.Store, s.feed.fresh, s.now)
 	s.store = s.resources
-	s.engine = policies.NewEngine(policies.Options{Timeout: cfg.PolicyTimeout, MaxOwnersInForce: cfg.RulesInMemory, Observer: s.observer})
+	s.engine = policies.NewEngine(policies.Options{Timeout: cfg.PolicyTimeout, MaxOwnersInForce: cfg.RulesInMemory, Observer: s.observer,
+		Checked: cfg.CheckedRules})
 	data := owners.Options{Store: s.store, Now: s.now, Log: s.log, ValidName: ValidSubject}
 	s.shares = owners.NewShares(data)
 	s.requests = owners.NewRequests(data, s.shares)

@@ -462,6 +462,11 @@ func (a *App) Validate() error {
 	return nil
 }
 
+// checkedRules are the rule sets that the checks of operator directories
+// compiled, process-wide: a server started next, or a config reloaded with
+// the same rules, does not compile them again.
+var checkedRules = policies.NewCheckedRules()
+
 // checkPolicies compiles the operator directory of rules, so that `caddy
 // validate` (and a load or reload) names every file that does not compile.
 // While the server runs, the directory's watcher tolerates such files (see
@@ -470,7 +475,7 @@ func (a *App) checkPolicies() error {
 	if a.policyDir == "" {
 		return nil
 	}
-	err := policies.CheckDir(a.ctx, a.policyDir, policies.Options{Timeout: time.Duration(a.PolicyTimeout)})
+	err := policies.CheckDir(a.ctx, a.policyDir, policies.Options{Timeout: time.Duration(a.PolicyTimeout), Checked: checkedRules, Observer: asObserver{}})
 	var ce policies.CompileErrors
 	switch {
 	case err == nil:
@@ -508,6 +513,7 @@ func (a *App) Start() error {
 		FeedStaleness:   time.Duration(a.FeedStaleness),
 		PolicyDir:       a.policyDir,
 		PolicyTimeout:   time.Duration(a.PolicyTimeout),
+		CheckedRules:    checkedRules,
 		TrustedIssuers:  a.trustedIssuers(),
 		NewResourceRate: a.NewResourceRate,
 		LoginPages:      a.loginPages(),

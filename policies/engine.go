@@ -119,6 +119,11 @@ type Options struct {
 	// Observer receives the duration and outcome of every compilation
 	// and evaluation, for metrics; nil means none.
 	Observer Observer
+	// Checked, when not nil, remembers the rule sets compiled on their
+	// own, and is read when rules are put in force: share one between
+	// CheckDir and the Engine that puts the same rules in force next
+	// (see checked.go).
+	Checked *CheckedRules
 }
 
 // withDefaults returns o with zero values replaced by the defaults.
@@ -513,6 +518,7 @@ func (e *Engine) program(ctx context.Context, k *ruleKind, owner string, modules
 	if err != nil {
 		return nil, err
 	}
+	e.opts.Checked.add(k, key.hash, e.opts.bounds(), p.undefined)
 	e.cache.put(key, p)
 	return p, nil
 }

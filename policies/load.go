@@ -2,6 +2,7 @@ package policies
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"maps"
@@ -96,8 +97,17 @@ func (e *Engine) load(ctx context.Context, slot *ownerSlot, k *ruleKind, owner s
 		}
 		return Load{}, nil
 	}
-	p, l, err := e.tolerate(ctx, k, owner, all, optional, slot.prog.Load().sources())
+	previous := slot.prog.Load().sources()
+	undo := func() {}
+	if k == ownerKind {
+		var inForce bool
+		if inForce, undo = e.checkedInForce(ctx, owner, slot, h, all); inForce {
+			return Load{}, nil
+		}
+	}
+	p, l, err := e.tolerate(ctx, k, owner, all, optional, previous)
 	if err != nil {
+		undo()
 		return Load{}, err
 	}
 	slot.prog.Store(p)
@@ -106,6 +116,33 @@ func (e *Engine) load(ctx context.Context, slot *ownerSlot, k *ruleKind, owner s
 		e.pack(ctx, owner, slot, p)
 	}
 	return l, nil
+}
+
+// checkedInForce puts an owner's rules (all, with hash h; slot.mu held)
+// in force without compiling them on their own, when Options.Checked says
+// they compiled so (they would be in force as given, Load{}) and their
+// shard will compile them at its first compilation, or has (see
+// checked.go): it reports true. Otherwise the caller compiles them on
+// their own: meanwhile they are in force as sources, like rules dropped
+// from memory, and undo puts back the rules in force before, for a
+// compilation that could not run.
+func (e *Engine) checkedInForce(ctx context.Context, owner string, slot *ownerSlot, h [sha256.Size]byte, all map[string]string) (inForce bool, undo func()) {
+	undefined, ok := e.opts.Checked.get(ownerKind, h, e.opts.bounds())
+	if !ok {
+		return false, func() {}
+	}
+	prev, prevLast, prevLoad := slot.prog.Load(), slot.last, slot.lastLoad
+	p := &program{hash: h, modules: maps.Clone(all), undefined: undefined, evicted: true}
+	slot.prog.Store(p)
+	slot.last, slot.lastLoad = h, Load{}
+	if e.pack(ctx, owner, slot, p) {
+		return true, nil
+	}
+	return false, func() {
+		slot.prog.Store(prev)
+		slot.last, slot.lastLoad = prevLast, prevLoad
+		e.pack(ctx, owner, slot, prev)
+	}
 }
 
 // tolerate compiles all, replacing or leaving out the modules of optional

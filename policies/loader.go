@@ -9,6 +9,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -65,39 +66,80 @@ func LoadDir(dir string) (owners map[string]map[string]string, system map[string
 	return owners, system, nil
 }
 
+// DirModulePrefix starts the names of an owner's modules from an operator
+// directory, "dir/<file>", as CheckDir compiles them and the authorization
+// server puts them in force, apart from the rules owners save themselves.
+const DirModulePrefix = "dir/"
+
 // CheckDir compiles the rules of an operator directory (see LoadDir) as
-// they are on disk, each owner's and the system's in a compiler of their
-// own, with the limits of opts, and puts nothing in force: the check of a
-// configuration. It returns nil, LoadDir's error, ctx's, or a
-// CompileErrors whose modules are the paths of the files.
+// they are on disk (an owner's modules named DirModulePrefix+file), each
+// owner's and the system's in a compiler of their own, with the limits of opts, and puts nothing in force: the check of a
+// configuration. The owners' rules are compiled on every CPU at once; a
+// rule set opts.Checked says compiled already, or one that reads as such
+// once parsed, is not compiled again, and those that compile are added
+// to it (see checked.go). It returns nil, LoadDir's error,
+// ctx's, or a CompileErrors whose modules are the paths of the files.
 func CheckDir(ctx context.Context, dir string, opts Options) error {
 	owners, system, err := LoadDir(dir)
 	if err != nil {
 		return err
 	}
-	e := NewEngine(opts)
-	var all CompileErrors
-	check := func(k *ruleKind, owner, sub string, modules map[string]string) error {
-		_, err := e.program(ctx, k, owner, modules, true)
-		var ce CompileErrors
-		if !errors.As(err, &ce) {
-			return err
-		}
-		for _, c := range ce {
-			named := *c
-			named.Module = filepath.Join(dir, sub, c.Module)
-			all = append(all, &named)
-		}
-		return nil
+	workers := runtime.GOMAXPROCS(0)
+	opts.MaxCompiles = workers
+	if opts.Checked == nil {
+		opts.Checked = NewCheckedRules()
 	}
+	e := NewEngine(opts)
+	type job struct {
+		k          *ruleKind
+		owner, sub string
+		modules    map[string]string
+		problems   CompileErrors
+		err        error
+	}
+	var jobs []*job
 	if len(system) > 0 {
-		if err := check(systemKind, "", SystemDir, system); err != nil {
-			return err
-		}
+		jobs = append(jobs, &job{k: systemKind, sub: SystemDir, modules: system})
 	}
 	for _, owner := range slices.Sorted(maps.Keys(owners)) {
-		if err := check(ownerKind, owner, owner, owners[owner]); err != nil {
-			return err
+		modules := make(map[string]string, len(owners[owner]))
+		for name, src := range owners[owner] {
+			modules[DirModulePrefix+name] = src
+		}
+		jobs = append(jobs, &job{k: ownerKind, owner: owner, sub: owner, modules: modules})
+	}
+	next := make(chan *job)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for j := range next {
+				err := opts.Checked.checkOnce(ctx, e, j.k, j.owner, j.modules)
+				if !errors.As(err, &j.problems) {
+					j.err = err
+				}
+			}
+		})
+	}
+	for _, j := range jobs {
+		if ctx.Err() != nil {
+			break
+		}
+		next <- j
+	}
+	close(next)
+	wg.Wait()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var all CompileErrors
+	for _, j := range jobs {
+		if j.err != nil {
+			return j.err
+		}
+		for _, c := range j.problems {
+			named := *c
+			named.Module = filepath.Join(dir, j.sub, strings.TrimPrefix(c.Module, DirModulePrefix))
+			all = append(all, &named)
 		}
 	}
 	if len(all) > 0 {

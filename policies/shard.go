@@ -191,10 +191,12 @@ func (sh *shards) count(s *shard, set string, n int) {
 // force as sources only, compiled with their shard at their next
 // evaluation; if it is and compiled their rule set already, they are in
 // force from it at once (join); else it is compiled again once half of it
-// changed.
-func (e *Engine) pack(ctx context.Context, owner string, slot *ownerSlot, p *program) {
+// changed. It reports whether the owner's rules are in force from a
+// shard, or will be from their shard's first compilation: so that rules
+// not compiled on their own (checkedInForce) may stay so.
+func (e *Engine) pack(ctx context.Context, owner string, slot *ownerSlot, p *program) bool {
 	if p != nil && p.shard != nil {
-		return // in force from a shard already
+		return true // in force from a shard already
 	}
 	var m *member
 	if p != nil && p.refused == nil {
@@ -206,7 +208,7 @@ func (e *Engine) pack(ctx context.Context, owner string, slot *ownerSlot, p *pro
 	s := e.shards.of[owner]
 	if s == nil && m == nil {
 		e.shards.mu.Unlock()
-		return
+		return false
 	}
 	if s == nil {
 		if s = e.shards.bySet[m.set]; s == nil {
@@ -227,11 +229,11 @@ func (e *Engine) pack(ctx context.Context, owner string, slot *ownerSlot, p *pro
 	switch {
 	case m == nil && old == nil:
 		s.mu.Unlock()
-		return
+		return false
 	case m != nil && old != nil && old.hash == m.hash:
 		old.slot = slot
 		s.mu.Unlock()
-		return // the same rules again
+		return false // the same rules again
 	case m == nil:
 		delete(s.members, owner)
 	default:
@@ -259,6 +261,7 @@ func (e *Engine) pack(ctx context.Context, owner string, slot *ownerSlot, p *pro
 	}
 	e.shards.mu.Unlock()
 	var victims []*shard
+	inForce := joined
 	switch {
 	case joined:
 	case m != nil && !live:
@@ -266,11 +269,15 @@ func (e *Engine) pack(ctx context.Context, owner string, slot *ownerSlot, p *pro
 		if slot.prog.Load() == p && !p.evicted {
 			slot.prog.Store(p.dropped())
 		}
+		inForce = true
 	case live && s.changed >= shardSize/2:
 		victims, _ = e.compileShard(ctx, s)
+		cur := slot.prog.Load()
+		inForce = m != nil && cur != nil && cur.shard == s && !cur.evicted
 	}
 	s.mu.Unlock()
 	e.dropShards(victims)
+	return inForce
 }
 
 // member reports whether the owner's rules with hash h are in a shard.

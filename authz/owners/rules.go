@@ -23,7 +23,7 @@ import (
 // change.
 
 // dirModulePrefix names modules that come from the operator directory.
-const dirModulePrefix = "dir/"
+const dirModulePrefix = policies.DirModulePrefix
 
 // LoadProblem is what the last load of one owner's rules from the
 // operator directory (or of the system rules) found wrong.
